@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lifeline needs to build, test and run.
+# Idempotent: installs only what is missing, and runs `apt-get update` at most once.
+set -euo pipefail
+
+packages=(
+  build-essential cmake make pkg-config git
+  clang-14 libclang-rt-14-dev          # libFuzzer for the decoder fuzz target
+  libgtest-dev libgmock-dev googletest  # unit, simulation and integration tests
+  libbenchmark-dev                      # bench/
+  libcli11-dev libfmt-dev nlohmann-json3-dev
+  libmnl-dev                            # netlink sock_diag
+  iproute2 nftables procps              # network namespaces for the lab and netns tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run as root (or install them with apt-get) and try again" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

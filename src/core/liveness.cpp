@@ -1,0 +1,74 @@
+#include "core/liveness.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+namespace lifeline {
+
+Result<void> LivenessConfig::validate() const {
+    if (sends_pings && interval <= Duration::zero())
+        return Error{"liveness: heartbeat interval must be > 0 (got " + to_string(interval) + ")"};
+    return {};
+}
+
+LivenessMachine::LivenessMachine(const LivenessConfig& config, FailureDetector& detector, Instant now)
+    : detector_(&detector), interval_(config.interval), last_sent_(now), last_ping_at_(now), sends_pings_(config.sends_pings) {
+    assert(config.validate().ok());
+}
+
+void LivenessMachine::on_bytes_received(Instant now) { detector_->on_arrival(now); }
+
+void LivenessMachine::on_bytes_sent(Instant now) { last_sent_ = std::max(last_sent_, now); }
+
+std::optional<Duration> LivenessMachine::on_pong(Instant now, const Pong& pong) {
+    // Only our latest PING yields a sample, timed by our own record of when it
+    // left: the peer echoes sent_at, but nothing forces it to echo it honestly.
+    if (!ping_sent_at_.is_set() || pong.seq != next_ping_seq_ - 1) return std::nullopt;
+    const Duration sample = now - ping_sent_at_;
+    ping_sent_at_ = Instant::unset();
+    if (sample < Duration::zero()) return std::nullopt;
+    rtt_.on_sample(sample);
+    return sample;
+}
+
+// Two reasons to PING, at most one PING per interval for each:
+//  - we have sent nothing for `interval`: the peer needs to hear from us;
+//  - we have heard nothing for `interval` and have not asked since: we need to
+//    hear from the peer. Without this, a client that only uploads would never
+//    provoke a PONG and would convict a healthy server.
+// A connection busy in both directions sends no PINGs at all.
+Instant LivenessMachine::next_ping_time() const {
+    if (!sends_pings_) return Instant::never();
+    const Instant quiet_due = last_sent_ + interval_;
+    const Instant deaf_due = std::max(detector_->last_arrival(), last_ping_at_) + interval_;
+    return earliest(quiet_due, deaf_due);
+}
+
+void LivenessMachine::on_local_stall(Instant now) { detector_->on_local_stall(now); }
+
+Instant LivenessMachine::next_deadline() const {
+    if (dead_) return Instant::never();
+    return earliest(detector_->conviction_time(), next_ping_time());
+}
+
+LivenessStep LivenessMachine::on_timer(Instant now) {
+    LivenessStep step;
+    if (dead_) return step;
+    if (detector_->convicts(now)) {
+        dead_ = true;
+        step.action = LivenessAction::declare_dead;
+        step.reason = DisconnectReason::heartbeat_timeout;
+        return step;
+    }
+    if (now >= next_ping_time()) {
+        step.action = LivenessAction::send_ping;
+        step.ping = Ping{next_ping_seq_++, static_cast<std::uint64_t>(now.ns_since_epoch())};
+        ping_sent_at_ = now;
+        last_ping_at_ = now;
+        on_bytes_sent(now);
+    }
+    step.next_deadline = next_deadline();
+    return step;
+}
+
+}  // namespace lifeline

@@ -1,0 +1,99 @@
+// The per-connection liveness state machine of the heartbeat protocol.
+//
+// Sans-IO: it never sends anything itself. The runtime (or the simulator)
+// tells it what happened, with the time it happened, and it answers with what
+// to do and when to call again:
+//
+//   on_bytes_received(now)  any byte from the peer, even part of a frame: a large
+//                           frame still arriving keeps its sender alive.
+//   on_bytes_sent(now)      we wrote something: a busy sender needs no PINGs.
+//   on_pong(now, pong)      a PONG arrived; yields an RTT sample if it answers
+//                           our latest PING.
+//   on_timer(now)           the connection's one timer fired: returns the action
+//                           (send a PING, declare the peer dead, or nothing) and
+//                           the next deadline.
+//
+// PINGs are answered by the runtime at once with a PONG carrying the same 16
+// bytes (docs/PROTOCOL.md); that needs no state here beyond on_bytes_sent().
+//
+// Lazy re-arm: traffic only stores timestamps. The deadline returned by
+// on_timer() is never later than the true next event, because traffic only
+// pushes events later; when the timer fires, on_timer() re-checks and returns
+// the real next deadline. A busy connection never touches the timer wheel.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "core/codec.hpp"
+#include "core/failure_detector.hpp"
+#include "core/rtt_estimator.hpp"
+#include "lifeline/disconnect_reason.hpp"
+#include "lifeline/result.hpp"
+#include "lifeline/time.hpp"
+
+namespace lifeline {
+
+struct LivenessConfig {
+    // If sends_pings: send a PING after this long without sending anything, or
+    // without hearing anything and without having asked (see next_ping_time()).
+    Duration interval = Duration::seconds(1);
+    // Whether this side initiates heartbeats. Clients do; a server may.
+    bool sends_pings = true;
+
+    // interval must be > 0 when sends_pings.
+    Result<void> validate() const;
+};
+
+enum class LivenessAction : std::uint8_t {
+    none,          // Nothing to do now; call on_timer() again at next_deadline.
+    send_ping,     // Send `ping` now.
+    declare_dead,  // The peer is gone: close with `reason`. The machine is finished.
+};
+
+struct LivenessStep {
+    LivenessAction action = LivenessAction::none;
+    Ping ping{};                                               // For send_ping.
+    DisconnectReason reason = DisconnectReason::heartbeat_timeout;  // For declare_dead.
+    Instant next_deadline = Instant::never();                  // never() once dead.
+};
+
+class LivenessMachine {
+public:
+    // `detector` decides when silence means death; it must outlive the machine.
+    LivenessMachine(const LivenessConfig& config, FailureDetector& detector, Instant now);
+
+    void on_bytes_received(Instant now);
+    void on_bytes_sent(Instant now);
+    // Returns the RTT sample when `pong` answers the latest PING we sent.
+    std::optional<Duration> on_pong(Instant now, const Pong& pong);
+    LivenessStep on_timer(Instant now);
+    // Our own process was stalled (a long callback, SIGSTOP, suspend) until
+    // `now`: silence that accrued meanwhile is not the peer's fault, so the
+    // peer gets a fresh grace period instead of a conviction.
+    void on_local_stall(Instant now);
+
+    // When on_timer() next has something to do (never() once dead).
+    Instant next_deadline() const;
+    bool dead() const { return dead_; }
+    Instant last_received() const { return detector_->last_arrival(); }
+    Instant last_sent() const { return last_sent_; }
+    double suspicion(Instant now) const { return detector_->suspicion(now); }
+    const RttEstimator& rtt() const { return rtt_; }
+    std::uint64_t pings_sent() const { return next_ping_seq_ - 1; }
+
+private:
+    Instant next_ping_time() const;
+
+    FailureDetector* detector_;
+    Duration interval_;
+    Instant last_sent_;
+    Instant last_ping_at_;          // When the latest PING went out.
+    Instant ping_sent_at_;          // Same, but unset once its PONG came back.
+    std::uint64_t next_ping_seq_ = 1;
+    RttEstimator rtt_;
+    bool sends_pings_;
+    bool dead_ = false;
+};
+
+}  // namespace lifeline

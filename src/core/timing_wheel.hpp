@@ -1,0 +1,163 @@
+// A hierarchical hashed timing wheel with intrusive, caller-owned timer nodes.
+//
+// Design (Varghese & Lauck 1987, "Hashed and hierarchical timing wheels"; the
+// digit placement is the one Linux used before 4.8 and folly's HHWheelTimer uses):
+// time is counted in ticks since the wheel's start. A deadline tick is a 64-bit
+// number read as 8-bit digits; a timer sits on the level of the highest digit in
+// which its deadline differs from the current tick, in the slot named by that
+// digit. So every timer on level L expires before every timer on level L+1, and
+// a level-L slot is "cascaded" (its timers re-placed lower) exactly when the
+// current tick reaches the start of that slot. Four levels of 256 slots cover
+// 2^32 ticks (497 days at 10 ms); later deadlines wait on an overflow list.
+//
+// Costs: schedule, cancel and reschedule are O(1) and allocate nothing (the node
+// lives inside the caller's object). advance() is linear in the timers it expires
+// or cascades plus O(levels) per non-empty slot it visits: it jumps over empty
+// ticks using per-level occupancy bitmaps, so a long sleep costs nothing extra.
+// next_expiry() is never later than the earliest deadline, so a runtime can
+// sleep exactly until it (see its comment for the one case it is earlier).
+//
+// Expired timers are first collected, then handed to the callback one by one
+// (libuv's uv__run_timers does the same), so a callback may cancel or
+// re-schedule any timer, including the one being fired, without corrupting the
+// wheel. A timer scheduled during a callback for a deadline at or before the
+// wheel's current tick fires on the next advance(), never in the same one, so
+// a callback that re-arms "now" cannot loop forever.
+//
+// Not thread-safe: one wheel per event loop.
+#pragma once
+
+#include <array>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+
+#include "lifeline/time.hpp"
+
+namespace lifeline {
+
+// A timer. Embed it in the object it times; the wheel links it, never owns it.
+// A node must be cancelled (or have fired) before it is destroyed or moved.
+class TimerNode {
+public:
+    TimerNode() = default;
+    TimerNode(const TimerNode&) = delete;
+    TimerNode& operator=(const TimerNode&) = delete;
+    ~TimerNode() { assert(!armed() && "destroying an armed TimerNode"); }
+
+    bool armed() const { return next_ != nullptr; }
+    // The instant the timer was scheduled for (valid while armed).
+    Instant deadline() const { return deadline_; }
+
+private:
+    friend class TimingWheel;
+    friend class TimerList;
+    TimerNode* prev_ = nullptr;
+    TimerNode* next_ = nullptr;
+    std::uint64_t deadline_tick_ = 0;
+    Instant deadline_;
+};
+
+// Circular doubly-linked list of TimerNodes with a sentinel (internal).
+class TimerList {
+public:
+    TimerList() { sentinel_.prev_ = sentinel_.next_ = &sentinel_; }
+    ~TimerList() { sentinel_.prev_ = sentinel_.next_ = nullptr; }
+    TimerList(const TimerList&) = delete;
+    TimerList& operator=(const TimerList&) = delete;
+
+    bool empty() const { return sentinel_.next_ == &sentinel_; }
+    TimerNode* front() const { return empty() ? nullptr : sentinel_.next_; }
+    void push_back(TimerNode* node);
+    static void unlink(TimerNode* node);
+    // Moves all of `other`'s nodes to the end of this list in O(1).
+    void splice_back(TimerList& other);
+
+private:
+    TimerNode sentinel_;
+};
+
+struct TimingWheelConfig {
+    Duration tick = Duration::milliseconds(10);
+};
+
+class TimingWheel {
+public:
+    static constexpr int kLevels = 4;
+    static constexpr int kSlotBits = 8;
+    static constexpr int kSlots = 1 << kSlotBits;
+
+    // Ticks are counted from `start`; instants before it are treated as `start`.
+    TimingWheel(Instant start, TimingWheelConfig config = {});
+    TimingWheel(const TimingWheel&) = delete;
+    TimingWheel& operator=(const TimingWheel&) = delete;
+    ~TimingWheel();
+
+    // Arms `node` to fire at the first tick boundary at or after `deadline`
+    // (never early, at most one tick late). Re-arms it if it was armed.
+    void schedule(TimerNode& node, Instant deadline);
+    // Disarms `node`; a no-op if it is not armed.
+    void cancel(TimerNode& node);
+
+    // Fires every timer whose deadline tick is <= the tick of `now`, in deadline
+    // order, calling on_expired(TimerNode&) for each after all are collected.
+    // Returns how many fired. `now` earlier than a previous call is a no-op.
+    template <class Callback>
+    std::size_t advance(Instant now, Callback&& on_expired) {
+        collect_expired(now);
+        std::size_t fired = 0;
+        while (TimerNode* node = ready_.front()) {
+            TimerList::unlink(node);
+            --size_;
+            ++fired;
+            on_expired(*node);
+        }
+        return fired;
+    }
+
+    // The earliest instant at which advance() has work, Instant::never() when
+    // no timer is armed. Exact when the earliest timer is on the lowest level;
+    // for a later level it is the earliest deadline ever scheduled into that
+    // slot, which is earlier than the true one only if that timer was since
+    // cancelled (the wheel then wakes once early and re-computes).
+    Instant next_expiry() const;
+
+    std::size_t size() const { return size_; }
+    Duration tick() const { return tick_; }
+    // The instant up to which every due timer has fired.
+    Instant current_time() const { return start_ + tick_ * static_cast<std::int64_t>(current_tick_); }
+
+private:
+    struct Level {
+        std::array<TimerList, kSlots> slots;
+        std::array<std::uint64_t, kSlots / 64> occupied{};  // Bit s set <=> slots[s] non-empty.
+        std::array<std::uint64_t, kSlots> min_deadline_tick{};  // Lower bound per slot.
+    };
+
+    std::uint64_t tick_of(Instant t, bool round_up) const;
+    void place(TimerNode& node);
+    void collect_expired(Instant now);
+    struct NextEvent {
+        std::uint64_t tick;  // > current_tick_, or UINT64_MAX when nothing is armed.
+        int level;           // kLevels for the overflow list.
+    };
+    // The next tick at which a slot must expire (level 0) or cascade (above).
+    NextEvent next_event() const;
+    void process_tick(std::uint64_t tick);
+    void cascade(int level, int slot);
+    void mark(int level, int slot);
+    void clear_if_empty(int level, int slot);
+    int next_occupied(int level, int from_slot) const;
+
+    Instant start_;
+    Duration tick_;
+    std::uint64_t current_tick_ = 0;
+    std::size_t size_ = 0;
+    std::array<Level, kLevels> levels_;
+    TimerList overflow_;  // Deadlines more than 2^32 ticks ahead.
+    std::uint64_t overflow_min_tick_ = UINT64_MAX;
+    TimerList due_;       // Scheduled at or before the current tick: fire on the next advance().
+    TimerList ready_;     // Collected by advance(), being handed to the callback.
+};
+
+}  // namespace lifeline

@@ -1,0 +1,25 @@
+# Fails when any file in CORE_DIR includes an OS header or reads a clock.
+file(GLOB_RECURSE sources "${CORE_DIR}/*.cpp" "${CORE_DIR}/*.hpp")
+set(forbidden
+  "#include <sys/" "#include <unistd.h>" "#include <netinet/" "#include <arpa/"
+  "#include <thread>" "#include <mutex>" "#include <fcntl.h>" "#include <time.h>" "#include <ctime>"
+  "::now(" "clock_gettime" "gettimeofday" "socket(")
+set(violations "")
+foreach(src IN LISTS sources)
+  file(READ "${src}" text)
+  foreach(pattern IN LISTS forbidden)
+    string(FIND "${text}" "${pattern}" pos)
+    if(NOT pos EQUAL -1)
+      list(APPEND violations "${src}: contains '${pattern}'")
+    endif()
+  endforeach()
+endforeach()
+list(LENGTH sources count)
+if(count EQUAL 0)
+  message(FATAL_ERROR "no sources found in ${CORE_DIR}")
+endif()
+if(violations)
+  string(REPLACE ";" "\n  " text "${violations}")
+  message(FATAL_ERROR "src/core must stay sans-IO:\n  ${text}")
+endif()
+message(STATUS "checked ${count} files in src/core: sans-IO")
