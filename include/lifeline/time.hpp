@@ -16,6 +16,9 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
+
+#include "lifeline/result.hpp"
 
 namespace lifeline {
 
@@ -63,6 +66,7 @@ public:
     constexpr std::int64_t us() const { return ns_ / 1'000; }
     constexpr std::int64_t ms() const { return ns_ / 1'000'000; }
     constexpr double seconds_f() const { return static_cast<double>(ns_) / 1e9; }
+    constexpr double ms_f() const { return static_cast<double>(ns_) / 1e6; }
     constexpr bool is_infinite() const { return ns_ == detail::kMaxNs; }
 
     constexpr Duration operator+(Duration o) const { return Duration(detail::saturating_add(ns_, o.ns_)); }
@@ -114,5 +118,10 @@ constexpr Duration shortest(Duration a, Duration b) { return a < b ? a : b; }
 
 // "1.5s", "250ms", "2h", "inf": for logs and messages.
 std::string to_string(Duration d);
+
+// Parses a non-negative duration: a decimal number followed by a unit,
+// `ns`, `us`, `ms`, `s`, `m` or `h` ("250ms", "1.5s", "2h"); a bare "0" is zero.
+// Errors name the text and what was expected.
+Result<Duration> parse_duration(std::string_view text);
 
 }  // namespace lifeline

@@ -1,5 +1,8 @@
 #include "lifeline/time.hpp"
 
+#include <cmath>
+#include <cstdlib>
+
 namespace lifeline {
 
 std::string to_string(Duration d) {
@@ -24,6 +27,34 @@ std::string to_string(Duration d) {
     if (mag >= 1'000'000) return fmt(ns, 1'000'000, "ms");
     if (mag >= 1'000) return fmt(ns, 1'000, "us");
     return std::to_string(ns) + "ns";
+}
+
+Result<Duration> parse_duration(std::string_view text) {
+    auto bad = [&](const char* why) {
+        return Error{"invalid duration '" + std::string(text) + "': " + why +
+                     " (expected a number and a unit: ns, us, ms, s, m or h, e.g. 250ms, 1.5s, 2h)"};
+    };
+    if (text == "0") return Duration::zero();
+    std::size_t digits = 0;
+    while (digits < text.size() && ((text[digits] >= '0' && text[digits] <= '9') || text[digits] == '.')) ++digits;
+    if (digits == 0) return bad("no number");
+    const std::string number(text.substr(0, digits));
+    const std::string_view unit = text.substr(digits);
+    if (number.find('.') != number.rfind('.')) return bad("more than one decimal point");
+    char* end = nullptr;
+    const double value = std::strtod(number.c_str(), &end);
+    if (end != number.c_str() + number.size() || !std::isfinite(value)) return bad("not a number");
+    double unit_ns = 0;
+    if (unit == "ns") unit_ns = 1;
+    else if (unit == "us") unit_ns = 1e3;
+    else if (unit == "ms") unit_ns = 1e6;
+    else if (unit == "s") unit_ns = 1e9;
+    else if (unit == "m") unit_ns = 60e9;
+    else if (unit == "h") unit_ns = 3600e9;
+    else return bad(unit.empty() ? "missing unit" : "unknown unit");
+    const double ns = std::round(value * unit_ns);
+    if (ns > 9.2e18) return bad("too large");
+    return Duration::nanoseconds(static_cast<std::int64_t>(ns));
 }
 
 }  // namespace lifeline

@@ -42,6 +42,21 @@ TEST(Duration, HumanReadable) {
     EXPECT_EQ(to_string(Duration::nanoseconds(42)), "42ns");
 }
 
+TEST(Duration, ParsesUnitsAndRejectsJunkWithAClearError) {
+    EXPECT_EQ(*parse_duration("250ms"), Duration::milliseconds(250));
+    EXPECT_EQ(*parse_duration("1.5s"), Duration::milliseconds(1500));
+    EXPECT_EQ(*parse_duration("2h"), Duration::hours(2));
+    EXPECT_EQ(*parse_duration("3m"), Duration::minutes(3));
+    EXPECT_EQ(*parse_duration("10us"), Duration::microseconds(10));
+    EXPECT_EQ(*parse_duration("0"), Duration::zero());
+    for (const char* junk : {"", "s", "10", "10x", "-1s", "1.2.3s", "1e3s", "99999999999h"}) {
+        const Result<Duration> r = parse_duration(junk);
+        ASSERT_FALSE(r.ok()) << junk;
+        EXPECT_NE(r.error().message.find("invalid duration"), std::string::npos);
+    }
+    EXPECT_NE(parse_duration("10").error().message.find("missing unit"), std::string::npos);
+}
+
 TEST(ManualClock, MovesOnlyWhenTold) {
     ManualClock clock(Instant::from_ns(100));
     EXPECT_EQ(clock.now(), Instant::from_ns(100));

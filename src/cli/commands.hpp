@@ -1,0 +1,21 @@
+// Subcommands of the `lifeline` command (internal to src/cli). Each file
+// registers one subcommand; when it is chosen, it sets `run` to the action.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+#include "lifeline/time.hpp"
+
+namespace lifeline::cli {
+
+using Action = std::function<int()>;
+
+void add_sim_command(CLI::App& app, Action& run);
+
+// Adds a duration option ("250ms", "1.5s", "2h") that fails parsing with a clear message.
+CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duration& target,
+                                 const std::string& help);
+
+}  // namespace lifeline::cli

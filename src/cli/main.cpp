@@ -1,0 +1,41 @@
+// lifeline: detect dead peers on long-lived TCP connections.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.hpp"
+
+namespace lifeline::cli {
+
+CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duration& target,
+                                 const std::string& help) {
+    auto* opt = app.add_option_function<std::string>(
+        name,
+        [&target, name](const std::string& text) {
+            const Result<Duration> parsed = parse_duration(text);
+            if (!parsed) throw CLI::ValidationError(name, parsed.error().message);
+            target = *parsed;
+        },
+        help);
+    opt->default_str(to_string(target))->type_name("DURATION");
+    return opt;
+}
+
+}  // namespace lifeline::cli
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "lifeline: detects dead peers on long-lived TCP connections, with application heartbeats\n"
+        "and kernel TCP keepalive / TCP_USER_TIMEOUT.\n\n"
+        "Durations are written with a unit: 250ms, 1.5s, 2m, 1h."};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "lifeline 0.1.0");
+    lifeline::cli::Action run;
+    lifeline::cli::add_sim_command(app, run);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    return run ? run() : 0;
+}
