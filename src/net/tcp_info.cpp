@@ -1,0 +1,83 @@
+#include "net/tcp_info.hpp"
+
+// <linux/tcp.h>, not glibc's <netinet/tcp.h>: glibc's struct tcp_info stops
+// before tcpi_snd_wnd and tcpi_notsent_bytes. The two headers cannot be mixed.
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <string>
+
+namespace lifeline::net {
+
+std::string_view to_string(TcpState state) {
+    switch (state) {
+        case TcpState::established: return "established";
+        case TcpState::syn_sent: return "syn_sent";
+        case TcpState::syn_recv: return "syn_recv";
+        case TcpState::fin_wait1: return "fin_wait1";
+        case TcpState::fin_wait2: return "fin_wait2";
+        case TcpState::time_wait: return "time_wait";
+        case TcpState::close: return "close";
+        case TcpState::close_wait: return "close_wait";
+        case TcpState::last_ack: return "last_ack";
+        case TcpState::listen: return "listen";
+        case TcpState::closing: return "closing";
+        case TcpState::new_syn_recv: return "new_syn_recv";
+    }
+    return "unknown";
+}
+
+TcpInfo from_kernel(const struct tcp_info& k) {
+    TcpInfo info;
+    info.state = static_cast<TcpState>(k.tcpi_state);
+    info.rtt = Duration::microseconds(k.tcpi_rtt);
+    info.rttvar = Duration::microseconds(k.tcpi_rttvar);
+    info.rto = Duration::microseconds(k.tcpi_rto);
+    info.unacked = k.tcpi_unacked;
+    info.retransmits = k.tcpi_retransmits;
+    info.probes = k.tcpi_probes;
+    info.backoff = k.tcpi_backoff;
+    info.total_retrans = k.tcpi_total_retrans;
+    info.last_data_sent = Duration::milliseconds(k.tcpi_last_data_sent);
+    info.last_data_received = Duration::milliseconds(k.tcpi_last_data_recv);
+    info.last_ack_received = Duration::milliseconds(k.tcpi_last_ack_recv);
+    info.snd_wnd = k.tcpi_snd_wnd;
+    info.notsent_bytes = k.tcpi_notsent_bytes;
+    return info;
+}
+
+Result<TcpInfo> read_tcp_info(int fd) {
+    struct tcp_info k {};
+    socklen_t len = sizeof(k);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &k, &len) != 0)
+        return system_error("getsockopt(TCP_INFO) on socket " + std::to_string(fd), errno);
+    return from_kernel(k);
+}
+
+DisconnectReason classify_socket_error(int err, const TcpInfo* info) {
+    switch (err) {
+        case ETIMEDOUT:
+            // Both mechanisms end with ETIMEDOUT; what was outstanding tells them apart.
+            if (info != nullptr && (info->unacked > 0 || info->retransmits > 0 || info->backoff > 0))
+                return DisconnectReason::user_timeout;
+            return DisconnectReason::keepalive_timeout;
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case EHOSTDOWN:
+        case ENETDOWN:
+            return DisconnectReason::unreachable;
+        case ECONNRESET:
+        case EPIPE:
+        case ECONNABORTED:
+        case ECONNREFUSED:
+            return DisconnectReason::peer_reset;
+        case 0:
+            return DisconnectReason::peer_closed;
+        default:
+            return DisconnectReason::peer_reset;
+    }
+}
+
+}  // namespace lifeline::net

@@ -1,0 +1,54 @@
+// The kernel's view of one TCP socket (getsockopt TCP_INFO / sock_diag
+// INET_DIAG_INFO), in lifeline's types, and the classification of a socket
+// error into a DisconnectReason.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "lifeline/disconnect_reason.hpp"
+#include "lifeline/result.hpp"
+#include "lifeline/time.hpp"
+
+struct tcp_info;
+
+namespace lifeline::net {
+
+// TCP states as the kernel numbers them (include/net/tcp_states.h).
+enum class TcpState : std::uint8_t {
+    established = 1, syn_sent, syn_recv, fin_wait1, fin_wait2, time_wait,
+    close, close_wait, last_ack, listen, closing, new_syn_recv,
+};
+std::string_view to_string(TcpState state);
+
+struct TcpInfo {
+    TcpState state = TcpState::close;
+    Duration rtt;                  // smoothed, tcpi_rtt
+    Duration rttvar;               // tcpi_rttvar
+    Duration rto;                  // current retransmission timeout
+    std::uint32_t unacked = 0;     // segments sent and not yet acknowledged
+    std::uint8_t retransmits = 0;  // consecutive retransmissions of the head segment (tcpi_retransmits)
+    std::uint8_t probes = 0;       // keepalive or zero-window probes sent without answer (tcpi_probes)
+    std::uint8_t backoff = 0;      // exponential backoff of the RTO
+    std::uint32_t total_retrans = 0;
+    Duration last_data_sent;       // ago
+    Duration last_data_received;   // ago
+    Duration last_ack_received;    // ago
+    std::uint32_t snd_wnd = 0;     // the peer's advertised window (0 = zero window)
+    std::uint32_t notsent_bytes = 0;
+};
+
+// Converts the kernel's struct (from <linux/tcp.h>; getsockopt or INET_DIAG_INFO).
+TcpInfo from_kernel(const struct tcp_info& info);
+
+// getsockopt(fd, IPPROTO_TCP, TCP_INFO).
+Result<TcpInfo> read_tcp_info(int fd);
+
+// Maps a socket's pending error (SO_ERROR, or errno from recv/send) to a reason.
+// ETIMEDOUT is ambiguous: keepalive and TCP_USER_TIMEOUT both end a connection
+// with it. With `info` read after the error: unacknowledged data means the user
+// timeout (or retransmission limit) fired, none means keepalive probes went
+// unanswered. Without `info`, ETIMEDOUT is keepalive_timeout.
+DisconnectReason classify_socket_error(int err, const TcpInfo* info);
+
+}  // namespace lifeline::net
