@@ -119,6 +119,9 @@ constexpr Duration shortest(Duration a, Duration b) { return a < b ? a : b; }
 // "1.5s", "250ms", "2h", "inf": for logs and messages.
 std::string to_string(Duration d);
 
+// For people: "2h11m15s", "15m24.6s", "250ms", "never" for infinite.
+std::string to_human(Duration d);
+
 // Parses a non-negative duration: a decimal number followed by a unit,
 // `ns`, `us`, `ms`, `s`, `m` or `h` ("250ms", "1.5s", "2h"); a bare "0" is zero.
 // Errors name the text and what was expected.

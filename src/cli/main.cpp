@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", "lifeline 0.1.0");
     lifeline::cli::Action run;
     lifeline::cli::add_sim_command(app, run);
+    lifeline::cli::add_sysctl_command(app, run);
+    lifeline::cli::add_inspect_command(app, run);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -47,11 +47,13 @@ void put_u16(std::vector<std::uint8_t>& out, std::uint16_t v) {
 }
 
 void put_u32(std::vector<std::uint8_t>& out, std::uint32_t v) {
-    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(v >> shift));
+    for (int shift = 24; shift >= 0; shift -= 8)
+        out.push_back(static_cast<std::uint8_t>(v >> shift));
 }
 
 void put_u64(std::vector<std::uint8_t>& out, std::uint64_t v) {
-    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(v >> shift));
+    for (int shift = 56; shift >= 0; shift -= 8)
+        out.push_back(static_cast<std::uint8_t>(v >> shift));
 }
 
 void put_bytes(std::vector<std::uint8_t>& out, const void* data, std::size_t size) {
@@ -184,20 +186,22 @@ std::optional<DecodeError> check_role(DecoderRole role, FrameType type, bool fir
             }
             if (!first && (type == FrameType::hello || type == FrameType::welcome)) {
                 return make_error(DecodeErrorKind::unexpected_frame,
-                                  name + " after the handshake; a server accepts one HELLO and "
-                                         "never a WELCOME");
+                                  name +
+                                      " after the handshake; a server accepts one HELLO and "
+                                      "never a WELCOME");
             }
             return std::nullopt;
         case DecoderRole::client:
             if (first && type != FrameType::welcome && type != FrameType::close) {
-                return make_error(DecodeErrorKind::unexpected_first_frame,
-                                  "first frame is " + name +
-                                      "; a client expects WELCOME or CLOSE first");
+                return make_error(
+                    DecodeErrorKind::unexpected_first_frame,
+                    "first frame is " + name + "; a client expects WELCOME or CLOSE first");
             }
             if (!first && (type == FrameType::hello || type == FrameType::welcome)) {
                 return make_error(DecodeErrorKind::unexpected_frame,
-                                  name + " after the handshake; a client accepts one WELCOME and "
-                                         "never a HELLO");
+                                  name +
+                                      " after the handshake; a client accepts one WELCOME and "
+                                      "never a HELLO");
             }
             return std::nullopt;
     }
@@ -219,9 +223,9 @@ std::optional<DecodeError> check_body_size(FrameType type, std::size_t size) {
         case FrameType::ping:
         case FrameType::pong:
             if (size != kPingBodySize) {
-                return make_error(DecodeErrorKind::bad_body_size,
-                                  name + " body is " + std::to_string(size) +
-                                      " bytes; it must be exactly 16");
+                return make_error(
+                    DecodeErrorKind::bad_body_size,
+                    name + " body is " + std::to_string(size) + " bytes; it must be exactly 16");
             }
             return std::nullopt;
         case FrameType::close:
@@ -392,9 +396,7 @@ Result<void> append_frame(std::vector<std::uint8_t>& out, const Frame& frame,
             put_u64(out, f.seq);
             put_u64(out, f.sent_at);
         }
-        void operator()(const Data& f) const {
-            put_bytes(out, f.payload.data(), f.payload.size());
-        }
+        void operator()(const Data& f) const { put_bytes(out, f.payload.data(), f.payload.size()); }
         void operator()(const Close& f) const {
             put_u16(out, f.code);
             put_bytes(out, f.reason.data(), f.reason.size());

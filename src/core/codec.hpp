@@ -23,9 +23,10 @@
 namespace lifeline {
 
 inline constexpr std::uint8_t kProtocolVersion = 1;
-inline constexpr std::size_t kFrameHeaderSize = 5;             // length:u32 + type:u8
-inline constexpr std::size_t kDefaultMaxBodySize = 64 * 1024;  // Bodies above this are a protocol error.
-inline constexpr std::size_t kMaxIdSize = 255;                 // id_len is a u8.
+inline constexpr std::size_t kFrameHeaderSize = 5;  // length:u32 + type:u8
+// Bodies above this are a protocol error (frame_too_large).
+inline constexpr std::size_t kDefaultMaxBodySize = 64 * 1024;
+inline constexpr std::size_t kMaxIdSize = 255;  // id_len is a u8.
 inline constexpr std::size_t kMaxCloseReasonSize = 120;
 
 enum class FrameType : std::uint8_t {
@@ -115,14 +116,15 @@ Result<void> append_frame(std::vector<std::uint8_t>& out, const Frame& frame,
                           std::size_t max_body_size = kDefaultMaxBodySize);
 
 enum class DecodeErrorKind : std::uint8_t {
-    empty_frame,            // length field is 0 (a frame has at least its type byte).
-    frame_too_large,        // body longer than the configured maximum.
-    unknown_type,           // type byte is not one of the six.
-    bad_body_size,          // body size wrong for the type (e.g. PING not 16 bytes).
-    bad_version,            // HELLO/WELCOME version is not 1.
-    bad_utf8,               // id or reason is not valid UTF-8.
-    unexpected_first_frame, // server side: first frame not HELLO; client side: not WELCOME or CLOSE.
-    unexpected_frame,       // a frame that this side must never receive (e.g. a second HELLO).
+    empty_frame,      // length field is 0 (a frame has at least its type byte).
+    frame_too_large,  // body longer than the configured maximum.
+    unknown_type,     // type byte is not one of the six.
+    bad_body_size,    // body size wrong for the type (e.g. PING not 16 bytes).
+    bad_version,      // HELLO/WELCOME version is not 1.
+    bad_utf8,         // id or reason is not valid UTF-8.
+    // Server side: first frame not HELLO; client side: not WELCOME or CLOSE.
+    unexpected_first_frame,
+    unexpected_frame,  // a frame that this side must never receive (e.g. a second HELLO).
 };
 
 std::string_view to_string(DecodeErrorKind kind);
@@ -165,9 +167,10 @@ struct DecoderLimits {
 // After an error the decoder stays failed: later calls return an error of the
 // same kind without consuming input. How much of `input` the failing call
 // itself consumed is unspecified (the caller closes the connection anyway).
-// The object is small (an idle connection holds one): keep it so.
+// The object is small (an idle connection holds one): keep it so. Not
+// thread-safe: one decoder per connection, used by that connection's thread.
 class FrameDecoder {
-public:
+  public:
     explicit FrameDecoder(DecoderRole role, DecoderLimits limits = {});
 
     struct Step {
@@ -192,7 +195,7 @@ public:
     bool failed() const { return failed_; }
     std::uint64_t frames_decoded() const { return frames_decoded_; }
 
-private:
+  private:
     Step fail(DecodeError error);
     std::optional<DecodeError> check_header(std::uint32_t length, std::uint8_t type_byte) const;
     void buffer(std::span<const std::uint8_t> bytes, std::size_t frame_size);

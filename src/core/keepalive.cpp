@@ -1,5 +1,6 @@
 #include "lifeline/keepalive.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <climits>
 
@@ -101,6 +102,27 @@ std::string KeepalivePolicy::to_string() const {
     if (user_timeout.mode == UserTimeout::Mode::automatic && enabled)
         out += "(" + lifeline::to_string(user_timeout_value()) + ")";
     return out;
+}
+
+Duration idle_peer_detection(const TcpKernelSettings& s) {
+    return s.keepalive_time + s.keepalive_intvl * s.keepalive_probes;
+}
+
+Duration retransmission_give_up(int retries2) {
+    if (retries2 <= 0) return Duration::zero();
+    constexpr int kThresh = 9;  // ilog2(120 s / 200 ms) = ilog2(600)
+    if (retries2 <= kThresh) return kTcpRtoMin * ((std::int64_t{2} << retries2) - 1);
+    return kTcpRtoMin * ((std::int64_t{2} << kThresh) - 1) + kTcpRtoMax * (retries2 - kThresh);
+}
+
+Duration connect_give_up(int syn_retries) {
+    Duration total;
+    Duration rto = kTcpInitialRto;
+    for (int i = 0; i <= std::max(syn_retries, 0); ++i) {
+        total += rto;
+        rto = std::min(rto * 2, kTcpRtoMax);
+    }
+    return total;
 }
 
 }  // namespace lifeline

@@ -4,27 +4,6 @@
 
 namespace lifeline {
 
-Duration idle_peer_detection(const TcpKernelSettings& s) {
-    return s.keepalive_time + s.keepalive_intvl * s.keepalive_probes;
-}
-
-Duration retransmission_give_up(int retries2) {
-    if (retries2 <= 0) return Duration::zero();
-    constexpr int kThresh = 9;  // ilog2(120 s / 200 ms) = ilog2(600)
-    if (retries2 <= kThresh) return kTcpRtoMin * ((std::int64_t{2} << retries2) - 1);
-    return kTcpRtoMin * ((std::int64_t{2} << kThresh) - 1) + kTcpRtoMax * (retries2 - kThresh);
-}
-
-Duration connect_give_up(int syn_retries) {
-    Duration total;
-    Duration rto = kTcpInitialRto;
-    for (int i = 0; i <= std::max(syn_retries, 0); ++i) {
-        total += rto;
-        rto = std::min(rto * 2, kTcpRtoMax);
-    }
-    return total;
-}
-
 namespace {
 Duration whole_seconds(Duration d) { return Duration::seconds(d.ns() / 1'000'000'000); }
 

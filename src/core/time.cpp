@@ -29,6 +29,19 @@ std::string to_string(Duration d) {
     return std::to_string(ns) + "ns";
 }
 
+std::string to_human(Duration d) {
+    if (d.is_infinite()) return "never";
+    if (d < Duration::seconds(60)) return to_string(d);
+    std::int64_t ms = d.ms();
+    std::string out;
+    if (const std::int64_t h = ms / 3'600'000; h > 0) out += std::to_string(h) + "h";
+    ms %= 3'600'000;
+    if (const std::int64_t m = ms / 60'000; m > 0) out += std::to_string(m) + "m";
+    ms %= 60'000;
+    if (ms > 0) out += to_string(Duration::milliseconds(ms));
+    return out;
+}
+
 Result<Duration> parse_duration(std::string_view text) {
     auto bad = [&](const char* why) {
         return Error{"invalid duration '" + std::string(text) + "': " + why +

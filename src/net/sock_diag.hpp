@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lifeline/result.hpp"
@@ -25,17 +26,18 @@ namespace lifeline::net {
 // The timer a socket has armed (inet_diag_msg.idiag_timer).
 enum class SocketTimer : std::uint8_t {
     none = 0,
-    retransmit = 1,   // data (or a SYN/FIN) unacknowledged
-    keepalive = 2,    // also the idle timer of a socket with SO_KEEPALIVE
+    retransmit = 1,  // data (or a SYN/FIN) unacknowledged
+    keepalive = 2,   // also the idle timer of a socket with SO_KEEPALIVE; sometimes the
+                     // FIN_WAIT2 timer of an orphaned socket (the kernel shares sk_timer)
     time_wait = 3,
     zero_window_probe = 4,
 };
 std::string_view to_string(SocketTimer timer);
 
 struct SocketAddress {
-    int family = AF_INET;         // AF_INET or AF_INET6
-    std::uint8_t addr[16] = {};   // network byte order; the first 4 bytes for IPv4
-    std::uint16_t port = 0;       // host byte order
+    int family = AF_INET;           // AF_INET or AF_INET6
+    std::uint8_t addr[16] = {};     // network byte order; the first 4 bytes for IPv4
+    std::uint16_t port = 0;         // host byte order
     std::string to_string() const;  // "127.0.0.1:8888", "[::1]:8888"
 };
 
@@ -50,27 +52,36 @@ struct DiagSocket {
     SocketAddress remote;
     TcpState state = TcpState::close;
     SocketTimer timer = SocketTimer::none;
-    Duration timer_expires;            // from now; zero when no timer
-    std::uint8_t timer_retransmits = 0; // idiag_retrans: probes (keepalive) or retransmits sent unanswered
-    std::uint32_t receive_queue = 0;   // idiag_rqueue
-    std::uint32_t send_queue = 0;      // idiag_wqueue: bytes not yet acknowledged
+    Duration timer_expires;  // from now; zero when no timer
+    // idiag_retrans: keepalive or zero-window probes, or retransmissions, sent unanswered.
+    std::uint8_t timer_retransmits = 0;
+    // For a listener the kernel reuses these two: receive_queue is the number of
+    // connections waiting in the accept queue and send_queue the listen() backlog.
+    std::uint32_t receive_queue = 0;  // idiag_rqueue: bytes received, not yet read
+    std::uint32_t send_queue = 0;     // idiag_wqueue: bytes not yet acknowledged (sent or not)
     std::uint32_t uid = 0;
     std::uint64_t inode = 0;
-    std::optional<TcpInfo> info;        // INET_DIAG_INFO, when the kernel sent it
-    std::optional<SocketOwner> owner;   // when find_owners was asked and it could be found
+    std::optional<TcpInfo> info;       // INET_DIAG_INFO, when the kernel sent it
+    std::optional<SocketOwner> owner;  // when find_owners was asked and it could be found
 };
 
 struct DiagFilter {
     std::optional<std::uint16_t> local_port;
     std::optional<std::uint16_t> remote_port;
-    std::optional<std::uint16_t> any_port;   // local or remote
-    std::uint32_t states = ~0u;              // bit (1 << TcpState) per wanted state
+    std::optional<std::uint16_t> any_port;  // local or remote
+    std::uint32_t states = ~0u;             // bit (1 << TcpState) per wanted state
     bool ipv4 = true;
     bool ipv6 = true;
-    bool find_owners = false;                // scan /proc/*/fd for the socket inodes
+    bool find_owners = false;  // scan /proc/*/fd for the socket inodes
 };
 
 // Dumps TCP sockets (IPv4 and/or IPv6) of the current network namespace.
+// Blocking; each netlink read waits at most 5 s, so a silent kernel cannot hang
+// the caller. Errors: the netlink socket cannot be opened, the kernel answers
+// NLMSG_ERROR or not at all within the timeout, more than 2^20 sockets match, or
+// (with find_owners) /proc cannot be read at all. Processes that exit or hide
+// their descriptors during the owner scan only leave `owner` empty.
+// Any thread; no state is shared between calls.
 Result<std::vector<DiagSocket>> dump_tcp_sockets(const DiagFilter& filter);
 
 // As root: duplicates `owner.fd` out of `owner.pid` (pidfd_open + pidfd_getfd)

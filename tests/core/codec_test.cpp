@@ -13,8 +13,8 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <set>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -152,15 +152,15 @@ std::optional<DecodeErrorKind> first_error(const Bytes& stream, DecoderRole role
 
 std::string describe(const Outcome& o) {
     std::ostringstream s;
-    s << o.frames.size() << " frames, error="
-      << (o.error ? std::string(to_string(*o.error)) : std::string("none"));
+    s << o.frames.size()
+      << " frames, error=" << (o.error ? std::string(to_string(*o.error)) : std::string("none"));
     return s.str();
 }
 
 void expect_same(const Outcome& a, const Outcome& b, const std::string& what) {
     EXPECT_EQ(a.error, b.error) << what;
-    ASSERT_EQ(a.frames.size(), b.frames.size()) << what << ": " << describe(a) << " vs "
-                                                << describe(b);
+    ASSERT_EQ(a.frames.size(), b.frames.size())
+        << what << ": " << describe(a) << " vs " << describe(b);
     for (std::size_t i = 0; i < a.frames.size(); ++i) {
         EXPECT_EQ(a.frames[i], b.frames[i]) << what << ": frame " << i;
     }
@@ -180,8 +180,7 @@ std::vector<Example> examples() {
     return {
         {"hello", Hello{1, 1000, 5000, "node-a"},
          "00 00 00 11  01  01  00 00 03 e8  00 00 13 88  06  6e 6f 64 65 2d 61"},
-        {"hello-defaults", Hello{1, 0, 0, ""},
-         "00 00 00 0b  01  01  00 00 00 00  00 00 00 00  00"},
+        {"hello-defaults", Hello{1, 0, 0, ""}, "00 00 00 0b  01  01  00 00 00 00  00 00 00 00  00"},
         {"welcome", Welcome{1, 1000, 4000, "node-a"},
          "00 00 00 11  02  01  00 00 03 e8  00 00 0f a0  06  6e 6f 64 65 2d 61"},
         {"ping", Ping{7, 1'500'000'000},
@@ -216,21 +215,21 @@ TEST(CodecEncode, ExamplesDecodeBackToTheirFrames) {
 // Reads every "<!-- example: NAME -->" block of docs/PROTOCOL.md. CMake passes
 // absolute source paths, so __FILE__ locates the repository.
 std::map<std::string, Bytes> protocol_doc_examples() {
-    const auto doc = std::filesystem::path(__FILE__).parent_path() / ".." / ".." / "docs" /
-                     "PROTOCOL.md";
+    const auto doc =
+        std::filesystem::path(__FILE__).parent_path() / ".." / ".." / "docs" / "PROTOCOL.md";
     std::ifstream in(doc);
     EXPECT_TRUE(in.good()) << "cannot read " << doc;
     std::map<std::string, Bytes> found;
     std::string line;
     const std::string marker = "<!-- example: ";
     while (std::getline(in, line)) {
-        const auto at = line.find(marker);
-        if (at == std::string::npos) continue;
-        const auto end = line.find(" -->", at);
-        const std::string name = line.substr(at + marker.size(), end - at - marker.size());
-        // Skip to the fenced block after the marker and collect it.
-        while (std::getline(in, line) && line.rfind("```", 0) != 0) {
-        }
+        // A marker is a line of its own, followed at once by the fenced block.
+        if (line.rfind(marker, 0) != 0) continue;
+        const auto end = line.find(" -->");
+        EXPECT_NE(end, std::string::npos) << line;
+        const std::string name = line.substr(marker.size(), end - marker.size());
+        EXPECT_TRUE(std::getline(in, line) && line.rfind("```", 0) == 0)
+            << "example " << name << " is not followed by a ``` block";
         std::string block;
         while (std::getline(in, line) && line.rfind("```", 0) != 0) block += line + "\n";
         EXPECT_EQ(found.count(name), 0u) << "duplicate example " << name;
@@ -485,15 +484,15 @@ TEST(CodecErrors, HandshakeIdLengthMustMatchTheBody) {
 }
 
 TEST(CodecErrors, BadVersion) {
-    EXPECT_EQ(first_error(from_hex("00 00 00 0b 01  00 00 00 00 00 00 00 00 00 00"),
-                          DecoderRole::server),
-              DecodeErrorKind::bad_version);
-    EXPECT_EQ(first_error(from_hex("00 00 00 0b 01  02 00 00 00 00 00 00 00 00 00"),
-                          DecoderRole::server),
-              DecodeErrorKind::bad_version);
-    EXPECT_EQ(first_error(from_hex("00 00 00 0b 02  ff 00 00 00 00 00 00 00 00 00"),
-                          DecoderRole::client),
-              DecodeErrorKind::bad_version);
+    EXPECT_EQ(
+        first_error(from_hex("00 00 00 0b 01  00 00 00 00 00 00 00 00 00 00"), DecoderRole::server),
+        DecodeErrorKind::bad_version);
+    EXPECT_EQ(
+        first_error(from_hex("00 00 00 0b 01  02 00 00 00 00 00 00 00 00 00"), DecoderRole::server),
+        DecodeErrorKind::bad_version);
+    EXPECT_EQ(
+        first_error(from_hex("00 00 00 0b 02  ff 00 00 00 00 00 00 00 00 00"), DecoderRole::client),
+        DecodeErrorKind::bad_version);
 }
 
 TEST(CodecErrors, BadUtf8InIdAndReason) {
@@ -507,12 +506,42 @@ TEST(CodecErrors, BadUtf8InIdAndReason) {
               DecodeErrorKind::bad_utf8);
 }
 
+TEST(CodecErrors, DetailNamesTheFrameAndTheValue) {
+    struct Case {
+        const char* hex;
+        DecoderRole role;
+        std::vector<std::string_view> words;
+    };
+    const Case cases[] = {
+        {"00 00 00 10 03", DecoderRole::any, {"PING", "15", "16"}},
+        {"00 00 00 01 2a", DecoderRole::any, {"0x2a"}},
+        {"00 00 00 0b 01  07 00 00 00 00 00 00 00 00 00", DecoderRole::server, {"HELLO", "7"}},
+        {"00 00 00 11 03", DecoderRole::server, {"PING", "HELLO"}},
+        {"00 00 00 05 06  00 00  61 ff 62", DecoderRole::any, {"CLOSE", "reason", "0xff", "1"}},
+    };
+    for (const auto& c : cases) {
+        FrameDecoder decoder(c.role);
+        const Bytes bytes = from_hex(c.hex);
+        std::span<const std::uint8_t> input(bytes);
+        auto step = decoder.next(input);
+        ASSERT_TRUE(step.error) << c.hex;
+        for (auto word : c.words) {
+            EXPECT_NE(step.error->detail.find(word), std::string::npos)
+                << "'" << step.error->detail << "' lacks '" << word << "'";
+        }
+    }
+}
+
 TEST(CodecErrors, EveryKindHasADistinctName) {
     const DecodeErrorKind kinds[] = {
-        DecodeErrorKind::empty_frame,   DecodeErrorKind::frame_too_large,
-        DecodeErrorKind::unknown_type,  DecodeErrorKind::bad_body_size,
-        DecodeErrorKind::bad_version,   DecodeErrorKind::bad_utf8,
-        DecodeErrorKind::unexpected_first_frame, DecodeErrorKind::unexpected_frame,
+        DecodeErrorKind::empty_frame,
+        DecodeErrorKind::frame_too_large,
+        DecodeErrorKind::unknown_type,
+        DecodeErrorKind::bad_body_size,
+        DecodeErrorKind::bad_version,
+        DecodeErrorKind::bad_utf8,
+        DecodeErrorKind::unexpected_first_frame,
+        DecodeErrorKind::unexpected_frame,
     };
     std::set<std::string_view> names;
     for (auto kind : kinds) names.insert(to_string(kind));
@@ -567,9 +596,8 @@ TEST(CodecRoles, ServerAcceptsHelloThenTraffic) {
 }
 
 TEST(CodecRoles, ClientAcceptsWelcomeOrCloseFirst) {
-    const Bytes welcome_first =
-        concat({encode(Welcome{1, 1000, 5000, "x"}), encode(Ping{1, 1}), encode(Pong{2, 2}),
-                encode(Data{}), encode(Close{})});
+    const Bytes welcome_first = concat({encode(Welcome{1, 1000, 5000, "x"}), encode(Ping{1, 1}),
+                                        encode(Pong{2, 2}), encode(Data{}), encode(Close{})});
     EXPECT_FALSE(decode_whole(welcome_first, DecoderRole::client).error);
     const Bytes close_first =
         encode(Close{static_cast<std::uint16_t>(CloseCode::shutdown), "draining"});
@@ -615,8 +643,8 @@ TEST(CodecRoles, RoleIsCheckedFromTheHeaderBeforeTheBodyArrives) {
 }
 
 TEST(CodecRoles, AnyRoleHasNoOrderingRules) {
-    const Bytes bytes = concat({encode(Ping{}), encode(Welcome{}), encode(Hello{}),
-                                encode(Hello{}), encode(Welcome{})});
+    const Bytes bytes = concat(
+        {encode(Ping{}), encode(Welcome{}), encode(Hello{}), encode(Hello{}), encode(Welcome{})});
     const Outcome out = decode_whole(bytes, DecoderRole::any);
     EXPECT_FALSE(out.error);
     EXPECT_EQ(out.frames.size(), 5u);
@@ -736,18 +764,18 @@ TEST(CodecUtf8, AcceptsWellFormedText) {
     const std::string_view valid[] = {
         "",
         "plain ascii",
-        std::string_view("\0", 1),      // U+0000 is a character like any other.
-        "\xC2\x80",                     // U+0080, smallest 2-byte
-        "\xC3\xA9",                     // é
-        "\xDF\xBF",                     // U+07FF
-        "\xE0\xA0\x80",                 // U+0800, smallest 3-byte
-        "\xE2\x82\xAC",                 // €
-        "\xED\x9F\xBF",                 // U+D7FF, just below the surrogates
-        "\xEE\x80\x80",                 // U+E000, just above them
-        "\xEF\xBF\xBF",                 // U+FFFF
-        "\xF0\x90\x80\x80",             // U+10000, smallest 4-byte
-        "\xF0\x9F\x98\x80",             // 😀
-        "\xF4\x8F\xBF\xBF",             // U+10FFFF, the last code point
+        std::string_view("\0", 1),  // U+0000 is a character like any other.
+        "\xC2\x80",                 // U+0080, smallest 2-byte
+        "\xC3\xA9",                 // é
+        "\xDF\xBF",                 // U+07FF
+        "\xE0\xA0\x80",             // U+0800, smallest 3-byte
+        "\xE2\x82\xAC",             // €
+        "\xED\x9F\xBF",             // U+D7FF, just below the surrogates
+        "\xEE\x80\x80",             // U+E000, just above them
+        "\xEF\xBF\xBF",             // U+FFFF
+        "\xF0\x90\x80\x80",         // U+10000, smallest 4-byte
+        "\xF0\x9F\x98\x80",         // 😀
+        "\xF4\x8F\xBF\xBF",         // U+10FFFF, the last code point
         "mixed \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80 end",
     };
     for (auto s : valid) EXPECT_TRUE(is_valid_utf8(s)) << to_hex(Bytes(s.begin(), s.end()));
@@ -775,9 +803,9 @@ TEST(CodecUtf8, RejectsCodePointsAboveU10FFFF) {
 }
 
 TEST(CodecUtf8, RejectsTruncatedAndMalformedSequences) {
-    for (std::string_view s : {"\xC3", "\xE2\x82", "\xF0\x9F\x98", "a\xE2", "\xF0\x9F\x98z",
-                               "\x80", "\xBF", "a\x80z", "\xC3\x28", "\xE2\x28\xA1",
-                               "\xE2\x82\x28", "\xF0\x9F\x28\x80"}) {
+    for (std::string_view s :
+         {"\xC3", "\xE2\x82", "\xF0\x9F\x98", "a\xE2", "\xF0\x9F\x98z", "\x80", "\xBF", "a\x80z",
+          "\xC3\x28", "\xE2\x28\xA1", "\xE2\x82\x28", "\xF0\x9F\x28\x80"}) {
         EXPECT_FALSE(is_valid_utf8(s)) << to_hex(Bytes(s.begin(), s.end()));
     }
 }

@@ -57,6 +57,15 @@ TEST(Duration, ParsesUnitsAndRejectsJunkWithAClearError) {
     EXPECT_NE(parse_duration("10").error().message.find("missing unit"), std::string::npos);
 }
 
+TEST(Duration, ForPeople) {
+    EXPECT_EQ(to_human(Duration::seconds(7875)), "2h11m15s");
+    EXPECT_EQ(to_human(Duration::milliseconds(924'600)), "15m24.6s");
+    EXPECT_EQ(to_human(Duration::seconds(127)), "2m7s");
+    EXPECT_EQ(to_human(Duration::hours(2)), "2h");
+    EXPECT_EQ(to_human(Duration::milliseconds(250)), "250ms");
+    EXPECT_EQ(to_human(Duration::infinite()), "never");
+}
+
 TEST(ManualClock, MovesOnlyWhenTold) {
     ManualClock clock(Instant::from_ns(100));
     EXPECT_EQ(clock.now(), Instant::from_ns(100));

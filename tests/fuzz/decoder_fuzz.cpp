@@ -72,9 +72,9 @@ void check_stays_failed(FrameDecoder& decoder, DecodeErrorKind kind,
     check(decoder.frames_decoded() == frames, "failed decoder decoded a frame");
 }
 
-// Decodes `stream` in one call sequence over one span. Every frame here is
-// either parsed in place or (for the first frames) nothing is buffered, so the
-// bytes each frame consumed are known and must equal its re-encoding.
+// Decodes `stream` as one span. Every frame is then parsed in place, so the
+// bytes each frame was parsed from are known and must equal its re-encoding
+// (the wire format is canonical: one frame, one encoding).
 Outcome decode_whole(std::span<const std::uint8_t> stream, DecoderRole role, DecoderLimits limits) {
     FrameDecoder decoder(role, limits);
     Outcome out;
@@ -127,10 +127,12 @@ Outcome decode_split(std::span<const std::uint8_t> stream, DecoderRole role, Dec
     while (at < stream.size() && !out.error) {
         state = state * 1664525u + 1013904223u;
         // Mostly tiny chunks (they hit every header/body boundary), sometimes big ones.
-        const std::size_t want = (state >> 28) == 0 ? 1 + (state >> 8) % 4096 : 1 + (state >> 16) % 9;
+        const std::size_t want =
+            (state >> 28) == 0 ? 1 + (state >> 8) % 4096 : 1 + (state >> 16) % 9;
         const std::size_t size = std::min(want, stream.size() - at);
-        const std::vector<std::uint8_t> chunk(stream.begin() + static_cast<std::ptrdiff_t>(at),
-                                              stream.begin() + static_cast<std::ptrdiff_t>(at + size));
+        const std::vector<std::uint8_t> chunk(
+            stream.begin() + static_cast<std::ptrdiff_t>(at),
+            stream.begin() + static_cast<std::ptrdiff_t>(at + size));
         at += size;
         std::span<const std::uint8_t> input(chunk);
         while (true) {

@@ -1,0 +1,87 @@
+#include "net/connection_health.hpp"
+
+#include <algorithm>
+
+namespace lifeline::net {
+
+namespace {
+Duration non_negative(Duration d) { return std::max(d, Duration::zero()); }
+}  // namespace
+
+std::string_view to_string(Verdict verdict) {
+    switch (verdict) {
+        case Verdict::healthy: return "healthy";
+        case Verdict::probing: return "probing";
+        case Verdict::retransmitting: return "retransmitting";
+        case Verdict::zero_window: return "zero-window";
+        case Verdict::unprotected: return "unprotected";
+    }
+    return "unknown";
+}
+
+KeepaliveView keepalive_view(const DiagSocket& s, const std::optional<EffectiveKeepalive>& read,
+                             const TcpKernelSettings& sysctls) {
+    if (read) return {*read, false};
+    KeepaliveView v;
+    v.inferred = true;
+    // An established socket with nothing in flight arms the keepalive timer
+    // only when SO_KEEPALIVE is on. With data in flight the retransmit timer
+    // hides it, so "off" may be wrong there; it is marked inferred.
+    v.values.enabled = s.timer == SocketTimer::keepalive;
+    v.values.idle = sysctls.keepalive_time;
+    v.values.interval = sysctls.keepalive_intvl;
+    v.values.count = sysctls.keepalive_probes;
+    return v;
+}
+
+HealthAssessment assess(const DiagSocket& s, const KeepaliveView& keepalive, const TcpKernelSettings& sysctls) {
+    HealthAssessment a;
+    const EffectiveKeepalive& k = keepalive.values;
+    const bool has_user_timeout = k.user_timeout > Duration::zero();
+    const TcpInfo info = s.info.value_or(TcpInfo{});
+    switch (s.timer) {
+        case SocketTimer::retransmit: {
+            const bool stuck = s.timer_retransmits > 0 || info.retransmits > 0;
+            a.verdict = stuck ? Verdict::retransmitting : Verdict::healthy;
+            // The kernel counts from the first retransmission, which it does
+            // not export; the last ACK received is the closest visible clock.
+            const Duration limit = has_user_timeout ? k.user_timeout : retransmission_give_up(sysctls.retries2);
+            a.time_left = non_negative(limit - info.last_ack_received);
+            a.time_left_estimated = true;
+            return a;
+        }
+        case SocketTimer::zero_window_probe:
+            a.verdict = Verdict::zero_window;
+            if (has_user_timeout) {
+                a.time_left = non_negative(k.user_timeout - info.last_ack_received);
+                a.time_left_estimated = true;
+            }
+            return a;
+        case SocketTimer::keepalive: {
+            const int probes = std::max<int>(s.timer_retransmits, info.probes);
+            a.verdict = probes > 0 ? Verdict::probing : Verdict::healthy;
+            // The timer fires at `expires`; the connection dies at the firing
+            // where probes >= count (or, with a user timeout, where the silence
+            // has reached it and a probe was sent).
+            Duration left = s.timer_expires + k.interval * std::max(0, k.count - probes);
+            if (has_user_timeout) {
+                const Duration by_user_timeout = std::max(non_negative(k.user_timeout - info.last_data_received),
+                                                          s.timer_expires + (probes > 0 ? Duration::zero() : k.interval));
+                left = std::min(left, by_user_timeout);
+                a.time_left_estimated = true;
+            }
+            a.time_left = left;
+            return a;
+        }
+        case SocketTimer::none:
+        case SocketTimer::time_wait:
+            break;
+    }
+    if (s.state == TcpState::established && !k.enabled && !has_user_timeout) {
+        a.verdict = Verdict::unprotected;
+        a.time_left = Duration::infinite();
+    }
+    return a;
+}
+
+}  // namespace lifeline::net
