@@ -4,32 +4,34 @@
 // docs/BENCHMARKS.md explains the workloads and records the results.
 //
 // This is a benchmark, not a test: it asserts nothing about time. It does
-// check that every queue fired or kept the timers it should have, and reports
-// an error for the row if not, so a broken queue cannot post a fast number.
+// check that every queue fired or kept the timers it should have, and marks
+// the row as an error if not, so a broken queue cannot post a fast number.
 //
 // Every implementation runs the same templated bodies over the same
-// pre-computed random data (fixed seed), and the rows are registered
-// workload by workload, N by N, so each wheel figure sits next to its
-// baselines in the console table.
+// pre-computed random data (fixed seed), so the random number generator is not
+// measured and every run sees the same operations. Memory for the timers is
+// allocated before any timed region.
 //
-// Workloads, each at N = 1k, 100k and 1M resident timers with deadlines
-// spread uniformly over 30 s (heartbeat timeouts on a 10 ms tick):
-//   rearm   steady state: cancel + schedule a random armed timer to a new
-//           deadline (the heartbeat re-arm). One item = one cancel+schedule.
-//   cancel  cancel all N armed timers in random order. One item = one cancel.
-//   expire  drain N armed timers the way a runtime does: sleep until
-//           next_expiry(), advance() to it, repeat. One item = one timer fired.
-// `cancel` and `expire` time only their phase (manual timing with
-// steady_clock); arming the N timers before it is timed separately and
-// reported as the `schedule_ns` counter (ns per schedule into a queue that
-// grows from 0 to N). All figures are wall-clock time: the per-thread CPU
-// clock costs ~2 us per read on this kind of VM, too much to bracket phases.
+// Workloads, each at N = 1k, 100k and 1M timers with deadlines spread
+// uniformly over 30 s (heartbeat timeouts on a 10 ms tick):
+//   rearm     steady state with N armed: cancel + schedule a random timer to a
+//             new deadline (the heartbeat re-arm). One item = one re-arm. Also
+//             run on a "floor" that only writes the timer's own record.
+//   rearm_ab  the wheel and the heap re-arming in alternating slices, for a
+//             ratio that a noisy neighbour cannot skew.
+//   cancel    cancel all N armed timers in random order. One item = one cancel.
+//   expire    drain N armed timers the way a runtime does: sleep until
+//             next_expiry(), advance() to it, repeat. One item = one timer fired.
+// `cancel` and `expire` time only their phase (manual timing); arming the N
+// timers before it is measured too and reported as a counter.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -53,7 +55,7 @@ constexpr std::uint64_t kSeed = 0x6c6966656c696e65;  // "lifeline"
 constexpr std::size_t kRearmOps = std::size_t{1} << 20;
 
 // ---------------------------------------------------------------------------
-// The three queues, behind one interface. Timers are named by a dense id in
+// The three queues, behind one interface (and a floor, below). Timers are named by a dense id in
 // [0, n); each queue keeps its per-timer state in a preallocated array indexed
 // by id, as a connection table would, so no queue allocates per timer except
 // std::multimap, whose nodes are the point of using it.
@@ -287,7 +289,8 @@ const Workload& workload_for(std::size_t n) {
     Workload& w = *slot;
     std::mt19937_64 rng(kSeed ^ n);
     // Deadlines in [1 ms, 30 s]: at least one tick-fraction ahead, so none is "due now".
-    std::uniform_int_distribution<std::int64_t> offset(Duration::milliseconds(1).ns(), kSpread.ns());
+    std::uniform_int_distribution<std::int64_t> offset(Duration::milliseconds(1).ns(),
+                                                       kSpread.ns());
     std::uniform_int_distribution<std::uint32_t> id(0, static_cast<std::uint32_t>(n - 1));
 
     w.arm_order.resize(n);
@@ -302,34 +305,70 @@ const Workload& workload_for(std::size_t n) {
     return w;
 }
 
-// Arms every timer at base + its offset and returns how long that took.
+// ---------------------------------------------------------------------------
+// Clocks. Wall time on this shared 2-core VM includes the time the thread sat
+// preempted by other jobs (30-50% of it under load), so timing uses the
+// thread's CPU clock, as Google Benchmark itself does by default. A read of
+// that clock is a system call costing ~2 us here, though, which would swamp
+// the 2-30 us phases at N = 1k; below kCpuClockMinTimers a phase is timed with
+// steady_clock instead (tens of ns per read) and the median phase is
+// reported: a phase that short is rarely preempted, and the median discards
+// the few that were.
+// ---------------------------------------------------------------------------
+
+constexpr std::size_t kCpuClockMinTimers = 100'000;
+
+std::int64_t thread_cpu_ns() {
+    timespec ts{};
+    // Cannot fail for the calling thread's own clock; a benchmark without its clock is useless.
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) std::abort();
+    return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+class PhaseClock {
+public:
+    explicit PhaseClock(std::size_t n) : cpu_(n >= kCpuClockMinTimers) {}
+    std::int64_t now_ns() const { return cpu_ ? thread_cpu_ns() : steady_ns(); }
+
+private:
+    bool cpu_;
+};
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t mid = v.size() / 2;
+    return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+// Arms every timer at base + its offset and returns how long that took, in seconds.
 template <class Queue>
-std::chrono::steady_clock::duration arm_all(Queue& q, const Workload& w, Instant base) {
-    const auto begin = std::chrono::steady_clock::now();
+double arm_all(Queue& q, const Workload& w, Instant base, const PhaseClock& clock) {
+    const std::int64_t begin = clock.now_ns();
     for (std::size_t i = 0; i < w.arm_order.size(); ++i) {
         q.schedule(w.arm_order[i], base + Duration::nanoseconds(w.arm_offset_ns[i]));
     }
-    return std::chrono::steady_clock::now() - begin;
-}
-
-double seconds(std::chrono::steady_clock::duration d) {
-    return std::chrono::duration<double>(d).count();
-}
-
-// Time per item: items per second, inverted (the console prints it in ns).
-// The rate uses the benchmark's own time: manual time where a phase is timed.
-benchmark::Counter per_op(double items) {
-    return benchmark::Counter(items, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    return static_cast<double>(clock.now_ns() - begin) * 1e-9;
 }
 
 // ---------------------------------------------------------------------------
-// Benchmark bodies. state.range(0) is N.
+// Benchmark bodies. state.range(0) is N. Counters are seconds per item (the
+// wheel/heap ratio aside), which the console prints with an SI prefix ("12.3n"
+// is 12.3 ns):
+//   per_op           the time per item of the benchmark's workload
+//   schedule_per_op  (cancel, expire) arming N timers into an empty queue
 // ---------------------------------------------------------------------------
 
 // The re-arm benchmark's queue, armed once per process and then kept: Google
-// Benchmark calls a body several times while it sizes the iteration count, and
-// arming 1M multimap entries each time would dominate the run. Re-arming keeps
-// N timers armed, so a later call finds the same steady state.
+// Benchmark calls a body once per repetition, and arming 1M multimap entries
+// each time would dominate the run. Re-arming keeps N timers armed, so a later
+// call finds the same steady state.
 template <class Queue>
 struct SteadyState {
     std::unique_ptr<Queue> queue;
@@ -342,11 +381,17 @@ SteadyState<Queue>& steady_state(std::size_t n) {
     SteadyState<Queue>& s = states[n];
     if (!s.queue) {
         s.queue = std::make_unique<Queue>(n, kStart);
-        arm_all(*s.queue, workload_for(n), kStart);
+        arm_all(*s.queue, workload_for(n), kStart, PhaseClock(0));
     }
     return s;
 }
 
+// The heap compacts once every N re-arms, so a measurement of it must span a
+// whole number of N re-arms or it over- or under-counts compactions (they are
+// about half of its cost at 1M). Every N divides this.
+constexpr std::int64_t kRearmIterations = 4'000'000;
+
+// Timed by Google Benchmark itself (CPU time), one iteration per re-arm.
 template <class Queue>
 void bm_rearm(benchmark::State& state) {
     const auto n = static_cast<std::size_t>(state.range(0));
@@ -364,84 +409,158 @@ void bm_rearm(benchmark::State& state) {
     steady.next_op = next;
     if (q.size() != n) state.SkipWithError("re-arming changed the number of armed timers");
     state.SetItemsProcessed(state.iterations());
-    state.counters["per_op"] = per_op(static_cast<double>(state.iterations()));
+    state.counters["per_op"] =
+        benchmark::Counter(static_cast<double>(state.iterations()),
+                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+// Times `count` re-arms on a steady-state queue (thread CPU time, in seconds).
+template <class Queue>
+double rearm_slice(SteadyState<Queue>& steady, const Workload& w, std::size_t count) {
+    Queue& q = *steady.queue;
+    const RearmOp* ops = w.rearm_ops.data();
+    std::size_t next = steady.next_op;
+    const std::int64_t begin = thread_cpu_ns();
+    for (std::size_t i = 0; i < count; ++i) {
+        const RearmOp& op = ops[next];
+        next = (next + 1) & (kRearmOps - 1);
+        q.cancel(op.id);
+        q.schedule(op.id, kStart + Duration::nanoseconds(op.offset_ns));
+    }
+    const std::int64_t end = thread_cpu_ns();
+    steady.next_op = next;
+    return static_cast<double>(end - begin) * 1e-9;
+}
+
+// The re-arm ratio made robust to a noisy machine: the wheel and the heap
+// re-arm in alternating slices of kRearmSlice operations (0.5 to 5 ms each,
+// the order swapped every iteration), so a burst of load from a neighbour
+// hits both sides alike. Each repetition runs kRearmIterations re-arms per
+// side, a whole number of heap compaction periods. Counters: `wheel` and
+// `heap` (seconds per re-arm) and `wheel/heap`, the ratio of their totals.
+constexpr std::size_t kRearmSlice = 50'000;
+
+void bm_rearm_ab(benchmark::State& state) {
+    const auto n = static_cast<std::size_t>(state.range(0));
+    const Workload& w = workload_for(n);
+    SteadyState<WheelQueue>& wheel = steady_state<WheelQueue>(n);
+    SteadyState<HeapQueue>& heap = steady_state<HeapQueue>(n);
+    double wheel_s = 0;
+    double heap_s = 0;
+    bool wheel_first = true;
+    for (auto _ : state) {
+        double w_s = 0;
+        double h_s = 0;
+        if (wheel_first) {
+            w_s = rearm_slice(wheel, w, kRearmSlice);
+            h_s = rearm_slice(heap, w, kRearmSlice);
+        } else {
+            h_s = rearm_slice(heap, w, kRearmSlice);
+            w_s = rearm_slice(wheel, w, kRearmSlice);
+        }
+        wheel_first = !wheel_first;
+        state.SetIterationTime(w_s + h_s);
+        wheel_s += w_s;
+        heap_s += h_s;
+    }
+    if (wheel.queue->size() != n || heap.queue->size() != n) {
+        state.SkipWithError("re-arming changed the number of armed timers");
+    }
+    const auto per_side = static_cast<double>(state.iterations()) * kRearmSlice;
+    state.SetItemsProcessed(static_cast<std::int64_t>(2 * per_side));
+    state.counters["wheel"] = wheel_s / per_side;
+    state.counters["heap"] = heap_s / per_side;
+    state.counters["wheel/heap"] = wheel_s / heap_s;
+}
+
+void report_phases(benchmark::State& state, std::size_t n, const std::vector<double>& arm_s,
+                   const std::vector<double>& phase_s) {
+    const auto dn = static_cast<double>(n);
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
+    state.counters["per_op"] = median(phase_s) / dn;
+    state.counters["schedule_per_op"] = median(arm_s) / dn;
+}
+
+// Manual time: each iteration arms N timers (untimed, but measured for the
+// schedule_per_op counter) and then cancels them all (timed).
 template <class Queue>
 void bm_cancel(benchmark::State& state) {
     const auto n = static_cast<std::size_t>(state.range(0));
     const Workload& w = workload_for(n);
+    const PhaseClock clock(n);
     Queue q(n, kStart);
-    std::chrono::steady_clock::duration arm_time{};
+    std::vector<double> arm_s;
+    std::vector<double> phase_s;
     for (auto _ : state) {
-        arm_time += arm_all(q, w, kStart);
-        const auto begin = std::chrono::steady_clock::now();
+        arm_s.push_back(arm_all(q, w, kStart, clock));
+        const std::int64_t begin = clock.now_ns();
         for (const std::uint32_t id : w.cancel_order) q.cancel(id);
-        state.SetIterationTime(seconds(std::chrono::steady_clock::now() - begin));
+        phase_s.push_back(static_cast<double>(clock.now_ns() - begin) * 1e-9);
+        state.SetIterationTime(phase_s.back());
         if (q.size() != 0) state.SkipWithError("cancel left timers armed");
     }
-    const auto items = static_cast<double>(state.iterations()) * static_cast<double>(n);
-    state.SetItemsProcessed(static_cast<std::int64_t>(items));
-    state.counters["per_op"] = per_op(items);
-    state.counters["schedule_ns"] = seconds(arm_time) * 1e9 / items;
+    report_phases(state, n, arm_s, phase_s);
 }
 
+// Manual time: each iteration arms N timers (untimed, but measured for the
+// schedule_per_op counter) and then lets them all expire (timed).
 template <class Queue>
 void bm_expire(benchmark::State& state) {
     const auto n = static_cast<std::size_t>(state.range(0));
     const Workload& w = workload_for(n);
+    const PhaseClock clock(n);
     Queue q(n, kStart);
     Instant now = kStart;
-    std::chrono::steady_clock::duration arm_time{};
     std::uint64_t id_sum = 0;  // Gives the callback something to do that cannot be elided.
+    std::vector<double> arm_s;
+    std::vector<double> phase_s;
     for (auto _ : state) {
-        arm_time += arm_all(q, w, now);
+        arm_s.push_back(arm_all(q, w, now, clock));
         std::size_t fired = 0;
-        const auto begin = std::chrono::steady_clock::now();
+        const std::int64_t begin = clock.now_ns();
         // The runtime's loop: sleep until the next expiry, then advance to it.
         while (q.size() != 0) {
             now = q.next_expiry();
             fired += q.advance(now, [&](std::uint32_t id) { id_sum += id; });
         }
-        state.SetIterationTime(seconds(std::chrono::steady_clock::now() - begin));
+        phase_s.push_back(static_cast<double>(clock.now_ns() - begin) * 1e-9);
+        state.SetIterationTime(phase_s.back());
         if (fired != n) state.SkipWithError("expire did not fire every timer exactly once");
     }
     benchmark::DoNotOptimize(id_sum);
-    const auto items = static_cast<double>(state.iterations()) * static_cast<double>(n);
-    state.SetItemsProcessed(static_cast<std::int64_t>(items));
-    state.counters["per_op"] = per_op(items);
-    state.counters["schedule_ns"] = seconds(arm_time) * 1e9 / items;
+    report_phases(state, n, arm_s, phase_s);
 }
 
-template <class Queue>
-void register_all(const char* workload, void (*body)(benchmark::State&), std::int64_t n,
-                  bool manual_time) {
-    auto* b = benchmark::RegisterBenchmark((std::string(workload) + "/" + Queue::kName).c_str(), body);
-    b->Arg(n)->Unit(benchmark::kNanosecond);
-    if (manual_time) {
-        b->UseManualTime();
-    } else {
-        b->UseRealTime();
-    }
+// Names are "<workload>/<implementation>/<N>".
+benchmark::internal::Benchmark* add(const char* workload, const char* impl,
+                                    void (*body)(benchmark::State&), std::int64_t n) {
+    std::string name = workload;
+    name += '/';
+    name += impl;
+    return benchmark::RegisterBenchmark(name.c_str(), body)->Arg(n)->Unit(benchmark::kNanosecond);
 }
 
 void register_benchmarks() {
     constexpr std::int64_t kSizes[] = {1'000, 100'000, 1'000'000};
     for (const std::int64_t n : kSizes) {
-        register_all<WheelQueue>("rearm", bm_rearm<WheelQueue>, n, false);
-        register_all<HeapQueue>("rearm", bm_rearm<HeapQueue>, n, false);
-        register_all<MultimapQueue>("rearm", bm_rearm<MultimapQueue>, n, false);
-        register_all<FloorQueue>("rearm", bm_rearm<FloorQueue>, n, false);
+        add("rearm", "wheel", bm_rearm<WheelQueue>, n)->Iterations(kRearmIterations);
+        add("rearm", "heap", bm_rearm<HeapQueue>, n)->Iterations(kRearmIterations);
+        // No compaction to span, and 1M re-arms take a second or two: left to min_time.
+        add("rearm", "multimap", bm_rearm<MultimapQueue>, n);
+        add("rearm", "floor", bm_rearm<FloorQueue>, n)->Iterations(kRearmIterations);
+        add("rearm_ab", "wheel:heap", bm_rearm_ab, n)
+            ->Iterations(kRearmIterations / static_cast<std::int64_t>(kRearmSlice))
+            ->UseManualTime();
     }
     for (const std::int64_t n : kSizes) {
-        register_all<WheelQueue>("cancel", bm_cancel<WheelQueue>, n, true);
-        register_all<HeapQueue>("cancel", bm_cancel<HeapQueue>, n, true);
-        register_all<MultimapQueue>("cancel", bm_cancel<MultimapQueue>, n, true);
+        add("cancel", "wheel", bm_cancel<WheelQueue>, n)->UseManualTime();
+        add("cancel", "heap", bm_cancel<HeapQueue>, n)->UseManualTime();
+        add("cancel", "multimap", bm_cancel<MultimapQueue>, n)->UseManualTime();
     }
     for (const std::int64_t n : kSizes) {
-        register_all<WheelQueue>("expire", bm_expire<WheelQueue>, n, true);
-        register_all<HeapQueue>("expire", bm_expire<HeapQueue>, n, true);
-        register_all<MultimapQueue>("expire", bm_expire<MultimapQueue>, n, true);
+        add("expire", "wheel", bm_expire<WheelQueue>, n)->UseManualTime();
+        add("expire", "heap", bm_expire<HeapQueue>, n)->UseManualTime();
+        add("expire", "multimap", bm_expire<MultimapQueue>, n)->UseManualTime();
     }
 }
 

@@ -64,4 +64,27 @@ Result<KeepaliveAdvice> advise_keepalive(Duration target, std::optional<Duration
     return advice;
 }
 
+Result<DetectionPlan> plan_detection(Duration target) {
+    if (target < Duration::milliseconds(300))
+        return Error{"--detect-within " + to_string(target) +
+                     " is too short: heartbeats need at least 100 ms intervals (use >= 300ms)"};
+    DetectionPlan plan;
+    plan.heartbeat_timeout = target;
+    plan.heartbeat_interval = Duration::milliseconds(target.ms() / 3);
+    const Duration kernel_target = std::max(target, Duration::seconds(2));
+    Result<KeepaliveAdvice> advice = advise_keepalive(kernel_target, std::nullopt);
+    if (!advice) return advice.error();
+    plan.keepalive = advice->policy;
+    plan.explanation.push_back("heartbeat: PING after " + to_string(plan.heartbeat_interval) +
+                               " of quiet, peer dead after " + to_string(plan.heartbeat_timeout) +
+                               " of silence (interval = target / 3: two heartbeats may be lost)");
+    plan.explanation.push_back("kernel keepalive " + plan.keepalive.to_string() + ": worst case " +
+                               to_string(plan.keepalive.budget()) + " for a vanished host, also with data in flight");
+    if (kernel_target > target) {
+        plan.explanation.push_back("the kernel cannot go below 2s (whole seconds): heartbeats alone meet " +
+                                   to_string(target));
+    }
+    return plan;
+}
+
 }  // namespace lifeline

@@ -28,4 +28,19 @@ struct KeepaliveAdvice {
 // (target below 2 s: use application heartbeats).
 Result<KeepaliveAdvice> advise_keepalive(Duration target, std::optional<Duration> nat_timeout);
 
+// Every knob derived from one target (`lifeline serve --detect-within 5s`):
+//  - heartbeat timeout = target; interval = target / 3, so two heartbeats may
+//    be lost or late before a healthy peer is at risk;
+//  - kernel keepalive from advise_keepalive(target), user timeout auto, so a
+//    peer lost with data in flight is caught in the same budget. Below 2 s the
+//    kernel cannot follow (whole seconds); keepalive then gets the 2 s plan and
+//    heartbeats alone meet the target.
+struct DetectionPlan {
+    Duration heartbeat_interval;
+    Duration heartbeat_timeout;
+    KeepalivePolicy keepalive;
+    std::vector<std::string> explanation;  // One sentence per choice, for start-up output.
+};
+Result<DetectionPlan> plan_detection(Duration target);
+
 }  // namespace lifeline

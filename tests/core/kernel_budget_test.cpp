@@ -65,5 +65,23 @@ TEST(KernelBudget, RefusesTargetsKeepaliveCannotMeet) {
     EXPECT_FALSE(advise_keepalive(Duration::seconds(10), Duration::seconds(1)).ok());
 }
 
+TEST(KernelBudget, OneTargetDerivesEveryKnob) {
+    auto plan = plan_detection(Duration::seconds(6));
+    ASSERT_TRUE(plan.ok()) << plan.error().message;
+    EXPECT_EQ(plan->heartbeat_timeout, Duration::seconds(6));
+    EXPECT_EQ(plan->heartbeat_interval, Duration::seconds(2));
+    EXPECT_LE(plan->keepalive.budget(), Duration::seconds(6));
+    EXPECT_EQ(plan->keepalive.user_timeout.mode, UserTimeout::Mode::automatic);
+    EXPECT_EQ(plan->explanation.size(), 2u);
+
+    auto fast = plan_detection(Duration::milliseconds(900));
+    ASSERT_TRUE(fast.ok());
+    EXPECT_EQ(fast->heartbeat_interval, Duration::milliseconds(300));
+    EXPECT_LE(fast->keepalive.budget(), Duration::seconds(2));
+    EXPECT_EQ(fast->explanation.size(), 3u);  // Says the kernel cannot follow.
+
+    EXPECT_FALSE(plan_detection(Duration::milliseconds(100)).ok());
+}
+
 }  // namespace
 }  // namespace lifeline

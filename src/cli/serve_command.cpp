@@ -1,0 +1,151 @@
+// `lifeline serve`: the server, events on stdout, diagnostics on stderr.
+#include <fmt/core.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "core/kernel_budget.hpp"
+#include "lifeline/server.hpp"
+
+namespace lifeline::cli {
+
+namespace {
+
+struct ServeOptions {
+    ServerOptions server;
+    std::string mode = "framed";
+    std::string keepalive = "10s:2s:3";
+    std::string user_timeout = "auto";
+    std::string log = "json";
+    Duration detect_within;
+};
+
+int run_serve(ServeOptions& o, const CLI::App& app) {
+    ServerOptions& s = o.server;
+    s.mode = o.mode == "raw" ? ServerMode::raw : ServerMode::framed;
+    std::optional<KeepalivePolicy> planned_keepalive;
+    if (o.detect_within > Duration::zero()) {
+        Result<DetectionPlan> plan = plan_detection(o.detect_within);
+        if (!plan) {
+            fmt::print(stderr, "lifeline serve: {}\n", plan.error().message);
+            return 2;
+        }
+        // Explicit flags override the plan.
+        if (app.count("--heartbeat") == 0) s.heartbeat = plan->heartbeat_interval;
+        if (app.count("--timeout") == 0) s.timeout = plan->heartbeat_timeout;
+        if (app.count("--keepalive") == 0) planned_keepalive = plan->keepalive;
+        if (app.count("--min-interval") == 0) s.min_interval = std::min(s.min_interval, s.heartbeat);
+        fmt::print(stderr, "lifeline serve: --detect-within {}:\n", to_string(o.detect_within));
+        for (const auto& line : plan->explanation) fmt::print(stderr, "  {}\n", line);
+    }
+    Result<KeepalivePolicy> keepalive =
+        planned_keepalive ? Result<KeepalivePolicy>(*planned_keepalive) : KeepalivePolicy::parse(o.keepalive);
+    if (!keepalive) {
+        fmt::print(stderr, "lifeline serve: --keepalive: {}\n", keepalive.error().message);
+        return 2;
+    }
+    s.keepalive = *keepalive;
+    Result<UserTimeout> user_timeout = UserTimeout::parse(o.user_timeout);
+    if (!user_timeout) {
+        fmt::print(stderr, "lifeline serve: --user-timeout: {}\n", user_timeout.error().message);
+        return 2;
+    }
+    s.keepalive.user_timeout = *user_timeout;
+    if (!s.keepalive.enabled && user_timeout->mode == UserTimeout::Mode::automatic) {
+        s.keepalive.user_timeout = UserTimeout::off();  // auto follows keepalive: off with it.
+    }
+
+    std::mutex out_mutex;
+    const bool json = o.log == "json";
+    ServerCallbacks callbacks;
+    callbacks.on_event = [&out_mutex, json](const Event& e) {
+        const std::string line = json ? to_json_line(e) : to_text_line(e);
+        std::lock_guard lock(out_mutex);
+        std::fputs(line.c_str(), stdout);
+        std::fputc('\n', stdout);
+        std::fflush(stdout);
+    };
+
+    // Signals go to one thread that asks the server to stop; loops never see them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    Result<std::unique_ptr<Server>> server = Server::create(s, callbacks);
+    if (!server) {
+        fmt::print(stderr, "lifeline serve: {}\n", server.error().message);
+        return 1;
+    }
+    fmt::print(stderr,
+               "lifeline serve: {} mode on {}, heartbeat {} / timeout {} (min interval {}), keepalive {}, {} thread{}{}\n",
+               o.mode, (*server)->local_address(), to_string(s.heartbeat), to_string(s.timeout),
+               to_string(s.min_interval), s.keepalive.to_string(), s.threads, s.threads == 1 ? "" : "s",
+               s.http.empty() ? "" : ", http on " + s.http);
+    std::atomic<bool> finished{false};
+    Server* raw = server->get();
+    std::thread signal_thread([&] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (!finished.load()) raw->stop();
+    });
+    raw->run();
+    finished.store(true);
+    pthread_kill(signal_thread.native_handle(), SIGTERM);
+    signal_thread.join();
+    return 0;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, Action& run) {
+    auto opts = std::make_shared<ServeOptions>();
+    ServerOptions& s = opts->server;
+    CLI::App* sub = app.add_subcommand(
+        "serve",
+        "Accept long-lived TCP connections and report, as JSON lines on stdout, when a peer is gone\n"
+        "and why. framed mode speaks docs/PROTOCOL.md (heartbeats); raw mode speaks nothing, so any\n"
+        "TCP client works (nc), and relies on kernel keepalive + TCP_USER_TIMEOUT (+ --idle-timeout).\n\n"
+        "--detect-within DURATION derives every knob from one target: heartbeat timeout = target,\n"
+        "heartbeat interval = target / 3, kernel keepalive as `lifeline sysctl advise --target`\n"
+        "computes it (half the budget idle, three probes), user timeout auto. Explicit flags override.\n\n"
+        "Events: listening, connect, hello, dead, closed, error, stall. SIGINT/SIGTERM: stop accepting,\n"
+        "send CLOSE to framed peers, flush, exit 0 within 2 s.");
+    sub->add_option("--listen", s.listen, "Address to listen on")->capture_default_str();
+    sub->add_option("--mode", opts->mode, "framed (heartbeat protocol) or raw (any TCP client)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"framed", "raw"}));
+    add_duration_option(*sub, "--detect-within", opts->detect_within, "Derive every knob from one detection target");
+    add_duration_option(*sub, "--heartbeat", s.heartbeat, "Heartbeat interval granted to clients that ask for 0");
+    add_duration_option(*sub, "--timeout", s.timeout, "Silence after which a peer is declared dead");
+    add_duration_option(*sub, "--min-interval", s.min_interval,
+                        "Fastest heartbeat a client may ask for; pinging faster gets CLOSE too_many_pings");
+    add_duration_option(*sub, "--handshake-timeout", s.handshake_timeout, "HELLO must arrive within this of accept");
+    add_duration_option(*sub, "--idle-timeout", s.idle_timeout, "raw mode: close after this long without a byte (0 = off)");
+    sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")->capture_default_str();
+    sub->add_option("--user-timeout", opts->user_timeout,
+                    "TCP_USER_TIMEOUT: auto (= keepalive budget), off, or a duration")
+        ->capture_default_str();
+    sub->add_flag("--server-pings", s.server_pings, "The server also PINGs quiet clients");
+    sub->add_option("--threads", s.threads, "Event loops, each with its own SO_REUSEPORT listener")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 256));
+    sub->add_option("--output-budget", s.output_budget, "Bytes queued for a peer that does not read before slow_consumer")
+        ->capture_default_str();
+    sub->add_option("--max-connections", s.max_connections, "Connections beyond this are closed at accept")
+        ->capture_default_str();
+    sub->add_option("--http", s.http, "Serve /metrics and /connections on this address (e.g. 127.0.0.1:9100)");
+    sub->add_option("--log", opts->log, "Event format: json (one object per line) or text")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"json", "text"}));
+    sub->add_flag("--echo", s.echo, "Echo DATA (framed) or bytes (raw) back");
+    sub->callback([opts, &run, sub] { run = [opts, sub] { return run_serve(*opts, *sub); }; });
+}
+
+}  // namespace lifeline::cli

@@ -1,0 +1,38 @@
+#include "runtime/http_endpoint.hpp"
+
+#include <httplib.h>
+
+#include "net/endpoint.hpp"
+
+namespace lifeline::runtime {
+
+Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const std::string& address, Body metrics, Body connections) {
+    Result<net::Endpoint> endpoint = net::parse_endpoint(address);
+    if (!endpoint) return endpoint.error();
+    std::unique_ptr<HttpEndpoint> http(new HttpEndpoint());
+    http->server_ = std::make_unique<httplib::Server>();
+    httplib::Server& s = *http->server_;
+    // One worker thread is plenty for a scrape endpoint and bounds its cost.
+    s.new_task_queue = [] { return new httplib::ThreadPool(1); };
+    s.Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
+        res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    s.Get("/connections", [connections](const httplib::Request&, httplib::Response& res) {
+        res.set_content(connections(), "application/json");
+    });
+    const std::string text = endpoint->to_string();
+    std::string host = text.substr(0, text.rfind(':'));
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (!s.bind_to_port(host, endpoint->port())) {
+        return Error{"cannot listen for HTTP on " + address + " (address in use, or not a local address?)"};
+    }
+    http->thread_ = std::thread([&s] { s.listen_after_bind(); });
+    return http;
+}
+
+HttpEndpoint::~HttpEndpoint() {
+    if (server_) server_->stop();
+    if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace lifeline::runtime

@@ -1,0 +1,61 @@
+#include "runtime/metrics.hpp"
+
+#include <fmt/core.h>
+
+namespace lifeline::runtime {
+
+void Histogram::observe(Duration d) {
+    const double s = d.seconds_f();
+    std::size_t i = 0;
+    while (i < kBounds.size() && s > kBounds[i]) ++i;
+    buckets_[i].fetch_add(1, std::memory_order_relaxed);
+    count_.fetch_add(1, std::memory_order_relaxed);
+    sum_ns_.fetch_add(d.ns(), std::memory_order_relaxed);
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& help) const {
+    out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < kBounds.size(); ++i) {
+        cumulative += buckets_[i].load(std::memory_order_relaxed);
+        out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, kBounds[i], cumulative);
+    }
+    cumulative += buckets_[kBounds.size()].load(std::memory_order_relaxed);
+    out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, cumulative);
+    out += fmt::format("{}_sum {}\n", name, static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9);
+    out += fmt::format("{}_count {}\n", name, count_.load(std::memory_order_relaxed));
+}
+
+std::string ServerMetrics::prometheus_text(Duration loop_lag_max) const {
+    std::string out;
+    auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+        out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, v);
+    };
+    auto gauge = [&](const char* name, const char* help, double v) {
+        out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, v);
+    };
+    gauge("lifeline_connections_open", "Connections currently open.",
+          static_cast<double>(connections_open.load(std::memory_order_relaxed)));
+    counter("lifeline_connections_accepted_total", "Connections accepted.", accepted_total.load(std::memory_order_relaxed));
+    out += "# HELP lifeline_connections_closed_total Connections closed, by reason.\n"
+           "# TYPE lifeline_connections_closed_total counter\n";
+    for (DisconnectReason r : kAllDisconnectReasons) {
+        out += fmt::format("lifeline_connections_closed_total{{reason=\"{}\"}} {}\n", to_string(r),
+                           closed_total[static_cast<std::size_t>(r)].load(std::memory_order_relaxed));
+    }
+    counter("lifeline_heartbeats_received_total", "PING frames received.", heartbeats_in_total.load(std::memory_order_relaxed));
+    counter("lifeline_heartbeats_sent_total", "PING and PONG frames sent.", heartbeats_out_total.load(std::memory_order_relaxed));
+    counter("lifeline_protocol_errors_total", "Connections that broke the protocol.",
+            protocol_errors_total.load(std::memory_order_relaxed));
+    counter("lifeline_accept_errors_total", "accept() failures (EMFILE and friends).",
+            accept_errors_total.load(std::memory_order_relaxed));
+    counter("lifeline_loop_stalls_total", "Event loop wake-ups late by more than the stall threshold.",
+            stalls_total.load(std::memory_order_relaxed));
+    gauge("lifeline_loop_lag_max_seconds", "Worst event loop wake-up lag seen.", loop_lag_max.seconds_f());
+    detection_latency.render(out, "lifeline_detection_latency_seconds",
+                             "Silence from the last byte received to the dead verdict.");
+    rtt.render(out, "lifeline_rtt_seconds", "Heartbeat round-trip samples.");
+    return out;
+}
+
+}  // namespace lifeline::runtime

@@ -1,0 +1,48 @@
+// Server counters and histograms, updated from loop threads with relaxed
+// atomics and rendered as Prometheus text. Internal to src/runtime.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "lifeline/disconnect_reason.hpp"
+#include "lifeline/time.hpp"
+
+namespace lifeline::runtime {
+
+// Fixed buckets (seconds), cumulative on output as Prometheus expects.
+class Histogram {
+public:
+    static constexpr std::array<double, 14> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                       0.1,    0.25,  0.5,    1,     2.5,   5,    10};
+    void observe(Duration d);
+    void render(std::string& out, const std::string& name, const std::string& help) const;
+
+private:
+    std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};
+    std::atomic<std::uint64_t> count_{0};
+    std::atomic<std::int64_t> sum_ns_{0};
+};
+
+struct ServerMetrics {
+    std::atomic<std::int64_t> connections_open{0};
+    std::atomic<std::uint64_t> accepted_total{0};
+    std::atomic<std::uint64_t> protocol_errors_total{0};
+    std::atomic<std::uint64_t> heartbeats_in_total{0};   // PINGs received
+    std::atomic<std::uint64_t> heartbeats_out_total{0};  // PONGs and PINGs sent
+    std::atomic<std::uint64_t> accept_errors_total{0};
+    std::atomic<std::uint64_t> stalls_total{0};
+    std::array<std::atomic<std::uint64_t>, kAllDisconnectReasons.size()> closed_total{};
+    Histogram detection_latency;  // silence at the moment a peer was declared dead
+    Histogram rtt;
+
+    void count_closed(DisconnectReason reason) {
+        closed_total[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+    }
+    // `loop_lag_max` is the worst loop lag across loops.
+    std::string prometheus_text(Duration loop_lag_max) const;
+};
+
+}  // namespace lifeline::runtime

@@ -1,0 +1,72 @@
+#include "runtime/output_queue.hpp"
+
+#include <sys/socket.h>
+
+#include <cassert>
+#include <cerrno>
+
+namespace lifeline::runtime {
+
+void OutputQueue::push(std::span<const std::uint8_t> bytes, bool control, bool already_started) {
+    if (already_started) {
+        assert(current_pos_ == current_.size());
+        current_.assign(bytes.begin(), bytes.end());
+        current_pos_ = 0;
+        return;
+    }
+    std::vector<std::uint8_t>& target = control ? control_ : data_;
+    target.insert(target.end(), bytes.begin(), bytes.end());
+}
+
+std::size_t OutputQueue::queued_bytes() const {
+    return (current_.size() - current_pos_) + control_.size() + (data_.size() - data_pos_);
+}
+
+bool OutputQueue::load_next() {
+    current_.clear();
+    current_pos_ = 0;
+    if (!control_.empty()) {
+        current_.swap(control_);  // All pending control frames: small, and boundaries are kept.
+        return true;
+    }
+    if (data_pos_ == data_.size()) {
+        data_ = {};  // Release the memory: an idle connection owns no buffer.
+        data_pos_ = 0;
+        current_ = {};
+        return false;
+    }
+    std::size_t len = data_.size() - data_pos_;
+    if (framed_) {
+        assert(len >= 4);
+        const std::uint8_t* p = data_.data() + data_pos_;
+        const std::size_t frame = 4 + ((std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3]);
+        assert(frame <= len);
+        len = frame;
+    }
+    current_.assign(data_.begin() + static_cast<std::ptrdiff_t>(data_pos_),
+                    data_.begin() + static_cast<std::ptrdiff_t>(data_pos_ + len));
+    data_pos_ += len;
+    return true;
+}
+
+OutputQueue::FlushResult OutputQueue::flush(int fd) {
+    FlushResult r;
+    while (true) {
+        if (current_pos_ == current_.size() && !load_next()) return r;
+        const ssize_t n = ::send(fd, current_.data() + current_pos_, current_.size() - current_pos_,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                r.would_block = true;
+            } else {
+                r.error = errno;
+            }
+            return r;
+        }
+        current_pos_ += static_cast<std::size_t>(n);
+        r.written += static_cast<std::size_t>(n);
+    }
+}
+
+}  // namespace lifeline::runtime

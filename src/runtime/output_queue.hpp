@@ -1,0 +1,50 @@
+// Bytes waiting for a socket that would not take them yet. Internal.
+//
+// Control frames (PING, PONG, CLOSE) go out at the next frame boundary ahead of
+// queued DATA, so a peer receiving a large backlog still hears our heartbeats
+// and is not declared dead by mistake. Frames are self-delimiting (length
+// prefix), so the queue finds boundaries without an index. In raw mode there
+// are no frames: bytes go out in order.
+//
+// A connection allocates a queue only while something is pending; an idle
+// connection holds none.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace lifeline::runtime {
+
+class OutputQueue {
+public:
+    explicit OutputQueue(bool framed) : framed_(framed) {}
+
+    // `bytes` must be whole frames when framed. `already_started` marks the
+    // rest of a frame whose beginning is already on the wire: it goes first.
+    void push(std::span<const std::uint8_t> bytes, bool control, bool already_started = false);
+
+    std::size_t queued_bytes() const;
+    bool empty() const { return queued_bytes() == 0; }
+
+    struct FlushResult {
+        std::size_t written = 0;
+        bool would_block = false;  // The socket's buffer is full: wait for EPOLLOUT.
+        int error = 0;             // errno of a failed send (EPIPE, ECONNRESET, ...)
+    };
+    // Sends as much as the socket takes, frame by frame, control first.
+    FlushResult flush(int fd);
+
+private:
+    bool load_next();
+
+    std::vector<std::uint8_t> current_;  // The frame being written (its unsent rest).
+    std::size_t current_pos_ = 0;
+    std::vector<std::uint8_t> control_;  // Whole control frames.
+    std::vector<std::uint8_t> data_;     // Whole DATA frames (or raw bytes).
+    std::size_t data_pos_ = 0;
+    bool framed_;
+};
+
+}  // namespace lifeline::runtime

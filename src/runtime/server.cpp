@@ -1,0 +1,799 @@
+// The server: N shared-nothing event loops, each with its own SO_REUSEPORT
+// listener and its own connections; only the session table (client id ->
+// connection, for takeover) and the metrics are shared.
+#include "lifeline/server.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <unordered_map>
+
+#include "core/codec.hpp"
+#include "core/failure_detector.hpp"
+#include "core/liveness.hpp"
+#include "net/endpoint.hpp"
+#include "net/socket_options.hpp"
+#include "net/tcp_info.hpp"
+#include "runtime/event_loop.hpp"
+#include "runtime/http_endpoint.hpp"
+#include "runtime/metrics.hpp"
+#include "runtime/output_queue.hpp"
+#include "runtime/stream_socket.hpp"
+
+namespace lifeline {
+
+using runtime::EventLoop;
+using runtime::LoopObject;
+using runtime::OutputQueue;
+using runtime::StreamSocket;
+
+Result<void> ServerOptions::validate() const {
+    if (threads < 1 || threads > 256) return Error{"--threads must be 1..256 (got " + std::to_string(threads) + ")"};
+    if (heartbeat <= Duration::zero()) return Error{"--heartbeat must be > 0"};
+    if (timeout <= heartbeat)
+        return Error{"--timeout (" + to_string(timeout) + ") must be longer than --heartbeat (" + to_string(heartbeat) +
+                     "): a healthy idle peer would be convicted between two heartbeats"};
+    if (min_interval <= Duration::zero() || min_interval > heartbeat)
+        return Error{"--min-interval (" + to_string(min_interval) + ") must be > 0 and <= --heartbeat (" +
+                     to_string(heartbeat) + ")"};
+    if (max_timeout < timeout) return Error{"max timeout must be >= --timeout"};
+    if (handshake_timeout <= Duration::zero()) return Error{"handshake timeout must be > 0"};
+    if (idle_timeout < Duration::zero()) return Error{"--idle-timeout must be >= 0"};
+    if (output_budget < 1024) return Error{"output budget must be at least 1 KiB"};
+    if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max body size must be 16 B..16 MiB"};
+    if (tick <= Duration::zero() || tick > Duration::seconds(1)) return Error{"tick must be in (0, 1s]"};
+    if (auto k = keepalive.validate(); !k) return Error{"--keepalive: " + k.error().message};
+    return {};
+}
+
+namespace {
+
+class Worker;
+
+enum class ConnState : std::uint8_t { handshake, open, closed };
+
+// One accepted connection. Its TimerNode (the LoopObject base) is its only
+// timer: the handshake deadline first, then the liveness machine's deadline.
+class Connection final : public LoopObject {
+public:
+    Connection(Worker& worker, int fd, std::uint64_t id, Instant now, Duration idle_timeout);
+    ~Connection() override;
+
+    void on_io(std::uint32_t events) override;
+    void on_timer() override;
+
+    void start();
+    // Ends the connection exactly once: emits `closed` and releases the fd.
+    void close(DisconnectReason reason, const std::string& message = "");
+    // Best effort: queue a CLOSE frame (framed mode) before closing.
+    void close_with_frame(DisconnectReason reason, CloseCode code, const std::string& text);
+    void send_frame(const Frame& frame, bool control);
+    void forgive_stall(Instant now);
+    nlohmann::json describe(Instant now) const;
+
+    std::uint64_t id() const { return id_; }
+    ConnState state() const { return state_; }
+    bool output_pending() const { return socket_.queued_bytes() > 0; }
+    const std::string& client_id() const { return client_id_; }
+
+private:
+    void read_available();
+    void handle_bytes(std::span<const std::uint8_t> bytes);
+    void handle_frame(const Frame& frame);
+    void handle_hello(const Hello& hello);
+    void handle_ping(const Ping& ping);
+    void transmit(std::span<const std::uint8_t> bytes, bool control);
+    void flush();
+    void close_on_socket_error(int err);
+    void rearm();
+    Event event(EventKind kind) const;
+
+    Worker& worker_;
+    FixedTimeoutDetector detector_;
+    LivenessMachine liveness_;
+    FrameDecoder decoder_;
+    StreamSocket socket_;
+    std::string client_id_;
+    Instant accepted_at_;
+    Instant last_ping_received_;
+    std::uint64_t id_;
+    ConnState state_ = ConnState::handshake;
+    std::uint8_t ping_strikes_ = 0;
+};
+
+class Listener final : public LoopObject {
+public:
+    explicit Listener(Worker& worker, int fd) : worker_(worker), fd_(fd) {}
+    ~Listener() override;
+    void on_io(std::uint32_t events) override;
+    // Accepting was paused after EMFILE; resume.
+    void on_timer() override;
+    void close_fd();
+    int fd() const { return fd_; }
+
+private:
+    Worker& worker_;
+    int fd_;
+};
+
+// Finishes a graceful shutdown when the flush deadline passes.
+class ShutdownDeadline final : public LoopObject {
+public:
+    explicit ShutdownDeadline(Worker& worker) : worker_(worker) {}
+    ~ShutdownDeadline() override = default;
+    void on_io(std::uint32_t) override {}
+    void on_timer() override;
+
+private:
+    Worker& worker_;
+};
+
+struct SessionRef {
+    std::size_t worker;
+    std::uint64_t conn;
+};
+
+}  // namespace
+
+struct Server::Impl {
+    ServerOptions options;
+    ServerCallbacks callbacks;
+    net::Endpoint endpoint;
+    std::vector<std::unique_ptr<Worker>> workers;
+    runtime::ServerMetrics metrics;
+    std::mutex sessions_mutex;
+    std::unordered_map<std::string, SessionRef> sessions;
+    std::atomic<std::uint64_t> next_conn_id{1};
+    std::atomic<bool> stop_requested{false};
+    std::unique_ptr<runtime::HttpEndpoint> http;
+
+    void emit(const Event& e) const {
+        if (callbacks.on_event) callbacks.on_event(e);
+    }
+    void take_over_session(const std::string& id, SessionRef now_owner);
+    std::string metrics_text_unlocked() const;
+    std::string connections_json_unlocked() const;
+    void release_session(const std::string& id, SessionRef owner);
+};
+
+namespace {
+
+constexpr std::size_t kScratchSize = 64 * 1024;
+constexpr int kMaxReadsPerEvent = 16;     // 1 MiB per connection per turn: one busy peer cannot starve the rest.
+constexpr int kMaxAcceptsPerEvent = 256;  // Same for a connect storm.
+constexpr Duration kAcceptPause = Duration::milliseconds(100);
+constexpr Duration kShutdownFlush = Duration::milliseconds(1500);
+constexpr std::uint8_t kMaxPingStrikes = 3;
+
+class Worker {
+public:
+    Worker(Server::Impl& server, std::size_t index, std::unique_ptr<EventLoop> loop, int listen_fd)
+        : server_(server), index_(index), loop_(std::move(loop)), listener_(*this, listen_fd), shutdown_(*this) {
+        scratch_.resize(kScratchSize);
+        loop_->set_stall_callback([this](Duration lag) { on_stall(lag); });
+    }
+    ~Worker() {
+        for (auto& [id, conn] : conns_) loop_->cancel(*conn);
+        loop_->cancel(listener_);
+        loop_->cancel(shutdown_);
+    }
+
+    Result<void> start() { return loop_->add(listener_.fd(), EPOLLIN, &listener_); }
+    void run() { loop_->run(); }
+
+    EventLoop& loop() { return *loop_; }
+    Server::Impl& server() { return server_; }
+    const ServerOptions& options() const { return server_.options; }
+    std::size_t index() const { return index_; }
+    std::vector<std::uint8_t>& scratch() { return scratch_; }
+    std::vector<std::uint8_t>& encode_buffer() { return encode_; }
+    bool shutting_down() const { return shutting_down_; }
+
+    void adopt(int fd) {
+        const std::uint64_t id = server_.next_conn_id.fetch_add(1, std::memory_order_relaxed);
+        auto conn = std::make_unique<Connection>(*this, fd, id, loop_->now(), options().idle_timeout);
+        Connection& ref = *conn;
+        conns_.emplace(id, std::move(conn));
+        ref.start();
+    }
+
+    // Moves a closed connection out of the table; it is freed after this turn,
+    // because later events of the same epoll batch may still name it.
+    void retire(std::uint64_t id) {
+        auto it = conns_.find(id);
+        if (it == conns_.end()) return;
+        graveyard_.push_back(std::move(it->second));
+        conns_.erase(it);
+        if (graveyard_.size() == 1) {
+            loop_->post([this] { graveyard_.clear(); });
+        }
+        if (shutting_down_ && conns_.empty()) loop_->stop();
+    }
+
+    Connection* find(std::uint64_t id) {
+        auto it = conns_.find(id);
+        return it == conns_.end() ? nullptr : it->second.get();
+    }
+
+    void begin_shutdown() {
+        if (shutting_down_) return;
+        shutting_down_ = true;
+        listener_.close_fd();
+        std::vector<Connection*> all;
+        for (auto& [id, conn] : conns_) all.push_back(conn.get());
+        for (Connection* c : all) {
+            if (options().mode == ServerMode::framed && c->state() == ConnState::open) {
+                c->send_frame(Close{static_cast<std::uint16_t>(CloseCode::shutdown), "server shutting down"}, true);
+            }
+            if (c->state() != ConnState::closed && !c->output_pending()) c->close(DisconnectReason::shutdown);
+        }
+        if (conns_.empty()) {
+            loop_->stop();
+            return;
+        }
+        loop_->schedule(shutdown_, loop_->now() + kShutdownFlush);
+    }
+
+    void finish_shutdown() {
+        std::vector<Connection*> all;
+        for (auto& [id, conn] : conns_) all.push_back(conn.get());
+        for (Connection* c : all) c->close(DisconnectReason::shutdown);
+        loop_->stop();
+    }
+
+    nlohmann::json describe_connections() {
+        nlohmann::json out = nlohmann::json::array();
+        for (auto& [id, conn] : conns_) out.push_back(conn->describe(loop_->now()));
+        return out;
+    }
+
+private:
+    void on_stall(Duration lag) {
+        server_.metrics.stalls_total.fetch_add(1, std::memory_order_relaxed);
+        for (auto& [id, conn] : conns_) conn->forgive_stall(loop_->now());
+        Event e;
+        e.kind = EventKind::stall;
+        e.silence = lag;
+        e.message = "event loop " + std::to_string(index_) + " woke " + to_string(lag) +
+                    " late; silence during the stall is not held against peers";
+        server_.emit(e);
+    }
+
+    Server::Impl& server_;
+    std::size_t index_;
+    std::unique_ptr<EventLoop> loop_;
+    Listener listener_;
+    ShutdownDeadline shutdown_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
+    std::vector<std::unique_ptr<Connection>> graveyard_;
+    std::vector<std::uint8_t> scratch_;
+    std::vector<std::uint8_t> encode_;
+    bool shutting_down_ = false;
+};
+
+// ---- Listener ---------------------------------------------------------------
+
+Listener::~Listener() { close_fd(); }
+
+void Listener::close_fd() {
+    if (fd_ < 0) return;
+    worker_.loop().remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
+}
+
+void Listener::on_io(std::uint32_t) {
+    Server::Impl& server = worker_.server();
+    for (int i = 0; i < kMaxAcceptsPerEvent && fd_ >= 0; ++i) {
+        const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            if (server.metrics.connections_open.load(std::memory_order_relaxed) >=
+                static_cast<std::int64_t>(server.options.max_connections)) {
+                ::close(fd);  // Over the limit: shed it rather than grow without bound.
+                server.metrics.accept_errors_total.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            worker_.adopt(fd);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        server.metrics.accept_errors_total.fetch_add(1, std::memory_order_relaxed);
+        Event e;
+        e.kind = EventKind::error;
+        e.message = "accept: " + std::string(std::strerror(errno));
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            // A level-triggered listener with a pending connection we cannot take
+            // would wake us forever: stop listening for a moment instead of spinning.
+            e.message += "; accepting paused for " + to_string(kAcceptPause);
+            [[maybe_unused]] auto r = worker_.loop().modify(fd_, 0, this);
+            worker_.loop().schedule(*this, worker_.loop().now() + kAcceptPause);
+        }
+        server.emit(e);
+        return;
+    }
+}
+
+void Listener::on_timer() {
+    if (fd_ >= 0) [[maybe_unused]] auto r = worker_.loop().modify(fd_, EPOLLIN, this);
+}
+
+void ShutdownDeadline::on_timer() { worker_.finish_shutdown(); }
+
+// ---- Connection ---------------------------------------------------------------
+
+Connection::Connection(Worker& worker, int fd, std::uint64_t id, Instant now, Duration idle_timeout)
+    : worker_(worker),
+      detector_(idle_timeout > Duration::zero() ? idle_timeout : worker.options().timeout, now),
+      liveness_(LivenessConfig{worker.options().heartbeat, false}, detector_, now),
+      decoder_(DecoderRole::server, DecoderLimits{worker.options().max_body_size}),
+      socket_(worker.loop(), *this, fd, worker.options().mode == ServerMode::framed),
+      accepted_at_(now),
+      id_(id) {}
+
+Connection::~Connection() { worker_.loop().cancel(*this); }
+
+Event Connection::event(EventKind kind) const {
+    Event e;
+    e.kind = kind;
+    e.conn = id_;
+    e.peer = net::peer_address(socket_.fd());
+    e.client_id = client_id_;
+    return e;
+}
+
+void Connection::start() {
+    Server::Impl& server = worker_.server();
+    const ServerOptions& o = server.options;
+    server.metrics.accepted_total.fetch_add(1, std::memory_order_relaxed);
+    server.metrics.connections_open.fetch_add(1, std::memory_order_relaxed);
+    server.emit(event(EventKind::connect));
+    if (auto k = net::apply_keepalive(socket_.fd(), o.keepalive); !k) {
+        Event e = event(EventKind::error);
+        e.message = k.error().message;
+        server.emit(e);
+        close(DisconnectReason::local_close, k.error().message);
+        return;
+    }
+    [[maybe_unused]] auto nd = net::set_nodelay(socket_.fd());
+    if (auto r = socket_.watch(); !r) {
+        close(DisconnectReason::local_close, r.error().message);
+        return;
+    }
+    if (o.mode == ServerMode::framed) {
+        // Absolute from accept: a HELLO dribbled a byte at a time cannot extend it.
+        worker_.loop().schedule(*this, accepted_at_ + o.handshake_timeout);
+    } else {
+        state_ = ConnState::open;
+        if (o.idle_timeout > Duration::zero()) rearm();
+    }
+}
+
+void Connection::rearm() {
+    const Instant next = liveness_.next_deadline();
+    if (next.is_never()) {
+        worker_.loop().cancel(*this);
+    } else {
+        worker_.loop().schedule(*this, next);
+    }
+}
+
+void Connection::on_timer() {
+    if (state_ == ConnState::closed) return;
+    const ServerOptions& o = worker_.options();
+    const Instant now = worker_.loop().now();
+    if (state_ == ConnState::handshake) {
+        Event e = event(EventKind::error);
+        e.message = "no HELLO within " + to_string(o.handshake_timeout) + " of accept";
+        worker_.server().emit(e);
+        worker_.server().metrics.protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
+        close_with_frame(DisconnectReason::protocol_error, CloseCode::handshake_timeout, e.message);
+        return;
+    }
+    const LivenessStep step = liveness_.on_timer(now);
+    switch (step.action) {
+        case LivenessAction::declare_dead: {
+            const bool raw = o.mode == ServerMode::raw;
+            Event e = event(EventKind::dead);
+            e.reason = raw ? DisconnectReason::idle_timeout : DisconnectReason::heartbeat_timeout;
+            e.silence = now - liveness_.last_received();
+            e.budget = detector_.timeout();
+            e.rtt = liveness_.rtt().smoothed();
+            worker_.server().metrics.detection_latency.observe(e.silence);
+            worker_.server().emit(e);
+            if (raw) {
+                close(DisconnectReason::idle_timeout);
+            } else {
+                close_with_frame(DisconnectReason::heartbeat_timeout, CloseCode::heartbeat_timeout,
+                                 "nothing received for " + to_string(e.silence));
+            }
+            return;
+        }
+        case LivenessAction::send_ping:
+            worker_.server().metrics.heartbeats_out_total.fetch_add(1, std::memory_order_relaxed);
+            send_frame(step.ping, true);
+            break;
+        case LivenessAction::none: break;
+    }
+    if (state_ != ConnState::closed) rearm();
+}
+
+void Connection::forgive_stall(Instant now) {
+    if (state_ != ConnState::open) return;
+    liveness_.on_local_stall(now);
+    rearm();
+}
+
+void Connection::on_io(std::uint32_t events) {
+    if (state_ == ConnState::closed) return;
+    if (events & EPOLLERR) {
+        close_on_socket_error(net::connect_result(socket_.fd()));
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) read_available();
+    if (state_ != ConnState::closed && (events & EPOLLOUT)) flush();
+}
+
+void Connection::read_available() {
+    std::vector<std::uint8_t>& scratch = worker_.scratch();
+    for (int i = 0; i < kMaxReadsPerEvent && state_ != ConnState::closed; ++i) {
+        const StreamSocket::ReadResult r = socket_.read(scratch);
+        switch (r.status) {
+            case StreamSocket::ReadStatus::data:
+                handle_bytes({scratch.data(), r.bytes});
+                if (r.bytes < scratch.size()) return;  // Drained.
+                break;
+            case StreamSocket::ReadStatus::would_block: return;
+            case StreamSocket::ReadStatus::eof: close(DisconnectReason::peer_closed); return;
+            case StreamSocket::ReadStatus::error: close_on_socket_error(r.error); return;
+        }
+    }
+}
+
+void Connection::close_on_socket_error(int err) {
+    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
+    const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr);
+    if (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout) {
+        Event e = event(EventKind::dead);
+        e.reason = reason;
+        e.silence = worker_.loop().now() - liveness_.last_received();
+        const KeepalivePolicy& k = worker_.options().keepalive;
+        e.budget = reason == DisconnectReason::user_timeout ? k.user_timeout_value() : k.budget();
+        e.rtt = liveness_.rtt().smoothed();
+        worker_.server().metrics.detection_latency.observe(e.silence);
+        worker_.server().emit(e);
+    }
+    close(reason, err != 0 ? std::strerror(err) : "");
+}
+
+void Connection::handle_bytes(std::span<const std::uint8_t> bytes) {
+    const Instant now = worker_.loop().now();
+    const ServerOptions& o = worker_.options();
+    if (o.mode == ServerMode::raw) {
+        liveness_.on_bytes_received(now);
+        if (worker_.server().callbacks.on_message) worker_.server().callbacks.on_message(id_, bytes);
+        if (o.echo) transmit(bytes, false);
+        return;
+    }
+    // Every byte is liveness, even part of a frame; the handshake has its own deadline.
+    if (state_ == ConnState::open) liveness_.on_bytes_received(now);
+    std::span<const std::uint8_t> input = bytes;
+    while (state_ != ConnState::closed) {
+        FrameDecoder::Step step = decoder_.next(input);
+        if (step.error) {
+            worker_.server().metrics.protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
+            Event e = event(EventKind::error);
+            e.message = std::string(to_string(step.error->kind)) + ": " + step.error->detail;
+            worker_.server().emit(e);
+            close_with_frame(DisconnectReason::protocol_error, CloseCode::protocol_error, e.message);
+            return;
+        }
+        if (!step.frame) return;
+        handle_frame(*step.frame);
+    }
+}
+
+void Connection::handle_frame(const Frame& frame) {
+    std::visit(
+        [this](const auto& f) {
+            using T = std::decay_t<decltype(f)>;
+            if constexpr (std::is_same_v<T, Hello>) {
+                handle_hello(f);
+            } else if constexpr (std::is_same_v<T, Ping>) {
+                handle_ping(f);
+            } else if constexpr (std::is_same_v<T, Pong>) {
+                if (auto rtt = liveness_.on_pong(worker_.loop().now(), f)) worker_.server().metrics.rtt.observe(*rtt);
+            } else if constexpr (std::is_same_v<T, Data>) {
+                auto& server = worker_.server();
+                if (server.callbacks.on_message) server.callbacks.on_message(id_, f.payload);
+                if (server.options.echo) send_frame(f, false);
+            } else if constexpr (std::is_same_v<T, Close>) {
+                close(DisconnectReason::peer_closed, f.reason);
+            }
+            // WELCOME never gets here: the server-role decoder rejects it.
+        },
+        frame);
+}
+
+void Connection::handle_hello(const Hello& hello) {
+    const ServerOptions& o = worker_.options();
+    const Instant now = worker_.loop().now();
+    // Grant what was asked within the server's limits; 0 means "your default".
+    Duration interval = hello.interval_ms == 0 ? o.heartbeat : Duration::milliseconds(hello.interval_ms);
+    interval = std::clamp(interval, o.min_interval, o.max_timeout / 2);
+    Duration timeout = hello.timeout_ms == 0 ? o.timeout : Duration::milliseconds(hello.timeout_ms);
+    // A timeout must leave room for at least two heartbeats and the round trips between them.
+    timeout = std::clamp(timeout, interval * 2, o.max_timeout);
+    detector_ = FixedTimeoutDetector(timeout, now);
+    liveness_ = LivenessMachine(LivenessConfig{interval, o.server_pings}, detector_, now);
+    client_id_ = hello.id.empty() ? "c" + std::to_string(id_) : hello.id;
+    state_ = ConnState::open;
+    send_frame(Welcome{kProtocolVersion, static_cast<std::uint32_t>(interval.ms()),
+                       static_cast<std::uint32_t>(timeout.ms()), client_id_},
+               true);
+    if (state_ == ConnState::closed) return;
+    Event e = event(EventKind::hello);
+    e.interval = interval;
+    e.timeout = timeout;
+    worker_.server().emit(e);
+    if (!hello.id.empty()) worker_.server().take_over_session(client_id_, {worker_.index(), id_});
+    if (state_ != ConnState::closed) rearm();
+}
+
+void Connection::handle_ping(const Ping& ping) {
+    auto& server = worker_.server();
+    const Instant now = worker_.loop().now();
+    server.metrics.heartbeats_in_total.fetch_add(1, std::memory_order_relaxed);
+    // gRPC-style abuse protection: PINGs far faster than the slowest rate we
+    // allow earn strikes; a few are forgiven (a reconnecting client, jitter).
+    if (last_ping_received_.is_set() && now - last_ping_received_ < server.options.min_interval / 2) {
+        if (++ping_strikes_ > kMaxPingStrikes) {
+            Event e = event(EventKind::error);
+            e.message = "too many pings: more than one per " + to_string(server.options.min_interval / 2);
+            server.metrics.protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
+            server.emit(e);
+            close_with_frame(DisconnectReason::protocol_error, CloseCode::too_many_pings, e.message);
+            return;
+        }
+    }
+    last_ping_received_ = now;
+    server.metrics.heartbeats_out_total.fetch_add(1, std::memory_order_relaxed);
+    send_frame(Pong{ping.seq, ping.sent_at}, true);
+}
+
+void Connection::send_frame(const Frame& frame, bool control) {
+    if (state_ == ConnState::closed) return;
+    std::vector<std::uint8_t>& buf = worker_.encode_buffer();
+    buf.clear();
+    if (auto r = append_frame(buf, frame, worker_.options().max_body_size); !r) {
+        Event e = event(EventKind::error);
+        e.message = "cannot encode " + std::string(to_string(frame_type(frame))) + ": " + r.error().message;
+        worker_.server().emit(e);
+        return;
+    }
+    transmit(buf, control);
+}
+
+void Connection::transmit(std::span<const std::uint8_t> bytes, bool control) {
+    if (state_ == ConnState::closed) return;
+    const StreamSocket::SendResult r = socket_.send(bytes, control);
+    if (r.error != 0) {
+        close_on_socket_error(r.error);
+        return;
+    }
+    if (r.written_now > 0) liveness_.on_bytes_sent(worker_.loop().now());
+    const std::size_t queued = socket_.queued_bytes();
+    if (queued > worker_.options().output_budget) {
+        Event e = event(EventKind::error);
+        e.message = "peer is not reading: " + std::to_string(queued) + " bytes queued, budget " +
+                    std::to_string(worker_.options().output_budget);
+        worker_.server().emit(e);
+        close(DisconnectReason::slow_consumer, e.message);
+    }
+}
+
+void Connection::flush() {
+    const OutputQueue::FlushResult r = socket_.flush();
+    if (r.written > 0) liveness_.on_bytes_sent(worker_.loop().now());
+    if (r.error != 0) {
+        close_on_socket_error(r.error);
+        return;
+    }
+    if (!r.would_block && worker_.shutting_down()) close(DisconnectReason::shutdown);
+}
+
+void Connection::close_with_frame(DisconnectReason reason, CloseCode code, const std::string& text) {
+    if (worker_.options().mode == ServerMode::framed && state_ != ConnState::closed) {
+        std::string reason_text = text.substr(0, kMaxCloseReasonSize);
+        // Cut at a character boundary so the frame stays valid UTF-8.
+        while (!reason_text.empty() && !is_valid_utf8(reason_text)) reason_text.pop_back();
+        send_frame(Close{static_cast<std::uint16_t>(code), reason_text}, true);
+    }
+    close(reason, text);
+}
+
+void Connection::close(DisconnectReason reason, const std::string& message) {
+    if (state_ == ConnState::closed) return;
+    Server::Impl& server = worker_.server();
+    Event e = event(EventKind::closed);
+    e.reason = reason;
+    e.duration = worker_.loop().now() - accepted_at_;
+    e.bytes_in = socket_.bytes_in();
+    e.bytes_out = socket_.bytes_out();
+    e.message = message;
+    state_ = ConnState::closed;
+    server.metrics.count_closed(reason);
+    server.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
+    server.emit(e);
+    if (!client_id_.empty()) server.release_session(client_id_, {worker_.index(), id_});
+    worker_.loop().cancel(*this);
+    socket_.close();
+    worker_.retire(id_);
+}
+
+nlohmann::json Connection::describe(Instant now) const {
+    const Result<net::EffectiveKeepalive> ka = net::read_keepalive(socket_.fd());
+    nlohmann::json j{
+        {"conn", id_},
+        {"peer", net::peer_address(socket_.fd())},
+        {"id", client_id_},
+        {"state", state_ == ConnState::handshake ? "handshake" : "open"},
+        {"age_ms", (now - accepted_at_).ms_f()},
+        {"last_received_ms_ago", (now - liveness_.last_received()).ms_f()},
+        {"rtt_ms", liveness_.rtt().smoothed().ms_f()},
+        {"suspicion", liveness_.suspicion(now)},
+        {"timeout_ms", detector_.timeout().ms_f()},
+        {"bytes_in", socket_.bytes_in()},
+        {"bytes_out", socket_.bytes_out()},
+    };
+    if (ka) {
+        j["keepalive"] = {{"enabled", ka->enabled},
+                          {"idle_s", ka->idle.ns() / 1'000'000'000},
+                          {"interval_s", ka->interval.ns() / 1'000'000'000},
+                          {"count", ka->count},
+                          {"user_timeout_ms", ka->user_timeout.ms()}};
+    }
+    return j;
+}
+
+}  // namespace
+
+// ---- Sessions -----------------------------------------------------------------
+
+void Server::Impl::take_over_session(const std::string& id, SessionRef now_owner) {
+    std::optional<SessionRef> previous;
+    {
+        std::lock_guard lock(sessions_mutex);
+        auto [it, inserted] = sessions.try_emplace(id, now_owner);
+        if (!inserted) {
+            previous = it->second;
+            it->second = now_owner;
+        }
+    }
+    if (!previous) return;
+    // The old connection may live on another loop: close it there.
+    Worker& owner = *workers[previous->worker];
+    const std::uint64_t old_conn = previous->conn;
+    auto close_old = [&owner, old_conn] {
+        if (Connection* c = owner.find(old_conn)) {
+            c->close_with_frame(DisconnectReason::session_replaced, CloseCode::session_replaced,
+                                "the same client id connected again");
+        }
+    };
+    if (previous->worker == now_owner.worker) {
+        close_old();
+    } else {
+        owner.loop().post(close_old);
+    }
+}
+
+void Server::Impl::release_session(const std::string& id, SessionRef owner) {
+    std::lock_guard lock(sessions_mutex);
+    auto it = sessions.find(id);
+    if (it != sessions.end() && it->second.worker == owner.worker && it->second.conn == owner.conn) sessions.erase(it);
+}
+
+// ---- Server -------------------------------------------------------------------
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options, ServerCallbacks callbacks) {
+    if (auto v = options.validate(); !v) return v.error();
+    Result<net::Endpoint> endpoint = net::parse_endpoint(options.listen);
+    if (!endpoint) return Error{"--listen: " + endpoint.error().message};
+    auto impl = std::make_unique<Impl>();
+    impl->options = options;
+    impl->callbacks = std::move(callbacks);
+    impl->endpoint = *endpoint;
+    for (int i = 0; i < options.threads; ++i) {
+        // Port 0: the first bind picks one; the other loops join it.
+        Result<int> fd = net::listen_tcp(impl->endpoint, /*reuse_port=*/true, SOMAXCONN);
+        if (!fd) return fd.error();
+        if (i == 0) {
+            Result<net::Endpoint> bound = net::parse_endpoint(net::local_address(*fd));
+            if (bound) impl->endpoint = *bound;
+        }
+        runtime::EventLoopConfig loop_config;
+        loop_config.tick = options.tick;
+        loop_config.stall_threshold = options.stall_threshold;
+        Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(loop_config);
+        if (!loop) {
+            ::close(*fd);
+            return loop.error();
+        }
+        impl->workers.push_back(
+            std::make_unique<Worker>(*impl, static_cast<std::size_t>(i), std::move(*loop), *fd));
+        if (auto s = impl->workers.back()->start(); !s) return s.error();
+    }
+    if (!options.http.empty()) {
+        Impl* raw = impl.get();
+        Result<std::unique_ptr<runtime::HttpEndpoint>> http = runtime::HttpEndpoint::start(
+            options.http, [raw] { return raw->metrics_text_unlocked(); }, [raw] { return raw->connections_json_unlocked(); });
+        if (!http) return Error{"--http: " + http.error().message};
+        impl->http = std::move(*http);
+    }
+    return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+void Server::run() {
+    Event listening;
+    listening.kind = EventKind::listening;
+    listening.message = impl_->endpoint.to_string();
+    impl_->emit(listening);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < impl_->workers.size(); ++i) {
+        threads.emplace_back([this, i] { impl_->workers[i]->run(); });
+    }
+    // A stop() that came before run() still counts.
+    if (impl_->stop_requested.load()) stop();
+    impl_->workers[0]->run();
+    for (auto& t : threads) t.join();
+}
+
+void Server::stop() {
+    impl_->stop_requested.store(true);
+    for (auto& w : impl_->workers) {
+        Worker* worker = w.get();
+        worker->loop().post([worker] { worker->begin_shutdown(); });
+    }
+}
+
+std::string Server::local_address() const { return impl_->endpoint.to_string(); }
+
+std::string Server::metrics_text() const { return impl_->metrics_text_unlocked(); }
+
+std::string Server::connections_json() const { return impl_->connections_json_unlocked(); }
+
+std::string Server::Impl::metrics_text_unlocked() const {
+    Duration lag;
+    for (const auto& w : workers) lag = std::max(lag, w->loop().max_lag());
+    return metrics.prometheus_text(lag);
+}
+
+std::string Server::Impl::connections_json_unlocked() const {
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& w : workers) {
+        auto promise = std::make_shared<std::promise<nlohmann::json>>();
+        std::future<nlohmann::json> future = promise->get_future();
+        Worker* worker = w.get();
+        worker->loop().post([worker, promise] { promise->set_value(worker->describe_connections()); });
+        // A loop that does not answer within a second is stuck; say so rather than hang.
+        if (future.wait_for(std::chrono::seconds(1)) != std::future_status::ready) {
+            all.push_back({{"error", "event loop " + std::to_string(worker->index()) + " did not answer"}});
+            continue;
+        }
+        for (auto& c : future.get()) all.push_back(std::move(c));
+    }
+    return all.dump();
+}
+
+}  // namespace lifeline
