@@ -94,6 +94,8 @@ private:
     void close_on_socket_error(int err);
     void rearm();
     Event event(EventKind kind) const;
+    // Heartbeat RTT when the server pings; else the kernel's smoothed RTT.
+    Duration last_rtt() const;
 
     Worker& worker_;
     FixedTimeoutDetector detector_;
@@ -106,6 +108,7 @@ private:
     std::uint64_t id_;
     ConnState state_ = ConnState::handshake;
     std::uint8_t ping_strikes_ = 0;
+    bool draining_ = false;
 };
 
 class Listener final : public LoopObject {
@@ -349,6 +352,12 @@ Event Connection::event(EventKind kind) const {
     return e;
 }
 
+Duration Connection::last_rtt() const {
+    if (liveness_.rtt().has_sample()) return liveness_.rtt().smoothed();
+    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
+    return info ? info->rtt : Duration::zero();
+}
+
 void Connection::start() {
     Server::Impl& server = worker_.server();
     const ServerOptions& o = server.options;
@@ -405,7 +414,7 @@ void Connection::on_timer() {
             e.reason = raw ? DisconnectReason::idle_timeout : DisconnectReason::heartbeat_timeout;
             e.silence = now - liveness_.last_received();
             e.budget = detector_.timeout();
-            e.rtt = liveness_.rtt().smoothed();
+            e.rtt = last_rtt();
             worker_.server().metrics.detection_latency.observe(e.silence);
             worker_.server().emit(e);
             if (raw) {
@@ -458,6 +467,14 @@ void Connection::read_available() {
 }
 
 void Connection::close_on_socket_error(int err) {
+    // A failed send may only echo a close already waiting in the receive
+    // buffer (a CLOSE frame, a FIN): read that first so the reason is the peer's.
+    if (!draining_ && state_ != ConnState::closed && (err == EPIPE || err == ECONNRESET)) {
+        draining_ = true;
+        read_available();
+        draining_ = false;
+        if (state_ == ConnState::closed) return;
+    }
     Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
     const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr);
     if (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout) {
@@ -466,7 +483,7 @@ void Connection::close_on_socket_error(int err) {
         e.silence = worker_.loop().now() - liveness_.last_received();
         const KeepalivePolicy& k = worker_.options().keepalive;
         e.budget = reason == DisconnectReason::user_timeout ? k.user_timeout_value() : k.budget();
-        e.rtt = liveness_.rtt().smoothed();
+        e.rtt = last_rtt();
         worker_.server().metrics.detection_latency.observe(e.silence);
         worker_.server().emit(e);
     }
@@ -647,7 +664,7 @@ nlohmann::json Connection::describe(Instant now) const {
         {"state", state_ == ConnState::handshake ? "handshake" : "open"},
         {"age_ms", (now - accepted_at_).ms_f()},
         {"last_received_ms_ago", (now - liveness_.last_received()).ms_f()},
-        {"rtt_ms", liveness_.rtt().smoothed().ms_f()},
+        {"rtt_ms", last_rtt().ms_f()},
         {"suspicion", liveness_.suspicion(now)},
         {"timeout_ms", detector_.timeout().ms_f()},
         {"bytes_in", socket_.bytes_in()},

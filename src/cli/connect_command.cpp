@@ -1,0 +1,132 @@
+// `lifeline connect`: a framed client; events on stdout, stdin lines as DATA.
+#include <fmt/core.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "lifeline/client.hpp"
+
+namespace lifeline::cli {
+
+namespace {
+
+struct ConnectOptions {
+    ClientOptions client;
+    std::string keepalive = "10s:2s:3";
+    std::string user_timeout = "auto";
+    std::string log = "json";
+    bool stdin_data = true;
+};
+
+int run_connect(ConnectOptions& o) {
+    ClientOptions& c = o.client;
+    Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive);
+    if (!keepalive) {
+        fmt::print(stderr, "lifeline connect: --keepalive: {}\n", keepalive.error().message);
+        return 2;
+    }
+    c.keepalive = *keepalive;
+    Result<UserTimeout> user_timeout = UserTimeout::parse(o.user_timeout);
+    if (!user_timeout) {
+        fmt::print(stderr, "lifeline connect: --user-timeout: {}\n", user_timeout.error().message);
+        return 2;
+    }
+    c.keepalive.user_timeout = *user_timeout;
+    if (!c.keepalive.enabled && user_timeout->mode == UserTimeout::Mode::automatic) {
+        c.keepalive.user_timeout = UserTimeout::off();
+    }
+
+    std::mutex out_mutex;
+    const bool json = o.log == "json";
+    const bool rtt_events = c.count == 1;  // One line per heartbeat is useful for one connection, noise for many.
+    std::atomic<bool> failed{false};
+    ClientCallbacks callbacks;
+    callbacks.on_event = [&](const Event& e) {
+        if (e.kind == EventKind::rtt && !rtt_events) return;
+        const std::string line = json ? to_json_line(e) : to_text_line(e);
+        std::lock_guard lock(out_mutex);
+        std::fputs(line.c_str(), stdout);
+        std::fputc('\n', stdout);
+        std::fflush(stdout);
+    };
+    callbacks.on_down = [&](int, DisconnectReason r) {
+        if (r != DisconnectReason::shutdown && r != DisconnectReason::local_close) failed.store(true);
+    };
+
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    Result<std::unique_ptr<Client>> client = Client::create(c, callbacks);
+    if (!client) {
+        fmt::print(stderr, "lifeline connect: {}\n", client.error().message);
+        return 2;
+    }
+    Client* raw = client->get();
+    std::atomic<bool> finished{false};
+    std::atomic<bool> interrupted{false};
+    std::thread signal_thread([&] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (!finished.load()) {
+            interrupted.store(true);
+            raw->stop();
+        }
+    });
+    if (o.stdin_data && c.count == 1) {
+        // Detached: a blocking read of stdin cannot be interrupted portably, and
+        // the process exits when run() returns anyway.
+        std::thread([raw] {
+            std::string line;
+            while (std::getline(std::cin, line)) {
+                raw->send(0, {reinterpret_cast<const std::uint8_t*>(line.data()), line.size()});
+            }
+        }).detach();
+    }
+    raw->run();
+    finished.store(true);
+    pthread_kill(signal_thread.native_handle(), SIGTERM);
+    signal_thread.join();
+    return interrupted.load() || !failed.load() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_connect_command(CLI::App& app, Action& run) {
+    auto opts = std::make_shared<ConnectOptions>();
+    ClientOptions& c = opts->client;
+    CLI::App* sub = app.add_subcommand(
+        "connect",
+        "Connect to a `lifeline serve` (framed mode), send HELLO, keep the connection alive with\n"
+        "heartbeats, and report events as JSON lines: connect, hello, rtt, dead (the server went\n"
+        "silent), closed, error. With --reconnect, come back with exponential backoff and full\n"
+        "jitter. With --count 1, each line read from stdin is sent as one DATA frame.\n"
+        "Exit status: 0 when stopped by SIGINT/SIGTERM or closed cleanly, 1 if a connection died.");
+    sub->add_option("server", c.server, "HOST:PORT of the server")->required();
+    sub->add_option("--id", c.id, "Client id sent in HELLO (with --count, suffixed -0, -1, ...)");
+    add_duration_option(*sub, "--heartbeat", c.heartbeat, "Requested heartbeat interval");
+    add_duration_option(*sub, "--timeout", c.timeout, "Requested timeout: the server is dead after this much silence");
+    sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")->capture_default_str();
+    sub->add_option("--user-timeout", opts->user_timeout, "TCP_USER_TIMEOUT: auto, off, or a duration")
+        ->capture_default_str();
+    sub->add_flag("--reconnect", c.reconnect, "Reconnect after the connection ends");
+    add_duration_option(*sub, "--backoff-initial", c.backoff_initial, "First reconnect delay cap (doubles per attempt)");
+    add_duration_option(*sub, "--backoff-max", c.backoff_max, "Largest reconnect delay cap");
+    add_duration_option(*sub, "--connect-timeout", c.connect_timeout, "TCP connect plus WELCOME must finish within this");
+    sub->add_option("--count", c.count, "Parallel connections")->capture_default_str()->check(CLI::Range(1, 20000));
+    sub->add_flag("!--no-stdin", opts->stdin_data, "Do not send stdin lines as DATA");
+    sub->add_option("--log", opts->log, "Event format: json or text")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"json", "text"}));
+    sub->callback([opts, &run] { run = [opts] { return run_connect(*opts); }; });
+}
+
+}  // namespace lifeline::cli

@@ -1,0 +1,444 @@
+// The client: one event loop, N framed connections, each with its own
+// liveness machine and (with reconnect) its own backoff.
+#include "lifeline/client.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <random>
+
+#include "core/codec.hpp"
+#include "core/failure_detector.hpp"
+#include "core/liveness.hpp"
+#include "net/endpoint.hpp"
+#include "net/socket_options.hpp"
+#include "net/tcp_info.hpp"
+#include "runtime/event_loop.hpp"
+#include "runtime/stream_socket.hpp"
+
+namespace lifeline {
+
+using runtime::EventLoop;
+using runtime::LoopObject;
+using runtime::StreamSocket;
+
+Result<void> ClientOptions::validate() const {
+    if (count < 1 || count > 20'000) return Error{"--count must be 1..20000 (got " + std::to_string(count) + ")"};
+    if (heartbeat <= Duration::zero()) return Error{"--heartbeat must be > 0"};
+    if (timeout <= heartbeat)
+        return Error{"--timeout (" + to_string(timeout) + ") must be longer than --heartbeat (" + to_string(heartbeat) + ")"};
+    if (heartbeat.ms() > UINT32_MAX || timeout.ms() > UINT32_MAX) return Error{"heartbeat and timeout must fit in 32-bit ms"};
+    if (backoff_initial <= Duration::zero() || backoff_max < backoff_initial)
+        return Error{"backoff: need 0 < initial <= max"};
+    if (connect_timeout <= Duration::zero()) return Error{"connect timeout must be > 0"};
+    if (id.size() > kMaxIdSize || !is_valid_utf8(id)) return Error{"--id must be valid UTF-8 of at most 255 bytes"};
+    if (auto k = keepalive.validate(); !k) return Error{"--keepalive: " + k.error().message};
+    return {};
+}
+
+namespace {
+
+constexpr std::size_t kScratchSize = 64 * 1024;
+constexpr int kMaxReadsPerEvent = 16;
+
+enum class State : std::uint8_t { waiting, connecting, handshake, open, finished };
+
+class ClientConnection;
+
+}  // namespace
+
+struct Client::Impl {
+    ClientOptions options;
+    ClientCallbacks callbacks;
+    net::Endpoint endpoint;
+    std::unique_ptr<EventLoop> loop;
+    std::vector<std::unique_ptr<ClientConnection>> conns;
+    std::mt19937_64 rng;
+    std::vector<std::uint8_t> scratch = std::vector<std::uint8_t>(kScratchSize);
+    std::vector<std::uint8_t> encode;
+    std::uint64_t next_conn_number = 1;
+    int finished = 0;
+    bool stopping = false;
+
+    void emit(const Event& e) const {
+        if (callbacks.on_event) callbacks.on_event(e);
+    }
+    void connection_finished() {
+        if (++finished == static_cast<int>(conns.size())) loop->stop();
+    }
+};
+
+namespace {
+
+class ClientConnection final : public LoopObject {
+public:
+    ClientConnection(Client::Impl& client, int index)
+        : client_(client),
+          index_(index),
+          detector_(client.options.timeout, client.loop->now()),
+          liveness_(LivenessConfig{client.options.heartbeat, true}, detector_, client.loop->now()),
+          id_(client.options.count > 1 && !client.options.id.empty()
+                  ? client.options.id + "-" + std::to_string(index)
+                  : client.options.id) {}
+    ~ClientConnection() override { client_.loop->cancel(*this); }
+
+    void start();
+    void on_io(std::uint32_t events) override;
+    void on_timer() override;
+    void send_data(std::span<const std::uint8_t> payload) {
+        if (state_ == State::open) send_frame(Data{payload}, false);
+    }
+    void stop();
+    void forgive_stall(Instant now) {
+        if (state_ != State::open) return;
+        liveness_.on_local_stall(now);
+        rearm();
+    }
+
+private:
+    void on_connected();
+    void read_available();
+    void handle_frame(const Frame& frame);
+    void send_frame(const Frame& frame, bool control);
+    void flush();
+    void rearm();
+    void fail_socket(int err);
+    // Ends this connection or attempt; reconnects after a backoff if asked to.
+    void down(DisconnectReason reason, const std::string& message);
+    Event event(EventKind kind) const;
+
+    Client::Impl& client_;
+    int index_;
+    FixedTimeoutDetector detector_;
+    LivenessMachine liveness_;
+    std::optional<FrameDecoder> decoder_;
+    std::optional<StreamSocket> socket_;
+    std::string id_;
+    std::string granted_id_;
+    std::string peer_;
+    Instant connected_at_;
+    std::uint64_t number_ = 0;  // Event "conn" number of the current attempt.
+    int attempt_ = 0;
+    State state_ = State::waiting;
+    bool draining_ = false;
+};
+
+Event ClientConnection::event(EventKind kind) const {
+    Event e;
+    e.kind = kind;
+    e.conn = number_;
+    e.peer = peer_;
+    e.client_id = granted_id_.empty() ? id_ : granted_id_;
+    return e;
+}
+
+void ClientConnection::start() {
+    number_ = client_.next_conn_number++;
+    peer_ = client_.endpoint.to_string();
+    Result<int> fd = net::start_connect(client_.endpoint);
+    if (!fd) {
+        down(DisconnectReason::unreachable, fd.error().message);
+        return;
+    }
+    socket_.emplace(*client_.loop, *this, *fd, /*framed=*/true);
+    decoder_.emplace(DecoderRole::client, DecoderLimits{client_.options.max_body_size});
+    state_ = State::connecting;
+    if (auto w = socket_->watch(/*writable=*/true); !w) {
+        down(DisconnectReason::local_close, w.error().message);
+        return;
+    }
+    client_.loop->schedule(*this, client_.loop->now() + client_.options.connect_timeout);
+}
+
+void ClientConnection::on_connected() {
+    const Instant now = client_.loop->now();
+    if (auto k = net::apply_keepalive(socket_->fd(), client_.options.keepalive); !k) {
+        down(DisconnectReason::local_close, k.error().message);
+        return;
+    }
+    [[maybe_unused]] auto nd = net::set_nodelay(socket_->fd());
+    connected_at_ = now;
+    state_ = State::handshake;
+    client_.emit(event(EventKind::connect));
+    send_frame(Hello{kProtocolVersion, static_cast<std::uint32_t>(client_.options.heartbeat.ms()),
+                     static_cast<std::uint32_t>(client_.options.timeout.ms()), id_},
+               true);
+    // The connect deadline still runs: WELCOME must come within it.
+}
+
+void ClientConnection::on_io(std::uint32_t events) {
+    if (!socket_ || !socket_->open()) return;
+    if (state_ == State::connecting) {
+        const int err = net::connect_result(socket_->fd());
+        if (err != 0) {
+            fail_socket(err);
+            return;
+        }
+        socket_->flush();  // Stops watching EPOLLOUT: nothing is queued yet.
+        [[maybe_unused]] auto r = client_.loop->modify(socket_->fd(), EPOLLIN | EPOLLRDHUP, this);
+        on_connected();
+        return;
+    }
+    if (events & EPOLLERR) {
+        fail_socket(net::connect_result(socket_->fd()));
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) read_available();
+    if (socket_ && socket_->open() && (events & EPOLLOUT)) flush();
+}
+
+void ClientConnection::read_available() {
+    for (int i = 0; i < kMaxReadsPerEvent && socket_ && socket_->open(); ++i) {
+        const StreamSocket::ReadResult r = socket_->read(client_.scratch);
+        switch (r.status) {
+            case StreamSocket::ReadStatus::data: {
+                if (state_ == State::open) liveness_.on_bytes_received(client_.loop->now());
+                std::span<const std::uint8_t> input(client_.scratch.data(), r.bytes);
+                while (socket_ && socket_->open()) {
+                    FrameDecoder::Step step = decoder_->next(input);
+                    if (step.error) {
+                        down(DisconnectReason::protocol_error,
+                             std::string(to_string(step.error->kind)) + ": " + step.error->detail);
+                        return;
+                    }
+                    if (!step.frame) break;
+                    handle_frame(*step.frame);
+                }
+                if (r.bytes < client_.scratch.size()) return;
+                break;
+            }
+            case StreamSocket::ReadStatus::would_block: return;
+            case StreamSocket::ReadStatus::eof: down(DisconnectReason::peer_closed, "server closed the connection"); return;
+            case StreamSocket::ReadStatus::error: fail_socket(r.error); return;
+        }
+    }
+}
+
+void ClientConnection::handle_frame(const Frame& frame) {
+    const Instant now = client_.loop->now();
+    if (const auto* welcome = std::get_if<Welcome>(&frame)) {
+        const Duration interval = Duration::milliseconds(welcome->interval_ms);
+        const Duration timeout = Duration::milliseconds(welcome->timeout_ms);
+        if (interval <= Duration::zero() || timeout <= interval) {
+            down(DisconnectReason::protocol_error, "WELCOME granted an unusable interval/timeout");
+            return;
+        }
+        detector_ = FixedTimeoutDetector(timeout, now);
+        liveness_ = LivenessMachine(LivenessConfig{interval, true}, detector_, now);
+        granted_id_ = welcome->id;
+        state_ = State::open;
+        attempt_ = 0;
+        Event e = event(EventKind::hello);
+        e.interval = interval;
+        e.timeout = timeout;
+        client_.emit(e);
+        if (client_.callbacks.on_connect) client_.callbacks.on_connect(index_);
+        rearm();
+    } else if (const auto* pong = std::get_if<Pong>(&frame)) {
+        if (auto rtt = liveness_.on_pong(now, *pong)) {
+            Event e = event(EventKind::rtt);
+            e.rtt = *rtt;
+            client_.emit(e);
+            if (client_.callbacks.on_rtt) client_.callbacks.on_rtt(index_, *rtt);
+        }
+    } else if (const auto* ping = std::get_if<Ping>(&frame)) {
+        send_frame(Pong{ping->seq, ping->sent_at}, true);
+    } else if (const auto* data = std::get_if<Data>(&frame)) {
+        if (client_.callbacks.on_message) client_.callbacks.on_message(index_, data->payload);
+    } else if (const auto* close = std::get_if<Close>(&frame)) {
+        DisconnectReason reason = DisconnectReason::peer_closed;
+        if (close->code == static_cast<std::uint16_t>(CloseCode::session_replaced)) reason = DisconnectReason::session_replaced;
+        if (close->code == static_cast<std::uint16_t>(CloseCode::protocol_error) ||
+            close->code == static_cast<std::uint16_t>(CloseCode::too_many_pings))
+            reason = DisconnectReason::protocol_error;
+        down(reason, "server sent CLOSE " + std::to_string(close->code) + ": " + close->reason);
+    }
+}
+
+void ClientConnection::send_frame(const Frame& frame, bool control) {
+    if (!socket_ || !socket_->open()) return;
+    std::vector<std::uint8_t>& buf = client_.encode;
+    buf.clear();
+    if (auto r = append_frame(buf, frame, client_.options.max_body_size); !r) {
+        Event e = event(EventKind::error);
+        e.message = r.error().message;
+        client_.emit(e);
+        return;
+    }
+    const StreamSocket::SendResult r = socket_->send(buf, control);
+    if (r.error != 0) {
+        fail_socket(r.error);
+        return;
+    }
+    if (r.written_now > 0) liveness_.on_bytes_sent(client_.loop->now());
+    if (socket_->queued_bytes() > client_.options.output_budget) {
+        down(DisconnectReason::slow_consumer, "server is not reading: output budget exceeded");
+    }
+}
+
+void ClientConnection::flush() {
+    const auto r = socket_->flush();
+    if (r.written > 0) liveness_.on_bytes_sent(client_.loop->now());
+    if (r.error != 0) fail_socket(r.error);
+}
+
+void ClientConnection::rearm() { client_.loop->schedule(*this, liveness_.next_deadline()); }
+
+void ClientConnection::on_timer() {
+    const Instant now = client_.loop->now();
+    switch (state_) {
+        case State::waiting: start(); return;
+        case State::connecting:
+        case State::handshake:
+            down(DisconnectReason::unreachable, "no WELCOME within " + to_string(client_.options.connect_timeout));
+            return;
+        case State::finished: return;
+        case State::open: break;
+    }
+    const LivenessStep step = liveness_.on_timer(now);
+    if (step.action == LivenessAction::declare_dead) {
+        Event e = event(EventKind::dead);
+        e.reason = DisconnectReason::heartbeat_timeout;
+        e.silence = now - liveness_.last_received();
+        e.budget = detector_.timeout();
+        e.rtt = liveness_.rtt().smoothed();
+        client_.emit(e);
+        send_frame(Close{static_cast<std::uint16_t>(CloseCode::heartbeat_timeout), "server silent"}, true);
+        down(DisconnectReason::heartbeat_timeout, "nothing received for " + to_string(e.silence));
+        return;
+    }
+    if (step.action == LivenessAction::send_ping) send_frame(step.ping, true);
+    if (state_ == State::open) rearm();
+}
+
+void ClientConnection::fail_socket(int err) {
+    // A failed send may only be the echo of a close that is already waiting in
+    // our receive buffer (the server's CLOSE and FIN): read that first, so the
+    // connection ends with the server's reason rather than "broken pipe".
+    if (!draining_ && socket_ && socket_->open() && (err == EPIPE || err == ECONNRESET)) {
+        draining_ = true;
+        read_available();
+        draining_ = false;
+        if (!socket_ || !socket_->open() || state_ == State::waiting || state_ == State::finished) return;
+    }
+    Result<net::TcpInfo> info = socket_ ? net::read_tcp_info(socket_->fd()) : Result<net::TcpInfo>(Error{"closed"});
+    const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr);
+    if (state_ == State::open && (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout)) {
+        Event e = event(EventKind::dead);
+        e.reason = reason;
+        e.silence = client_.loop->now() - liveness_.last_received();
+        e.budget = reason == DisconnectReason::user_timeout ? client_.options.keepalive.user_timeout_value()
+                                                            : client_.options.keepalive.budget();
+        client_.emit(e);
+    }
+    down(reason, err != 0 ? std::strerror(err) : "socket error");
+}
+
+void ClientConnection::down(DisconnectReason reason, const std::string& message) {
+    const bool was_connected = state_ == State::handshake || state_ == State::open;
+    const bool was_open = state_ == State::open;
+    client_.loop->cancel(*this);
+    if (was_connected) {
+        Event e = event(EventKind::closed);
+        e.reason = reason;
+        e.duration = client_.loop->now() - connected_at_;
+        e.bytes_in = socket_ ? socket_->bytes_in() : 0;
+        e.bytes_out = socket_ ? socket_->bytes_out() : 0;
+        e.message = message;
+        client_.emit(e);
+    } else if (state_ != State::finished) {
+        Event e = event(EventKind::error);
+        e.reason = reason;
+        e.message = "connect to " + client_.endpoint.to_string() + " failed: " + message;
+        client_.emit(e);
+    }
+    socket_.reset();
+    decoder_.reset();
+    granted_id_.clear();
+    if (was_open && client_.callbacks.on_down) client_.callbacks.on_down(index_, reason);
+    if (client_.options.reconnect && !client_.stopping) {
+        // Exponential backoff with full jitter (Brooker, "Exponential Backoff
+        // and Jitter", AWS Architecture Blog 2015): a fleet that lost its
+        // server at once does not come back at once.
+        const int shift = std::min(attempt_, 30);
+        const Duration cap = std::min(client_.options.backoff_max, client_.options.backoff_initial * (std::int64_t{1} << shift));
+        const Duration delay = Duration::nanoseconds(
+            std::uniform_int_distribution<std::int64_t>(0, cap.ns())(client_.rng));
+        ++attempt_;
+        state_ = State::waiting;
+        Event e = event(EventKind::error);
+        e.message = "reconnecting in " + to_string(delay) + " (attempt " + std::to_string(attempt_) + ")";
+        client_.emit(e);
+        client_.loop->schedule(*this, client_.loop->now() + delay);
+        return;
+    }
+    if (state_ != State::finished) {
+        state_ = State::finished;
+        client_.connection_finished();
+    }
+}
+
+void ClientConnection::stop() {
+    if (state_ == State::open) {
+        send_frame(Close{static_cast<std::uint16_t>(CloseCode::normal), "client stopping"}, true);
+    }
+    if (state_ != State::finished) down(DisconnectReason::shutdown, "client stopping");
+}
+
+}  // namespace
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> Client::create(const ClientOptions& options, ClientCallbacks callbacks) {
+    if (auto v = options.validate(); !v) return v.error();
+    Result<net::Endpoint> endpoint = net::parse_endpoint(options.server);
+    if (!endpoint) return endpoint.error();
+    auto impl = std::make_unique<Impl>();
+    impl->options = options;
+    impl->callbacks = std::move(callbacks);
+    impl->endpoint = *endpoint;
+    impl->rng.seed(options.seed != 0 ? options.seed : std::random_device{}());
+    runtime::EventLoopConfig loop_config;
+    loop_config.tick = options.tick;
+    Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(loop_config);
+    if (!loop) return loop.error();
+    impl->loop = std::move(*loop);
+    Impl* raw = impl.get();
+    impl->loop->set_stall_callback([raw](Duration lag) {
+        // Our own stop (SIGSTOP, suspend, a long callback) is not the server's silence.
+        for (auto& c : raw->conns) c->forgive_stall(raw->loop->now());
+        Event e;
+        e.kind = EventKind::stall;
+        e.silence = lag;
+        e.message = "event loop woke " + to_string(lag) + " late; silence during the stall is not held against the server";
+        raw->emit(e);
+    });
+    for (int i = 0; i < options.count; ++i) impl->conns.push_back(std::make_unique<ClientConnection>(*impl, i));
+    return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+void Client::run() {
+    for (auto& c : impl_->conns) c->start();
+    if (impl_->finished < static_cast<int>(impl_->conns.size())) impl_->loop->run();
+}
+
+void Client::stop() {
+    Impl* impl = impl_.get();
+    impl->loop->post([impl] {
+        impl->stopping = true;
+        for (auto& c : impl->conns) c->stop();
+        impl->loop->stop();
+    });
+}
+
+void Client::send(int connection, std::span<const std::uint8_t> payload) {
+    Impl* impl = impl_.get();
+    if (connection < 0 || connection >= static_cast<int>(impl->conns.size())) return;
+    std::vector<std::uint8_t> copy(payload.begin(), payload.end());
+    impl->loop->post([impl, connection, copy = std::move(copy)] { impl->conns[static_cast<std::size_t>(connection)]->send_data(copy); });
+}
+
+}  // namespace lifeline
