@@ -1,0 +1,235 @@
+// End to end on loopback: the real `lifeline serve` and `lifeline connect`.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <chrono>
+#include <map>
+#include <regex>
+#include <string>
+
+#include "support/child_process.hpp"
+
+namespace lifeline {
+namespace {
+
+using namespace std::chrono_literals;
+using lifeline::testing::ChildProcess;
+using Json = nlohmann::json;
+
+struct Server {
+    std::unique_ptr<ChildProcess> process;
+    std::string address;
+};
+
+Server start_server(std::vector<std::string> args, const std::string& listen = "127.0.0.1:0") {
+    std::vector<std::string> argv = {LIFELINE_BINARY, "serve", "--listen", listen};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Server s{std::make_unique<ChildProcess>(argv), ""};
+    auto listening = s.process->wait_for_event("listening", 10s);
+    if (listening) s.address = (*listening)["address"];
+    return s;
+}
+
+std::unique_ptr<ChildProcess> start_client(const std::string& address, std::vector<std::string> args) {
+    std::vector<std::string> argv = {LIFELINE_BINARY, "connect", address, "--no-stdin"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return std::make_unique<ChildProcess>(argv);
+}
+
+auto is(const std::string& kind, const std::string& id) {
+    return [kind, id](const Json& j) { return j.value("event", "") == kind && j.value("id", "") == id; };
+}
+
+TEST(ServerClient, HeartbeatsFlowAndRttIsReported) {
+    Server server = start_server({"--timeout", "2s"});
+    ASSERT_FALSE(server.address.empty());
+    auto client = start_client(server.address, {"--id", "alice", "--heartbeat", "100ms", "--timeout", "1s"});
+    auto hello = server.process->wait_for(is("hello", "alice"), 10s);
+    ASSERT_TRUE(hello);
+    EXPECT_EQ((*hello)["interval_ms"], 100.0);  // Granted as asked.
+    EXPECT_EQ((*hello)["timeout_ms"], 1000.0);
+    int samples = 0;
+    for (int i = 0; i < 5; ++i) {
+        auto rtt = client->wait_for_event("rtt", 5s);
+        ASSERT_TRUE(rtt) << "heartbeat " << i;
+        EXPECT_GT((*rtt)["rtt_ms"].get<double>(), 0.0);
+        EXPECT_LT((*rtt)["rtt_ms"].get<double>(), 1000.0);
+        ++samples;
+    }
+    EXPECT_EQ(samples, 5);
+    for (const auto& e : client->events()) EXPECT_NE(e.value("event", ""), "dead") << e.dump();
+}
+
+TEST(ServerClient, StoppedClientIsDeclaredDeadWithinTimeoutPlus50ms) {
+    Server server = start_server({});
+    auto client = start_client(server.address, {"--id", "frozen", "--heartbeat", "100ms", "--timeout", "500ms"});
+    ASSERT_TRUE(server.process->wait_for(is("hello", "frozen"), 10s));
+    ASSERT_TRUE(client->wait_for_event("rtt", 5s));
+    client->signal(SIGSTOP);
+    const auto stopped = std::chrono::steady_clock::now();
+    auto dead = server.process->wait_for(is("dead", "frozen"), 5s);
+    const auto noticed = std::chrono::steady_clock::now() - stopped;
+    ASSERT_TRUE(dead);
+    EXPECT_EQ((*dead)["reason"], "heartbeat_timeout");
+    EXPECT_EQ((*dead)["budget_ms"], 500.0);
+    // Silence is measured from the last byte that arrived, by the server's clock.
+    EXPECT_GE((*dead)["silence_ms"].get<double>(), 500.0);
+    EXPECT_LE((*dead)["silence_ms"].get<double>(), 550.0);
+    EXPECT_LE(noticed, 550ms + 200ms);  // From SIGSTOP, with the last heartbeat's head start.
+    auto closed = server.process->wait_for(is("closed", "frozen"), 2s);
+    ASSERT_TRUE(closed);
+    EXPECT_EQ((*closed)["reason"], "heartbeat_timeout");
+    client->signal(SIGCONT);
+    // On waking, the client's stall guard forgives its own pause, then it reads
+    // the server's CLOSE: it ends as closed by the server, not with a false verdict.
+    auto client_closed = client->wait_for_event("closed", 5s);
+    ASSERT_TRUE(client_closed);
+    EXPECT_EQ((*client_closed)["reason"], "peer_closed");
+}
+
+TEST(ServerClient, KilledClientIsPeerClosedOrReset) {
+    Server server = start_server({});
+    auto client = start_client(server.address, {"--id", "killed", "--heartbeat", "100ms", "--timeout", "500ms"});
+    ASSERT_TRUE(server.process->wait_for(is("hello", "killed"), 10s));
+    client->signal(SIGKILL);
+    auto closed = server.process->wait_for(is("closed", "killed"), 5s);
+    ASSERT_TRUE(closed);
+    const std::string reason = (*closed)["reason"];
+    EXPECT_TRUE(reason == "peer_closed" || reason == "peer_reset") << reason;
+    for (const auto& e : server.process->events()) EXPECT_NE(e.value("event", ""), "dead") << e.dump();
+}
+
+TEST(ServerClient, ClientNoticesDeadServerAndReconnects) {
+    Server first = start_server({});
+    const std::string address = first.address;
+    auto client = start_client(address, {"--id", "phoenix", "--heartbeat", "100ms", "--timeout", "500ms",
+                                         "--reconnect", "--backoff-initial", "50ms", "--backoff-max", "200ms"});
+    ASSERT_TRUE(client->wait_for_event("hello", 10s));
+    // A stopped server is silent: the client must notice by heartbeat.
+    first.process->signal(SIGSTOP);
+    auto dead = client->wait_for_event("dead", 5s);
+    ASSERT_TRUE(dead);
+    EXPECT_EQ((*dead)["reason"], "heartbeat_timeout");
+    EXPECT_LE((*dead)["silence_ms"].get<double>(), 550.0);
+    first.process->signal(SIGKILL);
+    first.process->wait_exit(5s);
+    // A new server on the same address: the client comes back on its own.
+    Server second = start_server({}, address);
+    ASSERT_EQ(second.address, address);
+    auto hello = client->wait_for_event("hello", 10s);
+    ASSERT_TRUE(hello);
+    EXPECT_EQ((*hello)["id"], "phoenix");
+    ASSERT_TRUE(second.process->wait_for(is("hello", "phoenix"), 5s));
+}
+
+TEST(ServerClient, SameIdTakesOverTheOldSession) {
+    Server server = start_server({});
+    auto ghost = start_client(server.address, {"--id", "dup", "--heartbeat", "100ms", "--timeout", "500ms"});
+    ASSERT_TRUE(server.process->wait_for(is("hello", "dup"), 10s));
+    auto fresh = start_client(server.address, {"--id", "dup", "--heartbeat", "100ms", "--timeout", "500ms"});
+    auto replaced = server.process->wait_for(is("closed", "dup"), 10s);
+    ASSERT_TRUE(replaced);
+    EXPECT_EQ((*replaced)["reason"], "session_replaced");
+    auto ghost_closed = ghost->wait_for_event("closed", 5s);
+    ASSERT_TRUE(ghost_closed);
+    EXPECT_EQ((*ghost_closed)["reason"], "session_replaced");
+    ASSERT_TRUE(fresh->wait_for_event("rtt", 5s));
+}
+
+// Prometheus text format: "# HELP", "# TYPE", or `name{labels} value`.
+std::map<std::string, double> parse_prometheus(const std::string& text) {
+    static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) ([-+0-9.eE]+|\+Inf|NaN)$)");
+    std::map<std::string, double> out;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const std::size_t end = text.find('\n', pos);
+        const std::string line = text.substr(pos, end - pos);
+        pos = end == std::string::npos ? text.size() : end + 1;
+        if (line.empty() || line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) continue;
+        std::smatch m;
+        EXPECT_TRUE(std::regex_match(line, m, sample)) << "not Prometheus text: " << line;
+        if (!m.empty()) out[m[1]] = std::stod(m[3]);
+    }
+    return out;
+}
+
+TEST(ServerClient, MetricsParseAndMatchTheEvents) {
+    // Port 0 for HTTP too: find the port from a throwaway bind.
+    httplib::Server probe;
+    const int http_port = probe.bind_to_any_port("127.0.0.1");
+    probe.stop();
+    const std::string http = "127.0.0.1:" + std::to_string(http_port);
+    Server server = start_server({"--http", http});
+    ASSERT_FALSE(server.address.empty());
+    {
+        auto a = start_client(server.address, {"--id", "m1", "--heartbeat", "100ms", "--timeout", "500ms"});
+        auto b = start_client(server.address, {"--id", "m2", "--heartbeat", "100ms", "--timeout", "500ms"});
+        ASSERT_TRUE(server.process->wait_for(is("hello", "m1"), 10s));
+        ASSERT_TRUE(server.process->wait_for(is("hello", "m2"), 10s));
+        ASSERT_TRUE(a->wait_for_event("rtt", 5s));
+        a->signal(SIGKILL);
+        b->signal(SIGSTOP);
+        ASSERT_TRUE(server.process->wait_for(is("closed", "m1"), 5s));
+        ASSERT_TRUE(server.process->wait_for(is("closed", "m2"), 5s));
+    }
+    httplib::Client scrape("127.0.0.1", http_port);
+    auto res = scrape.Get("/metrics");
+    ASSERT_TRUE(res) << "no answer from " << http;
+    EXPECT_EQ(res->status, 200);
+    const auto metrics = parse_prometheus(res->body);
+    std::map<std::string, int> closed_by_reason;
+    int connects = 0;
+    for (const auto& e : server.process->events()) {
+        if (e["event"] == "connect") ++connects;
+        if (e["event"] == "closed") ++closed_by_reason[e["reason"]];
+    }
+    EXPECT_EQ(metrics.at("lifeline_connections_accepted_total"), connects);
+    EXPECT_EQ(metrics.at("lifeline_connections_open"), 0);
+    for (const auto& [reason, count] : closed_by_reason) {
+        EXPECT_EQ(metrics.at("lifeline_connections_closed_total{reason=\"" + reason + "\"}"), count) << reason;
+    }
+    EXPECT_EQ(metrics.at("lifeline_connections_closed_total{reason=\"heartbeat_timeout\"}"), 1);
+    EXPECT_GE(metrics.at("lifeline_heartbeats_received_total"), 1);
+    EXPECT_EQ(metrics.at("lifeline_detection_latency_seconds_count"), 1);
+    auto conns = scrape.Get("/connections");
+    ASSERT_TRUE(conns);
+    EXPECT_EQ(Json::parse(conns->body), Json::array());
+}
+
+TEST(ServerClient, SigtermClosesPeersAndExitsWithinTwoSeconds) {
+    Server server = start_server({});
+    auto client = start_client(server.address, {"--id", "bye", "--heartbeat", "100ms", "--timeout", "500ms"});
+    ASSERT_TRUE(server.process->wait_for(is("hello", "bye"), 10s));
+    const auto start = std::chrono::steady_clock::now();
+    server.process->signal(SIGTERM);
+    EXPECT_EQ(server.process->wait_exit(2s), 0);
+    EXPECT_LE(std::chrono::steady_clock::now() - start, 2s);
+    auto closed = client->wait_for_event("closed", 5s);
+    ASSERT_TRUE(closed);
+    EXPECT_EQ((*closed)["reason"], "peer_closed");
+    EXPECT_NE((*closed)["message"].get<std::string>().find("CLOSE 1"), std::string::npos) << closed->dump();
+}
+
+TEST(ServerClient, RawModeWithPlainTcpClient) {
+    Server server = start_server({"--mode", "raw", "--echo", "--idle-timeout", "300ms"});
+    const auto colon = server.address.rfind(':');
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(server.address.substr(colon + 1))));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(::send(fd, "ping\n", 5, 0), 5);
+    char buf[16] = {};
+    ASSERT_EQ(::recv(fd, buf, sizeof(buf), 0), 5);  // Echoed.
+    EXPECT_EQ(std::string(buf, 5), "ping\n");
+    auto closed = server.process->wait_for_event("closed", 5s);
+    ASSERT_TRUE(closed);
+    EXPECT_EQ((*closed)["reason"], "idle_timeout");
+    EXPECT_GE((*closed)["duration_ms"].get<double>(), 300.0);
+    ::close(fd);
+}
+
+}  // namespace
+}  // namespace lifeline
