@@ -7,7 +7,8 @@ CTEST_ARGS ?=
 run: build-release
 	./build/release/src/cli/lifeline sim
 
-test: build-test
+# The scale test drives the release binary (see tests/runtime/CMakeLists.txt), so both builds are made.
+test: build-release build-test
 	cd build/asan && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
 
 deps:

@@ -26,14 +26,18 @@ public:
     using Clock = std::chrono::steady_clock;
 
     // argv[0] is the program path. `shell_prefix` (e.g. "ulimit -n 64;") runs the
-    // program through /bin/sh with that prefix when non-empty.
-    explicit ChildProcess(std::vector<std::string> argv, const std::string& shell_prefix = "") {
+    // program through /bin/sh with that prefix when non-empty. With
+    // `stdout_path`, the child's stdout goes to that file instead of a pipe
+    // (for chatty children nobody reads live: a full pipe would stall them).
+    explicit ChildProcess(std::vector<std::string> argv, const std::string& shell_prefix = "",
+                          const std::string& stdout_path = "") {
         int out[2], in[2];
         if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(in, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
         pid_ = ::fork();
         if (pid_ < 0) throw std::runtime_error("fork");
         if (pid_ == 0) {
-            ::dup2(out[1], STDOUT_FILENO);
+            const int file = stdout_path.empty() ? -1 : ::open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            ::dup2(file >= 0 ? file : out[1], STDOUT_FILENO);
             ::dup2(in[0], STDIN_FILENO);
             ::setpgid(0, 0);
             if (!shell_prefix.empty()) {
