@@ -418,7 +418,7 @@ FrameDecoder::Step FrameDecoder::fail(DecodeError error) {
     failure_kind_ = error.kind;
     // Nothing can view the buffer any more (this call returns no frame), and a
     // failed decoder must not keep holding a partial frame's memory.
-    std::vector<std::uint8_t>().swap(partial_);
+    partial_.reset();
     return Step{std::nullopt, std::move(error)};
 }
 
@@ -445,15 +445,17 @@ std::optional<DecodeError> FrameDecoder::check_header(std::uint32_t length,
 }
 
 void FrameDecoder::buffer(std::span<const std::uint8_t> bytes, std::size_t frame_size) {
-    assert(partial_.size() + bytes.size() <= frame_size);
+    if (!partial_) partial_ = std::make_unique<std::vector<std::uint8_t>>();
+    std::vector<std::uint8_t>& partial = *partial_;
+    assert(partial.size() + bytes.size() <= frame_size);
     // Grow geometrically but never past the frame being assembled, so the
     // buffer's capacity stays within header + max body even though a peer that
     // announces a large frame and then trickles it costs only what it sent.
-    const std::size_t needed = partial_.size() + bytes.size();
-    if (needed > partial_.capacity()) {
-        partial_.reserve(std::min(frame_size, std::max(needed, 2 * partial_.capacity())));
+    const std::size_t needed = partial.size() + bytes.size();
+    if (needed > partial.capacity()) {
+        partial.reserve(std::min(frame_size, std::max(needed, 2 * partial.capacity())));
     }
-    partial_.insert(partial_.end(), bytes.begin(), bytes.end());
+    partial.insert(partial.end(), bytes.begin(), bytes.end());
 }
 
 FrameDecoder::Step FrameDecoder::finish(FrameType type, std::span<const std::uint8_t> body) {
@@ -466,9 +468,9 @@ FrameDecoder::Step FrameDecoder::finish(FrameType type, std::span<const std::uin
 FrameDecoder::Step FrameDecoder::next(std::span<const std::uint8_t>& input) {
     if (release_partial_on_next_call_) {
         // The previous call returned a frame parsed from partial_; a DATA
-        // payload from it could view this memory until now. Swap rather than
+        // payload from it could view this memory until now. Free rather than
         // clear so an idle connection's decoder owns no heap memory.
-        std::vector<std::uint8_t>().swap(partial_);
+        partial_.reset();
         release_partial_on_next_call_ = false;
     }
     if (failed_) {
@@ -478,7 +480,7 @@ FrameDecoder::Step FrameDecoder::next(std::span<const std::uint8_t>& input) {
                                                   "); no further frames")};
     }
 
-    if (partial_.empty()) {
+    if (!partial_ || partial_->empty()) {
         if (input.empty()) return {};
         if (input.size() < kFrameHeaderSize) {
             buffer(input, kFrameHeaderSize);
@@ -501,22 +503,23 @@ FrameDecoder::Step FrameDecoder::next(std::span<const std::uint8_t>& input) {
     }
 
     // Continue the partial frame: first complete and check the header, then the body.
-    if (partial_.size() < kFrameHeaderSize) {
-        const std::size_t take = std::min(kFrameHeaderSize - partial_.size(), input.size());
+    std::vector<std::uint8_t>& partial = *partial_;
+    if (partial.size() < kFrameHeaderSize) {
+        const std::size_t take = std::min(kFrameHeaderSize - partial.size(), input.size());
         buffer(input.first(take), kFrameHeaderSize);
         input = input.subspan(take);
-        if (partial_.size() < kFrameHeaderSize) return {};
-        if (auto err = check_header(load_u32(partial_.data()), partial_[4])) {
+        if (partial.size() < kFrameHeaderSize) return {};
+        if (auto err = check_header(load_u32(partial.data()), partial[4])) {
             return fail(std::move(*err));
         }
     }
-    const std::size_t frame_size = kFrameHeaderSize + (load_u32(partial_.data()) - 1);
-    const std::size_t take = std::min(frame_size - partial_.size(), input.size());
+    const std::size_t frame_size = kFrameHeaderSize + (load_u32(partial.data()) - 1);
+    const std::size_t take = std::min(frame_size - partial.size(), input.size());
     buffer(input.first(take), frame_size);
     input = input.subspan(take);
-    if (partial_.size() < frame_size) return {};
-    const auto body = std::span<const std::uint8_t>(partial_).subspan(kFrameHeaderSize);
-    Step step = finish(static_cast<FrameType>(partial_[4]), body);
+    if (partial.size() < frame_size) return {};
+    const auto body = std::span<const std::uint8_t>(partial).subspan(kFrameHeaderSize);
+    Step step = finish(static_cast<FrameType>(partial[4]), body);
     // A DATA payload in `step` views partial_: keep it until the next call.
     if (step.frame) release_partial_on_next_call_ = true;
     return step;

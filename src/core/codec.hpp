@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -186,12 +187,12 @@ class FrameDecoder {
     // frame completed from the buffer, whose memory is still held for a DATA
     // payload to view until the next call).
     std::size_t buffered_bytes() const {
-        return release_partial_on_next_call_ ? 0 : partial_.size();
+        return release_partial_on_next_call_ || !partial_ ? 0 : partial_->size();
     }
     // Heap bytes the partial-frame buffer owns: never more than header + max
     // body, and 0 once a buffered frame has been released. For memory
     // accounting and tests.
-    std::size_t buffer_capacity() const { return partial_.capacity(); }
+    std::size_t buffer_capacity() const { return partial_ ? partial_->capacity() : 0; }
     bool failed() const { return failed_; }
     std::uint64_t frames_decoded() const { return frames_decoded_; }
 
@@ -201,7 +202,9 @@ class FrameDecoder {
     void buffer(std::span<const std::uint8_t> bytes, std::size_t frame_size);
     Step finish(FrameType type, std::span<const std::uint8_t> body);
 
-    std::vector<std::uint8_t> partial_;
+    // Allocated only while a frame is split across reads: an idle connection's
+    // decoder is 24 bytes and owns no heap memory.
+    std::unique_ptr<std::vector<std::uint8_t>> partial_;
     std::uint64_t frames_decoded_ = 0;
     std::uint32_t max_body_size_;
     DecoderRole role_;

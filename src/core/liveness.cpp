@@ -6,13 +6,17 @@
 namespace lifeline {
 
 Result<void> LivenessConfig::validate() const {
-    if (sends_pings && interval <= Duration::zero())
-        return Error{"liveness: heartbeat interval must be > 0 (got " + to_string(interval) + ")"};
+    if (sends_pings && (interval < Duration::milliseconds(1) || interval.ms() > UINT32_MAX))
+        return Error{"liveness: heartbeat interval must be 1ms..49 days (got " + to_string(interval) + ")"};
     return {};
 }
 
 LivenessMachine::LivenessMachine(const LivenessConfig& config, FailureDetector& detector, Instant now)
-    : detector_(&detector), interval_(config.interval), last_sent_(now), last_ping_at_(now), sends_pings_(config.sends_pings) {
+    : detector_(&detector),
+      last_sent_(now),
+      last_ping_at_(now),
+      interval_ms_(static_cast<std::uint32_t>(config.sends_pings ? config.interval.ms() : 0)),
+      sends_pings_(config.sends_pings) {
     assert(config.validate().ok());
 }
 
@@ -23,9 +27,9 @@ void LivenessMachine::on_bytes_sent(Instant now) { last_sent_ = std::max(last_se
 std::optional<Duration> LivenessMachine::on_pong(Instant now, const Pong& pong) {
     // Only our latest PING yields a sample, timed by our own record of when it
     // left: the peer echoes sent_at, but nothing forces it to echo it honestly.
-    if (!ping_sent_at_.is_set() || pong.seq != next_ping_seq_ - 1) return std::nullopt;
-    const Duration sample = now - ping_sent_at_;
-    ping_sent_at_ = Instant::unset();
+    if (!awaiting_pong_ || pong.seq != next_ping_seq_ - 1u) return std::nullopt;
+    const Duration sample = now - last_ping_at_;
+    awaiting_pong_ = false;
     if (sample < Duration::zero()) return std::nullopt;
     rtt_.on_sample(sample);
     return sample;
@@ -39,8 +43,9 @@ std::optional<Duration> LivenessMachine::on_pong(Instant now, const Pong& pong) 
 // A connection busy in both directions sends no PINGs at all.
 Instant LivenessMachine::next_ping_time() const {
     if (!sends_pings_) return Instant::never();
-    const Instant quiet_due = last_sent_ + interval_;
-    const Instant deaf_due = std::max(detector_->last_arrival(), last_ping_at_) + interval_;
+    const Duration interval = Duration::milliseconds(interval_ms_);
+    const Instant quiet_due = last_sent_ + interval;
+    const Instant deaf_due = std::max(detector_->last_arrival(), last_ping_at_) + interval;
     return earliest(quiet_due, deaf_due);
 }
 
@@ -63,7 +68,7 @@ LivenessStep LivenessMachine::on_timer(Instant now) {
     if (now >= next_ping_time()) {
         step.action = LivenessAction::send_ping;
         step.ping = Ping{next_ping_seq_++, static_cast<std::uint64_t>(now.ns_since_epoch())};
-        ping_sent_at_ = now;
+        awaiting_pong_ = true;
         last_ping_at_ = now;
         on_bytes_sent(now);
     }

@@ -73,47 +73,102 @@ std::uint64_t TimingWheel::tick_of(Instant t, bool round_up) const {
     return ticks;
 }
 
+std::uint64_t TimingWheel::deadline_tick(const TimerNode& node) const {
+    // Most nodes were never re-armed later: a compare then saves the division.
+    if (node.deadline_ <= time_of(node.slot_tick_)) return node.slot_tick_;
+    return tick_of(node.deadline_, /*round_up=*/true);
+}
+
+TimingWheel::Position TimingWheel::position_of(std::uint64_t tick) const {
+    assert(tick > current_tick_);
+    const int level = level_for(tick, current_tick_);
+    if (level >= kLevels) return {kLevels, 0};
+    return {level, digit(tick, level)};
+}
+
 void TimingWheel::schedule(TimerNode& node, Instant deadline) {
     assert(deadline.is_set());
+    // Re-arming a node that sits in a slot (not on the due or ready list):
+    // avoid unlinking it when possible, as the unlink's writes to its two
+    // neighbours are what a re-arm costs in a large wheel.
+    if (node.armed() && node.slot_tick_ > current_tick_) {
+        const std::uint64_t placed = node.slot_tick_;
+        // "The deadline's tick >= placed", without tick_of()'s division.
+        if (deadline > time_of(placed - 1)) {
+            // Later (or the same tick): it stays in its slot, which is reached
+            // no later than the new deadline, and is re-placed from there.
+            node.deadline_ = deadline;
+            if (deadline > time_of(placed) && level_for(placed, current_tick_) == 0) {
+                level0_lazy_[digit(placed, 0) / 64] |= std::uint64_t{1} << (digit(placed, 0) % 64);
+            }
+            return;
+        }
+    }
+    const std::uint64_t tick = tick_of(deadline, /*round_up=*/true);
+    if (node.armed() && node.slot_tick_ > current_tick_) {
+        const std::uint64_t placed = node.slot_tick_;
+        if (tick > current_tick_ && position_of(tick) == position_of(placed)) {
+            // Earlier but in the same slot (only possible above level 0): just
+            // lower the slot's bound so that next_expiry() stays a lower bound.
+            node.deadline_ = deadline;
+            node.slot_tick_ = tick;
+            const Position pos = position_of(tick);
+            std::uint64_t& min_tick =
+                pos.level == kLevels ? overflow_min_tick_ : levels_[pos.level].min_deadline_tick[pos.slot];
+            min_tick = std::min(min_tick, tick);
+            return;
+        }
+    }
     cancel(node);
     node.deadline_ = deadline;
-    node.deadline_tick_ = tick_of(deadline, /*round_up=*/true);
     ++size_;
-    if (node.deadline_tick_ <= current_tick_) {
+    if (tick <= current_tick_) {
+        node.slot_tick_ = tick;
         due_.push_back(&node);
         return;
     }
-    place(node);
+    place(node, tick);
 }
 
-void TimingWheel::place(TimerNode& node) {
-    const std::uint64_t dt = node.deadline_tick_;
-    assert(dt > current_tick_);
-    const int level = level_for(dt, current_tick_);
+void TimingWheel::place(TimerNode& node, std::uint64_t tick) {
+    assert(tick > current_tick_);
+    node.slot_tick_ = tick;
+    const int level = level_for(tick, current_tick_);
     if (level >= kLevels) {
         overflow_.push_back(&node);
-        overflow_min_tick_ = std::min(overflow_min_tick_, dt);
+        overflow_min_tick_ = std::min(overflow_min_tick_, tick);
         return;
     }
-    const int slot = digit(dt, level);
+    const int slot = digit(tick, level);
     Level& lv = levels_[level];
     if (lv.slots[slot].empty()) {
-        lv.min_deadline_tick[slot] = dt;
+        lv.min_deadline_tick[slot] = tick;
         mark(level, slot);
     } else {
-        lv.min_deadline_tick[slot] = std::min(lv.min_deadline_tick[slot], dt);
+        lv.min_deadline_tick[slot] = std::min(lv.min_deadline_tick[slot], tick);
     }
     lv.slots[slot].push_back(&node);
+}
+
+void TimingWheel::requeue(TimerNode* node, Instant current) {
+    // The node sat on a slot at or before its real deadline's tick, and the
+    // current tick has just reached that slot, so the deadline is not past.
+    if (node->deadline_ <= current) {
+        node->slot_tick_ = current_tick_;
+        ready_.push_back(node);  // Due exactly now.
+    } else {
+        place(*node, deadline_tick(*node));
+    }
 }
 
 void TimingWheel::cancel(TimerNode& node) {
     if (!node.armed()) return;
     TimerList::unlink(&node);
     --size_;
-    const std::uint64_t dt = node.deadline_tick_;
-    if (dt <= current_tick_) return;  // It was on the due or ready list.
-    const int level = level_for(dt, current_tick_);
-    if (level < kLevels) clear_if_empty(level, digit(dt, level));
+    const std::uint64_t placed = node.slot_tick_;
+    if (placed <= current_tick_) return;  // It was on the due or ready list.
+    const Position pos = position_of(placed);
+    if (pos.level < kLevels) clear_if_empty(pos.level, pos.slot);
 }
 
 void TimingWheel::mark(int level, int slot) {
@@ -122,7 +177,9 @@ void TimingWheel::mark(int level, int slot) {
 
 void TimingWheel::clear_if_empty(int level, int slot) {
     if (!levels_[level].slots[slot].empty()) return;
-    levels_[level].occupied[slot / 64] &= ~(std::uint64_t{1} << (slot % 64));
+    const std::uint64_t keep = ~(std::uint64_t{1} << (slot % 64));
+    levels_[level].occupied[slot / 64] &= keep;
+    if (level == 0) level0_lazy_[slot / 64] &= keep;
 }
 
 int TimingWheel::next_occupied(int level, int from_slot) const {
@@ -180,39 +237,49 @@ void TimingWheel::collect_expired(Instant now) {
 }
 
 void TimingWheel::process_tick(std::uint64_t tick) {
+    const Instant current = current_time();
     // Higher levels first: a timer cascaded from level 3 may land in a level-2
     // slot that this same tick must cascade, and finally in level 0's.
     if ((tick & ((std::uint64_t{1} << kWheelBits) - 1)) == 0 && !overflow_.empty()) {
         TimerList pending;
         pending.splice_back(overflow_);
         overflow_min_tick_ = kNoTick;
-        while (TimerNode* node = pending.front()) {
-            TimerList::unlink(node);
-            place(*node);
-        }
+        // A deadline exactly on this 2^32-tick boundary is due now: place()
+        // only takes ticks after the current one, and requeue() knows that.
+        requeue_all(pending, current);
     }
     for (int level = kLevels - 1; level >= 1; --level) {
         const std::uint64_t below_mask = (std::uint64_t{1} << (level * kSlotBits)) - 1;
-        if ((tick & below_mask) == 0) cascade(level, digit(tick, level));
+        if ((tick & below_mask) == 0) cascade(level, digit(tick, level), current);
     }
     const int slot = digit(tick, 0);
-    ready_.splice_back(levels_[0].slots[slot]);
+    TimerList& list = levels_[0].slots[slot];
+    if ((level0_lazy_[slot / 64] >> (slot % 64) & 1) == 0) {
+        ready_.splice_back(list);  // Every node here is due at this tick.
+    } else {
+        TimerList pending;
+        pending.splice_back(list);
+        requeue_all(pending, current);
+    }
     clear_if_empty(0, slot);
 }
 
-void TimingWheel::cascade(int level, int slot) {
+void TimingWheel::cascade(int level, int slot, Instant current) {
     TimerList& list = levels_[level].slots[slot];
     if (list.empty()) return;
     TimerList pending;
     pending.splice_back(list);
     clear_if_empty(level, slot);
+    requeue_all(pending, current);
+}
+
+void TimingWheel::requeue_all(TimerList& pending, Instant current) {
     while (TimerNode* node = pending.front()) {
+        // The nodes are scattered through the callers' memory: start loading
+        // the next one now, before requeue()'s branches can stall the walk.
+        __builtin_prefetch(node->next_);
         TimerList::unlink(node);
-        if (node->deadline_tick_ <= current_tick_) {
-            ready_.push_back(node);  // Due exactly now (deadline on a slot boundary).
-        } else {
-            place(*node);
-        }
+        requeue(node, current);
     }
 }
 

@@ -141,10 +141,10 @@ void ClientConnection::start() {
         down(DisconnectReason::unreachable, fd.error().message);
         return;
     }
-    socket_.emplace(*client_.loop, *this, *fd, /*framed=*/true);
+    socket_.emplace(*fd, /*framed=*/true);
     decoder_.emplace(DecoderRole::client, DecoderLimits{client_.options.max_body_size});
     state_ = State::connecting;
-    if (auto w = socket_->watch(/*writable=*/true); !w) {
+    if (auto w = socket_->watch(*client_.loop, *this, /*writable=*/true); !w) {
         down(DisconnectReason::local_close, w.error().message);
         return;
     }
@@ -175,8 +175,7 @@ void ClientConnection::on_io(std::uint32_t events) {
             fail_socket(err);
             return;
         }
-        socket_->flush();  // Stops watching EPOLLOUT: nothing is queued yet.
-        [[maybe_unused]] auto r = client_.loop->modify(socket_->fd(), EPOLLIN | EPOLLRDHUP, this);
+        socket_->connected(*client_.loop, *this);
         on_connected();
         return;
     }
@@ -266,7 +265,7 @@ void ClientConnection::send_frame(const Frame& frame, bool control) {
         client_.emit(e);
         return;
     }
-    const StreamSocket::SendResult r = socket_->send(buf, control);
+    const StreamSocket::SendResult r = socket_->send(*client_.loop, *this, buf, control);
     if (r.error != 0) {
         fail_socket(r.error);
         return;
@@ -278,7 +277,7 @@ void ClientConnection::send_frame(const Frame& frame, bool control) {
 }
 
 void ClientConnection::flush() {
-    const auto r = socket_->flush();
+    const auto r = socket_->flush(*client_.loop, *this);
     if (r.written > 0) liveness_.on_bytes_sent(client_.loop->now());
     if (r.error != 0) fail_socket(r.error);
 }

@@ -12,8 +12,10 @@ Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const std::string& add
     std::unique_ptr<HttpEndpoint> http(new HttpEndpoint());
     http->server_ = std::make_unique<httplib::Server>();
     httplib::Server& s = *http->server_;
-    // One worker thread is plenty for a scrape endpoint and bounds its cost.
-    s.new_task_queue = [] { return new httplib::ThreadPool(1); };
+    // Two threads are plenty for a scrape endpoint and bound its cost; one
+    // request per connection, so an idle keep-alive client cannot hold a thread.
+    s.new_task_queue = [] { return new httplib::ThreadPool(2); };
+    s.set_keep_alive_max_count(1);
     s.Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
         res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
     });
@@ -23,9 +25,11 @@ Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const std::string& add
     const std::string text = endpoint->to_string();
     std::string host = text.substr(0, text.rfind(':'));
     if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    if (!s.bind_to_port(host, endpoint->port())) {
+    const int port = endpoint->port() == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, endpoint->port()) ? endpoint->port() : -1);
+    if (port <= 0) {
         return Error{"cannot listen for HTTP on " + address + " (address in use, or not a local address?)"};
     }
+    http->url_ = "http://" + text.substr(0, text.rfind(':')) + ":" + std::to_string(port);
     http->thread_ = std::thread([&s] { s.listen_after_bind(); });
     return http;
 }

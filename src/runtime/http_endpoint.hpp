@@ -19,8 +19,10 @@ namespace lifeline::runtime {
 class HttpEndpoint {
 public:
     using Body = std::function<std::string()>;
-    // Binds `address` ("127.0.0.1:9100") and serves until destroyed.
+    // Binds `address` ("127.0.0.1:9100"; port 0 picks one) and serves until destroyed.
     static Result<std::unique_ptr<HttpEndpoint>> start(const std::string& address, Body metrics, Body connections);
+    // "http://127.0.0.1:9100", with the port actually bound.
+    const std::string& url() const { return url_; }
     ~HttpEndpoint();
     HttpEndpoint(const HttpEndpoint&) = delete;
     HttpEndpoint& operator=(const HttpEndpoint&) = delete;
@@ -29,6 +31,7 @@ private:
     HttpEndpoint() = default;
     std::unique_ptr<httplib::Server> server_;
     std::thread thread_;
+    std::string url_;
 };
 
 }  // namespace lifeline::runtime

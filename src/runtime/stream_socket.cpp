@@ -7,22 +7,20 @@
 
 namespace lifeline::runtime {
 
-StreamSocket::StreamSocket(EventLoop& loop, LoopObject& owner, int fd, bool framed)
-    : loop_(loop), owner_(owner), fd_(fd), framed_(framed) {}
-
-Result<void> StreamSocket::watch(bool writable) {
+Result<void> StreamSocket::watch(EventLoop& loop, LoopObject& owner, bool writable) {
     watching_writable_ = writable;
-    return loop_.add(fd_, EPOLLIN | EPOLLRDHUP | (writable ? EPOLLOUT : 0u), &owner_);
+    return loop.add(fd_, EPOLLIN | EPOLLRDHUP | (writable ? EPOLLOUT : 0u), &owner);
 }
 
-void StreamSocket::watch_writable(bool on) {
+void StreamSocket::watch_writable(EventLoop& loop, LoopObject& owner, bool on) {
     if (watching_writable_ == on || fd_ < 0) return;
     watching_writable_ = on;
     // Cannot fail for a registered fd; if it did, the next send's error closes the connection.
-    [[maybe_unused]] auto r = loop_.modify(fd_, EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), &owner_);
+    [[maybe_unused]] auto r = loop.modify(fd_, EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), &owner);
 }
 
-StreamSocket::SendResult StreamSocket::send(std::span<const std::uint8_t> bytes, bool control) {
+StreamSocket::SendResult StreamSocket::send(EventLoop& loop, LoopObject& owner, std::span<const std::uint8_t> bytes,
+                                            bool control) {
     SendResult r;
     if (fd_ < 0 || bytes.empty()) return r;
     if (out_ && !out_->empty()) {
@@ -40,17 +38,17 @@ StreamSocket::SendResult StreamSocket::send(std::span<const std::uint8_t> bytes,
     if (r.written_now == bytes.size()) return r;
     if (!out_) out_ = std::make_unique<OutputQueue>(framed_);
     out_->push(bytes.subspan(r.written_now), control, /*already_started=*/r.written_now > 0);
-    watch_writable(true);
+    watch_writable(loop, owner, true);
     return r;
 }
 
-OutputQueue::FlushResult StreamSocket::flush() {
+OutputQueue::FlushResult StreamSocket::flush(EventLoop& loop, LoopObject& owner) {
     if (!out_ || fd_ < 0) return {};
     const OutputQueue::FlushResult r = out_->flush(fd_);
     bytes_out_ += r.written;
     if (r.error == 0 && !r.would_block) {
         out_.reset();  // Idle again: no buffer.
-        watch_writable(false);
+        watch_writable(loop, owner, false);
     }
     return r;
 }
@@ -71,7 +69,6 @@ StreamSocket::ReadResult StreamSocket::read(std::span<std::uint8_t> into) {
 
 void StreamSocket::close() {
     if (fd_ < 0) return;
-    loop_.remove(fd_);
     ::close(fd_);
     fd_ = -1;
     out_.reset();

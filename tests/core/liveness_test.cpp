@@ -151,6 +151,7 @@ TEST(Liveness, ClientConvictsSilentServer) {
 TEST(Liveness, ConfigValidation) {
     EXPECT_TRUE((LivenessConfig{Duration::seconds(1), true}.validate().ok()));
     EXPECT_FALSE((LivenessConfig{Duration::zero(), true}.validate().ok()));
+    EXPECT_FALSE((LivenessConfig{Duration::microseconds(500), true}.validate().ok()));
     EXPECT_TRUE((LivenessConfig{Duration::zero(), false}.validate().ok()));
 }
 

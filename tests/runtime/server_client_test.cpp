@@ -155,13 +155,15 @@ std::map<std::string, double> parse_prometheus(const std::string& text) {
 }
 
 TEST(ServerClient, MetricsParseAndMatchTheEvents) {
-    // Port 0 for HTTP too: find the port from a throwaway bind.
-    httplib::Server probe;
-    const int http_port = probe.bind_to_any_port("127.0.0.1");
-    probe.stop();
-    const std::string http = "127.0.0.1:" + std::to_string(http_port);
-    Server server = start_server({"--http", http});
+    Server server = start_server({"--http", "127.0.0.1:0"});
     ASSERT_FALSE(server.address.empty());
+    // A second `listening` event names the HTTP endpoint with its port.
+    auto http_listening = server.process->wait_for_event("listening", 5s);
+    ASSERT_TRUE(http_listening);
+    const std::string url = (*http_listening)["address"];
+    ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u) << url;
+    const int http_port = std::stoi(url.substr(url.rfind(':') + 1));
+    const std::string http = url;
     {
         auto a = start_client(server.address, {"--id", "m1", "--heartbeat", "100ms", "--timeout", "500ms"});
         auto b = start_client(server.address, {"--id", "m2", "--heartbeat", "100ms", "--timeout", "500ms"});

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# User-space memory per idle connection of `lifeline serve`, measured: the
+# server's RSS before and after N idle framed connections said hello, divided
+# by N. Runs inside a network namespace of its own (root) with a wide
+# ephemeral port range; everything it creates is removed on exit.
+#
+#   bash bench/idle_memory.sh [N=19000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-19000}
+BIN=build/release/src/cli/lifeline
+[[ -x $BIN ]] || { echo "build the release preset first (make build-release)" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || { echo "needs root (network namespace)" >&2; exit 1; }
+NS=llb-$$-mem
+OUT=$(mktemp -d)
+cleanup() {
+  kill -9 "${CLIENT_PID:-}" "${SERVER_PID:-}" 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$OUT"
+}
+trap cleanup EXIT INT TERM
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip netns exec "$NS" sysctl -q -w net.ipv4.ip_local_port_range='1024 65535'
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+wait_lines() {  # file pattern count
+  for _ in $(seq 1 600); do
+    [[ $(grep -c "$2" "$1" 2>/dev/null || true) -ge $3 ]] && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $3 x $2 in $1" >&2; exit 1
+}
+
+ip netns exec "$NS" "$BIN" serve --listen 127.0.0.1:18888 --heartbeat 30s --timeout 90s \
+  > "$OUT/server.jsonl" 2> "$OUT/server.err" &
+SERVER_PID=$!
+wait_lines "$OUT/server.jsonl" '"listening"' 1
+# Warm up the allocator and the loop with one connection, then measure from there.
+ip netns exec "$NS" "$BIN" connect 127.0.0.1:18888 --heartbeat 30s --timeout 90s --no-stdin > /dev/null &
+WARM_PID=$!
+wait_lines "$OUT/server.jsonl" '"hello"' 1
+BEFORE=$(rss_kib "$SERVER_PID")
+ip netns exec "$NS" "$BIN" connect 127.0.0.1:18888 --count "$N" --heartbeat 30s --timeout 90s \
+  --connect-timeout 60s --no-stdin > /dev/null &
+CLIENT_PID=$!
+wait_lines "$OUT/server.jsonl" '"hello"' $((N + 1))
+AFTER=$(rss_kib "$SERVER_PID")
+kill -9 "$WARM_PID" 2>/dev/null || true
+PER=$(( (AFTER - BEFORE) * 1024 / N ))
+echo "lifeline serve, framed, $N idle connections (heartbeat 30s):"
+echo "  server RSS before: ${BEFORE} KiB   after: ${AFTER} KiB"
+echo "  user-space memory per idle connection: ${PER} bytes (target: < 256)"
