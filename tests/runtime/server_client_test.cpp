@@ -167,13 +167,13 @@ TEST(ServerClient, MetricsParseAndMatchTheEvents) {
     {
         auto a = start_client(server.address, {"--id", "m1", "--heartbeat", "100ms", "--timeout", "500ms"});
         auto b = start_client(server.address, {"--id", "m2", "--heartbeat", "100ms", "--timeout", "500ms"});
-        ASSERT_TRUE(server.process->wait_for(is("hello", "m1"), 10s));
-        ASSERT_TRUE(server.process->wait_for(is("hello", "m2"), 10s));
+        ASSERT_TRUE(server.process->seen_or_wait_for(is("hello", "m1"), 10s));
+        ASSERT_TRUE(server.process->seen_or_wait_for(is("hello", "m2"), 10s));
         ASSERT_TRUE(a->wait_for_event("rtt", 5s));
         a->signal(SIGKILL);
         b->signal(SIGSTOP);
-        ASSERT_TRUE(server.process->wait_for(is("closed", "m1"), 5s));
-        ASSERT_TRUE(server.process->wait_for(is("closed", "m2"), 5s));
+        ASSERT_TRUE(server.process->seen_or_wait_for(is("closed", "m1"), 5s));
+        ASSERT_TRUE(server.process->seen_or_wait_for(is("closed", "m2"), 5s));
     }
     httplib::Client scrape("127.0.0.1", http_port);
     auto res = scrape.Get("/metrics");

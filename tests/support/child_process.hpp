@@ -113,6 +113,14 @@ public:
         }
     }
 
+    // Like wait_for, but an event already read (and skipped by an earlier wait) counts too.
+    std::optional<Json> seen_or_wait_for(const std::function<bool(const Json&)>& match, std::chrono::milliseconds limit) {
+        for (const Json& e : events_) {
+            if (match(e)) return e;
+        }
+        return wait_for(match, limit);
+    }
+
     std::optional<Json> wait_for_event(const std::string& kind, std::chrono::milliseconds limit) {
         return wait_for([&](const Json& j) { return j.value("event", "") == kind; }, limit);
     }
