@@ -98,9 +98,13 @@ std::string KeepalivePolicy::to_string() const {
     std::string out = enabled ? lifeline::to_string(idle) + ":" + lifeline::to_string(interval) + ":" +
                                     std::to_string(count)
                               : "off";
-    out += " user-timeout=" + user_timeout.to_string();
-    if (user_timeout.mode == UserTimeout::Mode::automatic && enabled)
-        out += "(" + lifeline::to_string(user_timeout_value()) + ")";
+    out += " user-timeout=";
+    out += user_timeout.to_string();
+    if (user_timeout.mode == UserTimeout::Mode::automatic && enabled) {
+        out += '(';
+        out += lifeline::to_string(user_timeout_value());
+        out += ')';
+    }
     return out;
 }
 

@@ -12,20 +12,28 @@
 
 namespace lifeline::net {
 
+std::string format_address(int family, const void* addr, std::uint16_t port) {
+    if (family != AF_INET && family != AF_INET6) return "<address family " + std::to_string(family) + ">";
+    char text[INET6_ADDRSTRLEN] = {};
+    // inet_ntop only fails for an unknown family or a short buffer; neither can happen here.
+    ::inet_ntop(family, addr, text, sizeof(text));
+    std::string out;
+    if (family == AF_INET6) out += '[';
+    out += text;
+    if (family == AF_INET6) out += ']';
+    out += ':';
+    out += std::to_string(port);
+    return out;
+}
+
 namespace {
 std::string format(const sockaddr_storage& ss) {
-    char buf[INET6_ADDRSTRLEN] = {};
     if (ss.ss_family == AF_INET) {
         const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-        ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
-        return std::string(buf) + ":" + std::to_string(ntohs(a->sin_port));
+        return format_address(AF_INET, &a->sin_addr, ntohs(a->sin_port));
     }
-    if (ss.ss_family == AF_INET6) {
-        const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-        ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
-        return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a->sin6_port));
-    }
-    return "?";
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    return format_address(ss.ss_family, &a->sin6_addr, ntohs(a->sin6_port));
 }
 
 std::string name_of(int fd, bool peer) {

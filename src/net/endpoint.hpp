@@ -23,6 +23,10 @@ struct Endpoint {
 // Numeric addresses only, plus "localhost": no DNS in a liveness tool's hot path.
 Result<Endpoint> parse_endpoint(std::string_view text);
 
+// "127.0.0.1:8888" or "[::1]:8888" for an address in network byte order
+// (4 bytes for AF_INET, 16 for AF_INET6) and a port in host byte order.
+std::string format_address(int family, const void* addr, std::uint16_t port);
+
 // The peer (or local) address of a connected socket.
 std::string peer_address(int fd);
 std::string local_address(int fd);

@@ -3,6 +3,8 @@
 // See sock_diag.hpp for the contract; man 7 sock_diag for the wire format.
 #include "net/sock_diag.hpp"
 
+#include "net/endpoint.hpp"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -430,18 +432,9 @@ std::string_view to_string(SocketTimer timer) {
     return "unknown";
 }
 
-std::string SocketAddress::to_string() const {
-    char text[INET6_ADDRSTRLEN] = {};
-    if (family != AF_INET && family != AF_INET6)
-        return "<address family " + std::to_string(family) + ">";
-    // inet_ntop only fails for an unknown family or a short buffer; neither can happen here.
-    [[maybe_unused]] const char* printed = ::inet_ntop(family, addr, text, sizeof(text));
-    assert(printed != nullptr);
-    // IPv4-mapped addresses on IPv6 sockets print as they are ("[::ffff:127.0.0.1]"),
-    // so the output shows which socket family the connection really uses.
-    if (family == AF_INET6) return "[" + std::string(text) + "]:" + std::to_string(port);
-    return std::string(text) + ":" + std::to_string(port);
-}
+// IPv4-mapped addresses on IPv6 sockets print as they are ("[::ffff:127.0.0.1]"),
+// so the output shows which socket family the connection really uses.
+std::string SocketAddress::to_string() const { return format_address(family, addr, port); }
 
 Result<std::vector<DiagSocket>> dump_tcp_sockets(const DiagFilter& filter) {
     std::vector<DiagSocket> sockets;

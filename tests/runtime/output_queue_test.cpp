@@ -17,25 +17,20 @@ std::vector<std::uint8_t> frame(const Frame& f) {
     return out;
 }
 
-std::vector<Frame> read_all_frames(int fd) {
+// The types of the frames waiting on `fd`, in order.
+std::vector<FrameType> read_frame_types(int fd) {
     std::vector<std::uint8_t> bytes(1 << 20);
     const ssize_t n = ::recv(fd, bytes.data(), bytes.size(), MSG_DONTWAIT);
-    std::vector<Frame> frames;
-    if (n <= 0) return frames;
+    std::vector<FrameType> types;
+    if (n <= 0) return types;
     FrameDecoder decoder(DecoderRole::any);
     std::span<const std::uint8_t> input(bytes.data(), static_cast<std::size_t>(n));
     while (true) {
         auto step = decoder.next(input);
         if (!step.frame) break;
-        // Copy DATA out: its view dies with the next call.
-        if (auto* d = std::get_if<Data>(&*step.frame)) {
-            frames.push_back(Data{});
-            (void)d;
-        } else {
-            frames.push_back(*step.frame);
-        }
+        types.push_back(frame_type(*step.frame));
     }
-    return frames;
+    return types;
 }
 
 TEST(OutputQueue, ControlFramesOvertakeQueuedDataAtAFrameBoundary) {
@@ -57,12 +52,9 @@ TEST(OutputQueue, ControlFramesOvertakeQueuedDataAtAFrameBoundary) {
     EXPECT_EQ(r.error, 0);
     EXPECT_FALSE(r.would_block);
     EXPECT_TRUE(q.empty());
-    const std::vector<Frame> got = read_all_frames(sv[1]);
-    ASSERT_EQ(got.size(), 4u);
-    EXPECT_TRUE(std::holds_alternative<Data>(got[0]));  // The started frame finishes first...
-    EXPECT_TRUE(std::holds_alternative<Ping>(got[1]));  // ...then the PING jumps the queued DATA.
-    EXPECT_TRUE(std::holds_alternative<Data>(got[2]));
-    EXPECT_TRUE(std::holds_alternative<Data>(got[3]));
+    // The started frame finishes first, then the PING jumps the queued DATA.
+    EXPECT_EQ(read_frame_types(sv[1]),
+              (std::vector<FrameType>{FrameType::data, FrameType::ping, FrameType::data, FrameType::data}));
     ::close(sv[0]);
     ::close(sv[1]);
 }
