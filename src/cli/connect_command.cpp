@@ -3,13 +3,15 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "runtime/line_writer.hpp"
 #include "lifeline/client.hpp"
 
 namespace lifeline::cli {
@@ -42,18 +44,14 @@ int run_connect(ConnectOptions& o) {
         c.keepalive.user_timeout = UserTimeout::off();
     }
 
-    std::mutex out_mutex;
+    runtime::AsyncLineWriter out(STDOUT_FILENO);  // Never block the loop on a slow stdout reader.
     const bool json = o.log == "json";
     const bool rtt_events = c.count == 1;  // One line per heartbeat is useful for one connection, noise for many.
     std::atomic<bool> failed{false};
     ClientCallbacks callbacks;
     callbacks.on_event = [&](const Event& e) {
         if (e.kind == EventKind::rtt && !rtt_events) return;
-        const std::string line = json ? to_json_line(e) : to_text_line(e);
-        std::lock_guard lock(out_mutex);
-        std::fputs(line.c_str(), stdout);
-        std::fputc('\n', stdout);
-        std::fflush(stdout);
+        out.write(json ? to_json_line(e) : to_text_line(e));
     };
     callbacks.on_down = [&](int, DisconnectReason r) {
         if (r != DisconnectReason::shutdown && r != DisconnectReason::local_close) failed.store(true);

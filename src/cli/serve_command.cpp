@@ -3,12 +3,14 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "runtime/line_writer.hpp"
 #include "core/kernel_budget.hpp"
 #include "lifeline/server.hpp"
 
@@ -60,16 +62,12 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         s.keepalive.user_timeout = UserTimeout::off();  // auto follows keepalive: off with it.
     }
 
-    std::mutex out_mutex;
+    // Events leave through a writer thread: a slow reader of our stdout must
+    // never stall an event loop (and with it every peer's heartbeats).
+    runtime::AsyncLineWriter out(STDOUT_FILENO);
     const bool json = o.log == "json";
     ServerCallbacks callbacks;
-    callbacks.on_event = [&out_mutex, json](const Event& e) {
-        const std::string line = json ? to_json_line(e) : to_text_line(e);
-        std::lock_guard lock(out_mutex);
-        std::fputs(line.c_str(), stdout);
-        std::fputc('\n', stdout);
-        std::fflush(stdout);
-    };
+    callbacks.on_event = [&out, json](const Event& e) { out.write(json ? to_json_line(e) : to_text_line(e)); };
 
     // Signals go to one thread that asks the server to stop; loops never see them.
     sigset_t signals;

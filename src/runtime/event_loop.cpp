@@ -111,7 +111,22 @@ void EventLoop::run_turn() {
         handler->on_io(events_[static_cast<std::size_t>(i)].events);
     }
     run_posted();
-    wheel_.advance(now_, [](TimerNode& node) { static_cast<LoopObject&>(node).on_timer(); });
+    int fired = 0;
+    wheel_.advance(now_, [this, &fired](TimerNode& node) {
+        if (fired++ < config_.max_timers_per_turn) {
+            static_cast<LoopObject&>(node).on_timer();
+        } else {
+            wheel_.schedule(node, now_);  // Due now: fires at the next turn, after I/O.
+        }
+    });
+    // A turn that itself ran long (thousands of timers, a slow callback) is a
+    // stall too: whatever the peers sent meanwhile is still unread.
+    const Duration busy = clock_.now() - now_;
+    if (busy >= config_.stall_threshold) {
+        stalls_.fetch_add(1, std::memory_order_relaxed);
+        now_ = clock_.now();
+        if (on_stall_) on_stall_(busy);
+    }
 }
 
 void EventLoop::run_posted() {

@@ -37,6 +37,10 @@ public:
 struct EventLoopConfig {
     Duration tick = Duration::milliseconds(10);
     int max_events_per_turn = 1024;
+    // Timers fired per turn; the rest wait one turn so I/O is serviced between
+    // batches (10,000 handshake deadlines expiring together must not starve the
+    // healthy connections' PINGs).
+    int max_timers_per_turn = 512;
     // A wake-up later than this past its deadline means the loop (or the whole
     // process, or the machine) was stalled: silence that accrued meanwhile is
     // not the peers' fault.
@@ -61,7 +65,7 @@ public:
     Instant now() const { return now_; }
     // The clock read now, not at the top of the turn (for measuring).
     Instant precise_now() const { return clock_.now(); }
-    // Called once per turn when the loop woke `lag` late (>= stall_threshold).
+    // Called when the loop woke `lag` late, or a turn took `lag` (>= stall_threshold).
     void set_stall_callback(std::function<void(Duration lag)> callback) { on_stall_ = std::move(callback); }
 
     // Runs until stop(). Loop thread only (the thread that calls it becomes it).

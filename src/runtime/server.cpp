@@ -62,6 +62,7 @@ enum class ConnState : std::uint8_t { handshake, open, closed };
 // One accepted connection. Its TimerNode (the LoopObject base) is its only
 // timer: the handshake deadline first, then the liveness machine's deadline.
 constexpr std::uint32_t kNoPingYet = UINT32_MAX;
+constexpr std::uint8_t kPingBurst = 4;  // PINGs a client may send at once.
 
 class Connection final : public LoopObject {
 public:
@@ -112,9 +113,9 @@ private:
     Instant accepted_at_;
     std::uint64_t id_;
     std::uint32_t slot_;
-    std::uint32_t last_ping_ms_ = kNoPingYet;  // Since accept, saturating.
+    std::uint32_t last_ping_ms_ = kNoPingYet;  // Last token refill, ms since accept.
     ConnState state_ = ConnState::handshake;
-    std::uint8_t ping_strikes_ = 0;
+    std::uint8_t ping_tokens_ = kPingBurst;
     bool draining_ = false;
 };
 
@@ -181,7 +182,6 @@ constexpr int kMaxReadsPerEvent = 16;     // 1 MiB per connection per turn: one 
 constexpr int kMaxAcceptsPerEvent = 256;  // Same for a connect storm.
 constexpr Duration kAcceptPause = Duration::milliseconds(100);
 constexpr Duration kShutdownFlush = Duration::milliseconds(1500);
-constexpr std::uint8_t kMaxPingStrikes = 3;
 
 thread_local Worker* tls_worker = nullptr;
 
@@ -476,6 +476,7 @@ void Connection::on_timer() {
 void Connection::forgive_stall(Instant now) {
     if (state_ != ConnState::open) return;
     liveness_.on_local_stall(now);
+    ping_tokens_ = kPingBurst;  // PINGs that queued up during our stall are not abuse.
     rearm();
 }
 
@@ -608,22 +609,31 @@ void Connection::handle_ping(const Ping& ping) {
     auto& server = worker().server();
     const Instant now = worker().loop().now();
     server.metrics.heartbeats_in_total.fetch_add(1, std::memory_order_relaxed);
-    // gRPC-style abuse protection: PINGs far faster than the slowest rate we
-    // allow earn strikes; a few are forgiven (a reconnecting client, jitter).
+    // Abuse protection (gRPC's too_many_pings, as a token bucket): a PING costs
+    // a token; tokens come back at the fastest rate we allow, up to a small
+    // burst. Refills are computed from elapsed time, so PINGs that queued up
+    // while our loop was busy are paid for by the time that passed, and a
+    // detected stall refills the bucket outright (forgive_stall).
     const std::int64_t since_accept_ms = (now - accepted_at_).ms();
     const auto now_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(since_accept_ms, kNoPingYet - 1));
-    if (last_ping_ms_ != kNoPingYet &&
-        Duration::milliseconds(now_ms - last_ping_ms_) < server.options.min_interval / 2) {
-        if (++ping_strikes_ > kMaxPingStrikes) {
-            Event e = event(EventKind::error);
-            e.message = "too many pings: more than one per " + to_string(server.options.min_interval / 2);
-            server.metrics.protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
-            server.emit(e);
-            close_with_frame(DisconnectReason::protocol_error, CloseCode::too_many_pings, e.message);
-            return;
-        }
+    const std::int64_t refill_ms = std::max<std::int64_t>(1, server.options.min_interval.ms());
+    if (last_ping_ms_ == kNoPingYet) last_ping_ms_ = now_ms;
+    const std::int64_t earned = (now_ms - last_ping_ms_) / refill_ms;
+    if (earned > 0) {
+        ping_tokens_ = static_cast<std::uint8_t>(std::min<std::int64_t>(kPingBurst, ping_tokens_ + earned));
+        last_ping_ms_ = ping_tokens_ == kPingBurst ? now_ms
+                                                   : last_ping_ms_ + static_cast<std::uint32_t>(earned * refill_ms);
     }
-    last_ping_ms_ = now_ms;
+    if (ping_tokens_ == 0) {
+        Event e = event(EventKind::error);
+        e.message = "too many pings: more than " + std::to_string(kPingBurst) + " at once or one per " +
+                    to_string(server.options.min_interval) + " sustained";
+        server.metrics.protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
+        server.emit(e);
+        close_with_frame(DisconnectReason::protocol_error, CloseCode::too_many_pings, e.message);
+        return;
+    }
+    --ping_tokens_;
     server.metrics.heartbeats_out_total.fetch_add(1, std::memory_order_relaxed);
     send_frame(Pong{ping.seq, ping.sent_at}, true);
 }

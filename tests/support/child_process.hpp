@@ -90,7 +90,8 @@ public:
                 events_.push_back(j);
                 return j;
             }
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+            // Round up: a sub-millisecond remainder must still poll, not return at once.
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
             if (left.count() <= 0) return std::nullopt;
             pollfd p{stdout_, POLLIN, 0};
             if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
