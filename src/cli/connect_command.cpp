@@ -27,6 +27,13 @@ struct ConnectOptions {
 };
 
 int run_connect(ConnectOptions& o) {
+    // Signals go to one thread that asks for a stop. Blocked before any other
+    // thread exists (the event writer, loops, HTTP), since threads inherit the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     ClientOptions& c = o.client;
     Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive);
     if (!keepalive) {
@@ -57,11 +64,6 @@ int run_connect(ConnectOptions& o) {
         if (r != DisconnectReason::shutdown && r != DisconnectReason::local_close) failed.store(true);
     };
 
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     Result<std::unique_ptr<Client>> client = Client::create(c, callbacks);
     if (!client) {

@@ -28,6 +28,13 @@ struct ServeOptions {
 };
 
 int run_serve(ServeOptions& o, const CLI::App& app) {
+    // Signals go to one thread that asks for a stop. Blocked before any other
+    // thread exists (the event writer, loops, HTTP), since threads inherit the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     ServerOptions& s = o.server;
     s.mode = o.mode == "raw" ? ServerMode::raw : ServerMode::framed;
     std::optional<KeepalivePolicy> planned_keepalive;
@@ -69,12 +76,6 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
     ServerCallbacks callbacks;
     callbacks.on_event = [&out, json](const Event& e) { out.write(json ? to_json_line(e) : to_text_line(e)); };
 
-    // Signals go to one thread that asks the server to stop; loops never see them.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     Result<std::unique_ptr<Server>> server = Server::create(s, callbacks);
     if (!server) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <regex>
+#include <set>
 #include <string>
 
 #include "support/child_process.hpp"
@@ -211,6 +212,30 @@ TEST(ServerClient, SigtermClosesPeersAndExitsWithinTwoSeconds) {
     ASSERT_TRUE(closed);
     EXPECT_EQ((*closed)["reason"], "peer_closed");
     EXPECT_NE((*closed)["message"].get<std::string>().find("CLOSE 1"), std::string::npos) << closed->dump();
+}
+
+TEST(ServerClient, SeveralLoopsShareTheConnections) {
+    Server server = start_server({"--threads", "2", "--http", "127.0.0.1:0"});
+    auto http_listening = server.process->wait_for_event("listening", 5s);
+    ASSERT_TRUE(http_listening);
+    const std::string url = (*http_listening)["address"];
+    auto clients = start_client(server.address, {"--count", "40", "--id", "t", "--heartbeat", "100ms", "--timeout", "500ms"});
+    int hellos = 0;
+    while (hellos < 40 && server.process->wait_for_event("hello", 10s)) ++hellos;
+    ASSERT_EQ(hellos, 40);
+    httplib::Client scrape("127.0.0.1", std::stoi(url.substr(url.rfind(':') + 1)));
+    auto res = scrape.Get("/connections");
+    ASSERT_TRUE(res);
+    // Both loops answer; every connection is listed once, with its own keepalive settings.
+    const Json conns = Json::parse(res->body);
+    ASSERT_EQ(conns.size(), 40u);
+    std::set<std::string> ids;
+    for (const auto& c : conns) {
+        ids.insert(c["id"].get<std::string>());
+        EXPECT_EQ(c["keepalive"]["idle_s"], 10);
+    }
+    EXPECT_EQ(ids.size(), 40u);
+    for (const auto& e : server.process->events()) EXPECT_NE(e.value("event", ""), "dead") << e.dump();
 }
 
 TEST(ServerClient, RawModeWithPlainTcpClient) {
