@@ -4,10 +4,12 @@
 # by N. Runs inside a network namespace of its own (root) with a wide
 # ephemeral port range; everything it creates is removed on exit.
 #
-#   bash bench/idle_memory.sh [N=19000]
+#   bash bench/idle_memory.sh [N=19000] [--ids]   (--ids: clients send ids, as devices do)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-19000}
+IDS=()
+[[ ${2:-} == --ids ]] && IDS=(--id "dev")
 BIN=build/release/src/cli/lifeline
 [[ -x $BIN ]] || { echo "build the release preset first (make build-release)" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || { echo "needs root (network namespace)" >&2; exit 1; }
@@ -41,13 +43,13 @@ ip netns exec "$NS" "$BIN" connect 127.0.0.1:18888 --heartbeat 30s --timeout 90s
 WARM_PID=$!
 wait_lines "$OUT/server.jsonl" '"hello"' 1
 BEFORE=$(rss_kib "$SERVER_PID")
-ip netns exec "$NS" "$BIN" connect 127.0.0.1:18888 --count "$N" --heartbeat 30s --timeout 90s \
+ip netns exec "$NS" "$BIN" connect 127.0.0.1:18888 --count "$N" "${IDS[@]}" --heartbeat 30s --timeout 90s \
   --connect-timeout 60s --no-stdin > /dev/null &
 CLIENT_PID=$!
 wait_lines "$OUT/server.jsonl" '"hello"' $((N + 1))
 AFTER=$(rss_kib "$SERVER_PID")
 kill -9 "$WARM_PID" 2>/dev/null || true
 PER=$(( (AFTER - BEFORE) * 1024 / N ))
-echo "lifeline serve, framed, $N idle connections (heartbeat 30s):"
+echo "lifeline serve, framed, $N idle connections (heartbeat 30s)${IDS:+, client ids like dev-123}:"
 echo "  server RSS before: ${BEFORE} KiB   after: ${AFTER} KiB"
 echo "  user-space memory per idle connection: ${PER} bytes (target: < 256)"

@@ -9,7 +9,7 @@
 #
 # Defaults: 5 repetitions of each benchmark, randomly interleaved with the
 # others so that a burst of load on this shared machine hits every
-# implementation alike, and the median reported. About 1.5 minutes on 2 cores.
+# implementation alike, and the median reported. About 2 minutes on 2 cores (3 under load).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -62,7 +62,7 @@ plain = defaultdict(list)
 cv = {}
 errors = []
 name_re = re.compile(r"^(\w+)/([\w:]+)/(\d+)")
-counters = ["per_op", "schedule_per_op", "wheel", "heap", "wheel/heap"]
+counters = ["per_op", "schedule_per_op", "wheel", "heap", "wheel/heap", "fired_share"]
 for run in runs:
     m = name_re.match(run.get("run_name", run["name"]))
     if not m:
@@ -105,7 +105,7 @@ def table(title, workload, counter, cols):
     for n in sizes:
         v = {c: ns((workload, c, n), counter) for c in cols}
         print(f"{n:>9}" + "".join(f"{fmt(v[c]):>10}" for c in cols)
-              + f"{ratio(v['wheel'], v['heap']):>12}{ratio(v['wheel'], v['multimap']):>12}")
+              + f"{ratio(v['wheel'], v['heap']):>12}{ratio(v['wheel'], v.get('multimap')):>12}")
     if len(sizes) > 1:
         growth = []
         for c in cols:
@@ -118,8 +118,8 @@ def table(title, workload, counter, cols):
 print("Median ns per operation over the repetitions (how each is timed: docs/BENCHMARKS.md).")
 print("wheel/x is the wheel's time divided by x's: below 1 the wheel is faster.")
 impls = ["wheel", "heap", "multimap"]
-table("rearm: re-arm (cancel + schedule) a random timer, N armed", "rearm", "per_op",
-      impls + ["floor"])
+table("rearm: re-arm (schedule an armed timer) a random timer, N armed, time still", "rearm",
+      "per_op", impls + ["floor"])
 sizes = sorted({k[2] for k in cells if k[0] == "rearm_ab"})
 if sizes:
     print("\nrearm_ab: the same, wheel and heap alternating in 50k-op slices")
@@ -129,6 +129,24 @@ if sizes:
         r = cells.get(key, {}).get("wheel/heap")
         print(f"{n:>9}{fmt(ns(key, 'wheel')):>10}{fmt(ns(key, 'heap')):>10}"
               f"{'-' if r is None else f'{r:.2f}':>12}")
+table("cancel_schedule: as rearm, but cancel() first, then schedule()", "cancel_schedule",
+      "per_op", ["wheel", "heap"])
+table("churn: as rearm, time moving one tick per N/100 re-arms; per re-arm or fire",
+      "churn", "per_op", ["wheel", "heap"])
+
+
+def fired_shares(workload):
+    shares = [(n, cells[(workload, "wheel", n)].get("fired_share")) for n in
+              sorted({k[2] for k in cells if k[0] == workload and k[1] == "wheel"})]
+    if shares:
+        print(f"{'':>9}fires among the operations: "
+              + ", ".join(f"{s * 100:.1f}% at N={n}" for n, s in shares if s is not None))
+
+
+fired_shares("churn")
+table("heartbeat: as churn, re-arm to now + the timer's fixed timeout (always later)",
+      "heartbeat", "per_op", ["wheel", "heap"])
+fired_shares("heartbeat")
 table("schedule: arm N timers into an empty queue (before expire)", "expire",
       "schedule_per_op", impls)
 table("cancel: cancel N armed timers in random order", "cancel", "per_op", impls)

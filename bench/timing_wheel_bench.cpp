@@ -14,11 +14,21 @@
 //
 // Workloads, each at N = 1k, 100k and 1M timers with deadlines spread
 // uniformly over 30 s (heartbeat timeouts on a 10 ms tick):
-//   rearm     steady state with N armed: cancel + schedule a random timer to a
-//             new deadline (the heartbeat re-arm). One item = one re-arm. Also
-//             run on a "floor" that only writes the timer's own record.
+//   rearm     steady state with N armed, time standing still: schedule() an
+//             armed random timer to a new deadline (the heartbeat re-arm). One
+//             item = one re-arm. Also run on a "floor" that only writes the
+//             timer's own record.
 //   rearm_ab  the wheel and the heap re-arming in alternating slices, for a
 //             ratio that a noisy neighbour cannot skew.
+//   cancel_schedule  as rearm, but cancel() first, then schedule(): the
+//             wheel must unlink the node. Wheel and heap only.
+//   churn     as rearm, but time moves: one tick every N/100 re-arms, each
+//             advance() firing what is due and the callback re-arming it, so
+//             the costs a queue defers (the wheel's lazy re-arms, the heap's
+//             stale entries) are paid inside the measurement. One item = one
+//             re-arm or one fire. Wheel and heap only.
+//   heartbeat as churn, but each timer has a fixed timeout (uniform over 30 s)
+//             and a re-arm sets now + that timeout: always later.
 //   cancel    cancel all N armed timers in random order. One item = one cancel.
 //   expire    drain N armed timers the way a runtime does: sleep until
 //             next_expiry(), advance() to it, repeat. One item = one timer fired.
@@ -375,7 +385,10 @@ struct SteadyState {
     std::size_t next_op = 0;
 };
 
-template <class Queue>
+// One per workload (kCancelFirst): a re-arm that does not unlink leaves the
+// wheel's nodes in other slots than one that does, and neither workload
+// should measure the state the other left.
+template <class Queue, bool kCancelFirst = false>
 SteadyState<Queue>& steady_state(std::size_t n) {
     static std::map<std::size_t, SteadyState<Queue>> states;
     SteadyState<Queue>& s = states[n];
@@ -391,19 +404,21 @@ SteadyState<Queue>& steady_state(std::size_t n) {
 // about half of its cost at 1M). Every N divides this.
 constexpr std::int64_t kRearmIterations = 4'000'000;
 
-// Timed by Google Benchmark itself (CPU time), one iteration per re-arm.
-template <class Queue>
+// Timed by Google Benchmark itself (CPU time), one iteration per re-arm. A
+// re-arm is one schedule() of an armed timer, as the runtime does it; with
+// kCancelFirst the timer is cancelled first (the cancel_schedule workload).
+template <class Queue, bool kCancelFirst = false>
 void bm_rearm(benchmark::State& state) {
     const auto n = static_cast<std::size_t>(state.range(0));
     const Workload& w = workload_for(n);
-    SteadyState<Queue>& steady = steady_state<Queue>(n);
+    SteadyState<Queue>& steady = steady_state<Queue, kCancelFirst>(n);
     Queue& q = *steady.queue;
     const RearmOp* ops = w.rearm_ops.data();
     std::size_t next = steady.next_op;
     for (auto _ : state) {
         const RearmOp& op = ops[next];
         next = (next + 1) & (kRearmOps - 1);
-        q.cancel(op.id);
+        if constexpr (kCancelFirst) q.cancel(op.id);
         q.schedule(op.id, kStart + Duration::nanoseconds(op.offset_ns));
     }
     steady.next_op = next;
@@ -424,7 +439,6 @@ double rearm_slice(SteadyState<Queue>& steady, const Workload& w, std::size_t co
     for (std::size_t i = 0; i < count; ++i) {
         const RearmOp& op = ops[next];
         next = (next + 1) & (kRearmOps - 1);
-        q.cancel(op.id);
         q.schedule(op.id, kStart + Duration::nanoseconds(op.offset_ns));
     }
     const std::int64_t end = thread_cpu_ns();
@@ -471,6 +485,84 @@ void bm_rearm_ab(benchmark::State& state) {
     state.counters["wheel"] = wheel_s / per_side;
     state.counters["heap"] = heap_s / per_side;
     state.counters["wheel/heap"] = wheel_s / heap_s;
+}
+
+// The churn workloads' queue: like SteadyState, but with its own clock, which
+// moves one tick every n / kChurnTicksBetweenRearms re-arms.
+template <class Queue>
+struct ChurnState {
+    std::unique_ptr<Queue> queue;
+    Instant now = kStart;
+    std::size_t next_op = 0;
+    std::size_t since_tick = 0;
+};
+
+// Each timer is re-armed about once every this many ticks (1 s): with
+// deadlines uniform over 30 s, about 3% of the timers fire before that.
+constexpr std::size_t kChurnTicksBetweenRearms = 100;
+
+// How a churn re-arm picks the new deadline: kUniform, now + a fresh random
+// offset (earlier or later than the old deadline, like `rearm`); kHeartbeat,
+// now + the timer's own fixed timeout (its arm offset), so always later.
+enum class Churn { kUniform, kHeartbeat };
+
+// Runs `count` re-arms on `s`, advancing its clock as it goes, and returns how
+// many timers fired (each re-armed from the callback).
+template <Churn kMode, class Queue>
+std::size_t churn(ChurnState<Queue>& s, const Workload& w, std::size_t n, std::int64_t count) {
+    Queue& q = *s.queue;
+    const RearmOp* ops = w.rearm_ops.data();
+    const std::size_t rearms_per_tick = std::max<std::size_t>(1, n / kChurnTicksBetweenRearms);
+    std::size_t fired = 0;
+    auto rearm = [&](std::uint32_t id) {
+        const std::int64_t offset_ns =
+            kMode == Churn::kHeartbeat ? w.arm_offset_ns[id] : ops[s.next_op].offset_ns;
+        s.next_op = (s.next_op + 1) & (kRearmOps - 1);
+        q.schedule(id, s.now + Duration::nanoseconds(offset_ns));
+    };
+    for (std::int64_t i = 0; i < count; ++i) {
+        rearm(ops[s.next_op].id);
+        if (++s.since_tick == rearms_per_tick) {
+            s.since_tick = 0;
+            s.now += kTick;
+            fired += q.advance(s.now, rearm);
+        }
+    }
+    return fired;
+}
+
+template <Churn kMode, class Queue>
+ChurnState<Queue>& churn_state(std::size_t n) {
+    static std::map<std::size_t, ChurnState<Queue>> states;
+    ChurnState<Queue>& s = states[n];
+    if (!s.queue) {
+        s.queue = std::make_unique<Queue>(n, kStart);
+        arm_all(*s.queue, workload_for(n), kStart, PhaseClock(0));
+        // Warm up for 30 simulated seconds, the deadlines' spread, so that the
+        // timed runs start from the steady state and not from the initial fill.
+        churn<kMode>(
+            s, workload_for(n), n,
+            static_cast<std::int64_t>(std::max<std::size_t>(1, n / kChurnTicksBetweenRearms) *
+                                      static_cast<std::size_t>(kSpread / kTick)));
+    }
+    return s;
+}
+
+// Timed by Google Benchmark itself (CPU time); one iteration is one re-arm,
+// and `per_op` divides the time by re-arms plus fires.
+template <Churn kMode, class Queue>
+void bm_churn(benchmark::State& state) {
+    const auto n = static_cast<std::size_t>(state.range(0));
+    const Workload& w = workload_for(n);
+    ChurnState<Queue>& s = churn_state<kMode, Queue>(n);
+    std::size_t fired = 0;
+    for (auto _ : state) fired += churn<kMode>(s, w, n, 1);
+    if (s.queue->size() != n) state.SkipWithError("churn changed the number of armed timers");
+    const auto items = static_cast<double>(state.iterations()) + static_cast<double>(fired);
+    state.SetItemsProcessed(static_cast<std::int64_t>(items));
+    state.counters["per_op"] =
+        benchmark::Counter(items, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    state.counters["fired_share"] = static_cast<double>(fired) / items;
 }
 
 void report_phases(benchmark::State& state, std::size_t n, const std::vector<double>& arm_s,
@@ -551,6 +643,16 @@ void register_benchmarks() {
         add("rearm_ab", "wheel:heap", bm_rearm_ab, n)
             ->Iterations(kRearmIterations / static_cast<std::int64_t>(kRearmSlice))
             ->UseManualTime();
+        add("cancel_schedule", "wheel", bm_rearm<WheelQueue, true>, n)
+            ->Iterations(kRearmIterations);
+        add("cancel_schedule", "heap", bm_rearm<HeapQueue, true>, n)->Iterations(kRearmIterations);
+        add("churn", "wheel", bm_churn<Churn::kUniform, WheelQueue>, n)
+            ->Iterations(kRearmIterations);
+        add("churn", "heap", bm_churn<Churn::kUniform, HeapQueue>, n)->Iterations(kRearmIterations);
+        add("heartbeat", "wheel", bm_churn<Churn::kHeartbeat, WheelQueue>, n)
+            ->Iterations(kRearmIterations);
+        add("heartbeat", "heap", bm_churn<Churn::kHeartbeat, HeapQueue>, n)
+            ->Iterations(kRearmIterations);
     }
     for (const std::int64_t n : kSizes) {
         add("cancel", "wheel", bm_cancel<WheelQueue>, n)->UseManualTime();

@@ -17,18 +17,22 @@
 // next_expiry() is never later than the earliest deadline, so a runtime can
 // sleep exactly until it (see its comment for the cases it is earlier).
 //
-// Re-arming later is lazy (the trick Linux's timer wheel and Kafka's purgatory
-// use in other forms): with a million timers the nodes are spread over more
-// memory than the caches hold, and unlinking a node from its slot writes its two
-// list neighbours, two more cache misses on top of the node's own. Heartbeat
-// timers are mostly pushed later. So when an armed node in a wheel slot is
-// re-armed to a deadline at or after the tick of the slot it sits in, only its
-// deadline is stored: it stays where it is, and when its slot is cascaded or
-// expires it is re-placed by its real deadline instead of firing. A node
-// therefore records two things: deadline_ (the real deadline, whose tick is
-// derived when needed) and slot_tick_ (the tick it was placed by, which locates
-// its slot and is never later than the real deadline's tick). Re-arming earlier
-// than slot_tick_ moves the node for real, so it can never fire late.
+// Re-arming later is lazy, Netty's IdleStateHandler idea moved inside the
+// wheel: with a million timers the nodes are spread over more memory than the
+// caches hold, and moving a node to another slot writes its two old list
+// neighbours and its new one, cache misses on top of the node's own. So a node
+// above level 0 that is re-armed to a tick at or after the one it was placed by
+// only has its deadline stored; it stays in its slot, and when that slot is
+// cascaded (which happens no later than that tick, hence before the new
+// deadline) it is re-placed by its real deadline. A node therefore records
+// deadline_ (the real deadline; its tick is derived when needed) and
+// slot_tick_ (the tick it was placed by, which names its slot and is never
+// later than the deadline's tick). Re-arming earlier than slot_tick_ moves the
+// node, so nothing can fire late. On level 0 only a re-arm within the same
+// tick stays put: those slots expire by being spliced whole onto the ready
+// list, which must then hold only due timers. docs/BENCHMARKS.md has the
+// measurements: re-arms at 1M timers and always-later (heartbeat) re-arms got
+// cheaper; re-arms going earlier and later at random got dearer below 1M.
 //
 // Expired timers are first collected, then handed to the callback one by one
 // (libuv's uv__run_timers does the same), so a callback may cancel or
@@ -69,7 +73,8 @@ private:
     TimerNode* next_ = nullptr;
     // The tick the node was placed by: it sits on that tick's slot (or on the
     // overflow list). At most the tick of deadline_, which is later after a lazy
-    // re-arm. On the due and ready lists it is <= the wheel's current tick.
+    // re-arm (see the design comment). On the due and ready lists it is <= the
+    // wheel's current tick, and only there.
     std::uint64_t slot_tick_ = 0;
     Instant deadline_;
 };
@@ -111,7 +116,7 @@ public:
 
     // Arms `node` to fire at the first tick boundary at or after `deadline`
     // (never early, at most one tick late). Re-arms it if it was armed; a re-arm
-    // to a later deadline usually only writes the node (see the design comment).
+    // to a later deadline often only writes the node (see the design comment).
     void schedule(TimerNode& node, Instant deadline);
     // Disarms `node`; a no-op if it is not armed.
     void cancel(TimerNode& node);
@@ -134,13 +139,11 @@ public:
 
     // The earliest instant at which advance() has work, Instant::never() when
     // no timer is armed. Never later than the earliest deadline, and exact when
-    // the earliest timer is on the lowest level and was not re-armed later. It
-    // is earlier in two cases, each costing at most one early wake-up per slot
-    // (advance() then fires nothing, and the next call is exact again): for a
-    // higher level it is the earliest deadline ever placed into that slot,
-    // whose timer may since have been cancelled or re-armed later; and a slot
-    // whose timers were all re-armed later still reports its own tick, since
-    // they are only moved when it is reached.
+    // the earliest timer is on the lowest level. For a later level it is the
+    // earliest deadline placed into that slot, which is earlier than the true
+    // one if that timer was since cancelled or re-armed later: the wheel then
+    // wakes once early for that slot (advance() fires nothing but re-places the
+    // slot's timers) and re-computes.
     Instant next_expiry() const;
 
     std::size_t size() const { return size_; }
@@ -158,16 +161,11 @@ private:
     };
 
     std::uint64_t tick_of(Instant t, bool round_up) const;
-    Instant time_of(std::uint64_t tick) const { return start_ + tick_ * static_cast<std::int64_t>(tick); }
+    Instant time_of(std::uint64_t tick) const {
+        return start_ + tick_ * static_cast<std::int64_t>(tick);
+    }
     // The tick of node.deadline_ (its real deadline), given slot_tick_ <= it.
     std::uint64_t deadline_tick(const TimerNode& node) const;
-    // Where a tick > current_tick_ is placed: {level, slot}, level kLevels for overflow.
-    struct Position {
-        int level;
-        int slot;
-        bool operator==(const Position&) const = default;
-    };
-    Position position_of(std::uint64_t tick) const;
     void place(TimerNode& node, std::uint64_t tick);
     // For a node taken off a slot that the current tick has reached: fires it
     // (onto ready_) if its real deadline has come, else places it by that deadline.
@@ -192,13 +190,10 @@ private:
     std::uint64_t current_tick_ = 0;
     std::size_t size_ = 0;
     std::array<Level, kLevels> levels_;
-    // Bit s set => level-0 slot s may hold a node re-armed later, so expiring it
-    // must check each node instead of splicing the whole slot onto ready_.
-    std::array<std::uint64_t, kSlots / 64> level0_lazy_{};
     TimerList overflow_;  // Deadlines more than 2^32 ticks ahead.
     std::uint64_t overflow_min_tick_ = UINT64_MAX;
-    TimerList due_;       // Scheduled at or before the current tick: fire on the next advance().
-    TimerList ready_;     // Collected by advance(), being handed to the callback.
+    TimerList due_;    // Scheduled at or before the current tick: fire on the next advance().
+    TimerList ready_;  // Collected by advance(), being handed to the callback.
 };
 
 }  // namespace lifeline

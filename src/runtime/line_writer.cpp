@@ -11,6 +11,7 @@ namespace lifeline::runtime {
 
 namespace {
 constexpr auto kFlushLimit = std::chrono::seconds(2);
+constexpr std::size_t kKeptCapacity = 64 * 1024;
 
 // Writes all of `bytes` unless the reader is gone or `deadline` passes.
 bool write_all(int fd, const std::string& bytes, std::chrono::steady_clock::time_point deadline) {
@@ -75,7 +76,12 @@ void AsyncLineWriter::run() {
         const auto deadline = stopping ? std::chrono::steady_clock::now() + kFlushLimit
                                        : std::chrono::steady_clock::time_point::max();
         if (!reader_gone && !batch.empty() && !write_all(fd_, batch, deadline)) reader_gone = true;
-        batch.clear();
+        // Give back what a burst (say, 19,000 hello events) grew the buffer to.
+        if (batch.capacity() > kKeptCapacity) {
+            batch = std::string();
+        } else {
+            batch.clear();
+        }
         const std::uint64_t dropped = dropped_.load(std::memory_order_relaxed);
         if (dropped != dropped_reported_) {
             std::fprintf(stderr, "lifeline: %llu event lines dropped: stdout is not being read fast enough\n",

@@ -85,7 +85,8 @@ public:
     std::uint32_t slot() const { return slot_; }
     ConnState state() const { return state_; }
     bool output_pending() const { return socket_.queued_bytes() > 0; }
-    const std::string& client_id() const { return client_id_; }
+    // The id the client chose, or the one the server assigned ("c<conn>"); empty before HELLO.
+    std::string client_id() const;
 
 private:
     void read_available();
@@ -109,13 +110,16 @@ private:
     LivenessMachine liveness_;
     FrameDecoder decoder_;
     StreamSocket socket_;
-    std::string client_id_;
+    // Only ids the client chose are stored (server-assigned ones are derived),
+    // so a connection without one pays 8 bytes here instead of a std::string's 32.
+    std::unique_ptr<std::string> chosen_id_;
     Instant accepted_at_;
     std::uint64_t id_;
     std::uint32_t slot_;
     std::uint32_t last_ping_ms_ = kNoPingYet;  // Last token refill, ms since accept.
     ConnState state_ = ConnState::handshake;
     std::uint8_t ping_tokens_ = kPingBurst;
+    bool greeted_ = false;  // HELLO received.
     bool draining_ = false;
 };
 
@@ -387,8 +391,13 @@ Event Connection::event(EventKind kind) const {
     e.kind = kind;
     e.conn = id_;
     e.peer = net::peer_address(socket_.fd());
-    e.client_id = client_id_;
+    e.client_id = client_id();
     return e;
+}
+
+std::string Connection::client_id() const {
+    if (chosen_id_) return *chosen_id_;
+    return greeted_ ? "c" + std::to_string(id_) : std::string();
 }
 
 Duration Connection::last_rtt() const {
@@ -590,10 +599,11 @@ void Connection::handle_hello(const Hello& hello) {
     timeout = std::clamp(timeout, interval * 2, o.max_timeout);
     detector_ = FixedTimeoutDetector(timeout, now);
     liveness_ = LivenessMachine(LivenessConfig{interval, o.server_pings}, detector_, now);
-    client_id_ = hello.id.empty() ? "c" + std::to_string(id_) : hello.id;
+    if (!hello.id.empty()) chosen_id_ = std::make_unique<std::string>(hello.id);
+    greeted_ = true;
     state_ = ConnState::open;
     send_frame(Welcome{kProtocolVersion, static_cast<std::uint32_t>(interval.ms()),
-                       static_cast<std::uint32_t>(timeout.ms()), client_id_},
+                       static_cast<std::uint32_t>(timeout.ms()), client_id()},
                true);
     if (state_ == ConnState::closed) return;
     Event e = event(EventKind::hello);
@@ -601,7 +611,7 @@ void Connection::handle_hello(const Hello& hello) {
     e.timeout = timeout;
     worker().server().emit(e);
     if (!hello.id.empty())
-        worker().server().take_over_session(client_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
+        worker().server().take_over_session(*chosen_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
     if (state_ != ConnState::closed) rearm();
 }
 
@@ -702,7 +712,7 @@ void Connection::close(DisconnectReason reason, const std::string& message) {
     server.metrics.count_closed(reason);
     server.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
     server.emit(e);
-    if (!client_id_.empty()) server.release_session(client_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
+    if (chosen_id_) server.release_session(*chosen_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
     worker().loop().cancel(*this);
     socket_.close();
     worker().retire(slot_);
@@ -713,7 +723,7 @@ nlohmann::json Connection::describe(Instant now) const {
     nlohmann::json j{
         {"conn", id_},
         {"peer", net::peer_address(socket_.fd())},
-        {"id", client_id_},
+        {"id", client_id()},
         {"state", state_ == ConnState::handshake ? "handshake" : "open"},
         {"age_ms", (now - accepted_at_).ms_f()},
         {"last_received_ms_ago", (now - liveness_.last_received()).ms_f()},
