@@ -63,6 +63,9 @@ struct KeepalivePolicy {
 
     // "10s:2s:3" (idle:interval:count) or "off"; the user timeout is separate.
     static Result<KeepalivePolicy> parse(std::string_view spec);
+    // The two command-line flags together: --keepalive SPEC --user-timeout auto|off|DURATION.
+    // `auto` with keepalive off means off (there is no budget to follow).
+    static Result<KeepalivePolicy> parse(std::string_view spec, std::string_view user_timeout);
     // "10s:2s:3 user-timeout=auto(16s)" or "off".
     std::string to_string() const;
 };

@@ -1,7 +1,5 @@
 // `lifeline connect`: a framed client; events on stdout, stdin lines as DATA.
 #include <fmt/core.h>
-#include <pthread.h>
-#include <signal.h>
 
 #include <unistd.h>
 
@@ -11,6 +9,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cli/stop_signals.hpp"
 #include "runtime/line_writer.hpp"
 #include "lifeline/client.hpp"
 
@@ -27,29 +26,14 @@ struct ConnectOptions {
 };
 
 int run_connect(ConnectOptions& o) {
-    // Signals go to one thread that asks for a stop. Blocked before any other
-    // thread exists (the event writer, loops, HTTP), since threads inherit the mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    StopSignals signals;  // First: blocks SIGINT/SIGTERM before any thread starts.
     ClientOptions& c = o.client;
-    Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive);
+    Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
     if (!keepalive) {
-        fmt::print(stderr, "lifeline connect: --keepalive: {}\n", keepalive.error().message);
+        fmt::print(stderr, "lifeline connect: {}\n", keepalive.error().message);
         return 2;
     }
     c.keepalive = *keepalive;
-    Result<UserTimeout> user_timeout = UserTimeout::parse(o.user_timeout);
-    if (!user_timeout) {
-        fmt::print(stderr, "lifeline connect: --user-timeout: {}\n", user_timeout.error().message);
-        return 2;
-    }
-    c.keepalive.user_timeout = *user_timeout;
-    if (!c.keepalive.enabled && user_timeout->mode == UserTimeout::Mode::automatic) {
-        c.keepalive.user_timeout = UserTimeout::off();
-    }
 
     runtime::AsyncLineWriter out(STDOUT_FILENO);  // Never block the loop on a slow stdout reader.
     const bool json = o.log == "json";
@@ -71,16 +55,7 @@ int run_connect(ConnectOptions& o) {
         return 2;
     }
     Client* raw = client->get();
-    std::atomic<bool> finished{false};
-    std::atomic<bool> interrupted{false};
-    std::thread signal_thread([&] {
-        int sig = 0;
-        sigwait(&signals, &sig);
-        if (!finished.load()) {
-            interrupted.store(true);
-            raw->stop();
-        }
-    });
+    signals.on_signal([raw] { raw->stop(); });
     if (o.stdin_data && c.count == 1) {
         // Detached: a blocking read of stdin cannot be interrupted portably, and
         // the process exits when run() returns anyway.
@@ -92,10 +67,8 @@ int run_connect(ConnectOptions& o) {
         }).detach();
     }
     raw->run();
-    finished.store(true);
-    pthread_kill(signal_thread.native_handle(), SIGTERM);
-    signal_thread.join();
-    return interrupted.load() || !failed.load() ? 0 : 1;
+    signals.finish();
+    return signals.received() || !failed.load() ? 0 : 1;
 }
 
 }  // namespace

@@ -1,15 +1,14 @@
 // `lifeline serve`: the server, events on stdout, diagnostics on stderr.
 #include <fmt/core.h>
-#include <pthread.h>
-#include <signal.h>
 
 #include <unistd.h>
 
-#include <atomic>
+#include <algorithm>
 #include <memory>
-#include <thread>
+#include <optional>
 
 #include "cli/commands.hpp"
+#include "cli/stop_signals.hpp"
 #include "runtime/line_writer.hpp"
 #include "core/kernel_budget.hpp"
 #include "lifeline/server.hpp"
@@ -28,13 +27,7 @@ struct ServeOptions {
 };
 
 int run_serve(ServeOptions& o, const CLI::App& app) {
-    // Signals go to one thread that asks for a stop. Blocked before any other
-    // thread exists (the event writer, loops, HTTP), since threads inherit the mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    StopSignals signals;  // First: blocks SIGINT/SIGTERM before any thread starts.
     ServerOptions& s = o.server;
     s.mode = o.mode == "raw" ? ServerMode::raw : ServerMode::framed;
     std::optional<KeepalivePolicy> planned_keepalive;
@@ -52,21 +45,16 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         fmt::print(stderr, "lifeline serve: --detect-within {}:\n", to_string(o.detect_within));
         for (const auto& line : plan->explanation) fmt::print(stderr, "  {}\n", line);
     }
-    Result<KeepalivePolicy> keepalive =
-        planned_keepalive ? Result<KeepalivePolicy>(*planned_keepalive) : KeepalivePolicy::parse(o.keepalive);
+    Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
     if (!keepalive) {
-        fmt::print(stderr, "lifeline serve: --keepalive: {}\n", keepalive.error().message);
+        fmt::print(stderr, "lifeline serve: {}\n", keepalive.error().message);
         return 2;
     }
     s.keepalive = *keepalive;
-    Result<UserTimeout> user_timeout = UserTimeout::parse(o.user_timeout);
-    if (!user_timeout) {
-        fmt::print(stderr, "lifeline serve: --user-timeout: {}\n", user_timeout.error().message);
-        return 2;
-    }
-    s.keepalive.user_timeout = *user_timeout;
-    if (!s.keepalive.enabled && user_timeout->mode == UserTimeout::Mode::automatic) {
-        s.keepalive.user_timeout = UserTimeout::off();  // auto follows keepalive: off with it.
+    if (planned_keepalive) {
+        const UserTimeout user_timeout = s.keepalive.user_timeout;
+        s.keepalive = *planned_keepalive;
+        s.keepalive.user_timeout = user_timeout;
     }
 
     // Events leave through a writer thread: a slow reader of our stdout must
@@ -87,17 +75,10 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
                o.mode, (*server)->local_address(), to_string(s.heartbeat), to_string(s.timeout),
                to_string(s.min_interval), s.keepalive.to_string(), s.threads, s.threads == 1 ? "" : "s",
                s.http.empty() ? "" : ", http on " + s.http);
-    std::atomic<bool> finished{false};
     Server* raw = server->get();
-    std::thread signal_thread([&] {
-        int sig = 0;
-        sigwait(&signals, &sig);
-        if (!finished.load()) raw->stop();
-    });
+    signals.on_signal([raw] { raw->stop(); });
     raw->run();
-    finished.store(true);
-    pthread_kill(signal_thread.native_handle(), SIGTERM);
-    signal_thread.join();
+    signals.finish();
     return 0;
 }
 

@@ -94,6 +94,16 @@ Result<KeepalivePolicy> KeepalivePolicy::parse(std::string_view spec) {
     return policy;
 }
 
+Result<KeepalivePolicy> KeepalivePolicy::parse(std::string_view spec, std::string_view user_timeout) {
+    Result<KeepalivePolicy> policy = parse(spec);
+    if (!policy) return Error{"--keepalive: " + policy.error().message};
+    Result<UserTimeout> ut = UserTimeout::parse(user_timeout);
+    if (!ut) return Error{"--user-timeout: " + ut.error().message};
+    policy->user_timeout = !policy->enabled && ut->mode == UserTimeout::Mode::automatic ? UserTimeout::off() : *ut;
+    if (auto valid = policy->validate(); !valid) return Error{"--user-timeout: " + valid.error().message};
+    return policy;
+}
+
 std::string KeepalivePolicy::to_string() const {
     std::string out = enabled ? lifeline::to_string(idle) + ":" + lifeline::to_string(interval) + ":" +
                                     std::to_string(count)

@@ -66,6 +66,18 @@ TEST(KeepalivePolicy, ParsesSpecs) {
     }
 }
 
+TEST(KeepalivePolicy, ParsesTheTwoFlagsTogether) {
+    auto p = KeepalivePolicy::parse("7s:1s:3", "auto");
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p->user_timeout_value(), Duration::seconds(10));
+    auto off = KeepalivePolicy::parse("off", "auto");
+    ASSERT_TRUE(off.ok());
+    EXPECT_EQ(off->user_timeout.mode, UserTimeout::Mode::off);  // auto follows keepalive.
+    EXPECT_EQ(KeepalivePolicy::parse("off", "5s")->user_timeout_value(), Duration::seconds(5));
+    EXPECT_NE(KeepalivePolicy::parse("7s:1s", "auto").error().message.find("--keepalive"), std::string::npos);
+    EXPECT_NE(KeepalivePolicy::parse("7s:1s:3", "soon").error().message.find("--user-timeout"), std::string::npos);
+}
+
 TEST(UserTimeout, Parses) {
     EXPECT_EQ(UserTimeout::parse("auto")->mode, UserTimeout::Mode::automatic);
     EXPECT_EQ(UserTimeout::parse("off")->mode, UserTimeout::Mode::off);
