@@ -40,6 +40,8 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         // Explicit flags override the plan.
         if (app.count("--heartbeat") == 0) s.heartbeat = plan->heartbeat_interval;
         if (app.count("--timeout") == 0) s.timeout = plan->heartbeat_timeout;
+        // The target is a promise: no client may negotiate a longer timeout.
+        if (app.count("--max-timeout") == 0) s.max_timeout = plan->heartbeat_timeout;
         if (app.count("--keepalive") == 0) planned_keepalive = plan->keepalive;
         if (app.count("--min-interval") == 0) s.min_interval = std::min(s.min_interval, s.heartbeat);
         fmt::print(stderr, "lifeline serve: --detect-within {}:\n", to_string(o.detect_within));
@@ -94,7 +96,8 @@ void add_serve_command(CLI::App& app, Action& run) {
         "TCP client works (nc), and relies on kernel keepalive + TCP_USER_TIMEOUT (+ --idle-timeout).\n\n"
         "--detect-within DURATION derives every knob from one target: heartbeat timeout = target,\n"
         "heartbeat interval = target / 3, kernel keepalive as `lifeline sysctl advise --target`\n"
-        "computes it (half the budget idle, three probes), user timeout auto. Explicit flags override.\n\n"
+        "computes it (half the budget idle, three probes), user timeout auto, and no client may negotiate\n"
+        "a timeout longer than the target. Explicit flags override.\n\n"
         "Events: listening, connect, hello, dead, closed, error, stall. SIGINT/SIGTERM: stop accepting,\n"
         "send CLOSE to framed peers, flush, exit 0 within 2 s.");
     sub->add_option("--listen", s.listen, "Address to listen on")->capture_default_str();
@@ -106,6 +109,8 @@ void add_serve_command(CLI::App& app, Action& run) {
     add_duration_option(*sub, "--timeout", s.timeout, "Silence after which a peer is declared dead");
     add_duration_option(*sub, "--min-interval", s.min_interval,
                         "Fastest heartbeat a client may ask for; pinging faster gets CLOSE too_many_pings");
+    add_duration_option(*sub, "--max-timeout", s.max_timeout,
+                        "Longest timeout a client may ask for (with --detect-within: the target)");
     add_duration_option(*sub, "--handshake-timeout", s.handshake_timeout, "HELLO must arrive within this of accept");
     add_duration_option(*sub, "--idle-timeout", s.idle_timeout, "raw mode: close after this long without a byte (0 = off)");
     sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")->capture_default_str();

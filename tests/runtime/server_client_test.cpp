@@ -214,6 +214,23 @@ TEST(ServerClient, SigtermClosesPeersAndExitsWithinTwoSeconds) {
     EXPECT_NE((*closed)["message"].get<std::string>().find("CLOSE 1"), std::string::npos) << closed->dump();
 }
 
+TEST(ServerClient, DetectWithinIsAPromiseClientsCannotNegotiateAway) {
+    Server server = start_server({"--detect-within", "900ms"});
+    // The client asks for the defaults, 1 s / 3 s: longer than the server promised.
+    auto client = start_client(server.address, {"--id", "greedy"});
+    auto hello = server.process->wait_for(is("hello", "greedy"), 10s);
+    ASSERT_TRUE(hello);
+    EXPECT_LE((*hello)["timeout_ms"].get<double>(), 900.0);
+    EXPECT_LE((*hello)["interval_ms"].get<double>(), 450.0);
+    auto client_hello = client->wait_for_event("hello", 5s);
+    ASSERT_TRUE(client_hello);
+    EXPECT_EQ((*client_hello)["timeout_ms"], (*hello)["timeout_ms"]);  // The client runs on what was granted.
+    client->signal(SIGSTOP);
+    auto dead = server.process->wait_for(is("dead", "greedy"), 5s);
+    ASSERT_TRUE(dead);
+    EXPECT_LE((*dead)["silence_ms"].get<double>(), 900.0 + 50.0);
+}
+
 TEST(ServerClient, SeveralLoopsShareTheConnections) {
     Server server = start_server({"--threads", "2", "--http", "127.0.0.1:0"});
     auto http_listening = server.process->wait_for_event("listening", 5s);
