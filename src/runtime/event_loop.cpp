@@ -75,8 +75,7 @@ void EventLoop::post(std::function<void()> task) {
     [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof(one));
 }
 
-int EventLoop::timeout_ms() const {
-    const Instant next = wheel_.next_expiry();
+int EventLoop::timeout_ms(Instant next) const {
     if (next.is_never()) return -1;
     const Duration wait = next - clock_.now();
     if (wait <= Duration::zero()) return 0;
@@ -91,7 +90,7 @@ void EventLoop::run() {
 
 void EventLoop::run_turn() {
     const Instant deadline = wheel_.next_expiry();
-    const int n = ::epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()), timeout_ms());
+    const int n = ::epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()), timeout_ms(deadline));
     now_ = clock_.now();
     // Lag only counts when we slept past a deadline we meant to keep.
     const Duration lag = deadline.is_never() || now_ <= deadline ? Duration::zero() : now_ - deadline;

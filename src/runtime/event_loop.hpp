@@ -84,7 +84,8 @@ private:
     EventLoop(const EventLoopConfig& config, int epoll_fd, int wake_fd);
     void run_turn();
     void run_posted();
-    int timeout_ms() const;
+    // Milliseconds until `next` (the wheel's next expiry), rounded up; -1 for never.
+    int timeout_ms(Instant next) const;
 
     EventLoopConfig config_;
     int epoll_fd_;
