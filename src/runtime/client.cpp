@@ -304,7 +304,8 @@ void ClientConnection::on_timer() {
         e.rtt = liveness_.rtt().smoothed();
         client_.emit(e);
         send_frame(Close{static_cast<std::uint16_t>(CloseCode::heartbeat_timeout), "server silent"}, true);
-        down(DisconnectReason::heartbeat_timeout, "nothing received for " + to_string(e.silence));
+        // Sending the CLOSE may itself have ended the connection (a send error).
+        if (state_ == State::open) down(DisconnectReason::heartbeat_timeout, "nothing received for " + to_string(e.silence));
         return;
     }
     if (step.action == LivenessAction::send_ping) send_frame(step.ping, true);
@@ -381,6 +382,13 @@ void ClientConnection::down(DisconnectReason reason, const std::string& message)
 void ClientConnection::stop() {
     if (state_ == State::open) {
         send_frame(Close{static_cast<std::uint16_t>(CloseCode::normal), "client stopping"}, true);
+    }
+    if (state_ == State::waiting) {
+        // Between attempts there is no connection to report on.
+        client_.loop->cancel(*this);
+        state_ = State::finished;
+        client_.connection_finished();
+        return;
     }
     if (state_ != State::finished) down(DisconnectReason::shutdown, "client stopping");
 }

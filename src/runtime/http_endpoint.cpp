@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <chrono>
+
 #include "net/endpoint.hpp"
 
 namespace lifeline::runtime {
@@ -31,6 +33,10 @@ Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const std::string& add
     }
     http->url_ = "http://" + text.substr(0, text.rfind(':')) + ":" + std::to_string(port);
     http->thread_ = std::thread([&s] { s.listen_after_bind(); });
+    // stop() is a no-op until the server runs: wait for that (bounded), so a
+    // Server destroyed right after create() cannot hang joining this thread.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!s.is_running() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
     return http;
 }
 

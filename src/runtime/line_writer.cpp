@@ -3,6 +3,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <climits>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -13,23 +15,29 @@ namespace {
 constexpr auto kFlushLimit = std::chrono::seconds(2);
 constexpr std::size_t kKeptCapacity = 64 * 1024;
 
-// Writes all of `bytes` unless the reader is gone or `deadline` passes.
+// Writes all of `bytes` unless the reader is gone or `deadline` passes. It
+// waits for POLLOUT and writes at most PIPE_BUF at a time, so a write to a
+// full pipe cannot block past the deadline even though stdout is a blocking fd
+// (a pipe that polls writable has room for PIPE_BUF bytes).
 bool write_all(int fd, const std::string& bytes, std::chrono::steady_clock::time_point deadline) {
     std::size_t done = 0;
     while (done < bytes.size()) {
-        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        int wait_ms = -1;
+        if (deadline != std::chrono::steady_clock::time_point::max()) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return false;
+            wait_ms = static_cast<int>(left.count());
+        }
+        pollfd p{fd, POLLOUT, 0};
+        const int ready = ::poll(&p, 1, wait_ms);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0 || (p.revents & (POLLERR | POLLHUP | POLLNVAL))) return false;
+        const ssize_t n = ::write(fd, bytes.data() + done, std::min<std::size_t>(bytes.size() - done, PIPE_BUF));
         if (n > 0) {
             done += static_cast<std::size_t>(n);
             continue;
         }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EAGAIN) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) return false;
-            pollfd p{fd, POLLOUT, 0};
-            ::poll(&p, 1, static_cast<int>(left.count()));
-            continue;
-        }
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         return false;  // EPIPE and friends: nobody is reading any more.
     }
     return true;
@@ -89,8 +97,12 @@ void AsyncLineWriter::run() {
             dropped_reported_ = dropped;
         }
         if (stopping) {
-            std::lock_guard lock(mutex_);
-            if (!reader_gone && !pending_.empty()) write_all(fd_, pending_, std::chrono::steady_clock::now() + kFlushLimit);
+            std::string rest;
+            {
+                std::lock_guard lock(mutex_);
+                rest.swap(pending_);
+            }
+            if (!reader_gone && !rest.empty()) write_all(fd_, rest, std::chrono::steady_clock::now() + kFlushLimit);
             return;
         }
     }

@@ -46,6 +46,12 @@ bool OutputQueue::load_next() {
     current_.assign(data_.begin() + static_cast<std::ptrdiff_t>(data_pos_),
                     data_.begin() + static_cast<std::ptrdiff_t>(data_pos_ + len));
     data_pos_ += len;
+    // Under a steady backlog the queue never empties: drop the sent prefix once
+    // it is most of the buffer, so memory follows what is queued, not what was sent.
+    if (data_pos_ > data_.size() / 2) {
+        data_.erase(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(data_pos_));
+        data_pos_ = 0;
+    }
     return true;
 }
 

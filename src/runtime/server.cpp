@@ -43,7 +43,10 @@ Result<void> ServerOptions::validate() const {
     if (min_interval <= Duration::zero() || min_interval > heartbeat)
         return Error{"--min-interval (" + to_string(min_interval) + ") must be > 0 and <= --heartbeat (" +
                      to_string(heartbeat) + ")"};
-    if (max_timeout < timeout) return Error{"max timeout must be >= --timeout"};
+    if (max_timeout < timeout) return Error{"--max-timeout must be >= --timeout"};
+    if (min_interval * 2 > max_timeout)
+        return Error{"--min-interval (" + to_string(min_interval) + ") must be at most half of --max-timeout (" +
+                     to_string(max_timeout) + ")"};
     if (handshake_timeout <= Duration::zero()) return Error{"handshake timeout must be > 0"};
     if (idle_timeout < Duration::zero()) return Error{"--idle-timeout must be >= 0"};
     if (output_budget < 1024) return Error{"output budget must be at least 1 KiB"};
@@ -61,7 +64,6 @@ enum class ConnState : std::uint8_t { handshake, open, closed };
 
 // One accepted connection. Its TimerNode (the LoopObject base) is its only
 // timer: the handshake deadline first, then the liveness machine's deadline.
-constexpr std::uint32_t kNoPingYet = UINT32_MAX;
 constexpr std::uint8_t kPingBurst = 4;  // PINGs a client may send at once.
 
 class Connection final : public LoopObject {
@@ -77,7 +79,7 @@ public:
     void close(DisconnectReason reason, const std::string& message = "");
     // Best effort: queue a CLOSE frame (framed mode) before closing.
     void close_with_frame(DisconnectReason reason, CloseCode code, const std::string& text);
-    void send_frame(const Frame& frame, bool control);
+    void send_frame(const Frame& frame, bool control, bool best_effort = false);
     void forgive_stall(Instant now);
     nlohmann::json describe(Instant now) const;
 
@@ -94,7 +96,9 @@ private:
     void handle_frame(const Frame& frame);
     void handle_hello(const Hello& hello);
     void handle_ping(const Ping& ping);
-    void transmit(std::span<const std::uint8_t> bytes, bool control);
+    // `best_effort`: a frame sent on the way out (CLOSE). It never changes how
+    // the connection ends: a send error or a full budget just drops it.
+    void transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort = false);
     void flush();
     void close_on_socket_error(int err);
     void rearm();
@@ -116,10 +120,11 @@ private:
     Instant accepted_at_;
     std::uint64_t id_;
     std::uint32_t slot_;
-    std::uint32_t last_ping_ms_ = kNoPingYet;  // Last token refill, ms since accept.
+    std::uint32_t last_ping_ms_ = 0;  // Last token refill, ms since accept (wrapping).
     ConnState state_ = ConnState::handshake;
     std::uint8_t ping_tokens_ = kPingBurst;
     bool greeted_ = false;  // HELLO received.
+    bool pinged_ = false;   // A PING arrived (the bucket's clock has started).
     bool draining_ = false;
 };
 
@@ -265,7 +270,8 @@ public:
         for_each_connection([&](Connection& c) { all.push_back(&c); });
         for (Connection* c : all) {
             if (options().mode == ServerMode::framed && c->state() == ConnState::open) {
-                c->send_frame(Close{static_cast<std::uint16_t>(CloseCode::shutdown), "server shutting down"}, true);
+                c->send_frame(Close{static_cast<std::uint16_t>(CloseCode::shutdown), "server shutting down"}, true,
+                              /*best_effort=*/true);
             }
             if (c->state() != ConnState::closed && !c->output_pending()) c->close(DisconnectReason::shutdown);
         }
@@ -434,6 +440,9 @@ void Connection::start() {
 }
 
 void Connection::rearm() {
+    // Raw mode without --idle-timeout has no liveness timer at all.
+    const ServerOptions& o = worker().options();
+    if (o.mode == ServerMode::raw && o.idle_timeout <= Duration::zero()) return;
     const Instant next = liveness_.next_deadline();
     if (next.is_never()) {
         worker().loop().cancel(*this);
@@ -624,15 +633,18 @@ void Connection::handle_ping(const Ping& ping) {
     // burst. Refills are computed from elapsed time, so PINGs that queued up
     // while our loop was busy are paid for by the time that passed, and a
     // detected stall refills the bucket outright (forgive_stall).
-    const std::int64_t since_accept_ms = (now - accepted_at_).ms();
-    const auto now_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(since_accept_ms, kNoPingYet - 1));
-    const std::int64_t refill_ms = std::max<std::int64_t>(1, server.options.min_interval.ms());
-    if (last_ping_ms_ == kNoPingYet) last_ping_ms_ = now_ms;
-    const std::int64_t earned = (now_ms - last_ping_ms_) / refill_ms;
+    // 32-bit milliseconds since accept, wrapping: differences stay right for
+    // gaps under 49 days, however old the connection is.
+    const auto now_ms = static_cast<std::uint32_t>((now - accepted_at_).ms());
+    const std::uint32_t refill_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(1, server.options.min_interval.ms()));
+    if (!pinged_) {
+        pinged_ = true;
+        last_ping_ms_ = now_ms;
+    }
+    const std::uint32_t earned = static_cast<std::uint32_t>(now_ms - last_ping_ms_) / refill_ms;
     if (earned > 0) {
-        ping_tokens_ = static_cast<std::uint8_t>(std::min<std::int64_t>(kPingBurst, ping_tokens_ + earned));
-        last_ping_ms_ = ping_tokens_ == kPingBurst ? now_ms
-                                                   : last_ping_ms_ + static_cast<std::uint32_t>(earned * refill_ms);
+        ping_tokens_ = static_cast<std::uint8_t>(std::min<std::uint32_t>(kPingBurst, ping_tokens_ + earned));
+        last_ping_ms_ = ping_tokens_ == kPingBurst ? now_ms : last_ping_ms_ + earned * refill_ms;
     }
     if (ping_tokens_ == 0) {
         Event e = event(EventKind::error);
@@ -648,7 +660,7 @@ void Connection::handle_ping(const Ping& ping) {
     send_frame(Pong{ping.seq, ping.sent_at}, true);
 }
 
-void Connection::send_frame(const Frame& frame, bool control) {
+void Connection::send_frame(const Frame& frame, bool control, bool best_effort) {
     if (state_ == ConnState::closed) return;
     std::vector<std::uint8_t>& buf = worker().encode_buffer();
     buf.clear();
@@ -658,14 +670,15 @@ void Connection::send_frame(const Frame& frame, bool control) {
         worker().server().emit(e);
         return;
     }
-    transmit(buf, control);
+    transmit(buf, control, best_effort);
 }
 
-void Connection::transmit(std::span<const std::uint8_t> bytes, bool control) {
+void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
     if (state_ == ConnState::closed) return;
+    if (best_effort && socket_.queued_bytes() + bytes.size() > worker().options().output_budget) return;
     const StreamSocket::SendResult r = socket_.send(worker().loop(), *this, bytes, control);
     if (r.error != 0) {
-        close_on_socket_error(r.error);
+        if (!best_effort) close_on_socket_error(r.error);
         return;
     }
     if (r.written_now > 0) liveness_.on_bytes_sent(worker().loop().now());
@@ -694,7 +707,7 @@ void Connection::close_with_frame(DisconnectReason reason, CloseCode code, const
         std::string reason_text = text.substr(0, kMaxCloseReasonSize);
         // Cut at a character boundary so the frame stays valid UTF-8.
         while (!reason_text.empty() && !is_valid_utf8(reason_text)) reason_text.pop_back();
-        send_frame(Close{static_cast<std::uint16_t>(code), reason_text}, true);
+        send_frame(Close{static_cast<std::uint16_t>(code), reason_text}, true, /*best_effort=*/true);
     }
     close(reason, text);
 }
