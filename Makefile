@@ -4,8 +4,10 @@ CTEST_ARGS ?=
 
 .PHONY: run test deps build-release build-test bench fuzz format clean
 
+# The network lab (needs root): every fault against every mechanism, about 20 s.
+# The table goes to the terminal; build/lab/lab.html has a timeline per cell.
 run: build-release
-	./build/release/src/cli/lifeline sim
+	./build/release/src/cli/lifeline lab --report build/lab
 
 # The scale test drives the release binary (see tests/runtime/CMakeLists.txt), so both builds are made.
 test: build-release build-test

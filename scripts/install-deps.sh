@@ -12,6 +12,7 @@ packages=(
   libmnl-dev                            # netlink sock_diag
   libcpp-httplib-dev                    # the server's /metrics and /connections endpoint
   iproute2 nftables procps              # network namespaces for the lab and netns tests
+  libpcap-dev                           # the lab captures keepalive probes on its switch
 )
 
 missing=()

@@ -1,6 +1,8 @@
 // The lifeline client: keeps one or more framed connections to a server alive
 // with heartbeats, notices a dead server, and (optionally) reconnects with
-// exponential backoff and full jitter.
+// exponential backoff and full jitter. In raw mode it is a plain TCP client
+// instead (no protocol, only kernel keepalive and TCP_USER_TIMEOUT), the
+// counterpart of `lifeline serve --mode raw`.
 //
 //   lifeline::ClientOptions options;
 //   options.server = "127.0.0.1:8888";
@@ -11,7 +13,7 @@
 //   (*client)->run();   // until stop(), or until every connection ended without --reconnect
 //
 // Threads: run() drives one event loop on the calling thread; callbacks run on
-// it. stop() and send() may be called from any thread.
+// it. stop(), send() and stop_reading() may be called from any thread.
 #pragma once
 
 #include <cstdint>
@@ -28,28 +30,41 @@
 
 namespace lifeline {
 
+enum class ClientMode : std::uint8_t {
+    framed,  // docs/PROTOCOL.md: HELLO/WELCOME, PING/PONG, DATA, CLOSE; the client judges the server.
+    raw,     // Plain TCP: no handshake, no heartbeats, no liveness timer; only the kernel
+             // (keepalive, TCP_USER_TIMEOUT) notices a dead server. Pairs with `serve --mode raw`.
+};
+
 struct ClientOptions {
     std::string server = "127.0.0.1:8888";
-    std::string id;                             // Sent in HELLO; the server assigns one if empty.
-    Duration heartbeat = Duration::seconds(1);  // Requested interval (the server may clamp it).
-    Duration timeout = Duration::seconds(3);    // Requested timeout (the server may clamp it).
+    ClientMode mode = ClientMode::framed;
+    std::string id;                             // Sent in HELLO; the server assigns one if empty (raw: events only).
+    Duration heartbeat = Duration::seconds(1);  // Requested interval (the server may clamp it). Framed only.
+    // Requested timeout, framed only. The server may clamp what it grants (and
+    // judges us by that), but the client judges the server by the longer of
+    // this and the granted timeout: its own patience is its own business.
+    Duration timeout = Duration::seconds(3);
     KeepalivePolicy keepalive;
     int count = 1;                              // Parallel connections (ids get "-N" suffixes).
     bool reconnect = false;
     Duration backoff_initial = Duration::milliseconds(100);
     Duration backoff_max = Duration::seconds(10);
-    Duration connect_timeout = Duration::seconds(5);  // TCP connect + WELCOME.
+    Duration connect_timeout = Duration::seconds(5);  // TCP connect + WELCOME (raw: the TCP connect only).
     std::size_t output_budget = 1 << 20;
     std::size_t max_body_size = 64 * 1024;
     Duration tick = Duration::milliseconds(10);
     std::uint64_t seed = 0;                     // Backoff jitter; 0 = from the OS.
 
+    // Checks ranges and consistency (heartbeat and timeout only in framed mode,
+    // where they are sent); errors name the option.
     Result<void> validate() const;
 };
 
 struct ClientCallbacks {
     std::function<void(const Event&)> on_event;
-    std::function<void(int connection)> on_connect;  // WELCOME received
+    std::function<void(int connection)> on_connect;  // WELCOME received (raw: TCP connect completed)
+    // A DATA payload (framed) or the bytes of one read (raw).
     std::function<void(int connection, std::span<const std::uint8_t> payload)> on_message;
     std::function<void(int connection, DisconnectReason reason)> on_down;
     std::function<void(int connection, Duration rtt)> on_rtt;
@@ -63,8 +78,20 @@ public:
     void run();
     // Thread-safe: sends CLOSE on open connections and makes run() return.
     void stop();
-    // Thread-safe: queues `payload` as one DATA frame on `connection` (dropped if it is not open).
+    // Thread-safe: queues `payload` as one DATA frame (raw: as plain bytes) on
+    // `connection` (dropped if it is not open).
     void send(int connection, std::span<const std::uint8_t> payload);
+    // Thread-safe fault injection (for `lifeline lab`): simulates a hung reader.
+    // Every connection stops reading its socket (EPOLLIN interest removed, so
+    // the kernel's receive buffer fills and the server sees a zero window) and
+    // stops judging the server (a hung reader cannot notice silence), but keeps
+    // sending its PINGs on schedule (framed) and flushing what it has queued.
+    // A connection still ends, once, on a socket error (the server giving up
+    // usually shows as a reset when our next PING reaches its closed socket),
+    // on the kernel's keepalive or user timeout, or on stop(). Sticky: there is
+    // no resume, and connections made afterwards (reconnects) do not read
+    // either. Idempotent.
+    void stop_reading();
 
     struct Impl;
 

@@ -1,12 +1,14 @@
-// `lifeline connect`: a framed client; events on stdout, stdin lines as DATA.
+// `lifeline connect`: a framed (or raw) client; events on stdout, stdin lines as DATA.
 #include <fmt/core.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <iostream>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "cli/commands.hpp"
 #include "cli/stop_signals.hpp"
@@ -19,15 +21,20 @@ namespace {
 
 struct ConnectOptions {
     ClientOptions client;
+    std::string mode = "framed";
     std::string keepalive = "10s:2s:3";
     std::string user_timeout = "auto";
     std::string log = "json";
     bool stdin_data = true;
+    bool stop_reading_on_sigusr1 = false;
 };
 
 int run_connect(ConnectOptions& o) {
-    StopSignals signals;  // First: blocks SIGINT/SIGTERM before any thread starts.
+    // First: blocks SIGINT/SIGTERM (and SIGUSR1 when asked for) before any
+    // thread starts. Without the flag SIGUSR1 keeps its default action.
+    StopSignals signals(o.stop_reading_on_sigusr1 ? std::vector<int>{SIGUSR1} : std::vector<int>{});
     ClientOptions& c = o.client;
+    c.mode = o.mode == "raw" ? ClientMode::raw : ClientMode::framed;
     Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
     if (!keepalive) {
         fmt::print(stderr, "lifeline connect: {}\n", keepalive.error().message);
@@ -55,13 +62,25 @@ int run_connect(ConnectOptions& o) {
         return 2;
     }
     Client* raw = client->get();
-    signals.on_signal([raw] { raw->stop(); });
+    // The only extra signal is SIGUSR1, and only with --stop-reading-on-sigusr1.
+    const char* still = c.mode == ClientMode::framed ? "; still sending heartbeats, no longer judging the server" : "";
+    signals.on_signal([raw] { raw->stop(); },
+                      [raw, still, stopped = false](int) mutable {
+                          if (stopped) return;  // Sticky and idempotent: one line is enough.
+                          stopped = true;
+                          raw->stop_reading();
+                          fmt::print(stderr, "lifeline connect: SIGUSR1: stopped reading (fault injection){}\n", still);
+                      });
     if (o.stdin_data && c.count == 1) {
         // Detached: a blocking read of stdin cannot be interrupted portably, and
-        // the process exits when run() returns anyway.
-        std::thread([raw] {
+        // the process exits when run() returns anyway. Raw mode sends each line
+        // with its newline, as the bytes were typed.
+        const bool with_newline = c.mode == ClientMode::raw;
+        std::thread([raw, with_newline] {
             std::string line;
             while (std::getline(std::cin, line)) {
+                // A last line cut off by EOF had no newline: do not invent one.
+                if (with_newline && !std::cin.eof()) line += '\n';
                 raw->send(0, {reinterpret_cast<const std::uint8_t*>(line.data()), line.size()});
             }
         }).detach();
@@ -82,23 +101,37 @@ void add_connect_command(CLI::App& app, Action& run) {
         "heartbeats, and report events as JSON lines: connect, hello, rtt, dead (the server went\n"
         "silent), closed, error. With --reconnect, come back with exponential backoff and full\n"
         "jitter. With --count 1, each line read from stdin is sent as one DATA frame.\n"
+        "--mode raw is a plain TCP client for `lifeline serve --mode raw`: no HELLO, no heartbeats,\n"
+        "only kernel keepalive and TCP_USER_TIMEOUT notice a dead server; stdin lines are sent as\n"
+        "they are, newline included. The client judges the server by the longer of its --timeout\n"
+        "and the timeout the server granted.\n"
         "Exit status: 0 when stopped by SIGINT/SIGTERM or closed cleanly, 1 if a connection died.");
     sub->add_option("server", c.server, "HOST:PORT of the server")->required();
+    sub->add_option("--mode", opts->mode, "framed (heartbeat protocol) or raw (plain TCP, kernel detection only)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"framed", "raw"}));
     sub->add_option("--id", c.id, "Client id sent in HELLO (with --count, suffixed -0, -1, ...)");
     add_duration_option(*sub, "--heartbeat", c.heartbeat, "Requested heartbeat interval");
-    add_duration_option(*sub, "--timeout", c.timeout, "Requested timeout: the server is dead after this much silence");
+    add_duration_option(*sub, "--timeout", c.timeout,
+                        "Requested timeout: the server is dead after this much silence (kept even if the server "
+                        "grants less)");
     sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")->capture_default_str();
     sub->add_option("--user-timeout", opts->user_timeout, "TCP_USER_TIMEOUT: auto, off, or a duration")
         ->capture_default_str();
     sub->add_flag("--reconnect", c.reconnect, "Reconnect after the connection ends");
     add_duration_option(*sub, "--backoff-initial", c.backoff_initial, "First reconnect delay cap (doubles per attempt)");
     add_duration_option(*sub, "--backoff-max", c.backoff_max, "Largest reconnect delay cap");
-    add_duration_option(*sub, "--connect-timeout", c.connect_timeout, "TCP connect plus WELCOME must finish within this");
+    add_duration_option(*sub, "--connect-timeout", c.connect_timeout,
+                        "TCP connect plus WELCOME (raw: the TCP connect) must finish within this");
     sub->add_option("--count", c.count, "Parallel connections")->capture_default_str()->check(CLI::Range(1, 20000));
     sub->add_flag("!--no-stdin", opts->stdin_data, "Do not send stdin lines as DATA");
     sub->add_option("--log", opts->log, "Event format: json or text")
         ->capture_default_str()
         ->check(CLI::IsMember({"json", "text"}));
+    sub->add_flag("--stop-reading-on-sigusr1", opts->stop_reading_on_sigusr1,
+                  "On SIGUSR1, simulate a hung reader: stop reading every socket (the server sees a zero "
+                  "window) and stop judging the server, but keep sending heartbeats")
+        ->group("Fault injection (for `lifeline lab`)");
     sub->callback([opts, &run] { run = [opts] { return run_connect(*opts); }; });
 }
 

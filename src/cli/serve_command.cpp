@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "cli/stop_signals.hpp"
@@ -73,10 +75,11 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         return 1;
     }
     fmt::print(stderr,
-               "lifeline serve: {} mode on {}, heartbeat {} / timeout {} (min interval {}), keepalive {}, {} thread{}{}\n",
+               "lifeline serve: {} mode on {}, heartbeat {} / timeout {} (min interval {}), keepalive {}, {} thread{}{}{}\n",
                o.mode, (*server)->local_address(), to_string(s.heartbeat), to_string(s.timeout),
                to_string(s.min_interval), s.keepalive.to_string(), s.threads, s.threads == 1 ? "" : "s",
-               s.http.empty() ? "" : ", http on " + s.http);
+               s.http.empty() ? "" : ", http on " + s.http,
+               s.push_rate == 0 ? "" : ", pushing " + std::to_string(s.push_rate) + " B/s to every client");
     Server* raw = server->get();
     signals.on_signal([raw] { raw->stop(); });
     raw->run();
@@ -123,6 +126,19 @@ void add_serve_command(CLI::App& app, Action& run) {
         ->check(CLI::Range(1, 256));
     sub->add_option("--output-budget", s.output_budget, "Bytes queued for a peer that does not read before slow_consumer")
         ->capture_default_str();
+    sub->add_option_function<std::string>(
+           "--push",
+           [&s](const std::string& text) {
+               const Result<std::uint64_t> rate = parse_byte_rate(text);
+               if (!rate) throw CLI::ValidationError("--push", rate.error().message);
+               s.push_rate = *rate;
+           },
+           "Stream filler to every client at this rate (bytes per second: 4096, 64K, 1M; K/M/G are\n"
+           "binary): a stand-in for a push gateway's traffic. framed: DATA frames after the HELLO; raw:\n"
+           "plain bytes from accept. A client that stops reading is closed with slow_consumer once\n"
+           "--output-budget is used up. Pushed bytes are traffic out, never proof the client is alive.")
+        ->type_name("RATE")
+        ->default_str("0 (off)");
     sub->add_option("--max-connections", s.max_connections, "Connections beyond this are closed at accept")
         ->capture_default_str();
     sub->add_option("--http", s.http, "Serve /metrics and /connections on this address (e.g. 127.0.0.1:9100)");

@@ -1,5 +1,6 @@
-// The client: one event loop, N framed connections, each with its own
-// liveness machine and (with reconnect) its own backoff.
+// The client: one event loop, N connections, each with its own liveness
+// machine (framed) and (with reconnect) its own backoff. Raw connections are
+// plain TCP: no handshake, no heartbeats, no timer once connected.
 #include "lifeline/client.hpp"
 
 #include <algorithm>
@@ -25,10 +26,15 @@ using runtime::StreamSocket;
 
 Result<void> ClientOptions::validate() const {
     if (count < 1 || count > 20'000) return Error{"--count must be 1..20000 (got " + std::to_string(count) + ")"};
-    if (heartbeat <= Duration::zero()) return Error{"--heartbeat must be > 0"};
-    if (timeout <= heartbeat)
-        return Error{"--timeout (" + to_string(timeout) + ") must be longer than --heartbeat (" + to_string(heartbeat) + ")"};
-    if (heartbeat.ms() > UINT32_MAX || timeout.ms() > UINT32_MAX) return Error{"heartbeat and timeout must fit in 32-bit ms"};
+    // Raw connections send no HELLO and run no heartbeat: these two are unused there.
+    if (mode == ClientMode::framed) {
+        if (heartbeat <= Duration::zero()) return Error{"--heartbeat must be > 0"};
+        if (timeout <= heartbeat)
+            return Error{"--timeout (" + to_string(timeout) + ") must be longer than --heartbeat (" + to_string(heartbeat) +
+                         ")"};
+        if (heartbeat.ms() > UINT32_MAX || timeout.ms() > UINT32_MAX)
+            return Error{"heartbeat and timeout must fit in 32-bit ms"};
+    }
     if (backoff_initial <= Duration::zero() || backoff_max < backoff_initial)
         return Error{"backoff: need 0 < initial <= max"};
     if (connect_timeout <= Duration::zero()) return Error{"connect timeout must be > 0"};
@@ -60,6 +66,7 @@ struct Client::Impl {
     std::uint64_t next_conn_number = 1;
     int finished = 0;
     bool stopping = false;
+    bool reading_stopped = false;  // stop_reading() was called (sticky). Loop thread only.
 
     void emit(const Event& e) const {
         if (callbacks.on_event) callbacks.on_event(e);
@@ -73,11 +80,15 @@ namespace {
 
 class ClientConnection final : public LoopObject {
 public:
+    // A raw connection never convicts and never pings: its liveness machine
+    // only remembers when the last byte arrived (for the kernel's dead events).
     ClientConnection(Client::Impl& client, int index)
         : client_(client),
           index_(index),
-          detector_(client.options.timeout, client.loop->now()),
-          liveness_(LivenessConfig{client.options.heartbeat, true}, detector_, client.loop->now()),
+          detector_(client.options.mode == ClientMode::raw ? Duration::infinite() : client.options.timeout,
+                    client.loop->now()),
+          liveness_(LivenessConfig{client.options.heartbeat, client.options.mode == ClientMode::framed}, detector_,
+                    client.loop->now()),
           id_(client.options.count > 1 && !client.options.id.empty()
                   ? client.options.id + "-" + std::to_string(index)
                   : client.options.id) {}
@@ -87,21 +98,33 @@ public:
     void on_io(std::uint32_t events) override;
     void on_timer() override;
     void send_data(std::span<const std::uint8_t> payload) {
-        if (state_ == State::open) send_frame(Data{payload}, false);
+        if (state_ != State::open) return;
+        if (raw()) {
+            transmit(payload, false);
+        } else {
+            send_frame(Data{payload}, false);
+        }
     }
     void stop();
+    // Client::stop_reading() reached this connection (reading_stopped is already set).
+    void stop_reading();
     void forgive_stall(Instant now) {
-        if (state_ != State::open) return;
+        if (state_ != State::open || raw()) return;
         liveness_.on_local_stall(now);
         rearm();
     }
 
 private:
+    bool raw() const { return client_.options.mode == ClientMode::raw; }
     void on_connected();
     void read_available();
     void handle_frame(const Frame& frame);
     void send_frame(const Frame& frame, bool control);
+    // Writes (or queues) bytes already encoded (framed) or plain (raw).
+    void transmit(std::span<const std::uint8_t> bytes, bool control);
     void flush();
+    // With reading stopped: takes EPOLLIN back out of the socket's interest.
+    void apply_read_interest();
     void rearm();
     void fail_socket(int err);
     // Ends this connection or attempt; reconnects after a backoff if asked to.
@@ -141,13 +164,15 @@ void ClientConnection::start() {
         down(DisconnectReason::unreachable, fd.error().message);
         return;
     }
-    socket_.emplace(*fd, /*framed=*/true);
-    decoder_.emplace(DecoderRole::client, DecoderLimits{client_.options.max_body_size});
+    socket_.emplace(*fd, /*framed=*/!raw());
+    if (!raw()) decoder_.emplace(DecoderRole::client, DecoderLimits{client_.options.max_body_size});
     state_ = State::connecting;
     if (auto w = socket_->watch(*client_.loop, *this, /*writable=*/true); !w) {
         down(DisconnectReason::local_close, w.error().message);
         return;
     }
+    apply_read_interest();  // A hung reader's new connections do not read either.
+    if (state_ != State::connecting) return;
     client_.loop->schedule(*this, client_.loop->now() + client_.options.connect_timeout);
 }
 
@@ -159,6 +184,18 @@ void ClientConnection::on_connected() {
     }
     [[maybe_unused]] auto nd = net::set_nodelay(socket_->fd());
     connected_at_ = now;
+    if (raw()) {
+        // Nothing to negotiate: open now, and no timer at all from here on
+        // (connect_timeout covered the TCP connect only). Only the kernel's
+        // keepalive and user timeout judge the server.
+        client_.loop->cancel(*this);
+        detector_ = FixedTimeoutDetector(Duration::infinite(), now);
+        state_ = State::open;
+        attempt_ = 0;
+        client_.emit(event(EventKind::connect));
+        if (client_.callbacks.on_connect) client_.callbacks.on_connect(index_);
+        return;
+    }
     state_ = State::handshake;
     client_.emit(event(EventKind::connect));
     send_frame(Hello{kProtocolVersion, static_cast<std::uint32_t>(client_.options.heartbeat.ms()),
@@ -176,6 +213,8 @@ void ClientConnection::on_io(std::uint32_t events) {
             return;
         }
         socket_->connected(*client_.loop, *this);
+        apply_read_interest();
+        if (state_ != State::connecting) return;
         on_connected();
         return;
     }
@@ -183,7 +222,22 @@ void ClientConnection::on_io(std::uint32_t events) {
         fail_socket(net::connect_result(socket_->fd()));
         return;
     }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) read_available();
+    if (client_.reading_stopped) {
+        // EPOLLHUP is reported whatever the interest, and level-triggered: a
+        // reader that will not read cannot wait for the EOF, so the connection
+        // ends here rather than waking the loop every turn.
+        if (events & EPOLLHUP) {
+            const int err = net::connect_result(socket_->fd());
+            if (err != 0) {
+                fail_socket(err);
+            } else {
+                down(DisconnectReason::peer_closed, "connection hung up (while not reading)");
+            }
+            return;
+        }
+    } else if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+        read_available();
+    }
     if (socket_ && socket_->open() && (events & EPOLLOUT)) flush();
 }
 
@@ -194,6 +248,12 @@ void ClientConnection::read_available() {
             case StreamSocket::ReadStatus::data: {
                 if (state_ == State::open) liveness_.on_bytes_received(client_.loop->now());
                 std::span<const std::uint8_t> input(client_.scratch.data(), r.bytes);
+                if (raw()) {
+                    // Counted (StreamSocket::bytes_in) and handed over; nothing to decode.
+                    if (client_.callbacks.on_message) client_.callbacks.on_message(index_, input);
+                    if (r.bytes < client_.scratch.size()) return;
+                    break;
+                }
                 while (socket_ && socket_->open()) {
                     FrameDecoder::Step step = decoder_->next(input);
                     if (step.error) {
@@ -208,7 +268,12 @@ void ClientConnection::read_available() {
                 break;
             }
             case StreamSocket::ReadStatus::would_block: return;
-            case StreamSocket::ReadStatus::eof: down(DisconnectReason::peer_closed, "server closed the connection"); return;
+            case StreamSocket::ReadStatus::eof:
+                // While draining after ECONNRESET, end of stream is only the
+                // reset socket (its error already taken): the RST decides.
+                if (draining_) return;
+                down(DisconnectReason::peer_closed, "server closed the connection");
+                return;
             case StreamSocket::ReadStatus::error: fail_socket(r.error); return;
         }
     }
@@ -218,11 +283,16 @@ void ClientConnection::handle_frame(const Frame& frame) {
     const Instant now = client_.loop->now();
     if (const auto* welcome = std::get_if<Welcome>(&frame)) {
         const Duration interval = Duration::milliseconds(welcome->interval_ms);
-        const Duration timeout = Duration::milliseconds(welcome->timeout_ms);
-        if (interval <= Duration::zero() || timeout <= interval) {
+        const Duration granted_timeout = Duration::milliseconds(welcome->timeout_ms);
+        if (interval <= Duration::zero() || granted_timeout <= interval) {
             down(DisconnectReason::protocol_error, "WELCOME granted an unusable interval/timeout");
             return;
         }
+        // The server clamps the timeout to protect itself, and judges us by what
+        // it granted; how long we wait for the server is our own business, so a
+        // longer request stands (docs/PROTOCOL.md, WELCOME). The interval is the
+        // server's to grant: pinging faster than it allows is abuse.
+        const Duration timeout = std::max(client_.options.timeout, granted_timeout);
         detector_ = FixedTimeoutDetector(timeout, now);
         liveness_ = LivenessMachine(LivenessConfig{interval, true}, detector_, now);
         granted_id_ = welcome->id;
@@ -265,7 +335,12 @@ void ClientConnection::send_frame(const Frame& frame, bool control) {
         client_.emit(e);
         return;
     }
-    const StreamSocket::SendResult r = socket_->send(*client_.loop, *this, buf, control);
+    transmit(buf, control);
+}
+
+void ClientConnection::transmit(std::span<const std::uint8_t> bytes, bool control) {
+    if (!socket_ || !socket_->open()) return;
+    const StreamSocket::SendResult r = socket_->send(*client_.loop, *this, bytes, control);
     if (r.error != 0) {
         fail_socket(r.error);
         return;
@@ -273,13 +348,44 @@ void ClientConnection::send_frame(const Frame& frame, bool control) {
     if (r.written_now > 0) liveness_.on_bytes_sent(client_.loop->now());
     if (socket_->queued_bytes() > client_.options.output_budget) {
         down(DisconnectReason::slow_consumer, "server is not reading: output budget exceeded");
+        return;
     }
+    apply_read_interest();
 }
 
 void ClientConnection::flush() {
     const auto r = socket_->flush(*client_.loop, *this);
     if (r.written > 0) liveness_.on_bytes_sent(client_.loop->now());
-    if (r.error != 0) fail_socket(r.error);
+    if (r.error != 0) {
+        fail_socket(r.error);
+        return;
+    }
+    apply_read_interest();
+}
+
+void ClientConnection::apply_read_interest() {
+    if (!client_.reading_stopped || !socket_ || !socket_->open()) return;
+    // StreamSocket (shared with the server, which never stops reading) puts
+    // EPOLLIN | EPOLLRDHUP back whenever it toggles EPOLLOUT, so this runs
+    // after every call that may toggle it; only a stopped reader pays for the
+    // extra epoll_ctl. EPOLLOUT stays exactly as StreamSocket wants it: while
+    // connecting, and while something is queued. EPOLLERR and EPOLLHUP are
+    // reported regardless; on_io() ends the connection on them.
+    const bool writable = state_ == State::connecting || socket_->queued_bytes() > 0;
+    if (auto m = client_.loop->modify(socket_->fd(), writable ? std::uint32_t{EPOLLOUT} : 0u, this); !m) {
+        down(DisconnectReason::local_close, m.error().message);
+    }
+}
+
+void ClientConnection::stop_reading() {
+    if (!socket_ || !socket_->open()) return;  // Between attempts: start() applies it to the next one.
+    apply_read_interest();
+    if (state_ == State::open && !raw()) {
+        // A hung reader cannot notice silence: it keeps pinging on schedule
+        // but never convicts. The last arrival stays, for the kernel's verdicts.
+        detector_ = FixedTimeoutDetector(Duration::infinite(), detector_.last_arrival());
+        rearm();
+    }
 }
 
 void ClientConnection::rearm() { client_.loop->schedule(*this, liveness_.next_deadline()); }
@@ -290,10 +396,13 @@ void ClientConnection::on_timer() {
         case State::waiting: start(); return;
         case State::connecting:
         case State::handshake:
-            down(DisconnectReason::unreachable, "no WELCOME within " + to_string(client_.options.connect_timeout));
+            down(DisconnectReason::unreachable, std::string(raw() ? "TCP connect did not complete" : "no WELCOME") +
+                                                    " within " + to_string(client_.options.connect_timeout));
             return;
         case State::finished: return;
-        case State::open: break;
+        case State::open:
+            if (raw()) return;  // Never scheduled: a raw connection has no timer once open.
+            break;
     }
     const LivenessStep step = liveness_.on_timer(now);
     if (step.action == LivenessAction::declare_dead) {
@@ -316,7 +425,8 @@ void ClientConnection::fail_socket(int err) {
     // A failed send may only be the echo of a close that is already waiting in
     // our receive buffer (the server's CLOSE and FIN): read that first, so the
     // connection ends with the server's reason rather than "broken pipe".
-    if (!draining_ && socket_ && socket_->open() && (err == EPIPE || err == ECONNRESET)) {
+    // A stopped reader does not read even now: it would not have seen the close.
+    if (!draining_ && !client_.reading_stopped && socket_ && socket_->open() && (err == EPIPE || err == ECONNRESET)) {
         draining_ = true;
         read_available();
         draining_ = false;
@@ -380,7 +490,7 @@ void ClientConnection::down(DisconnectReason reason, const std::string& message)
 }
 
 void ClientConnection::stop() {
-    if (state_ == State::open) {
+    if (state_ == State::open && !raw()) {
         send_frame(Close{static_cast<std::uint16_t>(CloseCode::normal), "client stopping"}, true);
     }
     if (state_ == State::waiting) {
@@ -438,6 +548,15 @@ void Client::stop() {
         impl->stopping = true;
         for (auto& c : impl->conns) c->stop();
         impl->loop->stop();
+    });
+}
+
+void Client::stop_reading() {
+    Impl* impl = impl_.get();
+    impl->loop->post([impl] {
+        if (impl->reading_stopped) return;
+        impl->reading_stopped = true;
+        for (auto& c : impl->conns) c->stop_reading();
     });
 }
 

@@ -10,6 +10,7 @@
 #include <cassert>
 #include <cerrno>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -52,8 +53,39 @@ Result<void> ServerOptions::validate() const {
     if (output_budget < 1024) return Error{"output budget must be at least 1 KiB"};
     if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max body size must be 16 B..16 MiB"};
     if (tick <= Duration::zero() || tick > Duration::seconds(1)) return Error{"tick must be in (0, 1s]"};
+    if (push_rate > kMaxPushRate)
+        return Error{"--push must be at most 1G (1 GiB/s); got " + std::to_string(push_rate) + " bytes/s"};
     if (auto k = keepalive.validate(); !k) return Error{"--keepalive: " + k.error().message};
     return {};
+}
+
+Result<std::uint64_t> parse_byte_rate(std::string_view text) {
+    auto bad = [text](std::string_view why) {
+        return Error{"expected a byte rate like 64K or 1M, got '" + std::string(text) + "'" + std::string(why)};
+    };
+    std::size_t digits = 0;
+    std::uint64_t value = 0;
+    for (; digits < text.size() && text[digits] >= '0' && text[digits] <= '9'; ++digits) {
+        if (__builtin_mul_overflow(value, std::uint64_t{10}, &value) ||
+            __builtin_add_overflow(value, static_cast<std::uint64_t>(text[digits] - '0'), &value))
+            return bad(" (too large)");
+    }
+    if (digits == 0) return bad("");
+    const std::string_view suffix = text.substr(digits);
+    unsigned shift = 0;
+    if (suffix.empty()) {
+        shift = 0;
+    } else if (suffix == "K" || suffix == "k") {
+        shift = 10;
+    } else if (suffix == "M" || suffix == "m") {
+        shift = 20;
+    } else if (suffix == "G" || suffix == "g") {
+        shift = 30;
+    } else {
+        return bad("");
+    }
+    if (shift > 0 && value > (std::numeric_limits<std::uint64_t>::max() >> shift)) return bad(" (too large)");
+    return value << shift;
 }
 
 namespace {
@@ -80,7 +112,12 @@ public:
     // Best effort: queue a CLOSE frame (framed mode) before closing.
     void close_with_frame(DisconnectReason reason, CloseCode code, const std::string& text);
     void send_frame(const Frame& frame, bool control, bool best_effort = false);
-    void forgive_stall(Instant now);
+    // Sends push filler (one whole DATA frame when framed) through the
+    // ordinary output path: it counts toward the output budget and as bytes
+    // sent, never as bytes received. May close the connection (slow_consumer,
+    // a send error).
+    void push_filler(std::span<const std::uint8_t> bytes) { transmit(bytes, false); }
+    void forgive_stall(Instant now, Duration lag);
     nlohmann::json describe(Instant now) const;
 
     std::uint64_t id() const { return id_; }
@@ -143,6 +180,19 @@ private:
     int fd_;
 };
 
+// The worker's one push timer (ServerOptions::push_rate): armed while some
+// connection is being pushed to.
+class PushTimer final : public LoopObject {
+public:
+    explicit PushTimer(Worker& worker) : worker_(worker) {}
+    ~PushTimer() override = default;
+    void on_io(std::uint32_t) override {}
+    void on_timer() override;
+
+private:
+    Worker& worker_;
+};
+
 // Finishes a graceful shutdown when the flush deadline passes.
 class ShutdownDeadline final : public LoopObject {
 public:
@@ -191,15 +241,30 @@ constexpr int kMaxReadsPerEvent = 16;     // 1 MiB per connection per turn: one 
 constexpr int kMaxAcceptsPerEvent = 256;  // Same for a connect storm.
 constexpr Duration kAcceptPause = Duration::milliseconds(100);
 constexpr Duration kShutdownFlush = Duration::milliseconds(1500);
+// Push: the timer runs at the loop tick but never more often than this.
+constexpr Duration kMinPushInterval = Duration::milliseconds(10);
+// Push credit earned in one turn is capped: a loop that woke late (or was
+// stalled) sends at most this much time's worth, not a burst of everything
+// it missed. The rate is exact as long as turns come sooner than this.
+constexpr Duration kMaxPushCredit = Duration::milliseconds(100);
+// A push chunk (DATA payload, or raw bytes per send) is at most this, and at
+// most 10 ms worth of the rate, so slow rates still arrive as a steady stream.
+constexpr std::size_t kMaxPushChunk = 16 * 1024;
 
 thread_local Worker* tls_worker = nullptr;
 
 class Worker {
 public:
     Worker(Server::Impl& server, std::size_t index, std::unique_ptr<EventLoop> loop, int listen_fd)
-        : server_(server), index_(index), loop_(std::move(loop)), listener_(*this, listen_fd), shutdown_(*this) {
+        : server_(server),
+          index_(index),
+          loop_(std::move(loop)),
+          listener_(*this, listen_fd),
+          shutdown_(*this),
+          push_timer_(*this) {
         scratch_.resize(kScratchSize);
         loop_->set_stall_callback([this](Duration lag) { on_stall(lag); });
+        if (options().push_rate > 0) prepare_push();
     }
     ~Worker() {
         for (auto& conn : slots_) {
@@ -207,6 +272,7 @@ public:
         }
         loop_->cancel(listener_);
         loop_->cancel(shutdown_);
+        loop_->cancel(push_timer_);
     }
 
     Result<void> start() { return loop_->add(listener_.fd(), EPOLLIN, &listener_); }
@@ -282,6 +348,70 @@ public:
         loop_->schedule(shutdown_, loop_->now() + kShutdownFlush);
     }
 
+    // Starts pushing filler to `conn`, which just became open (raw: accepted;
+    // framed: greeted). Arms the push timer if it was idle.
+    void start_push(const Connection& conn) {
+        assert(options().push_rate > 0 && !push_chunk_.empty());
+        if (shutting_down_) return;
+        pushing_.push_back({conn.slot(), conn.id()});
+        if (push_timer_.armed()) return;
+        // A fresh start earns no credit for the time nobody was being pushed to.
+        push_last_ = loop_->now();
+        push_credit_bytes_ = 0;
+        push_credit_remainder_ = 0;
+        loop_->schedule(push_timer_, push_last_ + push_interval_);
+    }
+
+    // The push timer fired: credit the time since the last push at the rate,
+    // send whole chunks to every connection being pushed to, carry the rest.
+    //
+    // One timer for the whole loop, so it takes one of the loop's
+    // max_timers_per_turn however many connections there are (a timer per
+    // connection would crowd out the handshake and heartbeat deadlines). The
+    // walk is O(connections pushed to) per tick: fine for tests and labs, not
+    // for 1M connections. It visits `pushing_` (open connections only, closed
+    // ones dropped as they are met) rather than the slot table, so a loop that
+    // once held many connections does not pay for its empty slots every tick.
+    // Per connection a turn sends at most kMaxPushCredit worth; a peer that
+    // does not read reaches the output budget and is closed long before that.
+    void push_tick() {
+        if (shutting_down_) {
+            pushing_.clear();  // Let the shutdown flush drain; nothing new goes out.
+            return;
+        }
+        const Instant now = loop_->now();
+        const Duration elapsed = std::clamp(now - push_last_, Duration::zero(), kMaxPushCredit);
+        push_last_ = now;
+        // rate <= 2^30 B/s and elapsed <= 10^8 ns: the product stays below 2^57.
+        // The sub-byte remainder is carried, so the long-run rate is exact.
+        const std::uint64_t rate = options().push_rate;
+        assert(rate <= kMaxPushRate);
+        const std::uint64_t scaled = rate * static_cast<std::uint64_t>(elapsed.ns()) + push_credit_remainder_;
+        push_credit_bytes_ += scaled / 1'000'000'000u;
+        push_credit_remainder_ = scaled % 1'000'000'000u;
+        const std::size_t chunk_payload = push_chunk_payload_;
+        const std::uint64_t chunks = push_credit_bytes_ / chunk_payload;
+        push_credit_bytes_ -= chunks * chunk_payload;
+        assert(push_credit_bytes_ < chunk_payload);
+
+        // Compacts in place as it goes. Entries appended meanwhile (none are
+        // expected: only a HELLO adds one) are kept after the walked part.
+        const std::size_t walked = pushing_.size();
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < walked; ++i) {
+            const PushRef ref = pushing_[i];
+            Connection* conn = find(ref.slot, ref.conn);
+            if (conn == nullptr || conn->state() != ConnState::open) continue;
+            for (std::uint64_t k = 0; k < chunks && conn->state() == ConnState::open; ++k) {
+                conn->push_filler(push_chunk_);
+            }
+            if (conn->state() == ConnState::open) pushing_[kept++] = ref;
+        }
+        pushing_.erase(pushing_.begin() + static_cast<std::ptrdiff_t>(kept),
+                       pushing_.begin() + static_cast<std::ptrdiff_t>(walked));
+        if (!pushing_.empty()) loop_->schedule(push_timer_, now + push_interval_);
+    }
+
     void finish_shutdown() {
         std::vector<Connection*> all;
         for_each_connection([&](Connection& c) { all.push_back(&c); });
@@ -296,9 +426,35 @@ public:
     }
 
 private:
+    struct PushRef {
+        std::uint32_t slot;
+        std::uint64_t conn;
+    };
+
+    // Builds the one chunk every push sends: a DATA frame (framed) or plain
+    // bytes (raw) of printable filler, so a person watching with nc sees lines.
+    void prepare_push() {
+        const ServerOptions& o = options();
+        push_interval_ = std::max(o.tick, kMinPushInterval);
+        std::size_t payload = static_cast<std::size_t>(std::min<std::uint64_t>(kMaxPushChunk, o.push_rate / 100));
+        if (o.mode == ServerMode::framed) payload = std::min(payload, o.max_body_size);
+        payload = std::max<std::size_t>(payload, 1);
+        push_chunk_payload_ = payload;
+        std::vector<std::uint8_t> filler(payload);
+        static constexpr std::string_view kLine = "lifeline push filler: a stand-in for a push gateway's traffic\n";
+        for (std::size_t i = 0; i < payload; ++i) filler[i] = static_cast<std::uint8_t>(kLine[i % kLine.size()]);
+        if (o.mode == ServerMode::raw) {
+            push_chunk_ = std::move(filler);
+            return;
+        }
+        // Cannot fail: the payload is within max_body_size.
+        [[maybe_unused]] const Result<void> r = append_frame(push_chunk_, Data{filler}, o.max_body_size);
+        assert(r.ok());
+    }
+
     void on_stall(Duration lag) {
         server_.metrics.stalls_total.fetch_add(1, std::memory_order_relaxed);
-        for_each_connection([&](Connection& c) { c.forgive_stall(loop_->now()); });
+        for_each_connection([&](Connection& c) { c.forgive_stall(loop_->now(), lag); });
         Event e;
         e.kind = EventKind::stall;
         e.silence = lag;
@@ -319,6 +475,15 @@ private:
     std::vector<std::unique_ptr<Connection>> graveyard_;
     std::vector<std::uint8_t> scratch_;
     std::vector<std::uint8_t> encode_;
+    // Push (ServerOptions::push_rate); all unused when it is 0.
+    PushTimer push_timer_;
+    std::vector<PushRef> pushing_;             // Open connections being pushed to; closed ones linger until met.
+    std::vector<std::uint8_t> push_chunk_;     // What one push sends: an encoded DATA frame, or raw bytes.
+    std::size_t push_chunk_payload_ = 1;       // Filler bytes in push_chunk_ (what the rate counts).
+    Duration push_interval_ = kMinPushInterval;
+    Instant push_last_;                        // When credit was last earned.
+    std::uint64_t push_credit_bytes_ = 0;      // Earned, not yet sent (less than one chunk between ticks).
+    std::uint64_t push_credit_remainder_ = 0;  // Byte-nanoseconds short of the next whole byte.
     bool shutting_down_ = false;
 };
 
@@ -370,6 +535,8 @@ void Listener::on_timer() {
 }
 
 void ShutdownDeadline::on_timer() { worker_.finish_shutdown(); }
+
+void PushTimer::on_timer() { worker_.push_tick(); }
 
 // ---- Connection ---------------------------------------------------------------
 
@@ -436,6 +603,7 @@ void Connection::start() {
     } else {
         state_ = ConnState::open;
         if (o.idle_timeout > Duration::zero()) rearm();
+        if (o.push_rate > 0) worker().start_push(*this);
     }
 }
 
@@ -491,10 +659,16 @@ void Connection::on_timer() {
     if (state_ != ConnState::closed) rearm();
 }
 
-void Connection::forgive_stall(Instant now) {
+void Connection::forgive_stall(Instant now, Duration lag) {
     if (state_ != ConnState::open) return;
     liveness_.on_local_stall(now);
-    ping_tokens_ = kPingBurst;  // PINGs that queued up during our stall are not abuse.
+    // PINGs that queued up during our stall are not abuse: the peer may have
+    // sent one per allowed interval all along, and they arrive now at once.
+    const std::int64_t refill_ms = std::max<std::int64_t>(1, worker().options().min_interval.ms());
+    const std::int64_t queued = lag.ms() / refill_ms + 1;
+    ping_tokens_ = static_cast<std::uint8_t>(std::min<std::int64_t>(UINT8_MAX, kPingBurst + queued));
+    last_ping_ms_ = static_cast<std::uint32_t>((now - accepted_at_).ms());
+    pinged_ = true;
     rearm();
 }
 
@@ -518,7 +692,12 @@ void Connection::read_available() {
                 if (r.bytes < scratch.size()) return;  // Drained.
                 break;
             case StreamSocket::ReadStatus::would_block: return;
-            case StreamSocket::ReadStatus::eof: close(DisconnectReason::peer_closed); return;
+            case StreamSocket::ReadStatus::eof:
+                // While draining after ECONNRESET, end of stream is only the
+                // reset socket (its error already taken): the RST decides.
+                if (draining_) return;
+                close(DisconnectReason::peer_closed);
+                return;
             case StreamSocket::ReadStatus::error: close_on_socket_error(r.error); return;
         }
     }
@@ -621,7 +800,10 @@ void Connection::handle_hello(const Hello& hello) {
     worker().server().emit(e);
     if (!hello.id.empty())
         worker().server().take_over_session(*chosen_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
-    if (state_ != ConnState::closed) rearm();
+    if (state_ == ConnState::closed) return;
+    rearm();
+    // After the WELCOME: no DATA ever precedes the handshake.
+    if (o.push_rate > 0) worker().start_push(*this);
 }
 
 void Connection::handle_ping(const Ping& ping) {

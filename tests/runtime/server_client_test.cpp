@@ -8,6 +8,7 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "support/child_process.hpp"
 
@@ -60,6 +61,32 @@ TEST(ServerClient, HeartbeatsFlowAndRttIsReported) {
     }
     EXPECT_EQ(samples, 5);
     for (const auto& e : client->events()) EXPECT_NE(e.value("event", ""), "dead") << e.dump();
+}
+
+// The server itself is stopped for twice its timeout while a more patient
+// client keeps pinging: on waking it must forgive the silence it caused and
+// the PINGs that piled up meanwhile (not too_many_pings), convicting no one.
+TEST(ServerClient, AStalledServerConvictsNoLiveClient) {
+    Server server = start_server({"--heartbeat", "100ms", "--timeout", "500ms", "--max-timeout", "500ms",
+                                  "--min-interval", "100ms"});
+    ASSERT_FALSE(server.address.empty());
+    auto client = start_client(server.address, {"--id", "patient", "--heartbeat", "100ms", "--timeout", "5s"});
+    ASSERT_TRUE(server.process->wait_for(is("hello", "patient"), 10s));
+    ASSERT_TRUE(client->wait_for_event("rtt", 5s));
+    server.process->signal(SIGSTOP);
+    // The stall's length is the fault being injected, not a wait for an
+    // event: ten PINGs queue up in the stopped server's receive buffer, and
+    // the client's own timeout (5 s) outlasts the stall.
+    std::this_thread::sleep_for(1s);
+    server.process->signal(SIGCONT);
+    ASSERT_TRUE(server.process->wait_for_event("stall", 5s));
+    // After the stall, heartbeats flow again: five fresh round trips.
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(client->wait_for_event("rtt", 5s)) << "round trip " << i;
+    for (const auto& e : server.process->events()) {
+        EXPECT_NE(e.value("event", ""), "closed") << e.dump();
+        EXPECT_NE(e.value("event", ""), "error") << e.dump();
+    }
+    for (const auto& e : client->events()) EXPECT_NE(e.value("event", ""), "closed") << e.dump();
 }
 
 TEST(ServerClient, StoppedClientIsDeclaredDeadWithinTimeoutPlus50ms) {
@@ -224,7 +251,11 @@ TEST(ServerClient, DetectWithinIsAPromiseClientsCannotNegotiateAway) {
     EXPECT_LE((*hello)["interval_ms"].get<double>(), 450.0);
     auto client_hello = client->wait_for_event("hello", 5s);
     ASSERT_TRUE(client_hello);
-    EXPECT_EQ((*client_hello)["timeout_ms"], (*hello)["timeout_ms"]);  // The client runs on what was granted.
+    // The promise binds the server's verdict, not the client's patience: the
+    // client keeps the 3 s it asked for (docs/PROTOCOL.md, WELCOME) and pings
+    // at the granted interval.
+    EXPECT_EQ((*client_hello)["timeout_ms"], 3000.0);
+    EXPECT_EQ((*client_hello)["interval_ms"], (*hello)["interval_ms"]);
     client->signal(SIGSTOP);
     auto dead = server.process->wait_for(is("dead", "greedy"), 5s);
     ASSERT_TRUE(dead);

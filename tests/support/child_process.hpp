@@ -77,18 +77,16 @@ public:
         stdin_ = -1;
     }
 
-    // The next event line, or nullopt at the deadline / end of output.
-    std::optional<Json> next_event(std::chrono::milliseconds limit) {
+    // The next line of output (JSON or not), or nullopt at the deadline / end of output.
+    std::optional<std::string> next_line(std::chrono::milliseconds limit) {
         const auto deadline = Clock::now() + limit;
         while (true) {
             const auto nl = buffer_.find('\n');
             if (nl != std::string::npos) {
                 std::string line = buffer_.substr(0, nl);
                 buffer_.erase(0, nl + 1);
-                Json j = Json::parse(line, nullptr, false);
-                if (j.is_discarded()) continue;  // Not an event line.
-                events_.push_back(j);
-                return j;
+                lines_.push_back(line);
+                return line;
             }
             // Round up: a sub-millisecond remainder must still poll, not return at once.
             const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
@@ -99,6 +97,20 @@ public:
             const ssize_t n = ::read(stdout_, buf, sizeof(buf));
             if (n <= 0) return std::nullopt;
             buffer_.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+
+    // The next event line, or nullopt at the deadline / end of output.
+    std::optional<Json> next_event(std::chrono::milliseconds limit) {
+        const auto deadline = Clock::now() + limit;
+        while (true) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+            auto line = next_line(left);
+            if (!line) return std::nullopt;
+            Json j = Json::parse(*line, nullptr, false);
+            if (j.is_discarded()) continue;  // Not an event line.
+            events_.push_back(j);
+            return j;
         }
     }
 
@@ -124,6 +136,20 @@ public:
 
     std::optional<Json> wait_for_event(const std::string& kind, std::chrono::milliseconds limit) {
         return wait_for([&](const Json& j) { return j.value("event", "") == kind; }, limit);
+    }
+
+    // Reads until a line (JSON or not) containing `text` arrives; false at the deadline.
+    bool wait_for_line(const std::string& text, std::chrono::milliseconds limit) {
+        const auto deadline = Clock::now() + limit;
+        for (const std::string& line : lines_) {
+            if (line.find(text) != std::string::npos) return true;
+        }
+        while (true) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+            auto line = next_line(left);
+            if (!line) return false;
+            if (line->find(text) != std::string::npos) return true;
+        }
     }
 
     // Every event read so far (including those wait_for skipped).
@@ -166,6 +192,7 @@ private:
     bool stdout_eof_ = false;
     std::string buffer_;
     std::vector<Json> events_;
+    std::vector<std::string> lines_;  // Every line read, JSON or not.
 };
 
 }  // namespace lifeline::testing

@@ -1,0 +1,143 @@
+// The network lab end to end: the real release binary builds the namespaces,
+// injects every fault against every mechanism, and the measured cells must
+// show what the lab claims (docs/TUNING.md has the table).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "lab/topology.hpp"
+#include "support/child_process.hpp"
+#include "support/netns.hpp"
+
+namespace lifeline::lab {
+namespace {
+
+using testing::ChildProcess;
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+std::vector<std::string> namespaces_of(pid_t pid) {
+    std::vector<std::string> mine;
+    const std::string prefix = std::string(LabNetwork::kPrefix) + std::to_string(pid) + "-";
+    for (const auto& n : LabNetwork::lab_namespaces()) {
+        if (n.rfind(prefix, 0) == 0) mine.push_back(n);
+    }
+    return mine;
+}
+
+std::string temp_dir(const std::string& name) {
+    const auto dir = std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir.string();
+}
+
+const Json& cell(const Json& run, const std::string& fault, const std::string& mechanism) {
+    for (const Json& c : run["cells"]) {
+        if (c["fault"] == fault && c["mechanism"] == mechanism) return c;
+    }
+    throw std::runtime_error("no cell " + fault + "/" + mechanism);
+}
+
+// One run of the whole matrix (about 25 s), so one test: ctest runs each
+// TEST in its own process, and the claims below all read the same run.
+TEST(Lab, EveryFaultAgainstEveryMechanism) {
+    LIFELINE_REQUIRE_NETNS();
+    const std::string dir = temp_dir("lifeline-lab-test");
+    ChildProcess lab({LIFELINE_RELEASE_BINARY, "lab", "--report", dir, "--color", "never"}, "exec 2>&1;",
+                     dir + "/output.txt");
+    const int exit_status = lab.wait_exit(180s);
+    std::ifstream in(dir + "/lab.json");
+    const Json run = in ? Json::parse(in, nullptr, false) : Json();
+    ASSERT_TRUE(run.is_object()) << "no lab.json; lab exited " << exit_status << ", see " << dir << "/output.txt";
+    EXPECT_EQ(exit_status, 0) << "see " << dir << "/output.txt";
+
+    {
+        SCOPED_TRACE("every cell as expected");
+        ASSERT_EQ(run["cells"].size(), 9u * 5u);
+        for (const Json& c : run["cells"]) {
+            EXPECT_TRUE(c["as_expected"].get<bool>()) << c["fault"] << "/" << c["mechanism"] << ": " << c["findings"].dump();
+        }
+    }
+    {
+        SCOPED_TRACE("freeze is caught by heartbeats and not by keepalive");
+        const Json& hb = cell(run, "freeze", "heartbeat")["server"];
+        EXPECT_TRUE(hb["detected"].get<bool>());
+        EXPECT_EQ(hb["reason"], "heartbeat_timeout");
+        EXPECT_LE(hb["latency_ms"].get<double>(), 1000 + 100);
+        EXPECT_FALSE(cell(run, "freeze", "keepalive")["server"]["detected"].get<bool>());
+        EXPECT_FALSE(cell(run, "freeze", "keepalive+user_timeout")["server"]["detected"].get<bool>());
+    }
+    {
+        SCOPED_TRACE("transfer_cut is caught by the user timeout, not by keepalive alone");
+        const Json& ut = cell(run, "transfer_cut", "keepalive+user_timeout")["server"];
+        EXPECT_TRUE(ut["detected"].get<bool>());
+        EXPECT_EQ(ut["reason"], "user_timeout");
+        EXPECT_LE(ut["latency_ms"].get<double>(), 4000 + 1000);
+        EXPECT_FALSE(cell(run, "transfer_cut", "keepalive")["server"]["detected"].get<bool>());
+    }
+    {
+        SCOPED_TRACE("cable_pull is caught by all but none");
+        EXPECT_FALSE(cell(run, "cable_pull", "none")["server"]["detected"].get<bool>());
+        const std::map<std::string, std::pair<std::string, double>> want = {
+            {"keepalive", {"keepalive_timeout", 5000}},
+            {"keepalive+user_timeout", {"keepalive_timeout", 5000}},
+            {"heartbeat", {"heartbeat_timeout", 1100}},
+            {"all", {"heartbeat_timeout", 1100}}};
+        for (const auto& [mechanism, expected] : want) {
+            const Json& s = cell(run, "cable_pull", mechanism)["server"];
+            EXPECT_TRUE(s["detected"].get<bool>()) << mechanism;
+            EXPECT_EQ(s["reason"], expected.first) << mechanism;
+            EXPECT_LE(s["latency_ms"].get<double>(), expected.second) << mechanism;
+        }
+    }
+    {
+        SCOPED_TRACE("keepalive probes are seen on the wire");
+        ASSERT_TRUE(run["captured"].get<bool>());
+        int probes = 0;
+        for (const Json& p : cell(run, "cable_pull", "keepalive")["wire"]) {
+            if (p["kind"] == "keepalive_probe" && p["from"] == "server" && p["at_ms"].get<double>() > 0) ++probes;
+        }
+        EXPECT_GE(probes, 3);  // idle 1 s, then 3 probes 1 s apart before the kernel gives up.
+    }
+    {
+        SCOPED_TRACE("the report is written and nothing is left behind");
+        std::ifstream html(dir + "/lab.html");
+        std::stringstream text;
+        text << html.rdbuf();
+        EXPECT_NE(text.str().find("<svg"), std::string::npos);
+        std::ifstream output(dir + "/output.txt");
+        std::stringstream table;
+        table << output.rdbuf();
+        EXPECT_NE(table.str().find("transfer_cut"), std::string::npos);
+        EXPECT_TRUE(namespaces_of(lab.pid()).empty());
+    }
+}
+
+TEST(LabTeardown, AnInterruptedLabLeavesNoNamespaces) {
+    LIFELINE_REQUIRE_NETNS();
+    const std::string dir = temp_dir("lifeline-lab-interrupt");
+    ChildProcess lab({LIFELINE_RELEASE_BINARY, "lab", "--faults", "cable_pull,freeze", "--logs", dir}, "exec 2>&1;");
+    ASSERT_TRUE(lab.wait_for_line("faults injected", 60s)) << "the lab never got to its faults";
+    EXPECT_FALSE(namespaces_of(lab.pid()).empty());
+    lab.signal(SIGINT);
+    EXPECT_EQ(lab.wait_exit(30s), 130);
+    EXPECT_TRUE(namespaces_of(lab.pid()).empty());
+}
+
+TEST(LabTeardown, AStaleLabIsRemovedAtTheNextStart) {
+    LIFELINE_REQUIRE_NETNS();
+    // A pid above pid_max cannot be alive: this is a lab that crashed.
+    const std::string stale = std::string(LabNetwork::kPrefix) + "99999999-sw";
+    testing::must("ip netns add " + stale);
+    EXPECT_GE(LabNetwork::remove_stale_labs(), 1);
+    const auto left = LabNetwork::lab_namespaces();
+    EXPECT_EQ(std::find(left.begin(), left.end(), stale), left.end());
+}
+
+}  // namespace
+}  // namespace lifeline::lab
