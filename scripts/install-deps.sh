@@ -13,6 +13,8 @@ packages=(
   libcpp-httplib-dev                    # the server's /metrics and /connections endpoint
   iproute2 nftables procps              # network namespaces for the lab and netns tests
   libpcap-dev                           # the lab captures keepalive probes on its switch
+  libasio-dev                           # bench baseline: bench/asio_echo_server (standalone Asio, no Boost)
+  mosquitto                             # bench baseline: MQTT keep-alive broker for `lifeline bench --protocol mqtt`
 )
 
 missing=()

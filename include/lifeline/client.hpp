@@ -55,6 +55,11 @@ struct ClientOptions {
     std::size_t max_body_size = 64 * 1024;
     Duration tick = Duration::milliseconds(10);
     std::uint64_t seed = 0;                     // Backoff jitter; 0 = from the OS.
+    // Source addresses to bind before connecting ("127.0.0.2"), used round
+    // robin by connection index; empty = the kernel picks. Each source has its
+    // own ephemeral port range towards the server.
+    std::vector<std::string> source_addresses;
+    double ramp_per_second = 0;                 // First connects spread at this rate (0 = all at once).
 
     // Checks ranges and consistency (heartbeat and timeout only in framed mode,
     // where they are sent); errors name the option.
@@ -68,6 +73,8 @@ struct ClientCallbacks {
     std::function<void(int connection, std::span<const std::uint8_t> payload)> on_message;
     std::function<void(int connection, DisconnectReason reason)> on_down;
     std::function<void(int connection, Duration rtt)> on_rtt;
+    // silence() took effect; `last_sent` is when this connection last sent a byte.
+    std::function<void(int connection, Instant now, Instant last_sent)> on_silenced;
 };
 
 class Client {
@@ -78,6 +85,11 @@ public:
     void run();
     // Thread-safe: sends CLOSE on open connections and makes run() return.
     void stop();
+    // Thread-safe, for load generators and tests: `connection` goes
+    // application-silent, like a hung peer whose kernel is alive: it sends
+    // nothing more (no PINGs) and judges nothing, but keeps reading, so it
+    // sees the server close it (on_down). on_silenced reports when.
+    void silence(int connection);
     // Thread-safe: queues `payload` as one DATA frame (raw: as plain bytes) on
     // `connection` (dropped if it is not open).
     void send(int connection, std::span<const std::uint8_t> payload);

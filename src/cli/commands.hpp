@@ -18,6 +18,7 @@ void add_inspect_command(CLI::App& app, Action& run);
 void add_serve_command(CLI::App& app, Action& run);
 void add_connect_command(CLI::App& app, Action& run);
 void add_lab_command(CLI::App& app, Action& run);
+void add_bench_command(CLI::App& app, Action& run);
 
 // Adds a duration option ("250ms", "1.5s", "2h") that fails parsing with a clear message.
 CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duration& target,

@@ -20,13 +20,12 @@
 #include "cli/commands.hpp"
 #include "lab/lab.hpp"
 #include "lab/report.hpp"
+#include "lab/topology.hpp"
 #include "lifeline/keepalive.hpp"
 
 namespace lifeline::cli {
 
 namespace {
-
-constexpr const char* kUserNamespaceEnv = "LIFELINE_LAB_USERNS";
 
 struct LabCommandOptions {
     lab::LabConfig config;
@@ -42,35 +41,29 @@ struct LabCommandOptions {
 };
 
 // Without root, the lab can still run inside a user namespace that maps us to
-// root, with its own network and mount namespaces (like `unshare -Urnm`).
-// Re-executes this very command line there; returns only on failure.
-int reexec_in_user_namespace() {
-    std::ifstream in("/proc/self/cmdline", std::ios::binary);
-    std::vector<std::string> args{"unshare", "--user", "--map-root-user", "--net", "--mount", "--fork", "--",
-                                  "/proc/self/exe"};
-    std::string arg;
-    bool first = true;
-    while (std::getline(in, arg, '\0')) {
-        if (!first) args.push_back(arg);
-        first = false;
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::setenv(kUserNamespaceEnv, "1", 1);
-    ::execvp("unshare", argv.data());
-    fmt::print(stderr, "lifeline lab: cannot run unshare: {}\n", std::strerror(errno));
-    return 1;
-}
-
-// Inside the user namespace: a private /run so `ip netns` can keep its mounts.
-bool prepare_user_namespace() {
-    if (::mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") != 0) {
-        fmt::print(stderr, "lifeline lab: in the user namespace, mounting a private /run failed: {}\n",
-                   std::strerror(errno));
-        return false;
-    }
-    return true;
+// root, with its own network and mount namespaces (what `unshare -Urnm` does),
+// entered in-process while the command is still single-threaded. Returns an
+// error naming what the kernel refused.
+Result<void> enter_user_namespace() {
+    const uid_t uid = ::geteuid();
+    const gid_t gid = ::getegid();
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) != 0)
+        return system_error("unshare(user, net, mount namespaces)", errno);
+    auto write_file = [](const std::string& path, const std::string& text) -> Result<void> {
+        std::ofstream f(path);
+        f << text;
+        f.close();
+        if (!f) return Error{"cannot write " + path};
+        return {};
+    };
+    if (auto r = write_file("/proc/self/setgroups", "deny"); !r) return r;
+    if (auto r = write_file("/proc/self/uid_map", fmt::format("0 {} 1", uid)); !r) return r;
+    if (auto r = write_file("/proc/self/gid_map", fmt::format("0 {} 1", gid)); !r) return r;
+    // Our mounts stay ours; a private /run lets `ip netns` keep its bind mounts.
+    if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+        return system_error("making mounts private", errno);
+    if (::mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") != 0) return system_error("mounting a private /run", errno);
+    return {};
 }
 
 Result<void> parse_selection(LabCommandOptions& o, lab::LabOptions& lab) {
@@ -100,6 +93,15 @@ Result<void> parse_selection(LabCommandOptions& o, lab::LabOptions& lab) {
     return {};
 }
 
+std::vector<std::string> lab_namespaces_of_this_process() {
+    std::vector<std::string> mine;
+    const std::string prefix = std::string(lab::LabNetwork::kPrefix) + std::to_string(::getpid()) + "-";
+    for (const std::string& name : lab::LabNetwork::lab_namespaces()) {
+        if (name.rfind(prefix, 0) == 0) mine.push_back(name);
+    }
+    return mine;
+}
+
 bool use_color(const std::string& mode) {
     if (mode == "always") return true;
     if (mode == "never") return false;
@@ -107,16 +109,19 @@ bool use_color(const std::string& mode) {
 }
 
 int run_lab_command(LabCommandOptions& o) {
-    const bool in_user_namespace = std::getenv(kUserNamespaceEnv) != nullptr;
-    if (::geteuid() != 0 && !in_user_namespace) {
+    if (::geteuid() != 0) {
         fmt::print(stderr,
-                   "lifeline lab: not root; trying an unprivileged user namespace (like `unshare -Urnm`).\n"
-                   "  Works there: namespaces, veth, bridge, nftables and capture, all private to the lab.\n"
-                   "  Needs: unprivileged user namespaces enabled (sysctl user.max_user_namespaces > 0,\n"
-                   "  and kernel.unprivileged_userns_clone=1 where that exists). Otherwise run as root.\n");
-        return reexec_in_user_namespace();
+                   "lifeline lab: not root; running inside an unprivileged user namespace (like `unshare -Urnm`).\n"
+                   "  Works there: namespaces, veth, bridge, nftables and packet capture, all private to the lab.\n");
+        if (auto r = enter_user_namespace(); !r) {
+            fmt::print(stderr,
+                       "lifeline lab: {}.\n  The kernel does not allow unprivileged user namespaces here "
+                       "(see sysctls user.max_user_namespaces,\n  kernel.unprivileged_userns_clone, "
+                       "kernel.apparmor_restrict_unprivileged_userns). Run as root instead.\n",
+                       r.error().message);
+            return 1;
+        }
     }
-    if (in_user_namespace && !prepare_user_namespace()) return 1;
 
     lab::LabOptions lab;
     lab.config = o.config;
@@ -146,22 +151,31 @@ int run_lab_command(LabCommandOptions& o) {
         return 1;
     }
 
-    // SIGINT/SIGTERM wake the lab's poll loop, which tears everything down.
+    // SIGINT/SIGTERM/SIGHUP wake the lab's poll loop, which tears everything
+    // down. Default dispositions first: a shell may have started us with
+    // SIGINT ignored, and an ignored signal never reaches a signalfd.
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGHUP);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+        ::signal(sig, SIG_DFL);
+        sigaddset(&stop_signals, sig);
+    }
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     const int stop_fd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (stop_fd < 0) {
+        fmt::print(stderr, "lifeline lab: signalfd: {}\n", std::strerror(errno));
+        return 1;
+    }
     lab.stop_fd = stop_fd;
 
     Result<lab::LabRun> run = lab::run_lab(lab);
     ::close(stop_fd);
     if (!run) {
-        const bool interrupted = run.error().message == "interrupted";
+        const bool interrupted = run.error().sys_errno == EINTR;
+        const std::size_t left = lab_namespaces_of_this_process().size();
         fmt::print(stderr, "lifeline lab: {}{}\n", run.error().message,
-                   interrupted ? "; the lab's namespaces are removed" : "");
+                   left == 0 ? "; the lab's namespaces are removed"
+                             : fmt::format("; {} of its namespaces are left (`ip netns list`)", left));
         return interrupted ? 130 : 1;
     }
     if (o.json) {

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
     lifeline::cli::add_serve_command(app, run);
     lifeline::cli::add_connect_command(app, run);
     lifeline::cli::add_lab_command(app, run);
+    lifeline::cli::add_bench_command(app, run);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

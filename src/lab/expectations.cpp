@@ -24,6 +24,12 @@ SideExpectation ignore() { return {Kind::ignore, {}, std::nullopt}; }
 // A side that hears nothing from its peer: heartbeats convict first, then keepalive.
 SideExpectation silent_peer(Mechanism m, const LabConfig& c) {
     if (has_heartbeat(m)) return detect({R::heartbeat_timeout}, heartbeat_budget(c));
+    // With TCP_USER_TIMEOUT set, Linux ends keepalive by that timeout instead
+    // of the probe count (tcp_keepalive_timer): the first probe goes out after
+    // idle + interval at the earliest, and the abort comes at the user timeout.
+    if (has_user_timeout(m)) {
+        return detect({R::keepalive_timeout}, std::max(c.user_timeout, c.keepalive_idle + c.keepalive_interval));
+    }
     if (has_keepalive(m)) return detect({R::keepalive_timeout}, keepalive_budget(c));
     return not_detect();
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -132,6 +133,8 @@ public:
         for (const auto& [fault, at] : injected_ns_) last_fault_ns = std::max(last_fault_ns, at);
         if (auto r = watch_until(last_fault_ns + config_.limit.ns()); !r) return r.error();
 
+        // A closing event written just before the deadline may still sit in a pipe.
+        if (auto r = pump(Duration::zero()); !r) return r.error();
         std::map<int, std::vector<CapturedPacket>> packets;
         if (capture_) {
             packets = capture_->finish();
@@ -143,6 +146,9 @@ public:
             c.client.process.reset();
         }
         network_->teardown();
+        if (const auto left = network_->leftovers(); !left.empty())
+            say(fmt::format("warning: {} namespaces could not be removed (first: {}); `ip netns del` them", left.size(),
+                            left.front()));
         for (std::size_t i = 0; i < cells_.size(); ++i) result.cells.push_back(measure(cells_[i], packets[int(i)]));
         result.elapsed = Duration::from_chrono(std::chrono::steady_clock::now() - started);
         return result;
@@ -219,6 +225,13 @@ private:
         while (true) {
             const auto missing = std::find_if_not(cells_.begin(), cells_.end(), done);
             if (missing == cells_.end()) return {};
+            for (const Cell& c : cells_) {
+                for (const Endpoint* e : {&c.server, &c.client}) {
+                    if (e->process && e->process->eof() && !done(c))
+                        return Error{fmt::format("{}/{}: a {} exited before it was ready; see {}", to_string(c.fault),
+                                                 to_string(c.mechanism), e->is_server ? "server" : "client", e->log_path)};
+                }
+            }
             if (wall_ns_now() > deadline) {
                 return Error{fmt::format("{}/{}: not ready within 15 s waiting for {}; see {} and {}",
                                          to_string(missing->fault), to_string(missing->mechanism), what,
@@ -242,7 +255,7 @@ private:
         if (options_.stop_fd >= 0) fds.push_back(pollfd{options_.stop_fd, POLLIN, 0});
         const int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<std::int64_t>(wait.ms(), 0)));
         if (n <= 0) return {};
-        if (options_.stop_fd >= 0 && fds.back().revents != 0) return Error{"interrupted"};
+        if (options_.stop_fd >= 0 && fds.back().revents != 0) return Error{"interrupted", EINTR};
         for (std::size_t i = 0; i < owners.size(); ++i) {
             if (fds[i].revents == 0) continue;
             for (const std::string& line : owners[i]->process->read_lines()) on_line(*owners[i], line);
@@ -307,9 +320,7 @@ private:
         for (std::size_t i = 0; i < options_.faults.size(); ++i) {
             const Fault f = options_.faults[i];
             const int host = static_cast<int>(i);
-            // Each fault's own instant: injecting the others (an nft or ip
-            // command each) takes tens of milliseconds.
-            injected_ns_[f] = wall_ns_now();
+            const std::int64_t before_ns = wall_ns_now();
             Result<void> r;
             switch (f) {
                 case Fault::cable_pull:
@@ -331,12 +342,18 @@ private:
                     break;
                 case Fault::server_stall:
                     for (Cell* c : cells_of(f)) c->server.process->signal(SIGSTOP);
-                    actions_.push_back({injected_ns_[f] + (config_.heartbeat_timeout * 2).ns(), [this, f] {
+                    actions_.push_back({wall_ns_now() + (config_.heartbeat_timeout * 2).ns(), [this, f] {
                                             for (Cell* c : cells_of(f)) c->server.process->signal(SIGCONT);
                                         }});
                     break;
             }
             if (!r) return r.error().with_context(std::string("injecting ") + std::string(to_string(f)));
+            // Each fault's own instant. A signal acts at once (a killed
+            // process's FIN may beat our next clock read); a command (ip, nft)
+            // takes milliseconds, and the fault is surely in effect only once it returns.
+            const bool by_signal = f == Fault::freeze || f == Fault::crash || f == Fault::stuck_reader ||
+                                   f == Fault::server_stall;
+            injected_ns_[f] = by_signal ? before_ns : wall_ns_now();
         }
         // The slow part of a reboot comes after every other fault is in place.
         for (int host : to_wipe) {
@@ -352,8 +369,9 @@ private:
     SideOutcome outcome(const Endpoint& e, std::int64_t fault_ns) const {
         SideOutcome o;
         if (!e.closed_ns) return o;
-        const Duration latency = Duration::nanoseconds(*e.closed_ns - fault_ns);
-        // Events carry milliseconds; a close in the same millisecond as the fault counts as after it.
+        // Events carry whole milliseconds: compare with the fault's millisecond,
+        // or a close within the same millisecond would seem to precede it.
+        const Duration latency = Duration::nanoseconds(*e.closed_ns - fault_ns / 1'000'000 * 1'000'000);
         if (latency > config_.limit) return o;
         o.detected = true;
         o.reason = e.reason;
@@ -381,7 +399,8 @@ private:
             if (at < Duration::zero() - config_.settle || at > config_.limit) continue;
             if (p.kind == WireKind::data || p.kind == WireKind::ack) {
                 // Thin the ordinary traffic: one of each per side per 100 ms is enough to see it flow.
-                const auto key = std::make_pair(int(p.from) * 16 + int(p.kind), at.ms() / 100);
+                const std::int64_t bucket = at.ms() >= 0 ? at.ms() / 100 : (at.ms() - 99) / 100;  // Floor.
+                const auto key = std::make_pair(int(p.from) * 16 + int(p.kind), bucket);
                 if (sampled[key]++ > 0) continue;
             }
             r.wire.push_back(WirePacket{at, p.from, p.kind, p.payload_bytes});
@@ -413,6 +432,19 @@ Result<void> LabOptions::validate() const {
     if (c.limit <= Duration::zero() || c.settle < Duration::zero()) return Error{"--limit must be > 0 and --settle >= 0"};
     if (c.limit < c.heartbeat_timeout * 2 + kRebootDowntime)
         return Error{"--limit must cover the server stall (twice --timeout) and a reboot"};
+    const Duration slowest = std::max({keepalive_budget(c), c.user_timeout, c.heartbeat_timeout});
+    if (c.limit < slowest + kKernelTolerance)
+        return Error{fmt::format("--limit ({}) must be at least the slowest budget ({}) + 1s, or every cell "
+                                 "that relies on it would be MISSED",
+                                 to_string(c.limit), to_string(slowest))};
+    for (std::size_t i = 0; i < faults.size(); ++i) {
+        if (std::find(faults.begin() + i + 1, faults.end(), faults[i]) != faults.end())
+            return Error{"--faults: " + std::string(to_string(faults[i])) + " is listed twice"};
+    }
+    for (std::size_t i = 0; i < mechanisms.size(); ++i) {
+        if (std::find(mechanisms.begin() + i + 1, mechanisms.end(), mechanisms[i]) != mechanisms.end())
+            return Error{"--mechanisms: " + std::string(to_string(mechanisms[i])) + " is listed twice"};
+    }
     return {};
 }
 

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,26 +36,56 @@ void reset_signals_in_child() {
     sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
+// In the child, after its dup2()s: nothing else of the lab's leaks into it
+// (libpcap's packet socket is not close-on-exec, and would keep the switch
+// namespace alive and capturing for as long as the child lives).
+void close_inherited_descriptors() { ::syscall(SYS_close_range, 3U, ~0U, 0U); }
+
+// In the child: says why it could not start, on its stderr, then exits.
+[[noreturn]] void child_failed(const char* what, int code) {
+    const int err = errno;
+    const char* text = ::strerror(err);  // Not async-signal-safe in theory; the child exits right after.
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, what, std::strlen(what));
+    n = ::write(STDERR_FILENO, ": ", 2);
+    n = ::write(STDERR_FILENO, text, std::strlen(text));
+    n = ::write(STDERR_FILENO, "\n", 1);
+    ::_exit(code);
+}
+
 }  // namespace
 
-Result<std::string> run_command(const std::vector<std::string>& argv) {
+Result<std::string> run_command(const std::vector<std::string>& argv, const std::string& netns) {
+    int ns = -1;
+    if (!netns.empty()) {
+        ns = ::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
+        if (ns < 0) return system_error("open network namespace " + netns, errno);
+    }
     int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) return system_error("pipe", errno);
+    if (::pipe2(out, O_CLOEXEC) != 0) {
+        const int err = errno;
+        if (ns >= 0) ::close(ns);
+        return system_error("pipe", err);
+    }
     std::vector<char*> args = c_argv(argv);
     const pid_t pid = ::fork();
     if (pid < 0) {
         const int err = errno;
         ::close(out[0]);
         ::close(out[1]);
+        if (ns >= 0) ::close(ns);
         return system_error("fork for `" + join(argv) + "`", err);
     }
     if (pid == 0) {
+        ::setpgid(0, 0);
         reset_signals_in_child();
         ::dup2(out[1], STDOUT_FILENO);
         ::dup2(out[1], STDERR_FILENO);
+        if (ns >= 0 && ::setns(ns, CLONE_NEWNET) != 0) child_failed("setns", 125);
+        close_inherited_descriptors();
         ::execvp(args[0], args.data());
         ::_exit(127);
     }
+    if (ns >= 0) ::close(ns);
     ::close(out[1]);
     std::string output;
     char buf[4096];
@@ -100,16 +131,19 @@ Result<LabProcess> LabProcess::spawn(const std::string& netns, const std::vector
     std::vector<char*> args = c_argv(argv);
     const pid_t pid = ::fork();
     if (pid == 0) {
+        ::setpgid(0, 0);
         reset_signals_in_child();
         // A lab that crashes must not leave its servers and clients running.
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::getppid() != parent) ::_exit(126);
-        ::setpgid(0, 0);
-        if (::setns(ns, CLONE_NEWNET) != 0) ::_exit(125);
         ::dup2(out[1], STDOUT_FILENO);
         ::dup2(err_fd, STDERR_FILENO);
+        const int null = ::open("/dev/null", O_RDONLY);
+        if (null >= 0) ::dup2(null, STDIN_FILENO);
+        if (::setns(ns, CLONE_NEWNET) != 0) child_failed("lab: entering the network namespace", 125);
+        close_inherited_descriptors();
         ::execv(args[0], args.data());
-        ::_exit(127);
+        child_failed("lab: exec", 127);
     }
     const int fork_errno = errno;
     ::close(ns);

@@ -14,9 +14,12 @@
 
 namespace lifeline::lab {
 
-// Runs argv[0] (searched in PATH) to completion; the error carries the command
-// line, its exit status and what it printed. No shell is involved.
-Result<std::string> run_command(const std::vector<std::string>& argv);
+// Runs argv[0] (searched in PATH) to completion, inside network namespace
+// `netns` when it is not empty; the error carries the command line, its exit
+// status and what it printed. No shell is involved. The child has its own
+// process group, so a Ctrl-C meant for the lab cannot kill it half-way (the
+// lab's teardown itself runs such commands).
+Result<std::string> run_command(const std::vector<std::string>& argv, const std::string& netns = "");
 
 // "ip netns exec"-like, without a process in between: the child enters
 // /run/netns/<netns> and execs `argv`. It dies with the lab (PR_SET_PDEATHSIG),

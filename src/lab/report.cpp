@@ -53,10 +53,12 @@ const SideOutcome& outcome_of(const CellResult& cell, Side side) {
     return side == Side::server ? cell.server : cell.client;
 }
 
+// Probes after the fault: the ones a healthy idle connection answers during
+// the settle time say nothing about the fault.
 std::size_t count_probes(const CellResult& cell) {
-    return static_cast<std::size_t>(
-        std::count_if(cell.wire.begin(), cell.wire.end(),
-                      [](const WirePacket& p) { return p.kind == WireKind::keepalive_probe; }));
+    return static_cast<std::size_t>(std::count_if(cell.wire.begin(), cell.wire.end(), [](const WirePacket& p) {
+        return p.kind == WireKind::keepalive_probe && p.at > Duration::zero();
+    }));
 }
 
 bool is_keepalive_mechanism(Mechanism mechanism) {

@@ -51,9 +51,9 @@ Result<LabNetwork> LabNetwork::create(int client_hosts) {
             if (auto r = net.add_host(net.client_ns(i), switch_port(i), client_address(i), i + 2); !r) return r;
         }
         // One bridge table for the blackhole faults; rules are added at fault time.
-        Result<std::string> nft = run_command({"ip", "netns", "exec", net.switch_ns(), "nft",
-                                               "add table bridge lab; add chain bridge lab forward "
-                                               "{ type filter hook forward priority 0; policy accept; }"});
+        Result<std::string> nft = run_command({"nft", "add table bridge lab; add chain bridge lab forward "
+                                                      "{ type filter hook forward priority 0; policy accept; }"},
+                                              net.switch_ns());
         if (!nft) return nft.error().with_context("nftables in the switch (is nftables installed?)");
         return {};
     };
@@ -72,9 +72,9 @@ LabNetwork::LabNetwork(LabNetwork&& other) noexcept
 LabNetwork::~LabNetwork() { teardown(); }
 
 Result<void> LabNetwork::add_namespace(const std::string& name) {
-    if (auto r = ip({"netns", "add", name}); !r) return r;
+    // Recorded first: a namespace whose `ip netns add` was cut short may exist all the same.
     namespaces_.push_back(name);
-    return {};
+    return ip({"netns", "add", name});
 }
 
 Result<void> LabNetwork::add_host(const std::string& ns, const std::string& port, const std::string& address,
@@ -98,7 +98,7 @@ Result<void> LabNetwork::plug_cable(int host) { return in_ns(switch_ns(), {"link
 Result<void> LabNetwork::blackhole(int host, bool outbound) {
     const std::string rule = fmt::format("add rule bridge lab forward ip {} {} drop", outbound ? "saddr" : "daddr",
                                          client_address(host));
-    Result<std::string> r = run_command({"ip", "netns", "exec", switch_ns(), "nft", rule});
+    Result<std::string> r = run_command({"nft", rule}, switch_ns());
     if (!r) return r.error();
     return {};
 }
@@ -116,9 +116,22 @@ Result<void> LabNetwork::wipe_host(int host) {
 }
 
 void LabNetwork::teardown() {
+    if (base_.empty()) return;
     // Deleting a namespace deletes the veth ends in it, and with them their peers.
     for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it) (void)ip({"netns", "del", *it});
     namespaces_.clear();
+    // Whatever carries our name and is still there (a command cut short): once more.
+    for (const std::string& name : lab_namespaces()) {
+        if (name.rfind(base_, 0) == 0) (void)ip({"netns", "del", name});
+    }
+}
+
+std::vector<std::string> LabNetwork::leftovers() const {
+    std::vector<std::string> left;
+    for (const std::string& name : lab_namespaces()) {
+        if (!base_.empty() && name.rfind(base_, 0) == 0) left.push_back(name);
+    }
+    return left;
 }
 
 std::vector<std::string> LabNetwork::lab_namespaces() {
@@ -138,7 +151,9 @@ int LabNetwork::remove_stale_labs() {
     int removed = 0;
     for (const std::string& name : lab_namespaces()) {
         const int pid = std::atoi(name.c_str() + std::char_traits<char>::length(kPrefix));
-        if (pid > 0 && (pid == ::getpid() || ::kill(pid, 0) == 0)) continue;
+        // Our own pid counts as stale: this lab has built nothing yet, so a
+        // namespace with our pid is a crashed lab's that had the same pid.
+        if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) == 0) continue;
         if (ip({"netns", "del", name})) ++removed;
     }
     return removed;

@@ -47,6 +47,8 @@ public:
 
     // Idempotent; also run by the destructor.
     void teardown();
+    // This lab's namespaces that still exist (after teardown: none, or a failure to report).
+    std::vector<std::string> leftovers() const;
 
     // Deletes namespaces of earlier labs whose process is gone; returns how many.
     static int remove_stale_labs();

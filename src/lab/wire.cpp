@@ -46,7 +46,8 @@ WireKind WireClassifier::classify(const TcpSegment& s) {
     const std::uint32_t next_before = self.next_seq;
     if (first || before(self.next_seq, end)) self.next_seq = end;
     self.seen = true;
-    self.last_window = s.window;
+    // A RST's or SYN's window says nothing about the receive buffer.
+    if (!s.rst && !s.syn) self.last_window = s.window;
 
     if (s.rst) return WireKind::rst;
     if (s.fin) return WireKind::fin;

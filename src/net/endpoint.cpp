@@ -115,6 +115,24 @@ Result<int> start_connect(const Endpoint& endpoint) {
     return fd;
 }
 
+Result<int> start_connect(const Endpoint& endpoint, const Endpoint& source) {
+    const int fd = ::socket(endpoint.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return system_error("socket() to connect to " + endpoint.to_string(), errno);
+    const int one = 1;
+    if (::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) != 0 ||
+        ::bind(fd, reinterpret_cast<const sockaddr*>(&source.addr), source.len) != 0) {
+        const int e = errno;
+        ::close(fd);
+        return system_error("bind to " + source.to_string() + " before connecting", e);
+    }
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint.addr), endpoint.len) != 0 && errno != EINPROGRESS) {
+        const int e = errno;
+        ::close(fd);
+        return system_error("connect from " + source.to_string() + " to " + endpoint.to_string(), e);
+    }
+    return fd;
+}
+
 int connect_result(int fd) {
     int err = 0;
     socklen_t len = sizeof(err);

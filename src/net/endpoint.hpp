@@ -37,6 +37,10 @@ Result<int> listen_tcp(const Endpoint& endpoint, bool reuse_port, int backlog);
 // A non-blocking socket with connect() started. EINPROGRESS is success: wait
 // for EPOLLOUT and check SO_ERROR (connect_result()).
 Result<int> start_connect(const Endpoint& endpoint);
+// The same, bound to `source` first (its port is normally 0). With
+// IP_BIND_ADDRESS_NO_PORT the port is picked at connect time for the whole
+// 4-tuple, so each source address has the full ephemeral range per server.
+Result<int> start_connect(const Endpoint& endpoint, const Endpoint& source);
 
 // After EPOLLOUT on a connecting socket: 0 if connected, else the errno.
 int connect_result(int fd);

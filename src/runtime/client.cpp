@@ -37,6 +37,7 @@ Result<void> ClientOptions::validate() const {
     }
     if (backoff_initial <= Duration::zero() || backoff_max < backoff_initial)
         return Error{"backoff: need 0 < initial <= max"};
+    if (ramp_per_second < 0) return Error{"ramp must be >= 0 connections per second"};
     if (connect_timeout <= Duration::zero()) return Error{"connect timeout must be > 0"};
     if (id.size() > kMaxIdSize || !is_valid_utf8(id)) return Error{"--id must be valid UTF-8 of at most 255 bytes"};
     if (auto k = keepalive.validate(); !k) return Error{"--keepalive: " + k.error().message};
@@ -58,6 +59,7 @@ struct Client::Impl {
     ClientOptions options;
     ClientCallbacks callbacks;
     net::Endpoint endpoint;
+    std::vector<net::Endpoint> sources;
     std::unique_ptr<EventLoop> loop;
     std::vector<std::unique_ptr<ClientConnection>> conns;
     std::mt19937_64 rng;
@@ -108,6 +110,12 @@ public:
     void stop();
     // Client::stop_reading() reached this connection (reading_stopped is already set).
     void stop_reading();
+    void silence();
+    // The first connect, `delay` from now (the ramp).
+    void start_after(Duration delay) {
+        if (delay <= Duration::zero()) return start();
+        client_.loop->schedule(*this, client_.loop->now() + delay);
+    }
     void forgive_stall(Instant now) {
         if (state_ != State::open || raw()) return;
         liveness_.on_local_stall(now);
@@ -145,6 +153,7 @@ private:
     int attempt_ = 0;
     State state_ = State::waiting;
     bool draining_ = false;
+    bool silent_ = false;  // silence(): sends nothing, judges nothing, still reads.
 };
 
 Event ClientConnection::event(EventKind kind) const {
@@ -158,8 +167,12 @@ Event ClientConnection::event(EventKind kind) const {
 
 void ClientConnection::start() {
     number_ = client_.next_conn_number++;
+    silent_ = false;
     peer_ = client_.endpoint.to_string();
-    Result<int> fd = net::start_connect(client_.endpoint);
+    Result<int> fd = client_.sources.empty()
+                         ? net::start_connect(client_.endpoint)
+                         : net::start_connect(client_.endpoint,
+                                              client_.sources[static_cast<std::size_t>(index_) % client_.sources.size()]);
     if (!fd) {
         down(DisconnectReason::unreachable, fd.error().message);
         return;
@@ -326,7 +339,7 @@ void ClientConnection::handle_frame(const Frame& frame) {
 }
 
 void ClientConnection::send_frame(const Frame& frame, bool control) {
-    if (!socket_ || !socket_->open()) return;
+    if (!socket_ || !socket_->open() || silent_) return;
     std::vector<std::uint8_t>& buf = client_.encode;
     buf.clear();
     if (auto r = append_frame(buf, frame, client_.options.max_body_size); !r) {
@@ -388,7 +401,18 @@ void ClientConnection::stop_reading() {
     }
 }
 
-void ClientConnection::rearm() { client_.loop->schedule(*this, liveness_.next_deadline()); }
+void ClientConnection::silence() {
+    if (silent_ || state_ != State::open) return;
+    silent_ = true;
+    // No timer from now on: nothing to send, nobody to judge.
+    client_.loop->cancel(*this);
+    if (client_.callbacks.on_silenced) client_.callbacks.on_silenced(index_, client_.loop->now(), liveness_.last_sent());
+}
+
+void ClientConnection::rearm() {
+    if (silent_) return;
+    client_.loop->schedule(*this, liveness_.next_deadline());
+}
 
 void ClientConnection::on_timer() {
     const Instant now = client_.loop->now();
@@ -517,6 +541,11 @@ Result<std::unique_ptr<Client>> Client::create(const ClientOptions& options, Cli
     impl->options = options;
     impl->callbacks = std::move(callbacks);
     impl->endpoint = *endpoint;
+    for (const std::string& source : options.source_addresses) {
+        Result<net::Endpoint> e = net::parse_endpoint(source.find(':') == std::string::npos ? source + ":0" : source);
+        if (!e) return e.error().with_context("source address");
+        impl->sources.push_back(*e);
+    }
     impl->rng.seed(options.seed != 0 ? options.seed : std::random_device{}());
     runtime::EventLoopConfig loop_config;
     loop_config.tick = options.tick;
@@ -538,7 +567,11 @@ Result<std::unique_ptr<Client>> Client::create(const ClientOptions& options, Cli
 }
 
 void Client::run() {
-    for (auto& c : impl_->conns) c->start();
+    const double ramp = impl_->options.ramp_per_second;
+    for (std::size_t i = 0; i < impl_->conns.size(); ++i) {
+        impl_->conns[i]->start_after(ramp > 0 ? Duration::nanoseconds(static_cast<std::int64_t>(1e9 * double(i) / ramp))
+                                              : Duration::zero());
+    }
     if (impl_->finished < static_cast<int>(impl_->conns.size())) impl_->loop->run();
 }
 
@@ -558,6 +591,12 @@ void Client::stop_reading() {
         impl->reading_stopped = true;
         for (auto& c : impl->conns) c->stop_reading();
     });
+}
+
+void Client::silence(int connection) {
+    Impl* impl = impl_.get();
+    if (connection < 0 || connection >= static_cast<int>(impl->conns.size())) return;
+    impl->loop->post([impl, connection] { impl->conns[static_cast<std::size_t>(connection)]->silence(); });
 }
 
 void Client::send(int connection, std::span<const std::uint8_t> payload) {

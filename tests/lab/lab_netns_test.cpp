@@ -3,6 +3,7 @@
 // show what the lab claims (docs/TUNING.md has the table).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -126,6 +127,30 @@ TEST(LabTeardown, AnInterruptedLabLeavesNoNamespaces) {
     EXPECT_FALSE(namespaces_of(lab.pid()).empty());
     lab.signal(SIGINT);
     EXPECT_EQ(lab.wait_exit(30s), 130);
+    EXPECT_TRUE(namespaces_of(lab.pid()).empty());
+}
+
+// Without root the lab enters an unprivileged user namespace of its own and
+// everything still works there. Run as `nobody` through setpriv (we are root).
+TEST(Lab, RunsWithoutRootInAUserNamespace) {
+    LIFELINE_REQUIRE_NETNS();
+    const std::string dir = temp_dir("lifeline-lab-nobody");
+    ::chmod(dir.c_str(), 0777);
+    // A copy anyone may execute, whatever the permissions of the build tree.
+    const std::string binary = dir + "/lifeline";
+    std::filesystem::copy_file(LIFELINE_RELEASE_BINARY, binary);
+    ::chmod(binary.c_str(), 0755);
+    ChildProcess lab({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", binary, "lab", "--faults",
+                      "cable_pull,freeze", "--mechanisms", "keepalive,heartbeat", "--logs", dir + "/logs", "--json"},
+                     "", dir + "/out.json");
+    ASSERT_EQ(lab.wait_exit(90s), 0) << "see " << dir;
+    std::ifstream in(dir + "/out.json");
+    const Json run = Json::parse(in, nullptr, false);
+    ASSERT_TRUE(run.is_object());
+    EXPECT_TRUE(run["captured"].get<bool>()) << "packet capture works in the user namespace too";
+    EXPECT_EQ(cell(run, "freeze", "heartbeat")["server"]["reason"], "heartbeat_timeout");
+    EXPECT_EQ(cell(run, "cable_pull", "keepalive")["server"]["reason"], "keepalive_timeout");
+    // Its namespaces were never in ours: nothing to leave behind here.
     EXPECT_TRUE(namespaces_of(lab.pid()).empty());
 }
 

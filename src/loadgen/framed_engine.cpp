@@ -1,0 +1,116 @@
+// The framed load engine: the real lifeline::Client, one per thread.
+#include <mutex>
+
+#include "lifeline/client.hpp"
+#include "loadgen/load_engine.hpp"
+#include "runtime/monotonic_clock.hpp"
+
+namespace lifeline::loadgen {
+
+Result<std::unique_ptr<LoadEngine>> make_raw_engine(const LoadOptions& options);  // raw_engine.cpp
+
+namespace {
+
+class FramedEngine final : public LoadEngine {
+public:
+    static Result<std::unique_ptr<LoadEngine>> create(const LoadOptions& o) {
+        auto engine = std::unique_ptr<FramedEngine>(new FramedEngine(o));
+        ClientOptions c;
+        c.server = o.server;
+        c.heartbeat = o.heartbeat;
+        c.timeout = o.timeout;
+        c.count = o.connections;
+        c.keepalive = KeepalivePolicy::disabled();  // The server's heartbeats are what is measured.
+        c.source_addresses = o.sources;
+        c.ramp_per_second = o.ramp_per_second;
+        c.seed = o.seed;
+        FramedEngine* self = engine.get();
+        ClientCallbacks callbacks;
+        callbacks.on_connect = [self](int) { self->on_connect(); };
+        callbacks.on_rtt = [self](int, Duration) { self->round_trips_.fetch_add(1, std::memory_order_relaxed); };
+        callbacks.on_down = [self](int conn, DisconnectReason reason) { self->on_down(conn, reason); };
+        callbacks.on_silenced = [self](int conn, Instant now, Instant last_sent) { self->on_silenced(conn, now, last_sent); };
+        callbacks.on_event = [self](const Event& e) {
+            if (e.kind == EventKind::error && e.reason) self->on_connect_failure(e.message);
+        };
+        Result<std::unique_ptr<Client>> client = Client::create(c, std::move(callbacks));
+        if (!client) return client.error();
+        engine->client_ = std::move(*client);
+        return std::unique_ptr<LoadEngine>(std::move(engine));
+    }
+
+    void run() override { client_->run(); }
+    void stop() override { client_->stop(); }
+
+    void silence(double fraction) override {
+        const int per_mille = static_cast<int>(fraction * 1000.0 + 0.5);
+        for (int i = 0; i < options_.connections; ++i) {
+            if (i % 1000 < per_mille) client_->silence(i);
+        }
+    }
+
+    LoadStats stats() const override {
+        std::lock_guard lock(mutex_);
+        LoadStats s = stats_;
+        s.round_trips = round_trips_.load(std::memory_order_relaxed);
+        return s;
+    }
+
+private:
+    explicit FramedEngine(const LoadOptions& o)
+        : options_(o), silenced_at_(static_cast<std::size_t>(o.connections)),
+          last_sent_(static_cast<std::size_t>(o.connections)) {}
+
+    void on_connect() {
+        std::lock_guard lock(mutex_);
+        ++stats_.connected;
+        ++stats_.open;
+    }
+
+    void on_connect_failure(const std::string& message) {
+        std::lock_guard lock(mutex_);
+        ++stats_.connect_failures;
+        if (stats_.first_error.empty()) stats_.first_error = message;
+    }
+
+    // Loop thread.
+    void on_silenced(int conn, Instant now, Instant last_sent) {
+        silenced_at_[static_cast<std::size_t>(conn)] = now;
+        last_sent_[static_cast<std::size_t>(conn)] = last_sent;
+        std::lock_guard lock(mutex_);
+        ++stats_.silenced;
+    }
+
+    // Loop thread.
+    void on_down(int conn, DisconnectReason reason) {
+        const Instant now = clock_.now();
+        const Instant silenced = silenced_at_[static_cast<std::size_t>(conn)];
+        std::lock_guard lock(mutex_);
+        --stats_.open;
+        if (reason == DisconnectReason::shutdown || reason == DisconnectReason::local_close) return;
+        if (!silenced.is_set()) {
+            ++stats_.false_closes;
+            return;
+        }
+        stats_.detect_after_silence_ns.push_back((now - silenced).ns());
+        stats_.detect_after_last_send_ns.push_back((now - last_sent_[static_cast<std::size_t>(conn)]).ns());
+    }
+
+    LoadOptions options_;
+    std::unique_ptr<Client> client_;
+    MonotonicClock clock_;
+    std::vector<Instant> silenced_at_;  // Loop thread only.
+    std::vector<Instant> last_sent_;    // Loop thread only.
+    std::atomic<std::uint64_t> round_trips_{0};
+    mutable std::mutex mutex_;
+    LoadStats stats_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<LoadEngine>> make_engine(const LoadOptions& options) {
+    if (options.protocol == Protocol::framed) return FramedEngine::create(options);
+    return make_raw_engine(options);
+}
+
+}  // namespace lifeline::loadgen

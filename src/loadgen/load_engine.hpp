@@ -1,0 +1,70 @@
+// Internal: the load generator behind `lifeline bench`. One engine drives a
+// share of the connections on one thread; a bench process runs one engine per
+// thread, and `lifeline bench` runs several processes when the connections
+// pass one process's descriptor limit.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "lifeline/result.hpp"
+#include "lifeline/time.hpp"
+
+namespace lifeline::loadgen {
+
+enum class Protocol : unsigned char {
+    framed,  // lifeline's protocol, driven by the real lifeline::Client.
+    echo,    // 8-byte PING, 8-byte echo: for a timer-less echo server (the floor) and Asio.
+    mqtt,    // MQTT 3.1.1 CONNECT with keep-alive, then PINGREQ/PINGRESP: for mosquitto.
+};
+
+struct LoadOptions {
+    std::string server = "127.0.0.1:8888";  // IPv4 "a.b.c.d:port"
+    Protocol protocol = Protocol::framed;
+    int connections = 1000;                 // This engine's share.
+    std::vector<std::string> sources;       // Bind-before-connect source addresses, used round robin ("" = any).
+    double ramp_per_second = 5000;          // New connections per second for this engine.
+    Duration heartbeat = Duration::seconds(1);  // PING / PINGREQ interval.
+    Duration timeout = Duration::seconds(3);    // framed: requested timeout; mqtt: keep-alive = heartbeat.
+    std::uint64_t seed = 1;
+};
+
+// Wall-clock-free: times are monotonic nanoseconds (CLOCK_MONOTONIC), comparable across threads and processes.
+struct LoadStats {
+    std::uint64_t connected = 0;          // Connections that completed their handshake.
+    std::uint64_t connect_failures = 0;   // Attempts that failed (refused, timed out, EADDRNOTAVAIL...).
+    std::uint64_t open = 0;               // Open right now.
+    std::uint64_t round_trips = 0;        // PONG / echo / PINGRESP received.
+    std::uint64_t silenced = 0;           // Connections told to go silent.
+    std::uint64_t false_closes = 0;       // Connections NOT silenced that the server closed (false positives).
+    // For each silenced connection the server closed: close seen - silence instant,
+    // and close seen - the last byte this connection sent before going silent.
+    std::vector<std::int64_t> detect_after_silence_ns;
+    std::vector<std::int64_t> detect_after_last_send_ns;
+    std::string first_error;              // The first connect error, for people ("connect 127.0.0.5: EADDRNOTAVAIL").
+};
+
+class LoadEngine {
+public:
+    virtual ~LoadEngine() = default;
+    // Runs on the calling thread until stop(): ramps up to the connection
+    // count, keeps each connection pinging every heartbeat, records closes.
+    virtual void run() = 0;
+    // Thread-safe.
+    virtual void stop() = 0;
+    // Thread-safe: every connection whose index i satisfies i % 1000 < fraction * 1000
+    // stops sending anything (no PINGs) but keeps reading, so it sees the
+    // server close it. Uses the moment of the call as the silence instant.
+    virtual void silence(double fraction) = 0;
+    // Thread-safe snapshot.
+    virtual LoadStats stats() const = 0;
+};
+
+// framed (lifeline::Client) or echo/mqtt (a lean epoll engine).
+Result<std::unique_ptr<LoadEngine>> make_engine(const LoadOptions& options);
+
+}  // namespace lifeline::loadgen
