@@ -167,7 +167,9 @@ int main(int argc, char** argv) {
                         epoll_event ev{};
                         ev.events = 0;
                         ev.data.fd = listener;
-                        if (::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listener, &ev) != 0) die_errno("epoll_ctl(MOD listener)");
+                        if (::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listener, &ev) != 0) {
+                            die_errno("epoll_ctl(MOD listener)");
+                        }
                         accepting = false;
                         resume_accepting_ms = now_ms() + kAcceptPauseMs;
                         break;

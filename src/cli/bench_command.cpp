@@ -290,7 +290,7 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
         loadgen::merge(total, *r);
     }
     if (o.json) {
-        fmt::print("{}\n", report_json(o, shards, total).dump(2));
+        fmt::print("{}\n", report_json(o, shards, total).dump());  // One line: easy to grep and to stream.
     } else {
         fmt::print("{}", report_text(o, shards, total));
     }
@@ -345,20 +345,7 @@ void add_bench_command(CLI::App& app, Action& run) {
     sub->callback([o, &run, sub] {
         run = [o, sub] {
             // The children get the same options; --shard is appended per child.
-            std::vector<std::string> args{"bench"};
-            for (const CLI::Option* opt : sub->get_options()) {
-                if (opt->count() == 0 || opt->get_name() == "--shard" || opt->get_name() == "--help") continue;
-                for (const std::string& value : opt->results()) {
-                    if (opt->get_positional()) {
-                        args.push_back(value);
-                    } else if (opt->get_expected_min() == 0) {
-                        args.push_back(opt->get_name());
-                    } else {
-                        args.push_back(opt->get_name());
-                        args.push_back(value);
-                    }
-                }
-            }
+            const std::vector<std::string> args = rebuild_arguments(*sub, {"--shard"});
             return run_bench(*o, args);
         };
     });

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "lifeline/time.hpp"
 
@@ -19,6 +20,11 @@ void add_serve_command(CLI::App& app, Action& run);
 void add_connect_command(CLI::App& app, Action& run);
 void add_lab_command(CLI::App& app, Action& run);
 void add_bench_command(CLI::App& app, Action& run);
+
+// The command line that would give `sub` the options it was given, starting
+// with its name, leaving out the options named in `skip` (e.g. "--workers"):
+// for re-running ourselves as worker or shard processes.
+std::vector<std::string> rebuild_arguments(const CLI::App& sub, const std::vector<std::string>& skip);
 
 // Adds a duration option ("250ms", "1.5s", "2h") that fails parsing with a clear message.
 CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duration& target,

@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 
 #include "cli/commands.hpp"
 
@@ -19,6 +20,26 @@ CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duratio
         help);
     opt->default_str(to_string(target))->type_name("DURATION");
     return opt;
+}
+
+std::vector<std::string> rebuild_arguments(const CLI::App& sub, const std::vector<std::string>& skip) {
+    std::vector<std::string> args{sub.get_name()};
+    for (const CLI::Option* opt : sub.get_options()) {
+        if (opt->count() == 0 || opt->get_name() == "--help") continue;
+        if (std::find(skip.begin(), skip.end(), opt->get_name()) != skip.end()) continue;
+        for (const std::string& value : opt->results()) {
+            if (opt->get_positional()) {
+                args.push_back(value);
+            } else if (opt->get_expected_min() == 0) {
+                // A flag: CLI11 records "true"/"false" (or a count) per use.
+                if (value != "false" && value != "0") args.push_back(opt->get_name());
+            } else {
+                args.push_back(opt->get_name());
+                args.push_back(value);
+            }
+        }
+    }
+    return args;
 }
 
 }  // namespace lifeline::cli

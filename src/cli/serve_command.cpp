@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/serve_workers.hpp"
 #include "cli/stop_signals.hpp"
 #include "runtime/line_writer.hpp"
 #include "core/kernel_budget.hpp"
@@ -21,6 +22,7 @@ namespace {
 
 struct ServeOptions {
     ServerOptions server;
+    int workers = 1;
     std::string mode = "framed";
     std::string keepalive = "10s:2s:3";
     std::string user_timeout = "auto";
@@ -29,6 +31,14 @@ struct ServeOptions {
 };
 
 int run_serve(ServeOptions& o, const CLI::App& app) {
+    if (o.workers > 1) {
+        WorkerSupervisorOptions w;
+        w.workers = o.workers;
+        w.worker_args = rebuild_arguments(app, {"--workers", "--listen", "--http"});
+        w.listen = o.server.listen;
+        w.http = o.server.http;
+        return run_worker_supervisor(std::move(w));
+    }
     StopSignals signals;  // First: blocks SIGINT/SIGTERM before any thread starts.
     ServerOptions& s = o.server;
     s.mode = o.mode == "raw" ? ServerMode::raw : ServerMode::framed;
@@ -121,6 +131,12 @@ void add_serve_command(CLI::App& app, Action& run) {
                     "TCP_USER_TIMEOUT: auto (= keepalive budget), off, or a duration")
         ->capture_default_str();
     sub->add_flag("--server-pings", s.server_pings, "The server also PINGs quiet clients");
+    sub->add_option("--workers", opts->workers,
+                    "Worker processes, each with its own loops and SO_REUSEPORT listener, under a supervisor\n"
+                    "that restarts a crashed worker, merges events (adding \"worker\") and sums /metrics.\n"
+                    "For more connections than one process may hold descriptors for")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1024));
     sub->add_option("--threads", s.threads, "Event loops, each with its own SO_REUSEPORT listener")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));

@@ -1,8 +1,9 @@
 // The lean load engine for servers that do not speak lifeline's protocol: an
 // 8-byte echo (the timer-less floor server, Asio) or MQTT 3.1.1 keep-alive
 // (mosquitto). One EventLoop on one thread, one LoopObject per connection, all
-// connections in one array allocated up front: a connection costs its ~120-byte
-// object and its socket, nothing else. Timers come from the loop's timing wheel.
+// connections in one array allocated up front: a connection costs its object
+// (at most 128 bytes, asserted) and its socket, nothing else. Timers come from
+// the loop's timing wheel.
 //
 // Per connection: a ramp timer starts the non-blocking connect; the connect
 // (and, for MQTT, the CONNACK) must complete within kConnectTimeout; then the
@@ -10,7 +11,8 @@
 // silence() cancels that timer but keeps the socket read, so the server's
 // close is seen and timed. Every connection ends exactly once, in exactly one
 // of: a connect failure, a detection (silenced, then closed by the server), a
-// false close (not silenced, closed by the server), or stop().
+// false close (not silenced, closed by the server), stop(), or (MQTT only) a
+// stream we can no longer frame, which LoadStats has no counter for.
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -131,9 +133,14 @@ private:
     std::uint32_t mqtt_length_ = 0;     // The packet's remaining length.
     std::uint32_t mqtt_remaining_ = 0;  // Body bytes still to read or skip.
     Instant next_send_;
+    // The loop's instant for the turn that wrote: at most one turn before the
+    // bytes left, so detect_after_last_send errs long, never short.
     Instant last_send_;
     Instant silenced_at_;
 };
+
+// The whole per-connection cost beside the socket: keep it small.
+static_assert(sizeof(RawConnection) <= 128, "a connection should fit in two cache lines");
 
 class RawEngine final : public LoadEngine {
 public:
@@ -589,8 +596,9 @@ Result<std::unique_ptr<LoadEngine>> RawEngine::create(const LoadOptions& options
     }
     Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(runtime::EventLoopConfig{});
     if (!loop) return loop.error();
-    return std::unique_ptr<LoadEngine>(new RawEngine(options, *endpoint, std::move(sources), std::move(*loop),
-                                                     static_cast<std::uint16_t>(std::min<std::int64_t>(keep_alive, 65535))));
+    const auto keep_alive_s = static_cast<std::uint16_t>(std::min<std::int64_t>(keep_alive, 65535));
+    return std::unique_ptr<LoadEngine>(
+        new RawEngine(options, *endpoint, std::move(sources), std::move(*loop), keep_alive_s));
 }
 
 void RawEngine::run() {

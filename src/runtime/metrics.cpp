@@ -2,6 +2,11 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <set>
+
 namespace lifeline::runtime {
 
 void Histogram::observe(Duration d) {
@@ -55,6 +60,52 @@ std::string ServerMetrics::prometheus_text(Duration loop_lag_max) const {
     detection_latency.render(out, "lifeline_detection_latency_seconds",
                              "Silence from the last byte received to the dead verdict.");
     rtt.render(out, "lifeline_rtt_seconds", "Heartbeat round-trip samples.");
+    return out;
+}
+
+}  // namespace lifeline::runtime
+
+namespace lifeline::runtime {
+
+std::string sum_prometheus_texts(const std::vector<std::string>& texts) {
+    std::vector<std::string> order;          // Lines as first seen: comments, and sample series names.
+    std::map<std::string, double> values;    // Series ("name{labels}") -> summed value.
+    std::set<std::string> seen_comments;
+    for (const std::string& text : texts) {
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            std::size_t end = text.find('\n', pos);
+            if (end == std::string::npos) end = text.size();
+            const std::string line = text.substr(pos, end - pos);
+            pos = end + 1;
+            if (line.empty()) continue;
+            if (line[0] == '#') {
+                if (seen_comments.insert(line).second) order.push_back(line);
+                continue;
+            }
+            const std::size_t space = line.rfind(' ');
+            if (space == std::string::npos) continue;
+            const std::string series = line.substr(0, space);
+            char* parsed_end = nullptr;
+            const double v = std::strtod(line.c_str() + space + 1, &parsed_end);
+            if (parsed_end == line.c_str() + space + 1) continue;  // Not a number: not a sample.
+            const auto [it, inserted] = values.emplace(series, v);
+            if (inserted) {
+                order.push_back(series);
+            } else {
+                const std::string name = series.substr(0, series.find('{'));
+                it->second = name.find("_max") != std::string::npos ? std::max(it->second, v) : it->second + v;
+            }
+        }
+    }
+    std::string out;
+    for (const std::string& line : order) {
+        if (line[0] == '#') {
+            out += line + "\n";
+        } else {
+            out += fmt::format("{} {}\n", line, values[line]);
+        }
+    }
     return out;
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lifeline/disconnect_reason.hpp"
 #include "lifeline/time.hpp"
@@ -44,5 +45,15 @@ struct ServerMetrics {
     // `loop_lag_max` is the worst loop lag across loops.
     std::string prometheus_text(Duration loop_lag_max) const;
 };
+
+}  // namespace lifeline::runtime
+
+namespace lifeline::runtime {
+
+// Sums Prometheus text expositions sample by sample (same name and labels):
+// the metrics of several worker processes as one server's. HELP/TYPE lines
+// are kept once, in first-seen order; gauges are summed too (open
+// connections add up), except those with _max in their name, which take the maximum.
+std::string sum_prometheus_texts(const std::vector<std::string>& texts);
 
 }  // namespace lifeline::runtime

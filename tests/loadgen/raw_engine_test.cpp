@@ -45,7 +45,9 @@ int loopback_socket(std::uint16_t& port, bool listen_now) {
     if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) throw std::runtime_error("bind failed");
     if (listen_now && ::listen(fd, 256) != 0) throw std::runtime_error("listen failed");
     socklen_t len = sizeof(addr);
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) throw std::runtime_error("getsockname failed");
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        throw std::runtime_error("getsockname failed");
+    }
     port = ntohs(addr.sin_port);
     return fd;
 }

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Side by side, on this machine and the same load from `lifeline bench`:
+#   lifeline  `lifeline serve` (framed protocol, heartbeat timeout 3 s)
+#   floor     bench/floor_echo_server: raw epoll echo, no timers (echo protocol)
+#   asio      bench/asio_echo_server: one steady_timer per connection, 3 s (echo protocol)
+#   mosquitto the Debian MQTT broker, keep-alive 1 s (broker gives up after 1.5 s)
+# The server runs pinned to CPU 0, the generator to CPU 1. Every connection
+# sends one heartbeat a second. For each server and N it measures:
+#   - server CPU time per heartbeat round trip, over a steady window after the ramp;
+#   - server RSS growth per connection;
+#   - after 10 % of the connections go silent at once: how long after each one's
+#     last byte the server closed it (p50 / p99 / max), and false positives.
+# Output: a table on stdout, build/bench-results/compare.csv and compare.svg
+# (CPU per round trip against N).
+#
+# Usage: bash bench/compare.sh [N ...]        (default: 1000 5000 10000 18000)
+#        SERVERS="lifeline floor" bash bench/compare.sh 10000
+# Needs the release build (make build-release) and mosquitto (scripts/install-deps.sh).
+# Benchmarks are not tests: nothing here passes or fails on a figure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+lifeline=build/release/src/cli/lifeline
+floor=build/release/bench/floor_echo_server
+asio=build/release/bench/asio_echo_server
+out_dir=build/bench-results
+counts=("$@")
+((${#counts[@]})) || counts=(1000 5000 10000 18000)
+read -r -a servers <<<"${SERVERS:-floor lifeline asio mosquitto}"
+ramp=${RAMP:-4000}          # connections per second
+settle=${SETTLE:-3}         # seconds after the ramp before CPU is measured
+window=${WINDOW:-10}        # seconds of steady heartbeats measured
+silence_after=$((settle + window + 1))
+hold=$((silence_after + 6)) # room for the silent ones to be closed (budget 3 s)
+
+for f in "$lifeline" "$floor" "$asio"; do
+    [[ -x $f ]] || { echo "compare.sh: $f is missing: run make build-release" >&2; exit 1; }
+done
+if [[ " ${servers[*]} " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null; then
+    echo "compare.sh: mosquitto is not installed (bash scripts/install-deps.sh)" >&2
+    exit 1
+fi
+mkdir -p "$out_dir"
+tmp=$(mktemp -d)
+server_pid=""
+cleanup() {
+    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+ticks=$(getconf CLK_TCK)
+cpu_seconds() { # utime + stime of a pid, in seconds
+    awk -v t="$ticks" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / t }' "/proc/$1/stat"
+}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+port=0
+start_server() { # name -> sets server_pid, port, protocol
+    local name=$1
+    port=$((20000 + RANDOM % 20000))
+    budget_flag=()
+    case $name in
+    lifeline)
+        protocol=framed
+        taskset -c 0 "$lifeline" serve --listen "127.0.0.1:$port" --heartbeat 1s --timeout 3s --max-timeout 3s \
+            --log text >"$tmp/server.out" 2>"$tmp/server.err" &
+        ;;
+    floor)
+        protocol=echo
+        taskset -c 0 "$floor" --listen "127.0.0.1:$port" >"$tmp/server.out" 2>"$tmp/server.err" &
+        ;;
+    asio)
+        protocol=echo
+        budget_flag=(--server-budget 3s)
+        taskset -c 0 "$asio" --listen "127.0.0.1:$port" --timeout-ms 3000 >"$tmp/server.out" 2>"$tmp/server.err" &
+        ;;
+    mosquitto)
+        protocol=mqtt
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\nlog_dest none\n' \
+            "$port" >"$tmp/mosquitto.conf"
+        # Its descriptor limit is inherited: raise it to the hard limit first.
+        (ulimit -n "$(ulimit -Hn)" && exec taskset -c 0 mosquitto -c "$tmp/mosquitto.conf") \
+            >"$tmp/server.out" 2>"$tmp/server.err" &
+        ;;
+    esac
+    server_pid=$!
+    # Ready when the port accepts (bounded: 5 s).
+    for _ in $(seq 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "compare.sh: $name did not start listening on $port" >&2
+    cat "$tmp/server.err" >&2
+    exit 1
+}
+
+csv=$out_dir/compare.csv
+echo "server,connections,cpu_us_per_rt,rss_bytes_per_conn,detect_p50_ms,detect_p99_ms,detect_max_ms,budget_ms,detected,silenced,false_positives,connect_failures" >"$csv"
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+echo "load: heartbeat 1 s per connection, ramp $ramp/s, CPU over ${window}s after ${settle}s of settling; server on CPU 0, generator on CPU 1"
+printf '%-10s %8s %12s %12s %26s %9s %6s\n' server N "CPU µs/RT" "RSS B/conn" "detect p50/p99/max (ms)" budget FP
+
+for n in "${counts[@]}"; do
+    for name in "${servers[@]}"; do
+        start_server "$name"
+        rss0=$(rss_kib "$server_pid")
+        taskset -c 1 "$lifeline" bench "127.0.0.1:$port" --protocol "$protocol" -n "$n" --ramp "$ramp" \
+            --heartbeat 1s --timeout 3s --hold "${hold}s" --silence 0.1 --silence-after "${silence_after}s" \
+            "${budget_flag[@]}" --json >"$tmp/bench.json" 2>"$tmp/bench.err" &
+        bench_pid=$!
+        ramp_s=$(awk -v n="$n" -v r="$ramp" 'BEGIN { printf "%.3f", n / r + 0.1 }')
+        sleep "$(awk -v a="$ramp_s" -v s="$settle" 'BEGIN { print a + s }')"
+        cpu0=$(cpu_seconds "$server_pid")
+        t0=$(date +%s.%N)
+        rss1=$(rss_kib "$server_pid")
+        sleep "$window"
+        cpu1=$(cpu_seconds "$server_pid")
+        t1=$(date +%s.%N)
+        wait "$bench_pid" || { echo "compare.sh: bench against $name failed:" >&2; cat "$tmp/bench.err" >&2; exit 1; }
+        kill "$server_pid"
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+        # One round trip per connection per second over the window.
+        read -r cpu_us rss_per <<<"$(awk -v c0="$cpu0" -v c1="$cpu1" -v t0="$t0" -v t1="$t1" -v n="$n" \
+            -v r0="$rss0" -v r1="$rss1" 'BEGIN { printf "%.2f %.0f", (c1 - c0) * 1e6 / (n * (t1 - t0)), (r1 - r0) * 1024 / n }')"
+        j=$tmp/bench.json
+        field() { grep -o "\"$1\":[^,}]*" "$j" | head -1 | cut -d: -f2 || true; }
+        p50=$(grep -o '"p50":{"after_last_send_ms":[^,]*' "$j" | cut -d: -f3)
+        p99=$(grep -o '"p99":{"after_last_send_ms":[^,]*' "$j" | cut -d: -f3)
+        pmax=$(grep -o '"p100":{"after_last_send_ms":[^,]*' "$j" | cut -d: -f3)
+        budget=$(field server_budget_ms)
+        detected=$(field detected)
+        silenced=$(field silenced)
+        fp=$(field false_closes)
+        failures=$(field connect_failures)
+        echo "$name,$n,$cpu_us,$rss_per,$p50,$p99,$pmax,$budget,$detected,$silenced,$fp,$failures" >>"$csv"
+        if [[ $detected == 0 ]]; then det="none (no timers)"; else
+            det=$(printf '%.0f / %.0f / %.0f' "$p50" "$p99" "$pmax"); fi
+        printf '%-10s %8s %12s %12s %26s %9s %6s\n' "$name" "$n" "$cpu_us" "$rss_per" "$det ($detected/$silenced)" \
+            "$(printf '%.0f' "$budget")" "$fp"
+    done
+done
+
+# The chart: CPU per round trip against N, one line per server.
+awk -F, -v out="$out_dir/compare.svg" '
+NR == 1 { next }
+{ s[$1] = 1; key = $1 SUBSEP $2; y[key] = $3; if ($2 > maxn) maxn = $2; if ($3 > maxy) maxy = $3
+  if (!($2 in ns)) { ns[$2] = 1; nv[++count] = $2 + 0 } }
+END {
+    W = 640; H = 400; L = 70; R = 130; T = 30; B = 50
+    split("#1b9e77 #d95f02 #7570b3 #e7298a #66a61e", colors, " ")
+    printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H > out
+    printf "<text x=\"%d\" y=\"18\" font-size=\"14\">Server CPU per heartbeat round trip (µs) against connections</text>\n", L > out
+    printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", L, H - B, W - R, H - B > out
+    printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", L, T, L, H - B > out
+    maxy *= 1.1
+    for (i = 0; i <= 5; i++) {
+        v = maxy * i / 5; py = H - B - (H - B - T) * i / 5
+        printf "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n", L - 6, py + 4, v > out
+        printf "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", L, py, W - R, py > out
+    }
+    # mawk has no asort: insertion-sort the connection counts.
+    for (i = 2; i <= count; i++) { v = nv[i]; for (j = i - 1; j >= 1 && nv[j] > v; j--) nv[j + 1] = nv[j]; nv[j + 1] = v }
+    for (n in ns) {
+        px = L + (W - L - R) * n / maxn
+        printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>\n", px, H - B + 16, n > out
+    }
+    printf "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">connections (one heartbeat per second each)</text>\n", (L + W - R) / 2, H - 12 > out
+    c = 0
+    for (name in s) {
+        c++; pts = ""
+        for (k = 1; k <= count; k++) {
+            n = nv[k]; if (!((name SUBSEP n) in y)) continue
+            px = L + (W - L - R) * n / maxn; py = H - B - (H - B - T) * y[name SUBSEP n] / maxy
+            pts = pts sprintf("%.1f,%.1f ", px, py)
+            printf "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", px, py, colors[c] > out
+        }
+        printf "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"%s\"/>\n", colors[c], pts > out
+        printf "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", W - R + 10, T + 16 * c, colors[c], name > out
+    }
+    print "</svg>" > out
+}' "$csv"
+echo
+echo "results: $csv, chart: $out_dir/compare.svg"
