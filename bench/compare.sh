@@ -49,11 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ticks=$(getconf CLK_TCK)
-cpu_seconds() { # utime + stime of a pid, in seconds
-    awk -v t="$ticks" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / t }' "/proc/$1/stat"
-}
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+source bench/common.sh
 
 port=0
 start_server() { # name -> sets server_pid, port, protocol
@@ -104,18 +100,18 @@ printf '%-10s %8s %12s %12s %26s %9s %6s\n' server N "CPU µs/RT" "RSS B/conn" "
 for n in "${counts[@]}"; do
     for name in "${servers[@]}"; do
         start_server "$name"
-        rss0=$(rss_kib "$server_pid")
+        rss0=$(rss_tree_kib "$server_pid")
         taskset -c 1 "$lifeline" bench "127.0.0.1:$port" --protocol "$protocol" -n "$n" --ramp "$ramp" \
             --heartbeat 1s --timeout 3s --hold "${hold}s" --silence 0.1 --silence-after "${silence_after}s" \
             "${budget_flag[@]}" --json >"$tmp/bench.json" 2>"$tmp/bench.err" &
         bench_pid=$!
         ramp_s=$(awk -v n="$n" -v r="$ramp" 'BEGIN { printf "%.3f", n / r + 0.1 }')
         sleep "$(awk -v a="$ramp_s" -v s="$settle" 'BEGIN { print a + s }')"
-        cpu0=$(cpu_seconds "$server_pid")
+        cpu0=$(cpu_tree_s "$server_pid")
         t0=$(date +%s.%N)
-        rss1=$(rss_kib "$server_pid")
+        rss1=$(rss_tree_kib "$server_pid")
         sleep "$window"
-        cpu1=$(cpu_seconds "$server_pid")
+        cpu1=$(cpu_tree_s "$server_pid")
         t1=$(date +%s.%N)
         wait "$bench_pid" || { echo "compare.sh: bench against $name failed:" >&2; cat "$tmp/bench.err" >&2; exit 1; }
         kill "$server_pid"
@@ -125,7 +121,7 @@ for n in "${counts[@]}"; do
         read -r cpu_us rss_per <<<"$(awk -v c0="$cpu0" -v c1="$cpu1" -v t0="$t0" -v t1="$t1" -v n="$n" \
             -v r0="$rss0" -v r1="$rss1" 'BEGIN { printf "%.2f %.0f", (c1 - c0) * 1e6 / (n * (t1 - t0)), (r1 - r0) * 1024 / n }')"
         j=$tmp/bench.json
-        field() { grep -o "\"$1\":[^,}]*" "$j" | head -1 | cut -d: -f2 || true; }
+        field() { json_field "$j" "$1"; }
         p50=$(grep -o '"p50":{"after_last_send_ms":[^,]*' "$j" | cut -d: -f3)
         p99=$(grep -o '"p99":{"after_last_send_ms":[^,]*' "$j" | cut -d: -f3)
         pmax=$(grep -o '"p100":{"after_last_send_ms":[^,]*' "$j" | cut -d: -f3)

@@ -237,36 +237,43 @@ private:
 
     // One worker line out as one line of ours, tagged with the worker.
     void forward(Worker& w, const std::string& line) {
-        nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) {
+        // Most lines are per-connection events (two per connection at least):
+        // tag them by text, after "event", without a parse and a re-dump.
+        const std::size_t event = line.find("\"event\":\"");
+        if (line.empty() || line.front() != '{' || event == std::string::npos) {
             write_line(fmt::format("[worker {}] {}", w.index, line));  // --log text
             return;
         }
-        if (j.value("event", "") == "listening") {
-            const std::string address = j.value("address", "");
-            if (address.rfind("http://", 0) == 0) {
-                w.metrics_url = address;
-                std::lock_guard lock(urls_mutex_);
-                urls_.clear();
-                for (const Worker& x : workers_) {
-                    if (!x.metrics_url.empty()) urls_.push_back(x.metrics_url);
-                }
-                return;  // Internal: the supervisor's own /metrics is the one to scrape.
+        constexpr std::string_view kListening = "\"event\":\"listening\"";
+        if (line.compare(event, kListening.size(), kListening) == 0) return on_listening(w, line);
+        const std::size_t name_end = line.find('"', event + 9);
+        if (name_end == std::string::npos) return write_line(line);
+        write_line(line.substr(0, name_end + 1) + fmt::format(",\"worker\":{}", w.index) + line.substr(name_end + 1));
+    }
+
+    void on_listening(Worker& w, const std::string& line) {
+        nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, false);
+        if (j.is_discarded()) return;
+        const std::string address = j.value("address", "");
+        if (address.rfind("http://", 0) == 0) {
+            w.metrics_url = address;
+            std::lock_guard lock(urls_mutex_);
+            urls_.clear();
+            for (const Worker& x : workers_) {
+                if (!x.metrics_url.empty()) urls_.push_back(x.metrics_url);
             }
-            w.listening = true;
-            if (announced_ || !std::all_of(workers_.begin(), workers_.end(), [](const Worker& x) { return x.listening; }))
-                return;
-            announced_ = true;  // One "listening" for the whole server, once every worker is.
-            j["workers"] = options_.workers;
-            write_line(j.dump());
-            if (!options_.http_url.empty()) {
-                j["address"] = options_.http_url;
-                write_line(j.dump());
-            }
-            return;
+            return;  // Internal: the supervisor's own /metrics is the one to scrape.
         }
-        j["worker"] = w.index;
+        w.listening = true;
+        if (announced_ || !std::all_of(workers_.begin(), workers_.end(), [](const Worker& x) { return x.listening; }))
+            return;
+        announced_ = true;  // One "listening" for the whole server, once every worker is.
+        j["workers"] = options_.workers;
         write_line(j.dump());
+        if (!options_.http_url.empty()) {
+            j["address"] = options_.http_url;
+            write_line(j.dump());
+        }
     }
 
     void reap(bool stopping) {

@@ -387,14 +387,13 @@ private:
         const std::int64_t fault_ns = injected_ns_.at(c.fault);
         r.server = outcome(c.server, fault_ns);
         r.client = outcome(c.client, fault_ns);
-        r.last_byte_from_client = Duration::zero() - config_.settle;
         std::map<std::pair<int, std::int64_t>, int> sampled;  // (side, 100 ms bucket) -> data/ack kept
         for (const CapturedPacket& p : packets) {
             const Duration at = Duration::nanoseconds(p.wall_ns - fault_ns);
             const bool payload = p.kind == WireKind::data || p.kind == WireKind::retransmission ||
                                  p.kind == WireKind::window_probe;
             if (p.from == Side::client && payload && p.payload_bytes > 0 && at <= Duration::zero() &&
-                at > r.last_byte_from_client)
+                (!r.last_byte_from_client || at > *r.last_byte_from_client))
                 r.last_byte_from_client = at;
             if (at < Duration::zero() - config_.settle || at > config_.limit) continue;
             if (p.kind == WireKind::data || p.kind == WireKind::ack) {

@@ -532,7 +532,7 @@ nlohmann::json cell_json(const CellResult& cell, bool captured) {
     j["detected_by"] = std::move(by);
     j["budget_ms"] = cell.budget ? ms_json(*cell.budget) : nullptr;
     j["tolerance_ms"] = ms_json(cell.tolerance);
-    j["last_byte_from_client_ms"] = ms_json(cell.last_byte_from_client);
+    j["last_byte_from_client_ms"] = cell.last_byte_from_client ? ms_json(*cell.last_byte_from_client) : nullptr;
     j["probes"] = captured ? nlohmann::json(count_probes(cell)) : nullptr;
     nlohmann::json wire = nlohmann::json::array();
     for (const WirePacket& p : cell.wire) {
@@ -848,14 +848,16 @@ std::string render_timeline(const LabRun& run, const CellResult& cell) {
                        Timeline::kBottom);
     svg += fmt::format(R"(<text class="fault-label" x="{:.1f}" y="{}">{}</text>)", fault_x + 4,
                        Timeline::kTop - 8, html_escape(to_string(cell.fault)));
-    const double last_x = tl.x(cell.last_byte_from_client);
-    svg += fmt::format(R"(<path class="lastbyte-line" d="M{:.1f} {}V{}"/>)", last_x, Timeline::kTop,
-                       Timeline::kAxis);
-    svg += fmt::format(
-        R"(<circle class="lastbyte" cx="{:.1f}" cy="{}" r="3.5"><title>last byte from the client at {}</title></circle>)",
-        last_x, Timeline::kAxis, html_escape(format_offset(cell.last_byte_from_client)));
-    svg += fmt::format(R"(<text x="{:.1f}" y="{}" text-anchor="end">last byte</text>)", last_x - 4,
-                       Timeline::kTop - 8);
+    if (cell.last_byte_from_client) {
+        const double last_x = tl.x(*cell.last_byte_from_client);
+        svg += fmt::format(R"(<path class="lastbyte-line" d="M{:.1f} {}V{}"/>)", last_x, Timeline::kTop,
+                           Timeline::kAxis);
+        svg += fmt::format(
+            R"(<circle class="lastbyte" cx="{:.1f}" cy="{}" r="3.5"><title>last byte from the client at {}</title></circle>)",
+            last_x, Timeline::kAxis, html_escape(format_offset(*cell.last_byte_from_client)));
+        svg += fmt::format(R"(<text x="{:.1f}" y="{}" text-anchor="end">last byte</text>)", last_x - 4,
+                           Timeline::kTop - 8);
+    }
 
     // Each side's detection: the server above the axis, the client below.
     const std::string_view diamond_class = cell.as_expected ? "d-ok" : "d-bad";
@@ -901,7 +903,9 @@ std::string cell_facts(const LabRun& run, const CellResult& cell) {
                                               format_tolerance(cell.tolerance))
                                 : std::string("no budget"));
     if (run.captured) facts.push_back(fmt::format("{} keepalive probes", count_probes(cell)));
-    facts.push_back("last byte from the client at " + format_offset(cell.last_byte_from_client));
+    facts.push_back(cell.last_byte_from_client
+                        ? "last byte from the client at " + format_offset(*cell.last_byte_from_client)
+                        : std::string("no payload from the client seen"));
     std::string out;
     for (const std::string& f : facts) out += (out.empty() ? "" : " · ") + html_escape(f);
     return out;

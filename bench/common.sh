@@ -1,0 +1,28 @@
+# Helpers shared by bench/compare.sh and bench/scale.sh (sourced, not run).
+
+ticks=$(getconf CLK_TCK)
+
+# Every pid of a process tree: the process and its descendants, not their threads
+# (a thread's /proc/TID/stat would count its whole process again).
+tree_pids() { pstree -pT "$1" 2>/dev/null | grep -o '([0-9]\+)' | tr -d '()'; }
+
+# utime + stime of a process tree, in seconds.
+cpu_tree_s() {
+    local total=0 p
+    for p in $(tree_pids "$1"); do
+        total=$((total + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    awk -v t="$total" -v k="$ticks" 'BEGIN { printf "%.2f", t / k }'
+}
+
+# VmRSS of a process tree, in KiB.
+rss_tree_kib() {
+    local total=0 p
+    for p in $(tree_pids "$1"); do
+        total=$((total + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+
+# A top-level number or string from a one-line JSON object: json_field FILE NAME.
+json_field() { grep -o "\"$2\":[^,}]*" "$1" | head -1 | cut -d: -f2 || true; }
