@@ -12,6 +12,7 @@ packages=(
   libmnl-dev                            # netlink sock_diag
   libcpp-httplib-dev                    # the server's /metrics and /connections endpoint
   iproute2 nftables procps              # network namespaces for the lab and netns tests
+  psmisc                                # pstree: bench/ scripts add up a server's worker processes
   libpcap-dev                           # the lab captures keepalive probes on its switch
   libasio-dev                           # bench baseline: bench/asio_echo_server (standalone Asio, no Boost)
   mosquitto                             # bench baseline: MQTT keep-alive broker for `lifeline bench --protocol mqtt`
@@ -37,3 +38,11 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# Debian starts a system-wide broker on port 1883 when mosquitto is installed.
+# We want the binary only (bench/compare.sh starts its own, on a free port).
+if [[ " ${missing[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null &&
+  systemctl is-active --quiet mosquitto 2>/dev/null; then
+  systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  echo "install-deps: stopped and disabled the system mosquitto broker (installed as a benchmark baseline only)" >&2
+fi

@@ -14,7 +14,7 @@ namespace lifeline {
 enum class EventKind : std::uint8_t {
     listening,  // The server accepts on `message` (its address).
     connect,    // A TCP connection was accepted (server) or established (client).
-    hello,      // Handshake done: `client_id`, granted `interval` and `timeout`.
+    hello,      // Handshake done: `client_id`, `interval` and the `timeout` this side judges by.
     dead,       // The peer was declared gone: `reason`, `silence` since its last byte, the `budget`, last `rtt`.
     closed,     // The connection ended, exactly once per connection: `reason`, `duration`, bytes.
     error,      // Something was wrong: `message` says what (bad input, EMFILE, ...).
@@ -34,7 +34,7 @@ struct Event {
     Duration rtt;       // dead/closed: last smoothed RTT; rtt: the sample
     Duration duration;  // closed: the connection's age
     Duration interval;  // hello: granted heartbeat interval
-    Duration timeout;   // hello: granted timeout
+    Duration timeout;   // hello: the timeout this side judges by (server: granted; client: max(asked, granted))
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
     std::string message;

@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -250,8 +252,11 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
             fmt::print(stderr, "lifeline bench: pipe: {}\n", std::strerror(errno));
             return 1;
         }
+        const pid_t parent = ::getpid();
         const pid_t pid = ::fork();
         if (pid == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // A shard never outlives the bench that counts it.
+            if (::getppid() != parent) ::_exit(1);
             ::dup2(pipefd[1], STDOUT_FILENO);
             ::execv(argv[0], argv.data());
             ::_exit(127);

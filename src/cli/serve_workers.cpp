@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -193,11 +194,16 @@ private:
             w.restart_at = Clock::now() + kMaxBackoff;
             return;
         }
+        const pid_t parent = ::getpid();
         const pid_t pid = ::fork();
         if (pid == 0) {
             sigset_t none;
             sigemptyset(&none);
             ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            // Workers go when the supervisor goes, however it goes: SIGTERM
+            // lets them close their peers properly; nobody is left holding the port.
+            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (::getppid() != parent) ::_exit(1);
             ::dup2(pipefd[1], STDOUT_FILENO);
             ::execv(argv[0], argv.data());
             ::_exit(127);

@@ -6,6 +6,7 @@
 // only, spread over source addresses 127.0.0.2-254. Release binaries: under
 // ASan two processes could not keep 18,000 heartbeats a second on 2 cores.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <cstdio>
@@ -59,6 +60,8 @@ TEST(Bench, MassFailureIsDetectedWithinBudgetAndNobodyElseIsClosed) {
     // 90 % keep pinging once a second after the silence; all of them before it.
     EXPECT_GT(r["round_trips_per_second"].get<double>(), kConnections * 0.85) << "heartbeats kept flowing";
     std::printf("bench result: %s\n", r.dump().c_str());
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait_exit(10s), 0);
     std::filesystem::remove(out);
 }
 

@@ -90,6 +90,18 @@ TEST(ServeWorkers, OneAddressSeveralProcessesSummedMetricsAndRestarts) {
     EXPECT_EQ(server.wait_exit(10s), 0);
 }
 
+TEST(ServeWorkers, WorkersDieWithTheSupervisor) {
+    ChildProcess server({LIFELINE_BINARY, "serve", "--workers", "2", "--listen", "127.0.0.1:0"});
+    ASSERT_TRUE(server.wait_for_event("listening", 15s));
+    const std::vector<pid_t> workers = children_of(server.pid());
+    ASSERT_EQ(workers.size(), 2u);
+    server.signal(SIGKILL);  // No chance to stop them itself.
+    server.wait_exit(5s);
+    for (pid_t w : workers) {
+        EXPECT_TRUE(eventually([w] { return ::kill(w, 0) != 0; }, 10s)) << "worker " << w << " outlived its supervisor";
+    }
+}
+
 TEST(ServeWorkers, WorkerFlagsAreValidated) {
     ChildProcess bad({LIFELINE_BINARY, "serve", "--workers", "0"}, "exec 2>&1;");
     EXPECT_NE(bad.wait_exit(10s), 0);
