@@ -45,6 +45,7 @@ struct BenchOptions {
     Duration server_budget;
     std::string sources = "auto";
     bool json = false;
+    bool reconnect = false;
     std::string shard;  // Internal: "K/P@EPOCH_NS", set on shard processes.
 };
 
@@ -106,6 +107,7 @@ loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol,
     p.load.timeout = o.timeout;
     p.load.seed = static_cast<std::uint64_t>(shard + 1);
     p.load.sources = sources;
+    p.load.reconnect = o.reconnect;
     if (!sources.empty()) {
         std::rotate(p.load.sources.begin(), p.load.sources.begin() + (shard * 7) % static_cast<int>(sources.size()),
                     p.load.sources.end());
@@ -145,6 +147,9 @@ nlohmann::json report_json(const BenchOptions& o, int shards, loadgen::BenchResu
     j["round_trips_per_second"] =
         r.measured > Duration::zero() ? static_cast<double>(r.round_trips_in_hold) / r.measured.seconds_f() : 0.0;
     j["detected"] = s.detect_after_last_send_ns.size();
+    j["storm_seconds"] = s.first_drop_ns != 0 && s.last_reconnect_ns > s.first_drop_ns
+                             ? static_cast<double>(s.last_reconnect_ns - s.first_drop_ns) / 1e9
+                             : 0.0;
     nlohmann::json lat;
     for (const auto& [label, p] : {std::pair{"p50", 0.5}, {"p99", 0.99}, {"p99.9", 0.999}, {"p100", 1.0}}) {
         lat[label] = {{"after_last_send_ms", q(s.detect_after_last_send_ns, p)},
@@ -180,6 +185,12 @@ std::string report_text(const BenchOptions& o, int shards, loadgen::BenchResult 
                                                          to_string(o.server_budget), p99 - o.server_budget.ms_f()));
         }
     }
+    if (o.reconnect && s.drops > 0) {
+        out += summary_line("reconnect storm",
+                            fmt::format("{} dropped, {} back, the last {:.2f} s after the first drop", s.drops,
+                                        s.reconnected,
+                                        static_cast<double>(s.last_reconnect_ns - s.first_drop_ns) / 1e9));
+    }
     out += summary_line("false positives", fmt::format("{} of {} not silenced", s.false_closes,
                                                        s.connected - std::min(s.connected, s.silenced)));
     return out;
@@ -189,6 +200,10 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
     Result<loadgen::Protocol> protocol = parse_protocol(o.protocol);
     if (!protocol) {
         fmt::print(stderr, "lifeline bench: {}\n", protocol.error().message);
+        return 2;
+    }
+    if (o.reconnect && *protocol != loadgen::Protocol::framed) {
+        fmt::print(stderr, "lifeline bench: --reconnect needs --protocol framed (the real client's backoff)\n");
         return 2;
     }
     Result<std::vector<std::string>> sources = source_addresses(o);
@@ -346,6 +361,9 @@ void add_bench_command(CLI::App& app, Action& run) {
                         "The server's detection budget, for the report (default: framed --timeout, mqtt 1.5 x keep-alive)");
     sub->add_option("--sources", o->sources, "Source addresses: auto, none, or A.B.C.D-E.F.G.H")->capture_default_str();
     sub->add_flag("--json", o->json, "Print the result as JSON");
+    sub->add_flag("--reconnect", o->reconnect,
+                  "framed: come back after the server drops a connection (full-jitter backoff 100ms..5s) and\n"
+                  "report how long the storm took; a connection lost again after coming back is a false death");
     sub->add_option("--shard", o->shard, "Internal: run as shard K of P from a common epoch")->group("");
     sub->callback([o, &run, sub] {
         run = [o, sub] {

@@ -113,6 +113,10 @@ void merge(BenchResult& into, const BenchResult& other) {
     a.detect_after_last_send_ns.insert(a.detect_after_last_send_ns.end(), b.detect_after_last_send_ns.begin(),
                                        b.detect_after_last_send_ns.end());
     if (a.first_error.empty()) a.first_error = b.first_error;
+    a.drops += b.drops;
+    a.reconnected += b.reconnected;
+    if (b.first_drop_ns != 0 && (a.first_drop_ns == 0 || b.first_drop_ns < a.first_drop_ns)) a.first_drop_ns = b.first_drop_ns;
+    a.last_reconnect_ns = std::max(a.last_reconnect_ns, b.last_reconnect_ns);
     into.round_trips_in_hold += other.round_trips_in_hold;
     into.measured = std::max(into.measured, other.measured);
 }
@@ -129,7 +133,11 @@ nlohmann::json to_json(const BenchResult& r) {
                           {"false_closes", s.false_closes},
                           {"detect_after_silence_ns", s.detect_after_silence_ns},
                           {"detect_after_last_send_ns", s.detect_after_last_send_ns},
-                          {"first_error", s.first_error}};
+                          {"first_error", s.first_error},
+                          {"drops", s.drops},
+                          {"reconnected", s.reconnected},
+                          {"first_drop_ns", s.first_drop_ns},
+                          {"last_reconnect_ns", s.last_reconnect_ns}};
 }
 
 Result<BenchResult> bench_result_from_json(const nlohmann::json& j) {
@@ -145,6 +153,10 @@ Result<BenchResult> bench_result_from_json(const nlohmann::json& j) {
         s.detect_after_silence_ns = j.at("detect_after_silence_ns").get<std::vector<std::int64_t>>();
         s.detect_after_last_send_ns = j.at("detect_after_last_send_ns").get<std::vector<std::int64_t>>();
         s.first_error = j.at("first_error").get<std::string>();
+        s.drops = j.at("drops").get<std::uint64_t>();
+        s.reconnected = j.at("reconnected").get<std::uint64_t>();
+        s.first_drop_ns = j.at("first_drop_ns").get<std::int64_t>();
+        s.last_reconnect_ns = j.at("last_reconnect_ns").get<std::int64_t>();
         r.round_trips_in_hold = j.at("round_trips_in_hold").get<std::uint64_t>();
         r.measured = Duration::nanoseconds(j.at("hold_ns").get<std::int64_t>());
         return r;

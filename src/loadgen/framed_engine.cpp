@@ -24,9 +24,12 @@ public:
         c.source_addresses = o.sources;
         c.ramp_per_second = o.ramp_per_second;
         c.seed = o.seed;
+        c.reconnect = o.reconnect;
+        c.backoff_initial = Duration::milliseconds(100);
+        c.backoff_max = Duration::seconds(5);
         FramedEngine* self = engine.get();
         ClientCallbacks callbacks;
-        callbacks.on_connect = [self](int) { self->on_connect(); };
+        callbacks.on_connect = [self](int conn) { self->on_connect(conn); };
         callbacks.on_rtt = [self](int, Duration) { self->round_trips_.fetch_add(1, std::memory_order_relaxed); };
         callbacks.on_down = [self](int conn, DisconnectReason reason) { self->on_down(conn, reason); };
         callbacks.on_silenced = [self](int conn, Instant now, Instant last_sent) { self->on_silenced(conn, now, last_sent); };
@@ -40,7 +43,10 @@ public:
     }
 
     void run() override { client_->run(); }
-    void stop() override { client_->stop(); }
+    void stop() override {
+        stopping_.store(true);
+        client_->stop();
+    }
 
     void silence(double fraction) override {
         const int per_mille = static_cast<int>(fraction * 1000.0 + 0.5);
@@ -59,12 +65,20 @@ public:
 private:
     explicit FramedEngine(const LoadOptions& o)
         : options_(o), silenced_at_(static_cast<std::size_t>(o.connections)),
-          last_sent_(static_cast<std::size_t>(o.connections)) {}
+          last_sent_(static_cast<std::size_t>(o.connections)), drops_(static_cast<std::size_t>(o.connections)) {}
 
-    void on_connect() {
+    // Loop thread.
+    void on_connect(int conn) {
+        const bool back = drops_[static_cast<std::size_t>(conn)] > 0;
+        const std::int64_t now = clock_.now().ns_since_epoch();
         std::lock_guard lock(mutex_);
-        ++stats_.connected;
         ++stats_.open;
+        if (!back) {
+            ++stats_.connected;
+            return;
+        }
+        ++stats_.reconnected;
+        stats_.last_reconnect_ns = now;
     }
 
     void on_connect_failure(const std::string& message) {
@@ -87,8 +101,17 @@ private:
         const Instant silenced = silenced_at_[static_cast<std::size_t>(conn)];
         std::lock_guard lock(mutex_);
         --stats_.open;
-        if (reason == DisconnectReason::shutdown || reason == DisconnectReason::local_close) return;
+        // Our own stop() closes everything: not the server's doing.
+        if (stopping_.load() || reason == DisconnectReason::local_close) return;
         if (!silenced.is_set()) {
+            std::uint8_t& drops = drops_[static_cast<std::size_t>(conn)];
+            if (options_.reconnect && drops == 0) {
+                // The storm itself: this connection's first loss.
+                drops = 1;
+                ++stats_.drops;
+                if (stats_.first_drop_ns == 0) stats_.first_drop_ns = now.ns_since_epoch();
+                return;
+            }
             ++stats_.false_closes;
             return;
         }
@@ -101,7 +124,9 @@ private:
     MonotonicClock clock_;
     std::vector<Instant> silenced_at_;  // Loop thread only.
     std::vector<Instant> last_sent_;    // Loop thread only.
+    std::vector<std::uint8_t> drops_;   // Loop thread only: 1 once a connection was lost (reconnect mode).
     std::atomic<std::uint64_t> round_trips_{0};
+    std::atomic<bool> stopping_{false};
     mutable std::mutex mutex_;
     LoadStats stats_;
 };

@@ -31,6 +31,9 @@ struct LoadOptions {
     Duration heartbeat = Duration::seconds(1);  // PING / PINGREQ interval.
     Duration timeout = Duration::seconds(3);    // framed: requested timeout; mqtt: keep-alive = heartbeat.
     std::uint64_t seed = 1;
+    // framed only: come back after the server closes a connection, with the
+    // client's full-jitter backoff (the reconnect storm).
+    bool reconnect = false;
 };
 
 // Wall-clock-free: times are monotonic nanoseconds (CLOCK_MONOTONIC), comparable across threads and processes.
@@ -46,6 +49,12 @@ struct LoadStats {
     std::vector<std::int64_t> detect_after_silence_ns;
     std::vector<std::int64_t> detect_after_last_send_ns;
     std::string first_error;              // The first connect error, for people ("connect 127.0.0.5: EADDRNOTAVAIL").
+    // With reconnect: each connection's first loss is the storm (`drops`);
+    // a loss after it came back is a false death (counted in false_closes).
+    std::uint64_t drops = 0;
+    std::uint64_t reconnected = 0;        // Connections that came back after their drop.
+    std::int64_t first_drop_ns = 0;       // CLOCK_MONOTONIC; 0 = none.
+    std::int64_t last_reconnect_ns = 0;   // When the latest of them came back.
 };
 
 class LoadEngine {

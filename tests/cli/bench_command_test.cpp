@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
 
 #include "support/child_process.hpp"
@@ -62,6 +63,43 @@ TEST(Bench, MassFailureIsDetectedWithinBudgetAndNobodyElseIsClosed) {
     std::printf("bench result: %s\n", r.dump().c_str());
     server.signal(SIGTERM);
     EXPECT_EQ(server.wait_exit(10s), 0);
+    std::filesystem::remove(out);
+}
+
+// --reconnect: the server dies and comes back; every connection returns with
+// the client's jittered backoff and is counted once as dropped, once as back.
+TEST(Bench, ReconnectStormIsCountedOnceEach) {
+    constexpr int kCount = 300;
+    auto server = std::make_unique<ChildProcess>(
+        std::vector<std::string>{LIFELINE_RELEASE_BINARY, "serve", "--listen", "127.0.0.1:0", "--heartbeat", "1s"});
+    const auto listening = server->wait_for_event("listening", 10s);
+    ASSERT_TRUE(listening);
+    const std::string address = (*listening)["address"];
+    const std::string out =
+        (std::filesystem::temp_directory_path() / ("storm-" + std::to_string(::getpid()) + ".json")).string();
+    ChildProcess bench({LIFELINE_RELEASE_BINARY, "bench", address, "-n", std::to_string(kCount), "--ramp", "3000",
+                        "--heartbeat", "1s", "--timeout", "3s", "--hold", "8s", "--reconnect", "--json"},
+                       "", out);
+    for (int i = 0; i < kCount; ++i) ASSERT_TRUE(server->wait_for_event("hello", 10s)) << i << " hellos";
+    server->signal(SIGKILL);
+    server->wait_exit(5s);
+    server = std::make_unique<ChildProcess>(
+        std::vector<std::string>{LIFELINE_RELEASE_BINARY, "serve", "--listen", address, "--heartbeat", "1s"});
+    ASSERT_TRUE(server->wait_for_event("listening", 10s));
+    for (int i = 0; i < kCount; ++i) ASSERT_TRUE(server->wait_for_event("hello", 15s)) << i << " came back";
+    int status = -1;
+    for (auto deadline = std::chrono::steady_clock::now() + 60s;
+         std::chrono::steady_clock::now() < deadline && (status = bench.wait_exit(100ms)) < 0;)
+        server->next_event(1ms);
+    ASSERT_EQ(status, 0);
+    std::ifstream in(out);
+    const Json r = Json::parse(in, nullptr, false);
+    ASSERT_TRUE(r.is_object());
+    EXPECT_EQ(r["connected"], kCount);
+    EXPECT_EQ(r["drops"], kCount);
+    EXPECT_EQ(r["reconnected"], kCount);
+    EXPECT_EQ(r["false_closes"], 0);
+    EXPECT_GT(r["storm_seconds"].get<double>(), 0.0);
     std::filesystem::remove(out);
 }
 
