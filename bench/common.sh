@@ -26,3 +26,13 @@ rss_tree_kib() {
 
 # A top-level number or string from a one-line JSON object: json_field FILE NAME.
 json_field() { grep -o "\"$2\":[^,}]*" "$1" | head -1 | cut -d: -f2 || true; }
+
+# Every script gets a scratch directory, removed at exit along with the server
+# it started (server_pid), whatever way it exits.
+tmp=$(mktemp -d)
+server_pid=""
+cleanup() {
+    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT

@@ -41,15 +41,8 @@ if [[ " ${servers[*]} " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/nu
     exit 1
 fi
 mkdir -p "$out_dir"
-tmp=$(mktemp -d)
-server_pid=""
-cleanup() {
-    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+source bench/common.sh  # $tmp, $server_pid and their cleanup; CPU/RSS helpers
 
-source bench/common.sh
 
 port=0
 start_server() { # name -> sets server_pid, port, protocol

@@ -24,16 +24,9 @@ hb_s=${heartbeat%s}
 timeout="$((hb_s * 3))s"
 per_worker=19000
 workers=$(((n + per_worker - 1) / per_worker))
+source bench/common.sh  # $tmp, $server_pid and their cleanup; CPU/RSS helpers
 port=$((20000 + RANDOM % 20000))
-tmp=$(mktemp -d)
-server_pid=""
-cleanup() {
-    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 
-source bench/common.sh
 meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }         # KiB
 tcp_mem_pages() { awk '/^TCP:/ { for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1) }' /proc/net/sockstat; }
 echo "scale: $n connections, heartbeat $heartbeat (timeout $timeout), hold $hold, ramp $ramp/s; $workers server workers"

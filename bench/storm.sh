@@ -18,13 +18,6 @@ lifeline=build/release/src/cli/lifeline
 workers=$(((n + 18999) / 19000))
 port=$((20000 + RANDOM % 20000))
 ramp=8000
-tmp=$(mktemp -d)
-server_pid=""
-cleanup() {
-    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 start_server() {
     "$lifeline" serve --workers "$workers" --listen "127.0.0.1:$port" --heartbeat 5s --timeout 15s --max-timeout 15s \

@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -15,12 +14,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/self_process.hpp"
 #include "loadgen/bench_run.hpp"
 
 namespace lifeline::cli {
@@ -252,36 +251,18 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
     const std::int64_t epoch = monotonic_ns() + (shards > 1 ? 500'000'000 : 50'000'000);
 
     // Shards 1..P-1 run as children; shard 0 runs here and prints progress.
+    // A shard never outlives the bench that counts it (SIGKILL on our death).
     std::vector<std::pair<pid_t, int>> children;
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
     for (int k = 1; k < shards; ++k) {
         std::vector<std::string> child_args = args;
-        child_args.insert(child_args.begin(), self);
         child_args.push_back("--shard");
         child_args.push_back(fmt::format("{}/{}@{}", k, shards, epoch));
-        std::vector<char*> argv;
-        for (auto& a : child_args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        int pipefd[2];
-        if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-            fmt::print(stderr, "lifeline bench: pipe: {}\n", std::strerror(errno));
+        Result<SelfProcess> child = spawn_self(child_args, SIGKILL);
+        if (!child) {
+            fmt::print(stderr, "lifeline bench: starting shard {}: {}\n", k, child.error().message);
             return 1;
         }
-        const pid_t parent = ::getpid();
-        const pid_t pid = ::fork();
-        if (pid == 0) {
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // A shard never outlives the bench that counts it.
-            if (::getppid() != parent) ::_exit(1);
-            ::dup2(pipefd[1], STDOUT_FILENO);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        ::close(pipefd[1]);
-        if (pid < 0) {
-            fmt::print(stderr, "lifeline bench: fork: {}\n", std::strerror(errno));
-            return 1;
-        }
-        children.emplace_back(pid, pipefd[0]);
+        children.emplace_back(child->pid, child->stdout_fd);
     }
 
     loadgen::BenchPlan plan = shard_plan(o, *protocol, *sources, 0, shards, epoch);

@@ -10,13 +10,14 @@
 // SIGINT/SIGTERM stops them all.
 #include "cli/serve_workers.hpp"
 
+#include "cli/self_process.hpp"
+
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -26,7 +27,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -178,46 +178,23 @@ private:
 
     void spawn(Worker& w) {
         std::vector<std::string> args = options_.worker_args;
-        args.insert(args.begin(), std::filesystem::read_symlink("/proc/self/exe").string());
         args.push_back("--listen");
         args.push_back(address_);
         if (!options_.http.empty()) {
             args.push_back("--http");
             args.push_back("127.0.0.1:0");
         }
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        int pipefd[2];
-        if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-            emit_error(w, fmt::format("pipe: {}", std::strerror(errno)));
-            w.restart_at = Clock::now() + kMaxBackoff;
-            return;
-        }
-        const pid_t parent = ::getpid();
-        const pid_t pid = ::fork();
-        if (pid == 0) {
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            // Workers go when the supervisor goes, however it goes: SIGTERM
-            // lets them close their peers properly; nobody is left holding the port.
-            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-            if (::getppid() != parent) ::_exit(1);
-            ::dup2(pipefd[1], STDOUT_FILENO);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        ::close(pipefd[1]);
-        if (pid < 0) {
-            ::close(pipefd[0]);
-            emit_error(w, fmt::format("fork: {}", std::strerror(errno)));
+        // Workers go when the supervisor goes, however it goes: SIGTERM lets
+        // them close their peers properly; nobody is left holding the port.
+        Result<SelfProcess> child = spawn_self(args, SIGTERM);
+        if (!child) {
+            emit_error(w, child.error().message);
             w.restart_at = Clock::now() + w.backoff;
             return;
         }
-        ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
-        w.pid = pid;
-        w.out = pipefd[0];
+        ::fcntl(child->stdout_fd, F_SETFL, O_NONBLOCK);
+        w.pid = child->pid;
+        w.out = child->stdout_fd;
         w.started = Clock::now();
         w.partial.clear();
         w.listening = false;
