@@ -110,8 +110,9 @@ for n in "${counts[@]}"; do
         kill "$server_pid"
         wait "$server_pid" 2>/dev/null || true
         server_pid=""
-        # One round trip per connection per second over the window.
-        read -r cpu_us rss_per <<<"$(awk -v c0="$cpu0" -v c1="$cpu1" -v t0="$t0" -v t1="$t1" -v n="$n" \
+        # One round trip per connected connection per second over the window.
+        connected=$(json_field "$tmp/bench.json" connected)
+        read -r cpu_us rss_per <<<"$(awk -v c0="$cpu0" -v c1="$cpu1" -v t0="$t0" -v t1="$t1" -v n="${connected:-$n}" \
             -v r0="$rss0" -v r1="$rss1" 'BEGIN { printf "%.2f %.0f", (c1 - c0) * 1e6 / (n * (t1 - t0)), (r1 - r0) * 1024 / n }')"
         j=$tmp/bench.json
         field() { json_field "$j" "$1"; }

@@ -21,6 +21,7 @@ lifeline=build/release/src/cli/lifeline
 [[ -x $lifeline ]] || { echo "scale.sh: $lifeline is missing: make build-release" >&2; exit 1; }
 
 hb_s=${heartbeat%s}
+[[ $hb_s =~ ^[0-9]+$ ]] || { echo "scale.sh: HEARTBEAT must be whole seconds, like 5s (got $heartbeat)" >&2; exit 2; }
 timeout="$((hb_s * 3))s"
 per_worker=19000
 workers=$(((n + per_worker - 1) / per_worker))
@@ -48,18 +49,21 @@ bench_pid=$!
 # Sample memory once the ramp is done and the heartbeats have settled.
 ramp_s=$(awk -v n="$n" -v r="$ramp" 'BEGIN { printf "%d", n / r + 1 }')
 sleep $((ramp_s + hb_s * 2))
+# Server CPU over a steady stretch of the hold (first, before the slow
+# memory sampling), ending well before the generator stops.
+hold_s=${hold%s}
+measure_s=$((hold_s - 2 * hb_s - 30))
+cpu_a=$(cpu_tree_s "$server_pid")
+t_a=$(date +%s.%N)
+sleep "$measure_s"
+cpu_b=$(cpu_tree_s "$server_pid")
+t_b=$(date +%s.%N)
 slab1=$(meminfo Slab)
 avail1=$(meminfo MemAvailable)
 tcp1=$(tcp_mem_pages)
 server_rss=$(rss_tree_kib "$server_pid")
 bench_rss=$(rss_tree_kib "$bench_pid")
 open_now=$(ss -Htn state established "( sport = :$port )" | wc -l)
-# Server CPU per heartbeat round trip over a steady stretch of the hold.
-hold_s=${hold%s}
-measure_s=$((hold_s - 2 * hb_s - 5))
-cpu_a=$(cpu_tree_s "$server_pid")
-sleep "$measure_s"
-cpu_b=$(cpu_tree_s "$server_pid")
 wait "$bench_pid" || { echo "scale.sh: bench failed" >&2; tail -5 "$tmp/bench.err" >&2; exit 1; }
 kill "$server_pid"
 wait "$server_pid" 2>/dev/null || true
@@ -72,14 +76,14 @@ dead=$(grep -c '"event":"dead"' "$tmp/server.jsonl" || true)
 restarts=$(grep -c 'restarting' "$tmp/server.jsonl" || true)
 awk -v n="$n" -v open="$open_now" -v s0="$slab0" -v s1="$slab1" -v a0="$avail0" -v a1="$avail1" \
     -v t0="$tcp0" -v t1="$tcp1" -v sr="$server_rss" -v sr0="$server_rss0" -v br="$bench_rss" \
-    -v ca="$cpu_a" -v cb="$cpu_b" -v m="$measure_s" -v hb="$hb_s" 'BEGIN {
+    -v ca="$cpu_a" -v cb="$cpu_b" -v ta="$t_a" -v tb="$t_b" -v rate="$(json_field "$tmp/bench.json" round_trips_per_second)" 'BEGIN {
     printf "established (server side, sampled after the ramp): %d\n", open
     printf "kernel: Slab +%.0f MiB (%.0f B per connection pair), TCP buffers +%.0f MiB, MemAvailable -%.0f MiB (%.0f B per pair)\n",
         (s1 - s0) / 1024, (s1 - s0) * 1024 / n, (t1 - t0) * 4 / 1024, (a0 - a1) / 1024, (a0 - a1) * 1024 / n
     printf "user space: server processes %.0f MiB, %.0f MiB above their idle start (%.0f B per connection); generator processes %.0f MiB (%.0f B per connection)\n",
         sr / 1024, (sr - sr0) / 1024, (sr - sr0) * 1024 / n, br / 1024, br * 1024 / n
-    printf "server CPU: %.2f s over %d s = %.2f us per heartbeat round trip (%d round trips/s)\n",
-        cb - ca, m, (cb - ca) * 1e6 / (n / hb * m), n / hb
+    printf "server CPU: %.2f s over %.1f s = %.2f us per heartbeat round trip (at the %.0f round trips/s the generator measured)\n",
+        cb - ca, tb - ta, (cb - ca) * 1e6 / (rate * (tb - ta)), rate
 }'
 echo "connected: $(field connected) (connect failures $(field connect_failures))"
 echo "round trips per second during the hold: $(field round_trips_per_second)"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reconnect storm: N framed connections with the client's full-jitter backoff
 # (100 ms doubling to 5 s) to `lifeline serve --workers W`; then the whole
-# server is killed and started again after DOWN seconds, and every client
-# comes back at once. Reports how long until the last one was back, and any
+# server crashes (every process SIGKILLed: the kernel resets or closes each
+# connection) and starts again after DOWN seconds, and every client comes back. Reports how long until the last one was back, and any
 # connection lost again after it came back (a false death).
 #
 # Usage: bash bench/storm.sh [N] [DOWN]      (default 100000 2)
@@ -39,12 +39,11 @@ hold=$((ramp_s + 60))
     --reconnect --json >"$tmp/bench.json" 2>"$tmp/bench.err" &
 bench_pid=$!
 sleep $((ramp_s + 10))
-echo "killing the server (SIGKILL to the supervisor; its workers close their connections)"
-kill -9 "$server_pid"
+echo "crashing the server: SIGKILL to the supervisor and every worker at once"
+kill -9 $(tree_pids "$server_pid") 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 sleep "$down"
 start_server 2
-restarted=$(date +%s.%N)
 wait "$bench_pid" || { echo "storm.sh: bench failed" >&2; tail -5 "$tmp/bench.err" >&2; exit 1; }
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 j=$tmp/bench.json

@@ -72,6 +72,9 @@ struct ClientCallbacks {
     // A DATA payload (framed) or the bytes of one read (raw).
     std::function<void(int connection, std::span<const std::uint8_t> payload)> on_message;
     std::function<void(int connection, DisconnectReason reason)> on_down;
+    // An attempt ended before the connection opened: connect error, no
+    // WELCOME in time, or closed during the handshake.
+    std::function<void(int connection, DisconnectReason reason, const std::string& message)> on_connect_failed;
     std::function<void(int connection, Duration rtt)> on_rtt;
     // silence() took effect; `last_sent` is when this connection last sent a byte.
     std::function<void(int connection, Instant now, Instant last_sent)> on_silenced;

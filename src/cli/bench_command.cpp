@@ -111,7 +111,9 @@ loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol,
         std::rotate(p.load.sources.begin(), p.load.sources.begin() + (shard * 7) % static_cast<int>(sources.size()),
                     p.load.sources.end());
     }
-    p.threads = o.threads;
+    // One lifeline::Client drives at most kMaxConnectionsPerEngine connections.
+    const int needed = (p.load.connections + loadgen::kMaxConnectionsPerEngine - 1) / loadgen::kMaxConnectionsPerEngine;
+    p.threads = std::max(o.threads, needed);
     p.epoch_ns = epoch_ns;
     p.ramp = Duration::nanoseconds(static_cast<std::int64_t>(1e9 * o.connections / o.ramp));
     p.hold = o.hold;
@@ -172,7 +174,8 @@ std::string report_text(const BenchOptions& o, int shards, loadgen::BenchResult 
     const double rate = r.measured > Duration::zero() ? static_cast<double>(r.round_trips_in_hold) / r.measured.seconds_f() : 0;
     out += summary_line("round trips", fmt::format("{:.0f}/s over the {} hold", rate, to_string(r.measured)));
     if (o.silence > 0) {
-        out += summary_line("went silent", fmt::format("{} ({:.1f} %) at ramp + {}", s.silenced, 100 * o.silence,
+        out += summary_line("went silent", fmt::format("{} ({:.1f} %) at ramp + {}", s.silenced,
+                                                       s.connected > 0 ? 100.0 * double(s.silenced) / double(s.connected) : 0.0,
                                                        to_string(o.silence_after)));
         out += summary_line("detected", fmt::format("{} of {}", s.detect_after_last_send_ns.size(), s.silenced));
         out += summary_line("after last send", latency_text(s.detect_after_last_send_ns));
@@ -199,6 +202,20 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
     Result<loadgen::Protocol> protocol = parse_protocol(o.protocol);
     if (!protocol) {
         fmt::print(stderr, "lifeline bench: {}\n", protocol.error().message);
+        return 2;
+    }
+    if (*protocol == loadgen::Protocol::framed && o.timeout <= o.heartbeat) {
+        fmt::print(stderr, "lifeline bench: --timeout ({}) must be longer than --heartbeat ({})\n", to_string(o.timeout),
+                   to_string(o.heartbeat));
+        return 2;
+    }
+    if (o.silence > 0 && o.silence_after >= o.hold) {
+        fmt::print(stderr, "lifeline bench: --silence-after ({}) must come before the end of --hold ({})\n",
+                   to_string(o.silence_after), to_string(o.hold));
+        return 2;
+    }
+    if (o.reconnect && o.silence > 0) {
+        fmt::print(stderr, "lifeline bench: --reconnect and --silence measure different things; use one at a time\n");
         return 2;
     }
     if (o.reconnect && *protocol != loadgen::Protocol::framed) {
@@ -233,13 +250,17 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
             return 2;
         }
         loadgen::BenchPlan plan = shard_plan(o, *protocol, *sources, k, shards, epoch);
-        const loadgen::BenchResult r = loadgen::run_shard(plan);
-        fmt::print("{}\n", loadgen::to_json(r).dump());
+        const Result<loadgen::BenchResult> r = loadgen::run_shard(plan);
+        if (!r) {
+            fmt::print(stderr, "lifeline bench: shard {}: {}\n", k, r.error().message);
+            return 1;
+        }
+        fmt::print("{}\n", loadgen::to_json(*r).dump());
         return 0;
     }
 
     const int shards = o.processes > 0 ? o.processes : (o.connections + per_process - 1) / per_process;
-    if (o.connections / shards + 1 > per_process) {
+    if ((o.connections + shards - 1) / shards > per_process) {
         fmt::print(stderr,
                    "lifeline bench: {} connections over {} process{} is {} per process, above the descriptor limit "
                    "({}); use --processes {}\n",
@@ -269,7 +290,12 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
     plan.progress = [shards](const std::string& line) {
         fmt::print(stderr, "bench{}: {}\n", shards > 1 ? " (shard 0)" : "", line);
     };
-    loadgen::BenchResult total = loadgen::run_shard(plan);
+    Result<loadgen::BenchResult> first = loadgen::run_shard(plan);
+    if (!first) {
+        fmt::print(stderr, "lifeline bench: {}\n", first.error().message);
+        return 1;  // The other shards die with us (their death signal).
+    }
+    loadgen::BenchResult total = std::move(*first);
     for (auto& [pid, fd] : children) {
         std::string text;
         char buf[65536];

@@ -34,8 +34,8 @@ std::vector<std::string> rebuild_arguments(const CLI::App& sub, const std::vecto
                 // A flag: CLI11 records "true"/"false" (or a count) per use.
                 if (value != "false" && value != "0") args.push_back(opt->get_name());
             } else {
-                args.push_back(opt->get_name());
-                args.push_back(value);
+                // One "--name=value" word: a value starting with '-' stays a value.
+                args.push_back(opt->get_name() + "=" + value);
             }
         }
     }

@@ -6,13 +6,14 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <filesystem>
 
 namespace lifeline::cli {
 
 Result<SelfProcess> spawn_self(const std::vector<std::string>& args, int death_signal) {
+    // Exec'ed as /proc/self/exe: the very binary running now, even if the
+    // file on disk was replaced or removed since (a rebuild, an upgrade).
     std::vector<std::string> full = args;
-    full.insert(full.begin(), std::filesystem::read_symlink("/proc/self/exe").string());
+    full.insert(full.begin(), "/proc/self/exe");
     std::vector<char*> argv;
     for (auto& a : full) argv.push_back(a.data());
     argv.push_back(nullptr);

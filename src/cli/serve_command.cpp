@@ -32,6 +32,25 @@ struct ServeOptions {
 
 int run_serve(ServeOptions& o, const CLI::App& app) {
     if (o.workers > 1) {
+        // Check what every worker would check, once, before starting any:
+        // a bad flag must fail here, not restart N workers forever.
+        if (o.log != "json") {
+            fmt::print(stderr, "lifeline serve: --workers needs --log json (the supervisor merges JSON events)\n");
+            return 2;
+        }
+        ServerOptions check = o.server;
+        if (o.detect_within <= Duration::zero()) {
+            Result<KeepalivePolicy> k = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
+            if (!k) {
+                fmt::print(stderr, "lifeline serve: {}\n", k.error().message);
+                return 2;
+            }
+            check.keepalive = *k;
+            if (auto v = check.validate(); !v) {
+                fmt::print(stderr, "lifeline serve: {}\n", v.error().message);
+                return 2;
+            }
+        }
         WorkerSupervisorOptions w;
         w.workers = o.workers;
         w.worker_args = rebuild_arguments(app, {"--workers", "--listen", "--http"});

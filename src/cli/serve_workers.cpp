@@ -128,7 +128,7 @@ public:
 
     std::string metrics() {
         std::vector<std::string> texts;
-        for (const std::string& url : worker_urls()) {
+        for (const auto& [k, url] : worker_urls()) {
             httplib::Client client(url);
             client.set_connection_timeout(1);
             client.set_read_timeout(2);
@@ -139,8 +139,7 @@ public:
 
     std::string connections() {
         nlohmann::json all = nlohmann::json::array();
-        int k = 0;
-        for (const std::string& url : worker_urls()) {
+        for (const auto& [k, url] : worker_urls()) {
             httplib::Client client(url);
             client.set_connection_timeout(1);
             client.set_read_timeout(2);
@@ -153,15 +152,23 @@ public:
                     }
                 }
             }
-            ++k;
         }
         return all.dump();
     }
 
 private:
-    std::vector<std::string> worker_urls() {
+    // (worker index, its /metrics base URL) for the workers up right now.
+    std::vector<std::pair<int, std::string>> worker_urls() {
         std::lock_guard lock(urls_mutex_);
         return urls_;
+    }
+
+    void rebuild_urls() {
+        std::lock_guard lock(urls_mutex_);
+        urls_.clear();
+        for (const Worker& x : workers_) {
+            if (!x.metrics_url.empty()) urls_.emplace_back(x.index, x.metrics_url);
+        }
     }
 
     int next_wait_ms(bool stopping, Clock::time_point kill_at) const {
@@ -240,11 +247,7 @@ private:
         const std::string address = j.value("address", "");
         if (address.rfind("http://", 0) == 0) {
             w.metrics_url = address;
-            std::lock_guard lock(urls_mutex_);
-            urls_.clear();
-            for (const Worker& x : workers_) {
-                if (!x.metrics_url.empty()) urls_.push_back(x.metrics_url);
-            }
+            rebuild_urls();
             return;  // Internal: the supervisor's own /metrics is the one to scrape.
         }
         w.listening = true;
@@ -269,6 +272,7 @@ private:
             w.out = -1;
             w.pid = -1;
             w.metrics_url.clear();
+            rebuild_urls();
             if (stopping) continue;
             if (Clock::now() - w.started >= kStableAfter) w.backoff = kFirstBackoff;
             w.restart_at = Clock::now() + w.backoff;
@@ -307,7 +311,7 @@ private:
     std::vector<Worker> workers_;
     bool announced_ = false;
     std::mutex urls_mutex_;  // urls_ is read by the HTTP threads.
-    std::vector<std::string> urls_;
+    std::vector<std::pair<int, std::string>> urls_;
 };
 
 }  // namespace

@@ -35,7 +35,7 @@ LoadStats sum(const std::vector<std::unique_ptr<LoadEngine>>& engines) {
 
 }  // namespace
 
-BenchResult run_shard(const BenchPlan& plan) {
+Result<BenchResult> run_shard(const BenchPlan& plan) {
     const int threads = std::max(1, plan.threads);
     std::vector<std::unique_ptr<LoadEngine>> engines;
     BenchResult result;
@@ -48,10 +48,7 @@ BenchResult run_shard(const BenchPlan& plan) {
         if (!o.sources.empty()) std::rotate(o.sources.begin(), o.sources.begin() + (t % o.sources.size()), o.sources.end());
         if (o.connections == 0) continue;
         Result<std::unique_ptr<LoadEngine>> e = make_engine(o);
-        if (!e) {
-            result.stats.first_error = e.error().message;
-            return result;
-        }
+        if (!e) return e.error();
         engines.push_back(std::move(*e));
     }
     sleep_until(plan.epoch_ns);
@@ -88,6 +85,7 @@ BenchResult run_shard(const BenchPlan& plan) {
         sleep_until(next);
     }
     const LoadStats before_stop = sum(engines);
+    const std::int64_t hold_end_ns = monotonic_ns();
     for (auto& e : engines) e->stop();
     for (auto& r : runners) r.join();
     result.stats = sum(engines);
@@ -95,7 +93,7 @@ BenchResult run_shard(const BenchPlan& plan) {
     result.stats.false_closes = before_stop.false_closes;
     result.stats.round_trips = before_stop.round_trips;
     result.round_trips_in_hold = before_stop.round_trips - trips_at_hold;
-    result.measured = Duration::nanoseconds(hold_started ? monotonic_ns() - hold_start_ns : 0);
+    result.measured = Duration::nanoseconds(hold_started ? hold_end_ns - hold_start_ns : 0);
     return result;
 }
 

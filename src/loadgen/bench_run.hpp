@@ -31,8 +31,11 @@ struct BenchResult {
     std::uint64_t round_trips_in_hold = 0;
 };
 
-// Runs one shard to completion.
-BenchResult run_shard(const BenchPlan& plan);
+// Runs one shard to completion; an error when an engine cannot be set up.
+Result<BenchResult> run_shard(const BenchPlan& plan);
+
+// The most connections one engine (one lifeline::Client) drives.
+inline constexpr int kMaxConnectionsPerEngine = 20'000;
 
 nlohmann::json to_json(const BenchResult& result);
 Result<BenchResult> bench_result_from_json(const nlohmann::json& j);

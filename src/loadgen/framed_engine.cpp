@@ -33,8 +33,8 @@ public:
         callbacks.on_rtt = [self](int, Duration) { self->round_trips_.fetch_add(1, std::memory_order_relaxed); };
         callbacks.on_down = [self](int conn, DisconnectReason reason) { self->on_down(conn, reason); };
         callbacks.on_silenced = [self](int conn, Instant now, Instant last_sent) { self->on_silenced(conn, now, last_sent); };
-        callbacks.on_event = [self](const Event& e) {
-            if (e.kind == EventKind::error && e.reason) self->on_connect_failure(e.message);
+        callbacks.on_connect_failed = [self](int, DisconnectReason, const std::string& message) {
+            if (!self->stopping_.load()) self->on_connect_failure(message);
         };
         Result<std::unique_ptr<Client>> client = Client::create(c, std::move(callbacks));
         if (!client) return client.error();
@@ -49,9 +49,8 @@ public:
     }
 
     void silence(double fraction) override {
-        const int per_mille = static_cast<int>(fraction * 1000.0 + 0.5);
         for (int i = 0; i < options_.connections; ++i) {
-            if (i % 1000 < per_mille) client_->silence(i);
+            if (is_silenced(static_cast<std::uint64_t>(i), fraction)) client_->silence(i);
         }
     }
 

@@ -65,13 +65,21 @@ public:
     virtual void run() = 0;
     // Thread-safe.
     virtual void stop() = 0;
-    // Thread-safe: every connection whose index i satisfies i % 1000 < fraction * 1000
-    // stops sending anything (no PINGs) but keeps reading, so it sees the
-    // server close it. Uses the moment of the call as the silence instant.
+    // Thread-safe: the connections chosen by is_silenced(i, fraction) stop
+    // sending anything (no PINGs) but keep reading, so they see the server
+    // close them. Uses the moment of the call as the silence instant.
     virtual void silence(double fraction) = 0;
     // Thread-safe snapshot.
     virtual LoadStats stats() const = 0;
 };
+
+// Whether connection `index` is among `fraction` of them: exactly
+// round(fraction * n) of any first n, spread evenly.
+inline bool is_silenced(std::uint64_t index, double fraction) {
+    const auto before = static_cast<std::uint64_t>(static_cast<double>(index) * fraction);
+    const auto after = static_cast<std::uint64_t>(static_cast<double>(index + 1) * fraction);
+    return after > before;
+}
 
 // framed (lifeline::Client) or echo/mqtt (a lean epoll engine).
 Result<std::unique_ptr<LoadEngine>> make_engine(const LoadOptions& options);

@@ -628,11 +628,11 @@ void RawEngine::stop() {
 void RawEngine::silence(double fraction) {
     // The instant of the call, not of the loop's next turn: that is what "silence" means to the caller.
     const Instant at = clock_.now();
-    const int per_mille = static_cast<int>(std::clamp(fraction, 0.0, 1.0) * 1000.0 + 0.5);
-    loop_->post([this, at, per_mille] {
+    fraction = std::clamp(fraction, 0.0, 1.0);
+    loop_->post([this, at, fraction] {
         std::uint64_t silenced = 0;
         for (std::uint32_t i = 0; i < count_; ++i) {
-            if (static_cast<int>(i % 1000) < per_mille && connections_[i].silence(at)) ++silenced;
+            if (is_silenced(i, fraction) && connections_[i].silence(at)) ++silenced;
         }
         std::lock_guard lock(mutex_);
         stats_.silenced += silenced;

@@ -491,6 +491,8 @@ void ClientConnection::down(DisconnectReason reason, const std::string& message)
     decoder_.reset();
     granted_id_.clear();
     if (was_open && client_.callbacks.on_down) client_.callbacks.on_down(index_, reason);
+    if (!was_open && state_ != State::finished && client_.callbacks.on_connect_failed)
+        client_.callbacks.on_connect_failed(index_, reason, message);
     if (client_.options.reconnect && !client_.stopping) {
         // Exponential backoff with full jitter (Brooker, "Exponential Backoff
         // and Jitter", AWS Architecture Blog 2015): a fleet that lost its

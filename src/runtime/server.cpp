@@ -825,7 +825,9 @@ void Connection::handle_ping(const Ping& ping) {
     }
     const std::uint32_t earned = static_cast<std::uint32_t>(now_ms - last_ping_ms_) / refill_ms;
     if (earned > 0) {
-        ping_tokens_ = static_cast<std::uint8_t>(std::min<std::uint32_t>(kPingBurst, ping_tokens_ + earned));
+        // Never below what a stall granted (forgive_stall may leave more than a burst).
+        ping_tokens_ = static_cast<std::uint8_t>(std::max<std::uint32_t>(
+            ping_tokens_, std::min<std::uint32_t>(kPingBurst, ping_tokens_ + earned)));
         last_ping_ms_ = ping_tokens_ == kPingBurst ? now_ms : last_ping_ms_ + earned * refill_ms;
     }
     if (ping_tokens_ == 0) {

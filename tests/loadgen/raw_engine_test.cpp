@@ -380,8 +380,8 @@ TEST(RawEngine, EchoSilencedConnectionsAreDetectedAndLiveOnesAreNot) {
     EXPECT_EQ(s.open, 50u);
     EXPECT_EQ(s.connect_failures, 0u);
 
-    // i % 1000 < 10: connections 0..9 of the 50 go silent.
-    engine->silence(0.01);
+    // A fifth of 50: exactly 10 go silent (every fifth connection).
+    engine->silence(0.2);
     s = engine.wait_stats([](const LoadStats& x) { return x.detect_after_silence_ns.size() >= 10; }, 10s);
     ASSERT_EQ(s.detect_after_silence_ns.size(), 10u) << describe(s);
     // The other 40 keep echoing: wait for about a dozen more heartbeats each,
@@ -542,6 +542,22 @@ TEST(RawEngine, RejectsOptionsItCannotRun) {
     EXPECT_FALSE(make_engine(options).ok());
     options.heartbeat = Duration::seconds(1);
     EXPECT_TRUE(make_engine(options).ok());
+}
+
+}  // namespace
+}  // namespace lifeline::loadgen
+
+namespace lifeline::loadgen {
+namespace {
+
+TEST(IsSilenced, PicksExactlyTheFractionOfAnyCount) {
+    for (std::uint64_t n : {1u, 7u, 50u, 500u, 19'608u}) {
+        for (double f : {0.0, 0.1, 0.25, 1.0}) {
+            std::uint64_t chosen = 0;
+            for (std::uint64_t i = 0; i < n; ++i) chosen += is_silenced(i, f) ? 1 : 0;
+            EXPECT_EQ(chosen, static_cast<std::uint64_t>(static_cast<double>(n) * f)) << n << " x " << f;
+        }
+    }
 }
 
 }  // namespace
