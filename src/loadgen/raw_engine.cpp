@@ -25,6 +25,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <span>
 
 #include "loadgen/load_engine.hpp"
@@ -100,10 +101,11 @@ private:
     void opened();
     void send_connect();
     void send_ping();
-    // Sends `bytes` at once or not at all (EAGAIN). False if the connection ended.
+    // Sends the rest of a short write first, then `bytes` (or drops them on
+    // EAGAIN). False if the connection ended.
     bool write_now(std::span<const std::uint8_t> bytes);
-    // The rest of a short write, before anything new. False if the connection ended.
-    bool flush_pending();
+    // One non-blocking send: bytes written (0 on EAGAIN), nullopt if the connection ended.
+    std::optional<std::size_t> send_some(std::span<const std::uint8_t> bytes);
     void read_available();
     // False if the connection ended while consuming.
     bool consume_echo(std::size_t bytes);
@@ -353,41 +355,35 @@ void RawConnection::send_ping() {
 bool RawConnection::write_now(std::span<const std::uint8_t> bytes) {
     assert(bytes.size() <= pending_.size());
     if (pending_size_ > 0) {
-        if (!flush_pending()) return false;
-        // Still stuck behind the rest of the previous ping: drop this one (see below).
+        const std::optional<std::size_t> flushed = send_some({pending_.data(), pending_size_});
+        if (!flushed) return false;
+        std::memmove(pending_.data(), pending_.data() + *flushed, pending_size_ - *flushed);
+        pending_size_ = static_cast<std::uint8_t>(pending_size_ - *flushed);
+        // Still stuck behind the rest of the previous ping: drop this one (see send_some).
         if (pending_size_ > 0) return true;
     }
+    const std::optional<std::size_t> written = send_some(bytes);
+    if (!written) return false;
+    if (*written > 0 && *written < bytes.size()) {
+        // The rest goes first at the next heartbeat, so the server's framing stays intact.
+        pending_size_ = static_cast<std::uint8_t>(bytes.size() - *written);
+        std::memcpy(pending_.data(), bytes.data() + *written, pending_size_);
+    }
+    return true;
+}
+
+std::optional<std::size_t> RawConnection::send_some(std::span<const std::uint8_t> bytes) {
     const ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent < 0) {
         // A full socket buffer means the server is not reading, which is exactly
         // what the server under test should notice: drop this ping, count
         // nothing, queue nothing (a queue would only hide the stall from it).
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
         server_gone(errno);
-        return false;
+        return std::nullopt;
     }
     last_send_ = engine_->loop().now();
-    const auto written = static_cast<std::size_t>(sent);
-    if (written < bytes.size()) {
-        // The rest goes first at the next heartbeat, so the server's framing stays intact.
-        pending_size_ = static_cast<std::uint8_t>(bytes.size() - written);
-        std::memcpy(pending_.data(), bytes.data() + written, pending_size_);
-    }
-    return true;
-}
-
-bool RawConnection::flush_pending() {
-    const ssize_t sent = ::send(fd_, pending_.data(), pending_size_, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
-        server_gone(errno);
-        return false;
-    }
-    last_send_ = engine_->loop().now();
-    const auto written = static_cast<std::size_t>(sent);
-    std::memmove(pending_.data(), pending_.data() + written, pending_size_ - written);
-    pending_size_ = static_cast<std::uint8_t>(pending_size_ - written);
-    return true;
+    return static_cast<std::size_t>(sent);
 }
 
 void RawConnection::read_available() {

@@ -35,8 +35,8 @@ namespace {
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-// Everything a Client reports, for the test thread to wait on.
-class ClientLog {
+// Everything a Client (or a Server: events only) reports, for the test thread to wait on.
+class EventLog {
 public:
     ClientCallbacks callbacks() {
         ClientCallbacks c;
@@ -105,7 +105,7 @@ private:
 // A Client running on its own thread; stopped and joined on destruction.
 class RunningClient {
 public:
-    RunningClient(const ClientOptions& options, ClientLog& log) : log_(log) {
+    RunningClient(const ClientOptions& options, EventLog& log) : log_(log) {
         auto created = Client::create(options, log.callbacks());
         if (!created) throw std::runtime_error(created.error().message);
         client_ = std::move(*created);
@@ -122,7 +122,7 @@ public:
     Client* operator->() { return client_.get(); }
 
 private:
-    ClientLog& log_;
+    EventLog& log_;
     std::unique_ptr<Client> client_;
     std::thread thread_;
 };
@@ -133,11 +133,7 @@ public:
     explicit RunningServer(ServerOptions options) {
         options.listen = "127.0.0.1:0";
         ServerCallbacks callbacks;
-        callbacks.on_event = [this](const Event& e) {
-            std::lock_guard lock(mutex_);
-            events_.push_back(e);
-            changed_.notify_all();
-        };
+        callbacks.on_event = log_.callbacks().on_event;
         auto created = Server::create(options, callbacks);
         if (!created) throw std::runtime_error(created.error().message);
         server_ = std::move(*created);
@@ -148,25 +144,10 @@ public:
         thread_.join();
     }
     std::string address() const { return server_->local_address(); }
-    std::optional<Event> wait_for(EventKind kind, std::chrono::milliseconds limit) {
-        std::unique_lock lock(mutex_);
-        std::optional<Event> found;
-        changed_.wait_for(lock, limit, [&] {
-            for (const Event& e : events_) {
-                if (e.kind == kind) {
-                    found = e;
-                    return true;
-                }
-            }
-            return false;
-        });
-        return found;
-    }
+    std::optional<Event> wait_for(EventKind kind, std::chrono::milliseconds limit) { return log_.wait_for(kind, limit); }
 
 private:
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    std::vector<Event> events_;
+    EventLog log_;
     std::unique_ptr<Server> server_;
     std::thread thread_;
 };
@@ -348,7 +329,7 @@ TEST(ClientModes, RawClientTalksToRawServerAndSeesItsClose) {
     so.echo = true;
     so.idle_timeout = Duration::seconds(1);  // Long enough for the echo to come back first.
     RunningServer server(so);
-    ClientLog log;
+    EventLog log;
     RunningClient client(client_options(server.address(), ClientMode::raw), log);
 
     auto connect = log.wait_for(EventKind::connect, 5s);
@@ -376,7 +357,7 @@ TEST(ClientModes, RawClientTalksToRawServerAndSeesItsClose) {
 
 TEST(ClientModes, RawClientSendsNoHelloAndHasNoHandshakeDeadline) {
     PlainListener listener;
-    ClientLog log;
+    EventLog log;
     ClientOptions o = client_options(listener.address(), ClientMode::raw);
     o.connect_timeout = Duration::milliseconds(100);  // Would cut a framed client off: no WELCOME ever comes.
     RunningClient client(o, log);
@@ -421,7 +402,7 @@ TEST(ClientModes, StoppedReaderFillsItsWindowKeepsPingingAndNeverConvicts) {
     // the client's socket can hold (tcp_wmem max is 4 MiB), so most of it waits
     // in the client's output queue and leaves only through EPOLLOUT.
     PlainListener listener(64 * 1024);
-    ClientLog log;
+    EventLog log;
     ClientOptions o = client_options(listener.address(), ClientMode::framed);
     o.output_budget = 32 << 20;
     RunningClient client(o, log);
@@ -455,7 +436,7 @@ TEST(ClientModes, StoppedReaderFillsItsWindowKeepsPingingAndNeverConvicts) {
 
 TEST(ClientModes, StoppedReaderEndsOnceWhenTheServerGivesUp) {
     PlainListener listener;
-    ClientLog log;
+    EventLog log;
     RunningClient client(client_options(listener.address(), ClientMode::framed), log);
     FakeServer server(listener.accept(5s));
     ASSERT_GE(server.fd(), 0);
@@ -481,7 +462,7 @@ TEST(ClientModes, StoppedReaderEndsOnceWhenTheServerGivesUp) {
 
 TEST(ClientModes, ClientKeepsItsLongerTimeoutWhenTheServerGrantsLess) {
     PlainListener listener;
-    ClientLog log;
+    EventLog log;
     ClientOptions o = client_options(listener.address(), ClientMode::framed);
     o.timeout = Duration::milliseconds(1200);
     RunningClient client(o, log);
@@ -514,7 +495,7 @@ TEST(ClientModes, RealServerClampsTheTimeoutButNotTheClientsPatience) {
     so.timeout = Duration::milliseconds(300);
     so.max_timeout = Duration::milliseconds(300);
     RunningServer server(so);
-    ClientLog log;
+    EventLog log;
     ClientOptions o = client_options(server.address(), ClientMode::framed);
     o.timeout = Duration::milliseconds(1200);
     RunningClient client(o, log);
