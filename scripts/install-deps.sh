@@ -10,6 +10,7 @@ packages=(
   libbenchmark-dev                      # bench/
   libcli11-dev libfmt-dev nlohmann-json3-dev
   libmnl-dev                            # netlink sock_diag
+  liburing-dev                          # serve --io uring (one io_uring_enter per loop turn)
   libcpp-httplib-dev                    # the server's /metrics and /connections endpoint
   iproute2 nftables procps              # network namespaces for the lab and netns tests
   psmisc                                # pstree: bench/ scripts add up a server's worker processes
