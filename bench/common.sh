@@ -1,18 +1,17 @@
 # Helpers shared by bench/compare.sh and bench/scale.sh (sourced, not run).
 
-ticks=$(getconf CLK_TCK)
-
 # Every pid of a process tree: the process and its descendants, not their threads
 # (a thread's /proc/TID/stat would count its whole process again).
 tree_pids() { pstree -pT "$1" 2>/dev/null | grep -o '([0-9]\+)' | tr -d '()'; }
 
-# utime + stime of a process tree, in seconds.
+# CPU time of a process tree, in seconds: the scheduler's nanosecond count
+# (/proc/PID/task/TID/schedstat, user + system) of every thread, not the
+# 10 ms ticks of /proc/PID/stat, which a 10 s window at 1,000 round trips a
+# second cannot resolve.
 cpu_tree_s() {
-    local total=0 p
-    for p in $(tree_pids "$1"); do
-        total=$((total + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    awk -v t="$total" -v k="$ticks" 'BEGIN { printf "%.2f", t / k }'
+    local p
+    for p in $(tree_pids "$1"); do cat /proc/"$p"/task/*/schedstat 2>/dev/null || true; done |
+        awk '{ ns += $1 } END { printf "%.6f", ns / 1e9 }'
 }
 
 # VmRSS of a process tree, in KiB.

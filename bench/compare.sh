@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Side by side, on this machine and the same load from `lifeline bench`:
-#   lifeline  `lifeline serve` (framed protocol, heartbeat timeout 3 s)
-#   floor     bench/floor_echo_server: raw epoll echo, no timers (echo protocol)
-#   asio      bench/asio_echo_server: one steady_timer per connection, 3 s (echo protocol)
-#   mosquitto the Debian MQTT broker, keep-alive 1 s (broker gives up after 1.5 s)
+#   lifeline        `lifeline serve` (framed protocol, heartbeat timeout 3 s), epoll
+#   lifeline-uring  the same with --io uring
+#   floor           bench/floor_echo_server: raw epoll echo, no timers (echo protocol)
+#   uring-floor     bench/uring_echo_server: the same echo over io_uring (echo protocol)
+#   asio            bench/asio_echo_server: one steady_timer per connection, 3 s (echo protocol)
+#   mosquitto       the Debian MQTT broker, keep-alive 1 s (broker gives up after 1.5 s)
 # The server runs pinned to CPU 0, the generator to CPU 1. Every connection
 # sends one heartbeat a second. For each server and N it measures:
 #   - server CPU time per heartbeat round trip, over a steady window after the ramp;
 #   - server RSS growth per connection;
 #   - after 10 % of the connections go silent at once: how long after each one's
 #     last byte the server closed it (p50 / p99 / max), and false positives.
-# Output: a table on stdout, build/bench-results/compare.csv and compare.svg
-# (CPU per round trip against N).
+# Each (N, server) pair runs REPEAT times, the servers interleaved within each
+# round (so a slow minute of this shared machine hits all of them alike); the
+# summary takes the median of the rounds. Output: one line per run on stdout,
+# then the summary with each server's ratio to the epoll floor;
+# build/bench-results/compare.csv (every run), compare-summary.csv (medians)
+# and compare.svg (median CPU per round trip against N).
 #
 # Usage: bash bench/compare.sh [N ...]        (default: 1000 5000 10000 18000)
-#        SERVERS="lifeline floor" bash bench/compare.sh 10000
+#        SERVERS="lifeline floor" REPEAT=5 bash bench/compare.sh 10000
 # Needs the release build (make build-release) and mosquitto (scripts/install-deps.sh).
 # Benchmarks are not tests: nothing here passes or fails on a figure.
 set -euo pipefail
@@ -22,18 +28,20 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 lifeline=build/release/src/cli/lifeline
 floor=build/release/bench/floor_echo_server
+uring_floor=build/release/bench/uring_echo_server
 asio=build/release/bench/asio_echo_server
 out_dir=build/bench-results
 counts=("$@")
 ((${#counts[@]})) || counts=(1000 5000 10000 18000)
-read -r -a servers <<<"${SERVERS:-floor lifeline asio mosquitto}"
+read -r -a servers <<<"${SERVERS:-floor lifeline lifeline-uring uring-floor asio mosquitto}"
+repeat=${REPEAT:-3}
 ramp=${RAMP:-4000}          # connections per second
 settle=${SETTLE:-3}         # seconds after the ramp before CPU is measured
 window=${WINDOW:-10}        # seconds of steady heartbeats measured
 silence_after=$((settle + window + 1))
 hold=$((silence_after + 6)) # room for the silent ones to be closed (budget 3 s)
 
-for f in "$lifeline" "$floor" "$asio"; do
+for f in "$lifeline" "$floor" "$uring_floor" "$asio"; do
     [[ -x $f ]] || { echo "compare.sh: $f is missing: run make build-release" >&2; exit 1; }
 done
 if [[ " ${servers[*]} " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null; then
@@ -50,14 +58,20 @@ start_server() { # name -> sets server_pid, port, protocol
     port=$((20000 + RANDOM % 20000))
     budget_flag=()
     case $name in
-    lifeline)
+    lifeline | lifeline-uring)
         protocol=framed
-        taskset -c 0 "$lifeline" serve --listen "127.0.0.1:$port" --heartbeat 1s --timeout 3s --max-timeout 3s \
-            --log text >"$tmp/server.out" 2>"$tmp/server.err" &
+        local io=epoll
+        [[ $name == lifeline-uring ]] && io=uring
+        taskset -c 0 "$lifeline" serve --io "$io" --listen "127.0.0.1:$port" --heartbeat 1s --timeout 3s \
+            --max-timeout 3s --log text >"$tmp/server.out" 2>"$tmp/server.err" &
         ;;
     floor)
         protocol=echo
         taskset -c 0 "$floor" --listen "127.0.0.1:$port" >"$tmp/server.out" 2>"$tmp/server.err" &
+        ;;
+    uring-floor)
+        protocol=echo
+        taskset -c 0 "$uring_floor" --listen "127.0.0.1:$port" >"$tmp/server.out" 2>"$tmp/server.err" &
         ;;
     asio)
         protocol=echo
@@ -85,12 +99,13 @@ start_server() { # name -> sets server_pid, port, protocol
 }
 
 csv=$out_dir/compare.csv
-echo "server,connections,cpu_us_per_rt,rss_bytes_per_conn,detect_p50_ms,detect_p99_ms,detect_max_ms,budget_ms,detected,silenced,false_positives,connect_failures" >"$csv"
+echo "server,connections,run,cpu_us_per_rt,rss_bytes_per_conn,detect_p50_ms,detect_p99_ms,detect_max_ms,budget_ms,detected,silenced,false_positives,connect_failures" >"$csv"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 echo "load: heartbeat 1 s per connection, ramp $ramp/s, CPU over ${window}s after ${settle}s of settling; server on CPU 0, generator on CPU 1"
-printf '%-10s %8s %12s %12s %26s %9s %6s\n' server N "CPU µs/RT" "RSS B/conn" "detect p50/p99/max (ms)" budget FP
+printf '%-15s %6s %4s %10s %11s %26s %7s %4s\n' server N run "CPU µs/RT" "RSS B/conn" "detect p50/p99/max (ms)" budget FP
 
 for n in "${counts[@]}"; do
+  for run in $(seq "$repeat"); do
     for name in "${servers[@]}"; do
         start_server "$name"
         rss0=$(rss_tree_kib "$server_pid")
@@ -124,24 +139,48 @@ for n in "${counts[@]}"; do
         silenced=$(field silenced)
         fp=$(field false_closes)
         failures=$(field connect_failures)
-        echo "$name,$n,$cpu_us,$rss_per,$p50,$p99,$pmax,$budget,$detected,$silenced,$fp,$failures" >>"$csv"
+        echo "$name,$n,$run,$cpu_us,$rss_per,$p50,$p99,$pmax,$budget,$detected,$silenced,$fp,$failures" >>"$csv"
         if [[ $detected == 0 ]]; then det="none (no timers)"; else
             det=$(printf '%.0f / %.0f / %.0f' "$p50" "$p99" "$pmax"); fi
-        printf '%-10s %8s %12s %12s %26s %9s %6s\n' "$name" "$n" "$cpu_us" "$rss_per" "$det ($detected/$silenced)" \
-            "$(printf '%.0f' "$budget")" "$fp"
+        printf '%-15s %6s %4s %10s %11s %26s %7s %4s\n' "$name" "$n" "$run" "$cpu_us" "$rss_per" \
+            "$det ($detected/$silenced)" "$(printf '%.0f' "$budget")" "$fp"
     done
+  done
 done
+
+# Medians over the runs, and each server's ratio to the epoll floor at the same N.
+summary=$out_dir/compare-summary.csv
+awk -F, -v out="$summary" '
+function median(list,    a, k, i, j, v) {
+    k = split(list, a, " ")
+    for (i = 2; i <= k; i++) { v = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > v + 0; j--) a[j + 1] = a[j]; a[j + 1] = v }
+    return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+}
+NR == 1 { next }
+{ key = $1 "," $2; if (!(key in cpu)) order[++count] = key
+  cpu[key] = cpu[key] " " $4; rss[key] = rss[key] " " $5; p99[key] = p99[key] " " $7; fp[key] += $12; runs[key]++ }
+END {
+    print "server,connections,runs,cpu_us_per_rt_median,cpu_ratio_to_floor,rss_bytes_per_conn_median,detect_p99_ms_median,false_positives_total" > out
+    for (i = 1; i <= count; i++) { key = order[i]; med[key] = median(cpu[key]) }
+    printf "\n%-15s %6s %4s %14s %9s %11s %13s %4s\n", "server", "N", "runs", "CPU µs/RT med", "x floor", "RSS B/conn", "detect p99 ms", "FP"
+    for (i = 1; i <= count; i++) {
+        key = order[i]; split(key, k, ",")
+        f = med["floor," k[2]]; ratio = f > 0 ? sprintf("%.2f", med[key] / f) : "-"
+        printf "%s,%d,%s,%.2f,%s,%.0f,%.1f,%d\n", k[1], k[2], runs[key], med[key], ratio, median(rss[key]), median(p99[key]), fp[key] > out
+        printf "%-15s %6s %4s %14.2f %9s %11.0f %13.1f %4d\n", k[1], k[2], runs[key], med[key], ratio, median(rss[key]), median(p99[key]), fp[key]
+    }
+}' "$csv"
 
 # The chart: CPU per round trip against N, one line per server.
 awk -F, -v out="$out_dir/compare.svg" '
 NR == 1 { next }
-{ s[$1] = 1; key = $1 SUBSEP $2; y[key] = $3; if ($2 > maxn) maxn = $2; if ($3 > maxy) maxy = $3
+{ s[$1] = 1; key = $1 SUBSEP $2; y[key] = $4; if ($2 > maxn) maxn = $2; if ($4 > maxy) maxy = $4
   if (!($2 in ns)) { ns[$2] = 1; nv[++count] = $2 + 0 } }
 END {
     W = 640; H = 400; L = 70; R = 130; T = 30; B = 50
-    split("#1b9e77 #d95f02 #7570b3 #e7298a #66a61e", colors, " ")
+    split("#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #e6ab02", colors, " ")
     printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H > out
-    printf "<text x=\"%d\" y=\"18\" font-size=\"14\">Server CPU per heartbeat round trip (µs) against connections</text>\n", L > out
+    printf "<text x=\"%d\" y=\"18\" font-size=\"14\">Server CPU per heartbeat round trip (µs, median of runs) against connections</text>\n", L > out
     printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", L, H - B, W - R, H - B > out
     printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", L, T, L, H - B > out
     maxy *= 1.1
@@ -170,6 +209,6 @@ END {
         printf "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", W - R + 10, T + 16 * c, colors[c], name > out
     }
     print "</svg>" > out
-}' "$csv"
+}' "$summary"
 echo
-echo "results: $csv, chart: $out_dir/compare.svg"
+echo "results: $csv (every run), $summary (medians), chart: $out_dir/compare.svg"

@@ -30,6 +30,14 @@ enum class ServerMode : std::uint8_t {
     raw,     // No protocol: any TCP client. Kernel keepalive + user timeout (+ idle timeout).
 };
 
+// How a server's event loops do connection I/O.
+enum class IoBackend : std::uint8_t {
+    epoll,  // Readiness + one recv and one send per message: portable, the default.
+    uring,  // io_uring (Linux 6.1+, liburing): no system call per connection,
+            // one io_uring_enter per loop turn. Server::create() fails with the
+            // kernel's reason where io_uring is unavailable or disabled.
+};
+
 struct ServerOptions {
     std::string listen = "0.0.0.0:8888";    // IPv4 "a.b.c.d:port" or IPv6 "[::1]:port"; port 0 = any
     ServerMode mode = ServerMode::framed;
@@ -42,6 +50,7 @@ struct ServerOptions {
     bool server_pings = false;                 // The server also sends PINGs when quiet.
     KeepalivePolicy keepalive;                 // Applied to every accepted socket.
     int threads = 1;
+    IoBackend io = IoBackend::epoll;
     std::size_t output_budget = 1 << 20;       // Bytes queued for a peer that does not read; then slow_consumer.
     std::size_t max_body_size = 64 * 1024;
     std::size_t max_connections = 1'000'000;

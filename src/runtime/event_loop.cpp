@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
+
+#include "runtime/io_ring.hpp"
 
 namespace lifeline::runtime {
 
@@ -23,6 +27,11 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create(const EventLoopConfig& conf
     ev.events = EPOLLIN;
     ev.data.ptr = nullptr;  // nullptr marks the wake-up fd.
     if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &ev) != 0) return system_error("epoll_ctl(ADD eventfd)", errno);
+    if (config.use_io_uring) {
+        Result<std::unique_ptr<IoRing>> ring = IoRing::create(epoll_fd);
+        if (!ring) return ring.error();
+        loop->ring_ = std::move(*ring);
+    }
     return loop;
 }
 
@@ -84,13 +93,18 @@ int EventLoop::timeout_ms(Instant next) const {
 }
 
 void EventLoop::run() {
+    if (ring_) {
+        // Only fails for a ring that is not the disabled one create() made.
+        if (auto r = ring_->enable(); !r) {
+            std::fprintf(stderr, "lifeline: %s\n", r.error().message.c_str());
+            std::abort();
+        }
+    }
     while (!stopping_.load(std::memory_order_acquire)) run_turn();
     run_posted();  // Work posted before stop() (e.g. a shutdown step) still runs.
 }
 
-void EventLoop::run_turn() {
-    const Instant deadline = wheel_.next_expiry();
-    const int n = ::epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()), timeout_ms(deadline));
+void EventLoop::woke(Instant deadline) {
     now_ = clock_.now();
     // Lag only counts when we slept past a deadline we meant to keep.
     const Duration lag = deadline.is_never() || now_ <= deadline ? Duration::zero() : now_ - deadline;
@@ -100,6 +114,9 @@ void EventLoop::run_turn() {
         stalls_.fetch_add(1, std::memory_order_relaxed);
         if (on_stall_) on_stall_(lag);
     }
+}
+
+void EventLoop::dispatch_epoll(int n) {
     for (int i = 0; i < n; ++i) {
         auto* handler = static_cast<LoopObject*>(events_[static_cast<std::size_t>(i)].data.ptr);
         if (handler == nullptr) {
@@ -109,6 +126,39 @@ void EventLoop::run_turn() {
         }
         handler->on_io(events_[static_cast<std::size_t>(i)].events);
     }
+}
+
+int EventLoop::epoll_wait(int timeout) {
+    const int n = ::epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()), timeout);
+    return n < 0 ? 0 : n;  // EINTR: nothing this turn.
+}
+
+void EventLoop::wait_and_dispatch(Instant deadline) {
+    if (!ring_) {
+        const int n = epoll_wait(timeout_ms(deadline));
+        woke(deadline);
+        dispatch_epoll(n);
+        return;
+    }
+    // Listeners and posted work wake the ring through its poll of the epoll
+    // fd; only a batch that may have left (level-triggered) fds ready makes
+    // us look at the epoll set again without being told.
+    if (auto r = ring_->wait(epoll_maybe_ready_ ? 0 : timeout_ms(deadline)); !r) {
+        std::fprintf(stderr, "lifeline: %s\n", r.error().message.c_str());
+        std::abort();  // EFAULT/EINVAL: a bug, not a condition to ride out.
+    }
+    woke(deadline);
+    const bool epoll_ready = ring_->dispatch(config_.max_events_per_turn * 4);
+    if (epoll_ready || epoll_maybe_ready_) {
+        const int n = epoll_wait(0);
+        epoll_maybe_ready_ = n > 0;
+        dispatch_epoll(n);
+    }
+}
+
+void EventLoop::run_turn() {
+    const Instant deadline = wheel_.next_expiry();
+    wait_and_dispatch(deadline);
     run_posted();
     int fired = 0;
     wheel_.advance(now_, [this, &fired](TimerNode& node) {
@@ -118,6 +168,7 @@ void EventLoop::run_turn() {
             wheel_.schedule(node, now_);  // Due now: fires at the next turn, after I/O.
         }
     });
+    flush_ring_output();
     // A turn that itself ran long (thousands of timers, a slow callback) is a
     // stall too: whatever the peers sent meanwhile is still unread.
     const Duration busy = clock_.now() - now_;
@@ -126,6 +177,12 @@ void EventLoop::run_turn() {
         now_ = clock_.now();
         if (on_stall_) on_stall_(busy);
     }
+}
+
+void EventLoop::flush_ring_output() {
+    flushing_.swap(flush_list_);
+    for (LoopObject* object : flushing_) object->on_ring_flush();
+    flushing_.clear();
 }
 
 void EventLoop::run_posted() {

@@ -2,6 +2,11 @@
 // sleeps exactly until the wheel's next expiry; an eventfd lets other threads
 // post work. Internal to src/runtime.
 //
+// With `use_io_uring`, connection sockets (StreamSocket) go through an IoRing
+// instead of epoll, and the loop waits in io_uring_enter, which also watches
+// the epoll set (listeners, the wake-up fd): one system call per turn for
+// every connection's receives and sends.
+//
 // A turn: epoll_wait -> read the clock once -> measure how late we woke (loop
 // lag) -> if the loop itself was stalled, tell the owner before anything else
 // (the stall guard) -> dispatch I/O (bounded per turn) -> run posted tasks ->
@@ -15,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "core/timing_wheel.hpp"
@@ -24,6 +30,18 @@
 
 namespace lifeline::runtime {
 
+class IoRing;
+
+enum class RingOp : std::uint8_t { receive = 1, send = 2 };
+
+// An io_uring completion for a LoopObject's socket (io_uring loops only).
+struct RingCompletion {
+    RingOp op;
+    int result;                           // Bytes, 0 (end of stream on receive), or -errno.
+    bool more;                            // A multishot receive stays armed.
+    std::span<const std::uint8_t> bytes;  // receive: what arrived (valid during on_ring only).
+};
+
 // Anything the loop drives: readiness on its fd and its one timer. The timer
 // node is the object itself, so an expired node maps back to its owner with a
 // static_cast and costs no extra pointer. Cancel the timer before destroying.
@@ -32,6 +50,12 @@ public:
     virtual ~LoopObject() = default;
     virtual void on_io(std::uint32_t epoll_events) = 0;
     virtual void on_timer() = 0;
+    // io_uring loops: one of this object's socket operations completed. The
+    // object may end itself here (nothing touches it afterwards).
+    virtual void on_ring(const RingCompletion&) {}
+    // io_uring loops: the end of the turn in which this object asked for
+    // flush_at_end_of_turn(). The object may end itself here too.
+    virtual void on_ring_flush() {}
 };
 
 struct EventLoopConfig {
@@ -45,6 +69,9 @@ struct EventLoopConfig {
     // process, or the machine) was stalled: silence that accrued meanwhile is
     // not the peers' fault.
     Duration stall_threshold = Duration::milliseconds(250);
+    // Serve StreamSockets through io_uring (see above). create() fails with
+    // the kernel's reason where io_uring is missing or disabled.
+    bool use_io_uring = false;
 };
 
 class EventLoop {
@@ -58,6 +85,11 @@ public:
     Result<void> add(int fd, std::uint32_t events, LoopObject* handler);
     Result<void> modify(int fd, std::uint32_t events, LoopObject* handler);
     void remove(int fd);  // Before close(fd); errors are ignored because the fd is going anyway.
+    // The io_uring half, or nullptr on an epoll-only loop.
+    IoRing* ring() { return ring_.get(); }
+    // io_uring loops: call `object.on_ring_flush()` once this turn's work is
+    // done (so a turn's output to one peer leaves as one send).
+    void flush_at_end_of_turn(LoopObject& object) { flush_list_.push_back(&object); }
 
     // The object's on_timer() runs at the first tick at or after `deadline`.
     void schedule(LoopObject& object, Instant deadline) { wheel_.schedule(object, deadline); }
@@ -83,6 +115,13 @@ public:
 private:
     EventLoop(const EventLoopConfig& config, int epoll_fd, int wake_fd);
     void run_turn();
+    // Waits (epoll_wait, or the ring's enter) and dispatches I/O; returns the deadline waited for.
+    void wait_and_dispatch(Instant deadline);
+    int epoll_wait(int timeout_ms);
+    // Reads the clock after a wait; reports a stall before any I/O is dispatched.
+    void woke(Instant deadline);
+    void dispatch_epoll(int ready);
+    void flush_ring_output();
     void run_posted();
     // Milliseconds until `next` (the wheel's next expiry), rounded up; -1 for never.
     int timeout_ms(Instant next) const;
@@ -95,6 +134,12 @@ private:
     TimingWheel wheel_;
     std::function<void(Duration)> on_stall_;
     std::vector<epoll_event> events_;
+    std::unique_ptr<IoRing> ring_;
+    std::vector<LoopObject*> flush_list_;
+    std::vector<LoopObject*> flushing_;
+    // Ring loops: the epoll set may still hold ready (level-triggered) fds
+    // after a full batch, which its poll would not report again.
+    bool epoll_maybe_ready_ = false;
     std::atomic<bool> stopping_{false};
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;

@@ -55,12 +55,17 @@ bool OutputQueue::load_next() {
     return true;
 }
 
+std::span<const std::uint8_t> OutputQueue::front() {
+    if (current_pos_ == current_.size() && !load_next()) return {};
+    return {current_.data() + current_pos_, current_.size() - current_pos_};
+}
+
 OutputQueue::FlushResult OutputQueue::flush(int fd) {
     FlushResult r;
     while (true) {
-        if (current_pos_ == current_.size() && !load_next()) return r;
-        const ssize_t n = ::send(fd, current_.data() + current_pos_, current_.size() - current_pos_,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        const std::span<const std::uint8_t> next = front();
+        if (next.empty()) return r;
+        const ssize_t n = ::send(fd, next.data(), next.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -70,7 +75,7 @@ OutputQueue::FlushResult OutputQueue::flush(int fd) {
             }
             return r;
         }
-        current_pos_ += static_cast<std::size_t>(n);
+        consume(static_cast<std::size_t>(n));
         r.written += static_cast<std::size_t>(n);
     }
 }

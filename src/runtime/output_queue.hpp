@@ -36,6 +36,12 @@ public:
     // Sends as much as the socket takes, frame by frame, control first.
     FlushResult flush(int fd);
 
+    // For a sender that is not a send() call (io_uring): the next bytes to
+    // send, in flush() order (empty when nothing is queued), and how many of
+    // them went. The span stays valid until consume(); push() does not move it.
+    std::span<const std::uint8_t> front();
+    void consume(std::size_t sent) { current_pos_ += sent; }
+
 private:
     bool load_next();
 

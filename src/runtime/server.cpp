@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/codec.hpp"
 #include "core/failure_detector.hpp"
@@ -33,6 +34,8 @@ namespace lifeline {
 using runtime::EventLoop;
 using runtime::LoopObject;
 using runtime::OutputQueue;
+using runtime::RingCompletion;
+using runtime::RingOp;
 using runtime::StreamSocket;
 
 Result<void> ServerOptions::validate() const {
@@ -105,6 +108,8 @@ public:
 
     void on_io(std::uint32_t events) override;
     void on_timer() override;
+    void on_ring(const RingCompletion& completion) override;
+    void on_ring_flush() override;
 
     void start();
     // Ends the connection exactly once: emits `closed` and releases the fd.
@@ -124,11 +129,16 @@ public:
     std::uint32_t slot() const { return slot_; }
     ConnState state() const { return state_; }
     bool output_pending() const { return socket_.queued_bytes() > 0; }
+    // io_uring: operations still in flight; a closed connection lingers until none are.
+    bool ring_busy() const { return socket_.ring_busy(); }
     // The id the client chose, or the one the server assigned ("c<conn>"); empty before HELLO.
     std::string client_id() const;
 
 private:
     void read_available();
+    // What a read (or a receive completion) brought; false when reading should stop.
+    bool take_read(const StreamSocket::ReadResult& r, std::span<const std::uint8_t> bytes);
+    void after_send(std::size_t written, int error);
     void handle_bytes(std::span<const std::uint8_t> bytes);
     void handle_frame(const Frame& frame);
     void handle_hello(const Hello& hello);
@@ -270,6 +280,7 @@ public:
         for (auto& conn : slots_) {
             if (conn) loop_->cancel(*conn);
         }
+        for (Connection* conn : limbo_) delete conn;
         loop_->cancel(listener_);
         loop_->cancel(shutdown_);
         loop_->cancel(push_timer_);
@@ -311,9 +322,23 @@ public:
         free_slots_.push_back(slot);
         --live_;
         if (graveyard_.size() == 1) {
-            loop_->post([this] { graveyard_.clear(); });
+            loop_->post([this] { bury(); });
         }
         if (shutting_down_ && live_ == 0) loop_->stop();
+    }
+
+    // Frees the closed connections, except those the ring still has
+    // operations for: they wait in limbo_ until their last completion.
+    void bury() {
+        for (auto& conn : graveyard_) {
+            if (conn->ring_busy()) limbo_.insert(conn.release());
+        }
+        graveyard_.clear();
+    }
+    // A closed connection's last ring operation completed. One still in the
+    // graveyard is freed with it.
+    void release(Connection* conn) {
+        if (limbo_.erase(conn) > 0) delete conn;
     }
 
     Connection* find(std::uint32_t slot, std::uint64_t id) {
@@ -473,6 +498,7 @@ private:
     std::vector<std::uint32_t> free_slots_;
     std::size_t live_ = 0;
     std::vector<std::unique_ptr<Connection>> graveyard_;
+    std::unordered_set<Connection*> limbo_;
     std::vector<std::uint8_t> scratch_;
     std::vector<std::uint8_t> encode_;
     // Push (ServerOptions::push_rate); all unused when it is 0.
@@ -686,21 +712,39 @@ void Connection::read_available() {
     std::vector<std::uint8_t>& scratch = worker().scratch();
     for (int i = 0; i < kMaxReadsPerEvent && state_ != ConnState::closed; ++i) {
         const StreamSocket::ReadResult r = socket_.read(scratch);
-        switch (r.status) {
-            case StreamSocket::ReadStatus::data:
-                handle_bytes({scratch.data(), r.bytes});
-                if (r.bytes < scratch.size()) return;  // Drained.
-                break;
-            case StreamSocket::ReadStatus::would_block: return;
-            case StreamSocket::ReadStatus::eof:
-                // While draining after ECONNRESET, end of stream is only the
-                // reset socket (its error already taken): the RST decides.
-                if (draining_) return;
-                close(DisconnectReason::peer_closed);
-                return;
-            case StreamSocket::ReadStatus::error: close_on_socket_error(r.error); return;
-        }
+        if (!take_read(r, scratch) || r.bytes < scratch.size()) return;  // < scratch: drained.
     }
+}
+
+bool Connection::take_read(const StreamSocket::ReadResult& r, std::span<const std::uint8_t> bytes) {
+    switch (r.status) {
+        case StreamSocket::ReadStatus::data: handle_bytes(bytes.first(r.bytes)); return true;
+        case StreamSocket::ReadStatus::would_block: return false;
+        case StreamSocket::ReadStatus::eof:
+            // While draining after ECONNRESET, end of stream is only the
+            // reset socket (its error already taken): the RST decides.
+            if (!draining_) close(DisconnectReason::peer_closed);
+            return false;
+        case StreamSocket::ReadStatus::error: close_on_socket_error(r.error); return false;
+    }
+    return false;
+}
+
+void Connection::on_ring(const RingCompletion& c) {
+    EventLoop& loop = worker().loop();
+    if (c.op == RingOp::receive) {
+        const StreamSocket::ReadResult r = socket_.received(loop, *this, c);
+        if (state_ != ConnState::closed) take_read(r, c.bytes);
+    } else {
+        const StreamSocket::SentResult r = socket_.sent(loop, *this, c);
+        if (state_ != ConnState::closed) after_send(r.written, r.error);
+    }
+    if (state_ == ConnState::closed && !socket_.ring_busy()) worker().release(this);  // May free this.
+}
+
+void Connection::on_ring_flush() {
+    socket_.flush_turn(worker().loop(), *this);
+    if (state_ == ConnState::closed && !socket_.ring_busy()) worker().release(this);  // May free this.
 }
 
 void Connection::close_on_socket_error(int err) {
@@ -878,12 +922,17 @@ void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, boo
 
 void Connection::flush() {
     const OutputQueue::FlushResult r = socket_.flush(worker().loop(), *this);
-    if (r.written > 0) liveness_.on_bytes_sent(worker().loop().now());
-    if (r.error != 0) {
-        close_on_socket_error(r.error);
+    after_send(r.written, r.error);
+}
+
+void Connection::after_send(std::size_t written, int error) {
+    if (written > 0) liveness_.on_bytes_sent(worker().loop().now());
+    if (error != 0) {
+        close_on_socket_error(error);
         return;
     }
-    if (!r.would_block && worker().shutting_down()) close(DisconnectReason::shutdown);
+    // Shutting down: the CLOSE frame (and whatever was before it) is out.
+    if (!output_pending() && worker().shutting_down()) close(DisconnectReason::shutdown);
 }
 
 void Connection::close_with_frame(DisconnectReason reason, CloseCode code, const std::string& text) {
@@ -911,7 +960,7 @@ void Connection::close(DisconnectReason reason, const std::string& message) {
     server.emit(e);
     if (chosen_id_) server.release_session(*chosen_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
     worker().loop().cancel(*this);
-    socket_.close();
+    socket_.close(worker().loop());
     worker().retire(slot_);
 }
 
@@ -1003,6 +1052,7 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options, Ser
         runtime::EventLoopConfig loop_config;
         loop_config.tick = options.tick;
         loop_config.stall_threshold = options.stall_threshold;
+        loop_config.use_io_uring = options.io == IoBackend::uring;
         Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(loop_config);
         if (!loop) {
             ::close(*fd);

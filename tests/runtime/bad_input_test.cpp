@@ -49,6 +49,7 @@
 #include "core/codec.hpp"
 #include "net/loopback_pair.hpp"
 #include "support/child_process.hpp"
+#include "support/serve_io.hpp"
 
 namespace lifeline {
 namespace {
@@ -206,6 +207,7 @@ ServerProcess start_server(const std::vector<std::string>& flags,
                            const std::string& shell_prefix = "") {
     std::vector<std::string> argv{LIFELINE_BINARY, "serve", "--listen", "127.0.0.1:0"};
     argv.insert(argv.end(), flags.begin(), flags.end());
+    for (const std::string& flag : lifeline::testing::serve_io_flags()) argv.push_back(flag);
     ServerProcess s;
     s.log = std::make_unique<EventLog>();
     // The shell execs the server, so the child's pid is the server's.

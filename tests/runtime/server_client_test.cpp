@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "support/child_process.hpp"
+#include "support/serve_io.hpp"
 
 namespace lifeline {
 namespace {
@@ -27,6 +28,7 @@ struct Server {
 Server start_server(std::vector<std::string> args, const std::string& listen = "127.0.0.1:0") {
     std::vector<std::string> argv = {LIFELINE_BINARY, "serve", "--listen", listen};
     argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& flag : lifeline::testing::serve_io_flags()) argv.push_back(flag);
     Server s{std::make_unique<ChildProcess>(argv), ""};
     auto listening = s.process->wait_for_event("listening", 10s);
     if (listening) s.address = (*listening)["address"];

@@ -39,6 +39,7 @@
 #include "lifeline/server.hpp"
 #include "net/loopback_pair.hpp"
 #include "support/child_process.hpp"
+#include "support/serve_io.hpp"
 
 namespace lifeline {
 namespace {
@@ -72,6 +73,7 @@ struct ServerProcess {
 ServerProcess start_server(const std::vector<std::string>& flags) {
     std::vector<std::string> argv{LIFELINE_BINARY, "serve", "--listen", "127.0.0.1:0"};
     argv.insert(argv.end(), flags.begin(), flags.end());
+    for (const std::string& flag : lifeline::testing::serve_io_flags()) argv.push_back(flag);
     ServerProcess s;
     s.proc = std::make_unique<ChildProcess>(argv);
     const std::optional<Json> listening = s.proc->wait_for_event("listening", 10s);

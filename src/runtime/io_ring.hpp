@@ -1,0 +1,64 @@
+// The io_uring half of an EventLoop (`serve --io uring`): connection sockets
+// are served with no system call of their own. Each has one multishot receive
+// that takes its buffer from a ring shared by the whole loop (an idle
+// connection holds none), sends are queued as submissions, and the loop makes
+// one io_uring_enter per turn that submits everything queued and waits for
+// completions, its epoll set included (a multishot poll on the epoll fd).
+// Internal to src/runtime.
+//
+// Completions reach the LoopObject that asked, through on_ring(). Its address
+// is the completion's tag, so an owner must stay alive until every operation
+// it started has completed (StreamSocket counts them, and shuts its socket
+// down to end them).
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "lifeline/result.hpp"
+#include "runtime/event_loop.hpp"
+
+namespace lifeline::runtime {
+
+class LoopObject;
+
+class IoRing {
+public:
+    // The ring starts disabled: enable() on the thread that will drive it
+    // (the kernel then lets only that thread submit: IORING_SETUP_SINGLE_ISSUER).
+    static Result<std::unique_ptr<IoRing>> create(int epoll_fd);
+    ~IoRing();
+    IoRing(const IoRing&) = delete;
+    IoRing& operator=(const IoRing&) = delete;
+
+    Result<void> enable();
+
+    // Queued until the next wait(); completions go to `owner`.
+    void receive(int fd, LoopObject& owner);
+    void send(int fd, std::span<const std::uint8_t> bytes, LoopObject& owner);
+    // Submits what is queued, then waits until a completion is ready or
+    // `timeout_ms` passes (0: do not wait; -1: no limit).
+    Result<void> wait(int timeout_ms);
+    // Dispatches up to `limit` ready completions. Returns whether the epoll
+    // set became readable meanwhile.
+    bool dispatch(int limit);
+
+private:
+    IoRing() = default;
+    io_uring_sqe* next_sqe();
+    void arm_epoll_poll();
+    void give_back(unsigned buffer_id);
+
+    io_uring ring_{};
+    bool ring_ready_ = false;
+    int epoll_fd_ = -1;
+    io_uring_buf_ring* buffer_ring_ = nullptr;
+    std::size_t buffer_ring_bytes_ = 0;
+    std::vector<std::uint8_t> buffers_;
+};
+
+}  // namespace lifeline::runtime
