@@ -55,7 +55,10 @@ struct ServerOptions {
     std::size_t max_body_size = 64 * 1024;
     std::size_t max_connections = 1'000'000;
     bool echo = false;                         // Echo DATA (framed) or bytes (raw) back.
-    Duration tick = Duration::milliseconds(10);
+    // Timer wheel resolution: a silent peer is declared dead at most about
+    // this long after its timeout. Fine ticks cost wake-ups only while timers
+    // are expiring: a healthy peer pushes its deadline ahead and never fires.
+    Duration tick = Duration::milliseconds(1);
     Duration stall_threshold = Duration::milliseconds(250);
     std::string http;                          // "127.0.0.1:9100": serve /metrics and /connections ("" = off)
     // Push: stream this many bytes of filler per second to every open

@@ -164,6 +164,10 @@ void add_serve_command(CLI::App& app, Action& run) {
                     "fails at start where the kernel refuses io_uring)")
         ->capture_default_str()
         ->check(CLI::IsMember({"epoll", "uring"}));
+    add_duration_option(*sub, "--tick", s.tick,
+                        "Timer wheel resolution: a silent peer is declared dead at most this long after its\n"
+                        "timeout (plus scheduling). Finer costs wake-ups only while timers are expiring (healthy\n"
+                        "peers push their deadlines ahead and never fire); at most 1s");
     sub->add_option("--threads", s.threads, "Event loops, each with its own SO_REUSEPORT listener")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));

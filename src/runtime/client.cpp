@@ -358,7 +358,10 @@ void ClientConnection::transmit(std::span<const std::uint8_t> bytes, bool contro
         fail_socket(r.error);
         return;
     }
-    if (r.written_now > 0) liveness_.on_bytes_sent(client_.loop->now());
+    // The instant the bytes left, not the turn's start: a turn that sends
+    // thousands of PINGs would otherwise date the last ones milliseconds early
+    // (and on_silenced reports this instant to `lifeline bench`).
+    if (r.written_now > 0) liveness_.on_bytes_sent(client_.loop->precise_now());
     if (socket_->queued_bytes() > client_.options.output_budget) {
         down(DisconnectReason::slow_consumer, "server is not reading: output budget exceeded");
         return;
@@ -368,7 +371,7 @@ void ClientConnection::transmit(std::span<const std::uint8_t> bytes, bool contro
 
 void ClientConnection::flush() {
     const auto r = socket_->flush(*client_.loop, *this);
-    if (r.written > 0) liveness_.on_bytes_sent(client_.loop->now());
+    if (r.written > 0) liveness_.on_bytes_sent(client_.loop->precise_now());
     if (r.error != 0) {
         fail_socket(r.error);
         return;

@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace lifeline::runtime {
 
@@ -26,6 +29,11 @@ constexpr int kBufferGroup = 0;
 // (LoopObjects are 8-byte aligned), or one of these, which no address is.
 constexpr std::uint64_t kEpollTag = 4;  // The epoll set became readable.
 constexpr std::uint64_t kOpMask = 7;
+
+static_assert(alignof(LoopObject) > kOpMask, "an owner's address must leave the tag's op bits free");
+static_assert(static_cast<std::uint64_t>(RingOp::receive) <= kOpMask && static_cast<std::uint64_t>(RingOp::send) <= kOpMask &&
+                  static_cast<std::uint64_t>(RingOp::send) < kEpollTag,
+              "ops fit the tag's low bits and differ from the epoll tag");
 
 std::uint64_t tag(LoopObject& owner, RingOp op) {
     return reinterpret_cast<std::uintptr_t>(&owner) | static_cast<std::uint64_t>(op);
@@ -85,12 +93,15 @@ Result<void> IoRing::enable() {
 
 io_uring_sqe* IoRing::next_sqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    while (sqe == nullptr) {
-        // The submission queue is full: hand it to the kernel now (rare: it
-        // holds 4096 and is emptied every turn).
-        io_uring_submit(&ring_);
-        sqe = io_uring_get_sqe(&ring_);
+    if (sqe != nullptr) return sqe;
+    // The submission queue is full: hand it to the kernel now (rare: it holds
+    // 4096 and is emptied every turn).
+    if (const int r = io_uring_submit(&ring_); r < 0) {
+        std::fprintf(stderr, "lifeline: io_uring_submit: %s\n", std::strerror(-r));
+        std::abort();  // Only EFAULT/EINVAL/EBADF-like errors: a bug, not a condition to ride out.
     }
+    sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) std::abort();  // Submitted, so there is room.
     return sqe;
 }
 
@@ -116,9 +127,9 @@ void IoRing::receive(int fd, LoopObject& owner) {
 
 void IoRing::send(int fd, std::span<const std::uint8_t> bytes, LoopObject& owner) {
     io_uring_sqe* sqe = next_sqe();
-    // MSG_WAITALL: the kernel retries a short send itself, so a completion
-    // means all of it went (or the connection failed).
-    io_uring_prep_send(sqe, fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_WAITALL);
+    // Not MSG_WAITALL: a send the socket cannot take whole completes short,
+    // as send(2) would, which is how the owner learns its peer is behind.
+    io_uring_prep_send(sqe, fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, tag(owner, RingOp::send));
 }
 

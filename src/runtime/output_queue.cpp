@@ -22,30 +22,39 @@ std::size_t OutputQueue::queued_bytes() const {
     return (current_.size() - current_pos_) + control_.size() + (data_.size() - data_pos_);
 }
 
-bool OutputQueue::load_next() {
+std::size_t OutputQueue::next_data_len() const {
+    const std::size_t len = data_.size() - data_pos_;
+    if (!framed_) return len;  // Raw bytes: no boundaries to keep.
+    assert(len >= 4);
+    const std::uint8_t* p = data_.data() + data_pos_;
+    const std::size_t frame = 4 + ((std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3]);
+    assert(frame <= len);
+    return frame;
+}
+
+bool OutputQueue::load_next(std::size_t batch) {
     current_.clear();
     current_pos_ = 0;
     if (!control_.empty()) {
         current_.swap(control_);  // All pending control frames: small, and boundaries are kept.
-        return true;
+        if (batch == 0) return true;
     }
     if (data_pos_ == data_.size()) {
+        if (!current_.empty()) return true;
         data_ = {};  // Release the memory: an idle connection owns no buffer.
         data_pos_ = 0;
         current_ = {};
         return false;
     }
-    std::size_t len = data_.size() - data_pos_;
-    if (framed_) {
-        assert(len >= 4);
-        const std::uint8_t* p = data_.data() + data_pos_;
-        const std::size_t frame = 4 + ((std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3]);
-        assert(frame <= len);
-        len = frame;
+    // One DATA frame, or (batch) as many whole ones as fit in `batch` bytes.
+    while (data_pos_ < data_.size()) {
+        const std::size_t len = next_data_len();
+        if (!current_.empty() && current_.size() + len > batch) break;
+        current_.insert(current_.end(), data_.begin() + static_cast<std::ptrdiff_t>(data_pos_),
+                        data_.begin() + static_cast<std::ptrdiff_t>(data_pos_ + len));
+        data_pos_ += len;
+        if (batch == 0) break;
     }
-    current_.assign(data_.begin() + static_cast<std::ptrdiff_t>(data_pos_),
-                    data_.begin() + static_cast<std::ptrdiff_t>(data_pos_ + len));
-    data_pos_ += len;
     // Under a steady backlog the queue never empties: drop the sent prefix once
     // it is most of the buffer, so memory follows what is queued, not what was sent.
     if (data_pos_ > data_.size() / 2) {
@@ -55,8 +64,8 @@ bool OutputQueue::load_next() {
     return true;
 }
 
-std::span<const std::uint8_t> OutputQueue::front() {
-    if (current_pos_ == current_.size() && !load_next()) return {};
+std::span<const std::uint8_t> OutputQueue::front(std::size_t batch) {
+    if (current_pos_ == current_.size() && !load_next(batch)) return {};
     return {current_.data() + current_pos_, current_.size() - current_pos_};
 }
 

@@ -39,11 +39,20 @@ public:
     // For a sender that is not a send() call (io_uring): the next bytes to
     // send, in flush() order (empty when nothing is queued), and how many of
     // them went. The span stays valid until consume(); push() does not move it.
-    std::span<const std::uint8_t> front();
+    // With `batch`, the pending control frames and then as many whole DATA
+    // frames as fit in `batch` bytes (at least one) come as one span, so a
+    // backlog leaves in few sends; control frames then wait behind at most
+    // one batch.
+    std::span<const std::uint8_t> front(std::size_t batch = 0);
     void consume(std::size_t sent) { current_pos_ += sent; }
+    // The span front() returned has been consumed whole.
+    bool front_done() const { return current_pos_ == current_.size(); }
+    // Bytes queued behind the span front() returned.
+    std::size_t behind_front() const { return control_.size() + (data_.size() - data_pos_); }
 
 private:
-    bool load_next();
+    bool load_next(std::size_t batch);
+    std::size_t next_data_len() const;
 
     std::vector<std::uint8_t> current_;  // The frame being written (its unsent rest).
     std::size_t current_pos_ = 0;

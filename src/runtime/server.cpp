@@ -251,6 +251,9 @@ constexpr int kMaxReadsPerEvent = 16;     // 1 MiB per connection per turn: one 
 constexpr int kMaxAcceptsPerEvent = 256;  // Same for a connect storm.
 constexpr Duration kAcceptPause = Duration::milliseconds(100);
 constexpr Duration kShutdownFlush = Duration::milliseconds(1500);
+// io_uring: how long a closed connection's last output may wait behind a send
+// still in flight before the socket is shut down regardless.
+constexpr Duration kCloseLinger = Duration::milliseconds(250);
 // Push: the timer runs at the loop tick but never more often than this.
 constexpr Duration kMinPushInterval = Duration::milliseconds(10);
 // Push credit earned in one turn is capped: a loop that woke late (or was
@@ -280,7 +283,12 @@ public:
         for (auto& conn : slots_) {
             if (conn) loop_->cancel(*conn);
         }
-        for (Connection* conn : limbo_) delete conn;
+        // Every limbo socket is shut down, so what the ring still holds for
+        // it fails (EPIPE, end of stream) without touching these buffers.
+        for (Connection* conn : limbo_) {
+            loop_->cancel(*conn);
+            delete conn;
+        }
         loop_->cancel(listener_);
         loop_->cancel(shutdown_);
         loop_->cancel(push_timer_);
@@ -331,14 +339,20 @@ public:
     // operations for: they wait in limbo_ until their last completion.
     void bury() {
         for (auto& conn : graveyard_) {
-            if (conn->ring_busy()) limbo_.insert(conn.release());
+            if (conn->ring_busy()) {
+                limbo_.insert(conn.release());
+            } else {
+                loop_->cancel(*conn);  // A linger timer, if any.
+            }
         }
         graveyard_.clear();
     }
     // A closed connection's last ring operation completed. One still in the
     // graveyard is freed with it.
     void release(Connection* conn) {
-        if (limbo_.erase(conn) > 0) delete conn;
+        if (limbo_.erase(conn) == 0) return;
+        loop_->cancel(*conn);
+        delete conn;
     }
 
     Connection* find(std::uint32_t slot, std::uint64_t id) {
@@ -646,7 +660,10 @@ void Connection::rearm() {
 }
 
 void Connection::on_timer() {
-    if (state_ == ConnState::closed) return;
+    if (state_ == ConnState::closed) {
+        socket_.abort_linger();
+        return;
+    }
     const ServerOptions& o = worker().options();
     const Instant now = worker().loop().now();
     if (state_ == ConnState::handshake) {
@@ -750,7 +767,10 @@ void Connection::on_ring_flush() {
 void Connection::close_on_socket_error(int err) {
     // A failed send may only echo a close already waiting in the receive
     // buffer (a CLOSE frame, a FIN): read that first so the reason is the peer's.
-    if (!draining_ && state_ != ConnState::closed && (err == EPIPE || err == ECONNRESET)) {
+    // Not on an io_uring loop: its receive is armed, and earlier bytes may
+    // still wait in the completion queue, so a read here could take later
+    // bytes first (there, a rare send error can win over the peer's CLOSE).
+    if (!draining_ && state_ != ConnState::closed && !socket_.served_by_ring() && (err == EPIPE || err == ECONNRESET)) {
         draining_ = true;
         read_available();
         draining_ = false;
@@ -903,14 +923,14 @@ void Connection::send_frame(const Frame& frame, bool control, bool best_effort) 
 
 void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
     if (state_ == ConnState::closed) return;
-    if (best_effort && socket_.queued_bytes() + bytes.size() > worker().options().output_budget) return;
+    if (best_effort && socket_.backlog_bytes() + bytes.size() > worker().options().output_budget) return;
     const StreamSocket::SendResult r = socket_.send(worker().loop(), *this, bytes, control);
     if (r.error != 0) {
         if (!best_effort) close_on_socket_error(r.error);
         return;
     }
     if (r.written_now > 0) liveness_.on_bytes_sent(worker().loop().now());
-    const std::size_t queued = socket_.queued_bytes();
+    const std::size_t queued = socket_.backlog_bytes();
     if (queued > worker().options().output_budget) {
         Event e = event(EventKind::error);
         e.message = "peer is not reading: " + std::to_string(queued) + " bytes queued, budget " +
@@ -947,6 +967,7 @@ void Connection::close_with_frame(DisconnectReason reason, CloseCode code, const
 
 void Connection::close(DisconnectReason reason, const std::string& message) {
     if (state_ == ConnState::closed) return;
+    socket_.send_before_close();  // First, so the event's bytes_out counts it.
     Server::Impl& server = worker().server();
     Event e = event(EventKind::closed);
     e.reason = reason;
@@ -960,7 +981,9 @@ void Connection::close(DisconnectReason reason, const std::string& message) {
     server.emit(e);
     if (chosen_id_) server.release_session(*chosen_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
     worker().loop().cancel(*this);
-    socket_.close(worker().loop());
+    // A send still in flight delays the FIN (and what follows it) a little;
+    // the timer bounds it for a peer that does not read.
+    if (socket_.close(worker().loop())) worker().loop().schedule(*this, worker().loop().now() + kCloseLinger);
     worker().retire(slot_);
 }
 

@@ -11,6 +11,7 @@ namespace lifeline::runtime {
 
 Result<void> StreamSocket::watch(EventLoop& loop, LoopObject& owner, bool writable) {
     if (loop.ring() != nullptr) {
+        ring_ = true;
         arm_ring_receive(loop, owner);
         return {};
     }
@@ -29,8 +30,8 @@ StreamSocket::SendResult StreamSocket::send(EventLoop& loop, LoopObject& owner, 
                                             bool control) {
     SendResult r;
     if (fd_ < 0 || bytes.empty()) return r;
-    if (loop.ring() != nullptr) {
-        if (!out_) out_ = std::make_unique<OutputQueue>(framed_);
+    if (ring_) {
+        if (!out_) out_ = std::make_unique<OutputQueue>(bool{framed_});
         out_->push(bytes, control);
         // Goes at the end of the turn, or when the send in flight completes.
         if (!ring_sending_ && !ring_flush_due_) {
@@ -38,8 +39,7 @@ StreamSocket::SendResult StreamSocket::send(EventLoop& loop, LoopObject& owner, 
             ++ring_ops_;
             loop.flush_at_end_of_turn(owner);
         }
-        r.written_now = bytes.size();  // Will be handed to the kernel this turn.
-        return r;
+        return r;  // Nothing taken yet: sent() counts what the kernel takes.
     }
     if (out_ && !out_->empty()) {
         out_->push(bytes, control);
@@ -54,7 +54,7 @@ StreamSocket::SendResult StreamSocket::send(EventLoop& loop, LoopObject& owner, 
     r.written_now = n > 0 ? static_cast<std::size_t>(n) : 0;
     bytes_out_ += r.written_now;
     if (r.written_now == bytes.size()) return r;
-    if (!out_) out_ = std::make_unique<OutputQueue>(framed_);
+    if (!out_) out_ = std::make_unique<OutputQueue>(bool{framed_});
     out_->push(bytes.subspan(r.written_now), control, /*already_started=*/r.written_now > 0);
     watch_writable(loop, owner, true);
     return r;
@@ -90,8 +90,13 @@ void StreamSocket::arm_ring_receive(EventLoop& loop, LoopObject& owner) {
     ++ring_ops_;
 }
 
+// One send carries the pending control frames and DATA frames up to this
+// much: more than a turn's receives can bring in for an echo (256 x 2 KiB),
+// so a backlog drains at least as fast as it can grow.
+constexpr std::size_t kRingSendBatch = 1024 * 1024;
+
 void StreamSocket::start_ring_send(EventLoop& loop, LoopObject& owner) {
-    const std::span<const std::uint8_t> next = out_->front();
+    const std::span<const std::uint8_t> next = out_->front(kRingSendBatch);
     if (next.empty()) {
         out_.reset();  // Idle again: no buffer.
         return;
@@ -124,14 +129,25 @@ StreamSocket::ReadResult StreamSocket::received(EventLoop& loop, LoopObject& own
 StreamSocket::SentResult StreamSocket::sent(EventLoop& loop, LoopObject& owner, const RingCompletion& c) {
     --ring_ops_;
     ring_sending_ = false;
+    const std::size_t written = c.result > 0 ? static_cast<std::size_t>(c.result) : 0;
+    bytes_out_ += written;
     if (ring_closing_) {
+        if (ring_lingering_) {
+            // The send in flight at close() is done: what was queued behind it
+            // (a CLOSE frame) follows now, then the FIN.
+            ring_lingering_ = false;
+            if (c.result >= 0 && out_) {
+                out_->consume(written);
+                bytes_out_ += out_->flush(fd_).written;
+            }
+            ::shutdown(fd_, SHUT_WR);
+        }
         finish_ring_close_if_idle();
         return {};
     }
     if (c.result < 0) return {0, -c.result};
-    const auto written = static_cast<std::size_t>(c.result);
-    out_->consume(written);  // All of the front (MSG_WAITALL), unless the kernel says otherwise.
-    bytes_out_ += written;
+    out_->consume(written);
+    ring_refused_ = !out_->front_done();  // Short: the socket's buffer is full; the rest goes next.
     start_ring_send(loop, owner);
     return {written, 0};
 }
@@ -159,20 +175,33 @@ void StreamSocket::close() {
     out_.reset();
 }
 
-void StreamSocket::close(EventLoop& loop) {
+void StreamSocket::send_before_close() {
+    if (ring_ && fd_ >= 0 && !ring_closing_ && !ring_sending_ && out_) bytes_out_ += out_->flush(fd_).written;
+}
+
+bool StreamSocket::close(EventLoop& loop) {
     if (fd_ < 0 || ring_closing_ || loop.ring() == nullptr || ring_ops_ == 0) {
         close();
-        return;
+        return false;
     }
-    // What this turn queued (a last PONG, a CLOSE frame) has not reached the
-    // ring yet: send it now, in order, as the epoll path would.
-    if (!ring_sending_ && out_) bytes_out_ += out_->flush(fd_).written;
+    send_before_close();
     // The fd stays open (its number reserved: queued submissions may name it)
     // until the ring's operations end, which the shutdown makes them do: the
-    // receive completes with end of stream, a pending send with EPIPE. The
-    // peer sees the FIN now.
-    ::shutdown(fd_, SHUT_RDWR);
+    // receive completes with end of stream, a pending send with EPIPE.
     ring_closing_ = true;
+    if (ring_sending_ && out_ && out_->behind_front() > 0) {
+        ::shutdown(fd_, SHUT_RD);  // Writing ends when the send in flight completes (sent()).
+        ring_lingering_ = true;
+        return true;
+    }
+    ::shutdown(fd_, SHUT_RDWR);
+    return false;
+}
+
+void StreamSocket::abort_linger() {
+    if (!ring_lingering_ || fd_ < 0) return;
+    ring_lingering_ = false;
+    ::shutdown(fd_, SHUT_RDWR);  // The stuck send fails with EPIPE; its completion closes the fd.
 }
 
 }  // namespace lifeline::runtime

@@ -26,7 +26,7 @@ namespace lifeline::runtime {
 // byte here): calls that touch epoll take them as arguments.
 class StreamSocket {
 public:
-    StreamSocket(int fd, bool framed) : fd_(fd), framed_(framed) {}
+    StreamSocket(int fd, bool framed) : fd_(fd), framed_(framed), ring_(false) {}
     ~StreamSocket() { close(); }
     StreamSocket(const StreamSocket&) = delete;
     StreamSocket& operator=(const StreamSocket&) = delete;
@@ -71,14 +71,30 @@ public:
 
     // Closes the fd, which also takes it out of its epoll set (we never dup it). Idempotent.
     void close();
-    // On an io_uring loop with operations in flight: sends what this turn
-    // queued, shuts the socket down (so they end) and closes the fd when the
-    // last one completes. Otherwise the same as close().
-    void close(EventLoop& loop);
+    // Before close(loop), while the fd is still usable: on an io_uring loop,
+    // sends what this turn queued (a last PONG, a CLOSE frame) at once, in
+    // order, as the epoll path would have. A no-op otherwise.
+    void send_before_close();
+    // On an io_uring loop with operations in flight: shuts the socket down so
+    // they end, and closes the fd when the last one completes. If a send is in
+    // flight, what is queued behind it (a CLOSE frame) follows it first:
+    // returns true, and the owner must call abort_linger() if that send has
+    // not completed in a bounded time (a peer that does not read). Otherwise
+    // the same as close(); returns false.
+    bool close(EventLoop& loop);
+    void abort_linger();
 
     int fd() const { return fd_; }
+    bool served_by_ring() const { return ring_; }
     bool open() const { return fd_ >= 0 && !ring_closing_; }
+    // Everything not yet handed to the kernel, or handed and not yet taken.
     std::size_t queued_bytes() const { return out_ ? out_->queued_bytes() : 0; }
+    // What the output budget holds against the peer: bytes queued since the
+    // kernel last would not take everything offered. On an io_uring loop a
+    // turn's output is offered only at its end, so it cannot count as
+    // refused before then: the queue counts once a send came back short, and
+    // until one is taken whole.
+    std::size_t backlog_bytes() const { return !ring_ || ring_refused_ ? queued_bytes() : 0; }
     std::uint64_t bytes_in() const { return bytes_in_; }
     std::uint64_t bytes_out() const { return bytes_out_; }
 
@@ -92,12 +108,16 @@ private:
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     int fd_;
-    bool framed_;
-    bool watching_writable_ = false;
-    bool ring_sending_ = false;    // A send is in flight (the queue's front is the kernel's).
-    bool ring_flush_due_ = false;  // Output queued this turn; the loop calls back at its end.
-    bool ring_closing_ = false;    // Shut down; the fd closes when ring_ops_ reaches 0.
-    std::uint8_t ring_ops_ = 0;    // Receive armed + send in flight + flush due.
+    // Bit-fields: an idle connection pays for every byte of this class.
+    bool framed_ : 1;
+    bool ring_ : 1;                   // Served by the loop's IoRing (set by watch()).
+    bool watching_writable_ : 1 = false;
+    bool ring_sending_ : 1 = false;    // A send is in flight (the queue's front is the kernel's).
+    bool ring_flush_due_ : 1 = false;  // Output queued this turn; the loop calls back at its end.
+    bool ring_closing_ : 1 = false;    // Shut down; the fd closes when ring_ops_ reaches 0.
+    bool ring_lingering_ : 1 = false;  // Closing, the queue still to follow the send in flight.
+    bool ring_refused_ : 1 = false;    // The last send came back short: the peer is behind.
+    std::uint8_t ring_ops_ : 2 = 0;    // Receive armed + send in flight + flush due (at most 3).
 };
 
 }  // namespace lifeline::runtime

@@ -860,6 +860,52 @@ TEST(BadInput, PeerThatStopsReadingIsClosedAsSlowConsumer) {
     report("StopsReading", started);
 }
 
+// The other side of the output budget: a peer that reads as fast as it sends
+// is never a slow consumer, however much it sends in one burst. 4 MiB of 1 KiB
+// DATA frames against a 64 KiB budget, echoed while we keep reading: every
+// byte must come back. (With --io uring the output of a whole turn is queued
+// before the kernel sees any of it; once, that counted against the budget.)
+TEST(BadInput, AReaderThatKeepsUpIsNoSlowConsumerHoweverBigTheBurst) {
+    const auto started = Steady::now();
+    ServerProcess server = start_server({"--echo", "--output-budget", "65536"});
+    Fd fd = connect_raw(server.port);
+    const std::string peer = local_name(fd.get());
+    ASSERT_TRUE(handshake(fd.get(), "bursty", 1000, 10000).has_value());
+
+    const std::vector<std::uint8_t> one = encode(Data{std::vector<std::uint8_t>(1024, 0x42)});
+    constexpr std::size_t kFrames = 4096;
+    std::vector<std::uint8_t> burst;
+    for (std::size_t i = 0; i < kFrames; ++i) burst.insert(burst.end(), one.begin(), one.end());
+
+    std::vector<std::uint8_t> echoed;
+    std::size_t sent = 0;
+    bool closed = false;
+    const auto deadline = Steady::now() + 20s;
+    while (echoed.size() < burst.size() && !closed && Steady::now() < deadline) {
+        pollfd p{fd.get(), static_cast<short>(POLLIN | (sent < burst.size() ? POLLOUT : 0)), 0};
+        ::poll(&p, 1, 100);
+        if (sent < burst.size()) {
+            const ssize_t n = ::send(fd.get(), burst.data() + sent, burst.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) sent += static_cast<std::size_t>(n);
+        }
+        std::uint8_t buf[65536];
+        const ssize_t got = ::recv(fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
+        if (got > 0) echoed.insert(echoed.end(), buf, buf + got);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) closed = true;
+    }
+    if (closed) {
+        const std::optional<Json> why = await_event(*server.log, "closed", peer, 2s);
+        ADD_FAILURE() << "the server closed a peer that was reading, after echoing " << echoed.size()
+                      << " bytes: " << (why ? why->dump() : "no closed event");
+    }
+    ASSERT_EQ(echoed.size(), burst.size()) << "sent " << sent;
+    const Frames frames = decode_frames(echoed);
+    EXPECT_EQ(frames.error, "");
+    EXPECT_EQ(frames.types.size(), kFrames);
+    EXPECT_EQ(echoed, burst);
+    report("Burst", started);
+}
+
 // ---- 7. Too many pings --------------------------------------------------------------------
 
 TEST(BadInput, PingFloodIsClosedWithTooManyPings) {

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/codec.hpp"
@@ -75,6 +76,64 @@ TEST(OutputQueue, WouldBlockKeepsTheRestAndReportsPeerGone) {
     r = q.flush(sv[0]);
     EXPECT_EQ(r.error, EPIPE);
     ::close(sv[0]);
+}
+
+// The io_uring sender's view: front(batch) hands out control frames first and
+// then whole DATA frames up to the batch, and the span stays put while the
+// kernel holds it, whatever is queued meanwhile.
+TEST(OutputQueue, FrontBatchesWholeFramesControlFirstAndStaysPutWhileInFlight) {
+    OutputQueue q(/*framed=*/true);
+    const std::vector<std::uint8_t> data = frame(Data{std::vector<std::uint8_t>(100, 1)});  // 105 bytes
+    const std::vector<std::uint8_t> pong = frame(Pong{1, 0});
+    for (int i = 0; i < 3; ++i) q.push(data, false);
+    q.push(pong, true);
+
+    // 2 DATA frames fit in 250 bytes next to the PONG; a third would not.
+    std::span<const std::uint8_t> first = q.front(pong.size() + 2 * data.size());
+    ASSERT_EQ(first.size(), pong.size() + 2 * data.size());
+    EXPECT_TRUE(std::equal(pong.begin(), pong.end(), first.begin()));
+    EXPECT_EQ(q.behind_front(), data.size());
+
+    const std::uint8_t* before = first.data();
+    q.push(frame(Ping{2, 0}), true);  // Queued while the front is "in flight".
+    q.push(data, false);
+    EXPECT_EQ(q.front(1 << 20).data(), before) << "the in-flight span moved";
+
+    q.consume(first.size() - 10);  // A short send: the rest comes first.
+    std::span<const std::uint8_t> rest = q.front(1 << 20);
+    EXPECT_EQ(rest.size(), 10u);
+    q.consume(rest.size());
+
+    // Then the PING that overtook, and the two DATA frames left, in one batch.
+    std::span<const std::uint8_t> second = q.front(1 << 20);
+    const std::vector<std::uint8_t> ping = frame(Ping{2, 0});
+    ASSERT_EQ(second.size(), ping.size() + 2 * data.size());
+    EXPECT_TRUE(std::equal(ping.begin(), ping.end(), second.begin()));
+    q.consume(second.size());
+    EXPECT_TRUE(q.front(1 << 20).empty());
+    EXPECT_TRUE(q.empty());
+}
+
+// Without a batch, front() keeps flush()'s granularity: the control frames, or one DATA frame.
+TEST(OutputQueue, FrontWithoutBatchIsOneFrameAtATime) {
+    OutputQueue q(/*framed=*/true);
+    const std::vector<std::uint8_t> data = frame(Data{std::vector<std::uint8_t>(10, 1)});
+    q.push(data, false);
+    q.push(data, false);
+    EXPECT_EQ(q.front().size(), data.size());
+    q.consume(data.size());
+    EXPECT_EQ(q.front().size(), data.size());
+    q.consume(data.size());
+    EXPECT_TRUE(q.front().empty());
+}
+
+// A DATA frame larger than the batch still goes (alone): the batch never stalls the queue.
+TEST(OutputQueue, AFrameLargerThanTheBatchGoesAlone) {
+    OutputQueue q(/*framed=*/true);
+    const std::vector<std::uint8_t> big = frame(Data{std::vector<std::uint8_t>(5000, 1)});
+    q.push(big, false);
+    q.push(big, false);
+    EXPECT_EQ(q.front(1000).size(), big.size());
 }
 
 }  // namespace
