@@ -29,6 +29,8 @@
 #include <string>
 #include <string_view>
 
+#include "echo_baseline.hpp"
+
 namespace {
 
 constexpr unsigned kRingEntries = 4096;
@@ -47,27 +49,10 @@ Op op_of(std::uint64_t data) { return static_cast<Op>(data >> 56); }
 int fd_of(std::uint64_t data) { return static_cast<int>(data & 0xffffffffu); }
 unsigned buffer_of(std::uint64_t data) { return static_cast<unsigned>((data >> 32) & 0xffffu); }
 
-[[noreturn]] void die(const std::string& what) {
-    std::fprintf(stderr, "uring_echo_server: %s\n", what.c_str());
-    std::exit(1);
-}
-
-[[noreturn]] void die_code(const std::string& what, int error) { die(what + ": " + std::strerror(error)); }
-
-sockaddr_in parse_listen(std::string_view text) {
-    const std::size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) die("--listen wants IPv4:PORT, got '" + std::string(text) + "'");
-    const std::string host(text.substr(0, colon));
-    const std::string port_text(text.substr(colon + 1));
-    char* end = nullptr;
-    const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
-    if (port_text.empty() || *end != '\0' || port > 65535) die("bad port in '" + std::string(text) + "'");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) die("not an IPv4 address: '" + host + "'");
-    return addr;
-}
+using echo_baseline::die;
+using echo_baseline::die_code;
+using echo_baseline::die_errno;
+using echo_baseline::parse_listen;
 
 struct Server {
     io_uring ring{};
@@ -157,6 +142,7 @@ struct Server {
 }  // namespace
 
 int main(int argc, char** argv) {
+    echo_baseline::program_name = "uring_echo_server";
     std::string listen_text;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
