@@ -143,17 +143,25 @@ void EventLoop::wait_and_dispatch(Instant deadline) {
     // Listeners and posted work wake the ring through its poll of the epoll
     // fd; only a batch that may have left (level-triggered) fds ready makes
     // us look at the epoll set again without being told.
-    if (auto r = ring_->wait(epoll_maybe_ready_ ? 0 : timeout_ms(deadline)); !r) {
+    if (auto r = wait_in_ring(deadline); !r) {
         std::fprintf(stderr, "lifeline: %s\n", r.error().message.c_str());
         std::abort();  // EFAULT/EINVAL: a bug, not a condition to ride out.
     }
     woke(deadline);
-    const bool epoll_ready = ring_->dispatch(config_.max_events_per_turn * 4);
+    bool epoll_ready = false;
+    ring_->dispatch(config_.max_events_per_turn * 4, epoll_ready);
     if (epoll_ready || epoll_maybe_ready_) {
         const int n = epoll_wait(0);
         epoll_maybe_ready_ = n > 0;
         dispatch_epoll(n);
     }
+}
+
+Result<void> EventLoop::wait_in_ring(Instant deadline) {
+    if (epoll_maybe_ready_) return ring_->wait(Duration::zero());
+    const Duration until_deadline = deadline.is_never() ? Duration::nanoseconds(-1) : deadline - clock_.now();
+    if (!deadline.is_never() && until_deadline <= Duration::zero()) return ring_->wait(Duration::zero());
+    return ring_->wait(until_deadline);
 }
 
 void EventLoop::run_turn() {

@@ -117,6 +117,7 @@ private:
     void run_turn();
     // Waits (epoll_wait, or the ring's enter) and dispatches I/O; returns the deadline waited for.
     void wait_and_dispatch(Instant deadline);
+    Result<void> wait_in_ring(Instant deadline);
     int epoll_wait(int timeout_ms);
     // Reads the clock after a wait; reports a stall before any I/O is dispatched.
     void woke(Instant deadline);

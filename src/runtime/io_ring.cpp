@@ -133,25 +133,26 @@ void IoRing::send(int fd, std::span<const std::uint8_t> bytes, LoopObject& owner
     io_uring_sqe_set_data64(sqe, tag(owner, RingOp::send));
 }
 
-Result<void> IoRing::wait(int timeout_ms) {
+Result<void> IoRing::wait(Duration timeout, unsigned wanted) {
     int r = 0;
-    if (timeout_ms == 0) {
+    if (timeout == Duration::zero()) {
         r = io_uring_submit_and_get_events(&ring_);
-    } else if (timeout_ms < 0) {
-        r = io_uring_submit_and_wait(&ring_, 1);
+    } else if (timeout < Duration::zero()) {
+        r = io_uring_submit_and_wait(&ring_, wanted);
     } else {
         __kernel_timespec ts{};
-        ts.tv_sec = timeout_ms / 1000;
-        ts.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1'000'000;
+        ts.tv_sec = timeout.ns() / 1'000'000'000;
+        ts.tv_nsec = timeout.ns() % 1'000'000'000;
         io_uring_cqe* cqe = nullptr;
-        r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+        r = io_uring_submit_and_wait_timeout(&ring_, &cqe, wanted, &ts, nullptr);
     }
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return system_error("io_uring_enter", -r);
     return {};
 }
 
-bool IoRing::dispatch(int limit) {
-    bool epoll_ready = false;
+int IoRing::dispatch(int limit, bool& epoll_ready) {
+    epoll_ready = false;
+    int dispatched = 0;
     for (int i = 0; i < limit; ++i) {
         io_uring_cqe* cqe = nullptr;
         if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
@@ -173,9 +174,10 @@ bool IoRing::dispatch(int limit) {
         }
         // The owner may end (and free) itself here: nothing below touches it.
         owner->on_ring(completion);
+        ++dispatched;
         if (has_buffer) give_back(buffer_id);
     }
-    return epoll_ready;
+    return dispatched;
 }
 
 }  // namespace lifeline::runtime

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "lifeline/result.hpp"
+#include "lifeline/time.hpp"
 #include "runtime/event_loop.hpp"
 
 namespace lifeline::runtime {
@@ -40,12 +41,13 @@ public:
     // Queued until the next wait(); completions go to `owner`.
     void receive(int fd, LoopObject& owner);
     void send(int fd, std::span<const std::uint8_t> bytes, LoopObject& owner);
-    // Submits what is queued, then waits until a completion is ready or
-    // `timeout_ms` passes (0: do not wait; -1: no limit).
-    Result<void> wait(int timeout_ms);
-    // Dispatches up to `limit` ready completions. Returns whether the epoll
-    // set became readable meanwhile.
-    bool dispatch(int limit);
+    // Submits what is queued, then waits until `wanted` completions are
+    // ready or `timeout` passes (zero: do not wait; negative: no limit).
+    Result<void> wait(Duration timeout, unsigned wanted = 1);
+    // Dispatches up to `limit` ready completions; sets `epoll_ready` to
+    // whether the epoll set became readable meanwhile. Returns how many
+    // completions went to their owners.
+    int dispatch(int limit, bool& epoll_ready);
 
 private:
     IoRing() = default;
