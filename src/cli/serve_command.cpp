@@ -32,6 +32,9 @@ struct ServeOptions {
 };
 
 int run_serve(ServeOptions& o, const CLI::App& app) {
+    // The choices CLI11 checked as strings, before anything validates them.
+    o.server.mode = o.mode == "raw" ? ServerMode::raw : ServerMode::framed;
+    o.server.io = o.io == "uring" ? IoBackend::uring : IoBackend::epoll;
     if (o.workers > 1) {
         // Check what every worker would check, once, before starting any:
         // a bad flag must fail here, not restart N workers forever.
@@ -61,8 +64,6 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
     }
     StopSignals signals;  // First: blocks SIGINT/SIGTERM before any thread starts.
     ServerOptions& s = o.server;
-    s.mode = o.mode == "raw" ? ServerMode::raw : ServerMode::framed;
-    s.io = o.io == "uring" ? IoBackend::uring : IoBackend::epoll;
     std::optional<KeepalivePolicy> planned_keepalive;
     if (o.detect_within > Duration::zero()) {
         Result<DetectionPlan> plan = plan_detection(o.detect_within);
@@ -164,6 +165,10 @@ void add_serve_command(CLI::App& app, Action& run) {
                     "fails at start where the kernel refuses io_uring)")
         ->capture_default_str()
         ->check(CLI::IsMember({"epoll", "uring"}));
+    add_duration_option(*sub, "--coalesce", s.coalesce,
+                        "With --io uring: after a busy loop turn, gather completions for up to this long\n"
+                        "before the next, so the loop wakes about once per window instead of once per\n"
+                        "message. Adds up to this much latency to each reply; 0 = off, at most 100ms");
     add_duration_option(*sub, "--tick", s.tick,
                         "Timer wheel resolution: a silent peer is declared dead at most this long after its\n"
                         "timeout (plus scheduling). Finer costs wake-ups only while timers are expiring (healthy\n"

@@ -7,10 +7,13 @@
 // the epoll set (listeners, the wake-up fd): one system call per turn for
 // every connection's receives and sends.
 //
-// A turn: epoll_wait -> read the clock once -> measure how late we woke (loop
-// lag) -> if the loop itself was stalled, tell the owner before anything else
-// (the stall guard) -> dispatch I/O (bounded per turn) -> run posted tasks ->
-// fire due timers. `now()` is the instant read at the top of the turn.
+// A turn: epoll_wait (or the ring's enter) -> read the clock once -> measure
+// how late we woke (loop lag) -> if the loop itself was stalled, tell the
+// owner before anything else (the stall guard) -> dispatch I/O (bounded per
+// turn) -> ring loops: send the replies that I/O produced (submitted at once
+// if timers are due, so they do not wait behind them) -> run posted tasks ->
+// fire due timers (bounded per turn) -> ring loops: queue what the timers
+// sent, for the next enter. `now()` is the instant read at the top of the turn.
 #pragma once
 
 #include <sys/epoll.h>
@@ -72,6 +75,12 @@ struct EventLoopConfig {
     // Serve StreamSockets through io_uring (see above). create() fails with
     // the kernel's reason where io_uring is missing or disabled.
     bool use_io_uring = false;
+    // io_uring loops: after a turn that had I/O, gather completions for up to
+    // this long (or until the next timer, or max_events_per_turn of them)
+    // before the next turn, so a busy loop wakes about once per window instead
+    // of once per message. Adds up to this much latency to a reply. Zero:
+    // wake for every completion.
+    Duration coalesce = Duration::zero();
 };
 
 class EventLoop {
@@ -123,6 +132,7 @@ private:
     void woke(Instant deadline);
     void dispatch_epoll(int ready);
     void flush_ring_output();
+    void send_replies_now();
     void run_posted();
     // Milliseconds until `next` (the wheel's next expiry), rounded up; -1 for never.
     int timeout_ms(Instant next) const;
@@ -141,6 +151,7 @@ private:
     // Ring loops: the epoll set may still hold ready (level-triggered) fds
     // after a full batch, which its poll would not report again.
     bool epoll_maybe_ready_ = false;
+    bool last_turn_had_io_ = false;  // Ring loops: the last turn dispatched completions.
     std::atomic<bool> stopping_{false};
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;

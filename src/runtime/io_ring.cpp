@@ -24,6 +24,9 @@ constexpr unsigned kCompletionEntries = 4 * kSubmissionEntries;
 constexpr unsigned kBuffers = 256;  // A power of two (the buffer ring's size).
 constexpr std::size_t kBufferSize = 2048;
 constexpr int kBufferGroup = 0;
+// Deferred completions the kernel runs per enter that does not wait
+// (IO_LOCAL_TW_DEFAULT_MAX in io_uring/tw.h, Linux 6.x).
+constexpr int kDeferredPerEnter = 20;
 
 // Completion tags: an owner's address with the operation in its low bits
 // (LoopObjects are 8-byte aligned), or one of these, which no address is.
@@ -51,11 +54,14 @@ Result<std::unique_ptr<IoRing>> IoRing::create(int epoll_fd) {
     std::unique_ptr<IoRing> ring(new IoRing());
     ring->epoll_fd_ = epoll_fd;
     io_uring_params params{};
-    // Not IORING_SETUP_DEFER_TASKRUN: it runs at most 20 deferred completions
-    // per enter that does not wait, so a burst (10,000 sockets closing at once)
-    // queued ahead of a live peer's PING delays it for seconds. COOP_TASKRUN
-    // runs them all at the next entry into the kernel, without an interrupt.
-    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+    // DEFER_TASKRUN: completions are run only when the loop enters the
+    // kernel to reap them, and a wait for N completions sleeps until N are
+    // pending, which is what lets a busy loop gather a window's worth
+    // (EventLoop's coalescing). The kernel runs at most 20 of them per enter
+    // that does not wait; dispatch() enters again while more are pending, or
+    // a burst (10,000 sockets closing at once) queued ahead of a live peer's
+    // PING would delay it for seconds.
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
                    IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE;
     params.cq_entries = kCompletionEntries;
     if (const int r = io_uring_queue_init_params(kSubmissionEntries, &ring->ring_, &params); r < 0)
@@ -133,6 +139,12 @@ void IoRing::send(int fd, std::span<const std::uint8_t> bytes, LoopObject& owner
     io_uring_sqe_set_data64(sqe, tag(owner, RingOp::send));
 }
 
+bool IoRing::more_deferred(int reaped_since_enter) const {
+    // The kernel flags pending deferred work; and an enter that ran a full
+    // batch of it may have left more behind.
+    return (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0 || reaped_since_enter >= kDeferredPerEnter;
+}
+
 Result<void> IoRing::wait(Duration timeout, unsigned wanted) {
     int r = 0;
     if (timeout == Duration::zero()) {
@@ -153,9 +165,16 @@ Result<void> IoRing::wait(Duration timeout, unsigned wanted) {
 int IoRing::dispatch(int limit, bool& epoll_ready) {
     epoll_ready = false;
     int dispatched = 0;
+    int since_enter = 0;  // Completions reaped since the kernel last ran deferred ones.
     for (int i = 0; i < limit; ++i) {
         io_uring_cqe* cqe = nullptr;
-        if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
+        if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) {
+            if (!more_deferred(since_enter)) break;
+            io_uring_get_events(&ring_);
+            since_enter = 0;
+            if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
+        }
+        ++since_enter;
         const std::uint64_t data = cqe->user_data;
         const int result = cqe->res;
         const std::uint32_t flags = cqe->flags;

@@ -30,7 +30,8 @@ class LoopObject;
 class IoRing {
 public:
     // The ring starts disabled: enable() on the thread that will drive it
-    // (the kernel then lets only that thread submit: IORING_SETUP_SINGLE_ISSUER).
+    // (the kernel then lets only that thread submit and reap:
+    // IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN).
     static Result<std::unique_ptr<IoRing>> create(int epoll_fd);
     ~IoRing();
     IoRing(const IoRing&) = delete;
@@ -41,6 +42,8 @@ public:
     // Queued until the next wait(); completions go to `owner`.
     void receive(int fd, LoopObject& owner);
     void send(int fd, std::span<const std::uint8_t> bytes, LoopObject& owner);
+    // Hands what is queued to the kernel now, without waiting.
+    void submit() { io_uring_submit(&ring_); }
     // Submits what is queued, then waits until `wanted` completions are
     // ready or `timeout` passes (zero: do not wait; negative: no limit).
     Result<void> wait(Duration timeout, unsigned wanted = 1);
@@ -54,6 +57,7 @@ private:
     io_uring_sqe* next_sqe();
     void arm_epoll_poll();
     void give_back(unsigned buffer_id);
+    bool more_deferred(int reaped_since_enter) const;
 
     io_uring ring_{};
     bool ring_ready_ = false;

@@ -107,5 +107,18 @@ TEST(ServeWorkers, WorkerFlagsAreValidated) {
     EXPECT_NE(bad.wait_exit(10s), 0);
 }
 
+// The supervisor checks the flags as a worker would, choices included: once,
+// `--io uring --coalesce 1ms` was refused there as if --io were epoll.
+TEST(ServeWorkers, SupervisorChecksFlagsWithTheChosenBackend) {
+    ChildProcess refused({LIFELINE_BINARY, "serve", "--workers", "2", "--listen", "127.0.0.1:0", "--coalesce", "1ms"},
+                         "exec 2>&1;");
+    EXPECT_EQ(refused.wait_exit(10s), 2);
+    ChildProcess server({LIFELINE_BINARY, "serve", "--workers", "2", "--listen", "127.0.0.1:0", "--io", "uring",
+                         "--coalesce", "1ms"});
+    ASSERT_TRUE(server.wait_for_event("listening", 15s));
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait_exit(10s), 0);
+}
+
 }  // namespace
 }  // namespace lifeline
