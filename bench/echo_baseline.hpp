@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -42,6 +43,31 @@ inline sockaddr_in parse_listen(std::string_view text) {
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
     if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) die("not an IPv4 address: '" + host + "'");
     return addr;
+}
+
+// The one argument both take: --listen IPv4:PORT (sets program_name too).
+inline std::string listen_argument(int argc, char** argv, const char* name) {
+    program_name = name;
+    const std::string usage = std::string("usage: ") + name + " --listen IPv4:PORT";
+    std::string listen_text;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--listen" && i + 1 < argc) {
+            listen_text = argv[++i];
+        } else {
+            die(usage);
+        }
+    }
+    if (listen_text.empty()) die(usage);
+    return listen_text;
+}
+
+// Up to the hard limit: the baselines hold as many connections as the process may.
+inline void raise_fd_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) die_errno("getrlimit(RLIMIT_NOFILE)");
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) die_errno("setrlimit(RLIMIT_NOFILE)");
 }
 
 }  // namespace echo_baseline

@@ -43,12 +43,6 @@ using echo_baseline::die_code;
 using echo_baseline::die_errno;
 using echo_baseline::parse_listen;
 
-void raise_fd_limit() {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) die_errno("getrlimit(RLIMIT_NOFILE)");
-    limit.rlim_cur = limit.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) die_errno("setrlimit(RLIMIT_NOFILE)");
-}
 
 long long now_ms() {
     timespec ts{};
@@ -66,18 +60,8 @@ void watch(int epoll_fd, int fd, std::uint32_t events) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    echo_baseline::program_name = "floor_echo_server";
-    std::string listen_text;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (arg == "--listen" && i + 1 < argc) {
-            listen_text = argv[++i];
-        } else {
-            die("usage: floor_echo_server --listen IPv4:PORT");
-        }
-    }
-    if (listen_text.empty()) die("usage: floor_echo_server --listen IPv4:PORT");
-    raise_fd_limit();
+    const std::string listen_text = echo_baseline::listen_argument(argc, argv, "floor_echo_server");
+    echo_baseline::raise_fd_limit();
 
     // Signals arrive as a readable descriptor, so exiting is just another event.
     sigset_t signals;

@@ -142,21 +142,8 @@ struct Server {
 }  // namespace
 
 int main(int argc, char** argv) {
-    echo_baseline::program_name = "uring_echo_server";
-    std::string listen_text;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (arg == "--listen" && i + 1 < argc) {
-            listen_text = argv[++i];
-        } else {
-            die("usage: uring_echo_server --listen IPv4:PORT");
-        }
-    }
-    if (listen_text.empty()) die("usage: uring_echo_server --listen IPv4:PORT");
-    rlimit limit{};
-    ::getrlimit(RLIMIT_NOFILE, &limit);
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
+    const std::string listen_text = echo_baseline::listen_argument(argc, argv, "uring_echo_server");
+    echo_baseline::raise_fd_limit();
 
     sigset_t signals;
     sigemptyset(&signals);
