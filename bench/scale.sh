@@ -9,8 +9,7 @@
 # Usage: [IO=uring] bash bench/scale.sh N HEARTBEAT HOLD [RAMP]
 #   bash bench/scale.sh 100000 5s 120s
 #   IO=uring bash bench/scale.sh 1000000 30s 300s 8000
-# IO picks the server's connection I/O (serve --io; default epoll); with
-# IO=uring, COALESCE=1ms passes serve --coalesce.
+# IO picks the server's connection I/O (serve --io; default epoll).
 # Timeout = 3 x heartbeat. Needs the release build. Benchmarks are not tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,13 +31,13 @@ port=$((20000 + RANDOM % 20000))
 
 meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }         # KiB
 tcp_mem_pages() { awk '/^TCP:/ { for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1) }' /proc/net/sockstat; }
-echo "scale: $n connections, heartbeat $heartbeat (timeout $timeout), hold $hold, ramp $ramp/s; $workers server workers, --io ${IO:-epoll}${COALESCE:+ --coalesce $COALESCE}"
+echo "scale: $n connections, heartbeat $heartbeat (timeout $timeout), hold $hold, ramp $ramp/s; $workers server workers, --io ${IO:-epoll}"
 echo "machine: $(nproc) CPUs, $(free -g | awk '/^Mem:/ { print $2 }') GiB, kernel $(uname -r), fd limit $(ulimit -Hn)"
 slab0=$(meminfo Slab)
 avail0=$(meminfo MemAvailable)
 tcp0=$(tcp_mem_pages)
 
-"$lifeline" serve --io "${IO:-epoll}" ${COALESCE:+--coalesce "$COALESCE"} --workers "$workers" --listen "127.0.0.1:$port" --heartbeat "$heartbeat" --timeout "$timeout" \
+"$lifeline" serve --io "${IO:-epoll}" --workers "$workers" --listen "127.0.0.1:$port" --heartbeat "$heartbeat" --timeout "$timeout" \
     --max-timeout "$timeout" --keepalive off >"$tmp/server.jsonl" 2>"$tmp/server.err" &
 server_pid=$!
 for _ in $(seq 100); do grep -q '"listening"' "$tmp/server.jsonl" 2>/dev/null && break; sleep 0.1; done

@@ -51,11 +51,6 @@ struct ServerOptions {
     KeepalivePolicy keepalive;                 // Applied to every accepted socket.
     int threads = 1;
     IoBackend io = IoBackend::epoll;
-    // io = uring only: after a loop turn with I/O, gather completions for up
-    // to this long before the next turn. A busy loop then wakes about once
-    // per window instead of once per message, at the price of up to this much
-    // added latency on a reply (a PONG). Zero = off; at most 100 ms.
-    Duration coalesce = Duration::zero();
     std::size_t output_budget = 1 << 20;       // Bytes queued for a peer that does not read; then slow_consumer.
     std::size_t max_body_size = 64 * 1024;
     std::size_t max_connections = 1'000'000;

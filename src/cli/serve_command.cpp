@@ -165,10 +165,6 @@ void add_serve_command(CLI::App& app, Action& run) {
                     "fails at start where the kernel refuses io_uring)")
         ->capture_default_str()
         ->check(CLI::IsMember({"epoll", "uring"}));
-    add_duration_option(*sub, "--coalesce", s.coalesce,
-                        "With --io uring: after a busy loop turn, gather completions for up to this long\n"
-                        "before the next, so the loop wakes about once per window instead of once per\n"
-                        "message. Adds up to this much latency to each reply; 0 = off, at most 100ms");
     add_duration_option(*sub, "--tick", s.tick,
                         "Timer wheel resolution: a silent peer is declared dead at most this long after its\n"
                         "timeout (plus scheduling). Finer costs wake-ups only while timers are expiring (healthy\n"

@@ -149,7 +149,7 @@ void EventLoop::wait_and_dispatch(Instant deadline) {
     }
     woke(deadline);
     bool epoll_ready = false;
-    last_turn_had_io_ = ring_->dispatch(config_.max_events_per_turn * 4, epoll_ready) > 0;
+    ring_->dispatch(config_.max_events_per_turn * 4, epoll_ready);
     if (epoll_ready || epoll_maybe_ready_) {
         const int n = epoll_wait(0);
         epoll_maybe_ready_ = n > 0;
@@ -161,12 +161,6 @@ Result<void> EventLoop::wait_in_ring(Instant deadline) {
     if (epoll_maybe_ready_) return ring_->wait(Duration::zero());
     const Duration until_deadline = deadline.is_never() ? Duration::nanoseconds(-1) : deadline - clock_.now();
     if (!deadline.is_never() && until_deadline <= Duration::zero()) return ring_->wait(Duration::zero());
-    if (config_.coalesce > Duration::zero() && last_turn_had_io_) {
-        // Busy: let completions gather for one window (or until the next
-        // timer, or a full turn's worth), then take them all in one turn.
-        const Duration window = deadline.is_never() ? config_.coalesce : std::min(config_.coalesce, until_deadline);
-        return ring_->wait(window, static_cast<unsigned>(config_.max_events_per_turn));
-    }
     return ring_->wait(until_deadline);
 }
 

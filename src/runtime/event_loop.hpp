@@ -75,12 +75,6 @@ struct EventLoopConfig {
     // Serve StreamSockets through io_uring (see above). create() fails with
     // the kernel's reason where io_uring is missing or disabled.
     bool use_io_uring = false;
-    // io_uring loops: after a turn that had I/O, gather completions for up to
-    // this long (or until the next timer, or max_events_per_turn of them)
-    // before the next turn, so a busy loop wakes about once per window instead
-    // of once per message. Adds up to this much latency to a reply. Zero:
-    // wake for every completion.
-    Duration coalesce = Duration::zero();
 };
 
 class EventLoop {
@@ -151,7 +145,6 @@ private:
     // Ring loops: the epoll set may still hold ready (level-triggered) fds
     // after a full batch, which its poll would not report again.
     bool epoll_maybe_ready_ = false;
-    bool last_turn_had_io_ = false;  // Ring loops: the last turn dispatched completions.
     std::atomic<bool> stopping_{false};
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;

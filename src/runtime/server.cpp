@@ -56,10 +56,6 @@ Result<void> ServerOptions::validate() const {
     if (output_budget < 1024) return Error{"output budget must be at least 1 KiB"};
     if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max body size must be 16 B..16 MiB"};
     if (tick <= Duration::zero() || tick > Duration::seconds(1)) return Error{"tick must be in (0, 1s]"};
-    if (coalesce < Duration::zero() || coalesce > Duration::milliseconds(100))
-        return Error{"--coalesce must be in [0, 100ms]; got " + to_string(coalesce)};
-    if (coalesce > Duration::zero() && io != IoBackend::uring)
-        return Error{"--coalesce needs --io uring (the epoll backend wakes for every message)"};
     if (push_rate > kMaxPushRate)
         return Error{"--push must be at most 1G (1 GiB/s); got " + std::to_string(push_rate) + " bytes/s"};
     if (auto k = keepalive.validate(); !k) return Error{"--keepalive: " + k.error().message};
@@ -1080,7 +1076,6 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options, Ser
         loop_config.tick = options.tick;
         loop_config.stall_threshold = options.stall_threshold;
         loop_config.use_io_uring = options.io == IoBackend::uring;
-        loop_config.coalesce = options.coalesce;
         Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(loop_config);
         if (!loop) {
             ::close(*fd);
