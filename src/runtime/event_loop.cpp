@@ -165,6 +165,7 @@ Result<void> EventLoop::wait_in_ring(Instant deadline) {
 }
 
 void EventLoop::run_turn() {
+    ++turns_;
     const Instant deadline = wheel_.next_expiry();
     wait_and_dispatch(deadline);
     if (ring_) send_replies_now();

@@ -98,6 +98,8 @@ public:
     void schedule(LoopObject& object, Instant deadline) { wheel_.schedule(object, deadline); }
     void cancel(LoopObject& object) { wheel_.cancel(object); }
     Instant now() const { return now_; }
+    // Turns run so far (a socket tells a send stuck for turns from one in flight).
+    std::uint64_t turns() const { return turns_; }
     // The clock read now, not at the top of the turn (for measuring).
     Instant precise_now() const { return clock_.now(); }
     // Called when the loop woke `lag` late, or a turn took `lag` (>= stall_threshold).
@@ -145,6 +147,7 @@ private:
     // Ring loops: the epoll set may still hold ready (level-triggered) fds
     // after a full batch, which its poll would not report again.
     bool epoll_maybe_ready_ = false;
+    std::uint64_t turns_ = 0;
     std::atomic<bool> stopping_{false};
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;

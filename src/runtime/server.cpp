@@ -923,14 +923,14 @@ void Connection::send_frame(const Frame& frame, bool control, bool best_effort) 
 
 void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
     if (state_ == ConnState::closed) return;
-    if (best_effort && socket_.backlog_bytes() + bytes.size() > worker().options().output_budget) return;
+    if (best_effort && socket_.backlog_bytes(worker().loop()) + bytes.size() > worker().options().output_budget) return;
     const StreamSocket::SendResult r = socket_.send(worker().loop(), *this, bytes, control);
     if (r.error != 0) {
         if (!best_effort) close_on_socket_error(r.error);
         return;
     }
     if (r.written_now > 0) liveness_.on_bytes_sent(worker().loop().now());
-    const std::size_t queued = socket_.backlog_bytes();
+    const std::size_t queued = socket_.backlog_bytes(worker().loop());
     if (queued > worker().options().output_budget) {
         Event e = event(EventKind::error);
         e.message = "peer is not reading: " + std::to_string(queued) + " bytes queued, budget " +

@@ -103,6 +103,7 @@ void StreamSocket::start_ring_send(EventLoop& loop, LoopObject& owner) {
     }
     loop.ring()->send(fd_, next, owner);
     ring_sending_ = true;
+    ring_send_turn_ = static_cast<std::uint8_t>(loop.turns());
     ++ring_ops_;
 }
 

@@ -89,12 +89,17 @@ public:
     bool open() const { return fd_ >= 0 && !ring_closing_; }
     // Everything not yet handed to the kernel, or handed and not yet taken.
     std::size_t queued_bytes() const { return out_ ? out_->queued_bytes() : 0; }
-    // What the output budget holds against the peer: bytes queued since the
-    // kernel last would not take everything offered. On an io_uring loop a
-    // turn's output is offered only at its end, so it cannot count as
-    // refused before then: the queue counts once a send came back short, and
-    // until one is taken whole.
-    std::size_t backlog_bytes() const { return !ring_ || ring_refused_ ? queued_bytes() : 0; }
+    // What the output budget holds against the peer: bytes queued while the
+    // kernel would not take what it was offered. On an io_uring loop a
+    // turn's output is offered only at its end, so it cannot count as refused
+    // before then: the queue counts once a send came back short (until one is
+    // taken whole), or while a send has waited in the kernel for more than a
+    // turn (the socket's buffer is full and nothing of it went).
+    std::size_t backlog_bytes(const EventLoop& loop) const {
+        if (!ring_ || ring_refused_) return queued_bytes();
+        const auto waited = static_cast<std::uint8_t>(static_cast<std::uint8_t>(loop.turns()) - ring_send_turn_);
+        return ring_sending_ && waited >= 2 ? queued_bytes() : 0;
+    }
     std::uint64_t bytes_in() const { return bytes_in_; }
     std::uint64_t bytes_out() const { return bytes_out_; }
 
@@ -118,6 +123,7 @@ private:
     bool ring_lingering_ : 1 = false;  // Closing, the queue still to follow the send in flight.
     bool ring_refused_ : 1 = false;    // The last send came back short: the peer is behind.
     std::uint8_t ring_ops_ : 2 = 0;    // Receive armed + send in flight + flush due (at most 3).
+    std::uint8_t ring_send_turn_ = 0;  // Low bits of the loop turn the send in flight left in.
 };
 
 }  // namespace lifeline::runtime
