@@ -28,7 +28,7 @@ bench: build-release
 	bash bench/run.sh
 
 format:
-	find src include tests bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
+	find src include tests bench examples \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.c' \) -print0 | xargs -0 clang-format -i
 
 clean:
 	rm -rf build

@@ -43,7 +43,6 @@ using echo_baseline::die_code;
 using echo_baseline::die_errno;
 using echo_baseline::parse_listen;
 
-
 long long now_ms() {
     timespec ts{};
     ::clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -91,9 +91,8 @@ public:
     Instant next_expiry() const { return wheel_->next_expiry(); }
     template <class F>
     std::size_t advance(Instant now, F&& on_expired) {
-        return wheel_->advance(now, [&](TimerNode& node) {
-            on_expired(static_cast<std::uint32_t>(&node - nodes_.get()));
-        });
+        return wheel_->advance(now,
+                               [&](TimerNode& node) { on_expired(static_cast<std::uint32_t>(&node - nodes_.get())); });
     }
     std::size_t size() const { return wheel_->size(); }
 
@@ -299,8 +298,7 @@ const Workload& workload_for(std::size_t n) {
     Workload& w = *slot;
     std::mt19937_64 rng(kSeed ^ n);
     // Deadlines in [1 ms, 30 s]: at least one tick-fraction ahead, so none is "due now".
-    std::uniform_int_distribution<std::int64_t> offset(Duration::milliseconds(1).ns(),
-                                                       kSpread.ns());
+    std::uniform_int_distribution<std::int64_t> offset(Duration::milliseconds(1).ns(), kSpread.ns());
     std::uniform_int_distribution<std::uint32_t> id(0, static_cast<std::uint32_t>(n - 1));
 
     w.arm_order.resize(n);
@@ -336,8 +334,7 @@ std::int64_t thread_cpu_ns() {
 }
 
 std::int64_t steady_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
 
@@ -424,9 +421,8 @@ void bm_rearm(benchmark::State& state) {
     steady.next_op = next;
     if (q.size() != n) state.SkipWithError("re-arming changed the number of armed timers");
     state.SetItemsProcessed(state.iterations());
-    state.counters["per_op"] =
-        benchmark::Counter(static_cast<double>(state.iterations()),
-                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    state.counters["per_op"] = benchmark::Counter(static_cast<double>(state.iterations()),
+                                                  benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // Times `count` re-arms on a steady-state queue (thread CPU time, in seconds).
@@ -515,8 +511,7 @@ std::size_t churn(ChurnState<Queue>& s, const Workload& w, std::size_t n, std::i
     const std::size_t rearms_per_tick = std::max<std::size_t>(1, n / kChurnTicksBetweenRearms);
     std::size_t fired = 0;
     auto rearm = [&](std::uint32_t id) {
-        const std::int64_t offset_ns =
-            kMode == Churn::kHeartbeat ? w.arm_offset_ns[id] : ops[s.next_op].offset_ns;
+        const std::int64_t offset_ns = kMode == Churn::kHeartbeat ? w.arm_offset_ns[id] : ops[s.next_op].offset_ns;
         s.next_op = (s.next_op + 1) & (kRearmOps - 1);
         q.schedule(id, s.now + Duration::nanoseconds(offset_ns));
     };
@@ -540,10 +535,9 @@ ChurnState<Queue>& churn_state(std::size_t n) {
         arm_all(*s.queue, workload_for(n), kStart, PhaseClock(0));
         // Warm up for 30 simulated seconds, the deadlines' spread, so that the
         // timed runs start from the steady state and not from the initial fill.
-        churn<kMode>(
-            s, workload_for(n), n,
-            static_cast<std::int64_t>(std::max<std::size_t>(1, n / kChurnTicksBetweenRearms) *
-                                      static_cast<std::size_t>(kSpread / kTick)));
+        churn<kMode>(s, workload_for(n), n,
+                     static_cast<std::int64_t>(std::max<std::size_t>(1, n / kChurnTicksBetweenRearms) *
+                                               static_cast<std::size_t>(kSpread / kTick)));
     }
     return s;
 }
@@ -560,8 +554,7 @@ void bm_churn(benchmark::State& state) {
     if (s.queue->size() != n) state.SkipWithError("churn changed the number of armed timers");
     const auto items = static_cast<double>(state.iterations()) + static_cast<double>(fired);
     state.SetItemsProcessed(static_cast<std::int64_t>(items));
-    state.counters["per_op"] =
-        benchmark::Counter(items, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    state.counters["per_op"] = benchmark::Counter(items, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
     state.counters["fired_share"] = static_cast<double>(fired) / items;
 }
 
@@ -624,8 +617,8 @@ void bm_expire(benchmark::State& state) {
 }
 
 // Names are "<workload>/<implementation>/<N>".
-benchmark::internal::Benchmark* add(const char* workload, const char* impl,
-                                    void (*body)(benchmark::State&), std::int64_t n) {
+benchmark::internal::Benchmark* add(const char* workload, const char* impl, void (*body)(benchmark::State&),
+                                    std::int64_t n) {
     std::string name = workload;
     name += '/';
     name += impl;
@@ -643,16 +636,12 @@ void register_benchmarks() {
         add("rearm_ab", "wheel:heap", bm_rearm_ab, n)
             ->Iterations(kRearmIterations / static_cast<std::int64_t>(kRearmSlice))
             ->UseManualTime();
-        add("cancel_schedule", "wheel", bm_rearm<WheelQueue, true>, n)
-            ->Iterations(kRearmIterations);
+        add("cancel_schedule", "wheel", bm_rearm<WheelQueue, true>, n)->Iterations(kRearmIterations);
         add("cancel_schedule", "heap", bm_rearm<HeapQueue, true>, n)->Iterations(kRearmIterations);
-        add("churn", "wheel", bm_churn<Churn::kUniform, WheelQueue>, n)
-            ->Iterations(kRearmIterations);
+        add("churn", "wheel", bm_churn<Churn::kUniform, WheelQueue>, n)->Iterations(kRearmIterations);
         add("churn", "heap", bm_churn<Churn::kUniform, HeapQueue>, n)->Iterations(kRearmIterations);
-        add("heartbeat", "wheel", bm_churn<Churn::kHeartbeat, WheelQueue>, n)
-            ->Iterations(kRearmIterations);
-        add("heartbeat", "heap", bm_churn<Churn::kHeartbeat, HeapQueue>, n)
-            ->Iterations(kRearmIterations);
+        add("heartbeat", "wheel", bm_churn<Churn::kHeartbeat, WheelQueue>, n)->Iterations(kRearmIterations);
+        add("heartbeat", "heap", bm_churn<Churn::kHeartbeat, HeapQueue>, n)->Iterations(kRearmIterations);
     }
     for (const std::int64_t n : kSizes) {
         add("cancel", "wheel", bm_cancel<WheelQueue>, n)->UseManualTime();

@@ -103,37 +103,37 @@ struct Server {
         const std::uint64_t data = io_uring_cqe_get_data64(&cqe);
         const int fd = fd_of(data);
         switch (op_of(data)) {
-        case kSignal:
-            return false;
-        case kAccept:
-            if (cqe.res >= 0) {
-                const int one = 1;
-                ::setsockopt(cqe.res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                arm_recv(cqe.res);
-            }
-            if (!(cqe.flags & IORING_CQE_F_MORE)) {  // The multishot accept ended (EMFILE...): re-arm.
-                io_uring_sqe* s = sqe();
-                io_uring_prep_multishot_accept(s, listener, nullptr, nullptr, SOCK_CLOEXEC);
-                io_uring_sqe_set_data64(s, tag(kAccept, listener));
-            }
-            return true;
-        case kRecv:
-            if (cqe.res > 0) {
-                const unsigned id = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
-                io_uring_sqe* s = sqe();
-                io_uring_prep_send(s, fd, buffers + std::size_t{id} * kBufferSize, static_cast<std::size_t>(cqe.res),
-                                   MSG_NOSIGNAL);
-                io_uring_sqe_set_data64(s, tag(kSend, fd, id));
-                if (!(cqe.flags & IORING_CQE_F_MORE)) arm_recv(fd);
-            } else if (cqe.res == -ENOBUFS) {
-                arm_recv(fd);  // Every buffer is in flight: try again next turn.
-            } else {
-                ::close(fd);  // EOF or error. Sends still in flight hold their own file reference.
-            }
-            return true;
-        case kSend:
-            give_back(buffer_of(data));  // A failed echo is dropped, as in the epoll floor.
-            return true;
+            case kSignal:
+                return false;
+            case kAccept:
+                if (cqe.res >= 0) {
+                    const int one = 1;
+                    ::setsockopt(cqe.res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                    arm_recv(cqe.res);
+                }
+                if (!(cqe.flags & IORING_CQE_F_MORE)) {  // The multishot accept ended (EMFILE...): re-arm.
+                    io_uring_sqe* s = sqe();
+                    io_uring_prep_multishot_accept(s, listener, nullptr, nullptr, SOCK_CLOEXEC);
+                    io_uring_sqe_set_data64(s, tag(kAccept, listener));
+                }
+                return true;
+            case kRecv:
+                if (cqe.res > 0) {
+                    const unsigned id = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
+                    io_uring_sqe* s = sqe();
+                    io_uring_prep_send(s, fd, buffers + std::size_t{id} * kBufferSize,
+                                       static_cast<std::size_t>(cqe.res), MSG_NOSIGNAL);
+                    io_uring_sqe_set_data64(s, tag(kSend, fd, id));
+                    if (!(cqe.flags & IORING_CQE_F_MORE)) arm_recv(fd);
+                } else if (cqe.res == -ENOBUFS) {
+                    arm_recv(fd);  // Every buffer is in flight: try again next turn.
+                } else {
+                    ::close(fd);  // EOF or error. Sends still in flight hold their own file reference.
+                }
+                return true;
+            case kSend:
+                give_back(buffer_of(data));  // A failed echo is dropped, as in the epoll floor.
+                return true;
         }
         return true;
     }

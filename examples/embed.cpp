@@ -1,8 +1,7 @@
 // A server and a client in one process: three heartbeats, then a clean stop.
+#include <cstdio>
 #include <lifeline/client.hpp>
 #include <lifeline/server.hpp>
-
-#include <cstdio>
 #include <thread>
 
 int main() {

@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake make pkg-config git
+  clang-format                          # the tests check that every source is formatted
   clang-14 libclang-rt-14-dev          # libFuzzer for the decoder fuzz target
   libgtest-dev libgmock-dev googletest  # unit, simulation and integration tests
   libbenchmark-dev                      # bench/

@@ -46,7 +46,7 @@ struct ClientOptions {
     // this and the granted timeout: its own patience is its own business.
     Duration timeout = Duration::seconds(3);
     KeepalivePolicy keepalive;
-    int count = 1;                              // Parallel connections (ids get "-N" suffixes).
+    int count = 1;  // Parallel connections (ids get "-N" suffixes).
     bool reconnect = false;
     Duration backoff_initial = Duration::milliseconds(100);
     Duration backoff_max = Duration::seconds(10);
@@ -54,12 +54,12 @@ struct ClientOptions {
     std::size_t output_budget = 1 << 20;
     std::size_t max_body_size = 64 * 1024;
     Duration tick = Duration::milliseconds(10);
-    std::uint64_t seed = 0;                     // Backoff jitter; 0 = from the OS.
+    std::uint64_t seed = 0;  // Backoff jitter; 0 = from the OS.
     // Source addresses to bind before connecting ("127.0.0.2"), used round
     // robin by connection index; empty = the kernel picks. Each source has its
     // own ephemeral port range towards the server.
     std::vector<std::string> source_addresses;
-    double ramp_per_second = 0;                 // First connects spread at this rate (0 = all at once).
+    double ramp_per_second = 0;  // First connects spread at this rate (0 = all at once).
 
     // Checks ranges and consistency (heartbeat and timeout only in framed mode,
     // where they are sent); errors name the option.

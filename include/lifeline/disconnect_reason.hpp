@@ -25,12 +25,10 @@ enum class DisconnectReason : unsigned char {
 };
 
 inline constexpr std::array kAllDisconnectReasons = {
-    DisconnectReason::peer_closed,       DisconnectReason::peer_reset,
-    DisconnectReason::keepalive_timeout, DisconnectReason::user_timeout,
-    DisconnectReason::heartbeat_timeout, DisconnectReason::idle_timeout,
-    DisconnectReason::unreachable,       DisconnectReason::protocol_error,
-    DisconnectReason::slow_consumer,     DisconnectReason::session_replaced,
-    DisconnectReason::local_close,       DisconnectReason::shutdown,
+    DisconnectReason::peer_closed,      DisconnectReason::peer_reset,        DisconnectReason::keepalive_timeout,
+    DisconnectReason::user_timeout,     DisconnectReason::heartbeat_timeout, DisconnectReason::idle_timeout,
+    DisconnectReason::unreachable,      DisconnectReason::protocol_error,    DisconnectReason::slow_consumer,
+    DisconnectReason::session_replaced, DisconnectReason::local_close,       DisconnectReason::shutdown,
 };
 
 // The stable snake_case name, e.g. "heartbeat_timeout".

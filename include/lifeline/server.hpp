@@ -39,28 +39,28 @@ enum class IoBackend : std::uint8_t {
 };
 
 struct ServerOptions {
-    std::string listen = "0.0.0.0:8888";    // IPv4 "a.b.c.d:port" or IPv6 "[::1]:port"; port 0 = any
+    std::string listen = "0.0.0.0:8888";  // IPv4 "a.b.c.d:port" or IPv6 "[::1]:port"; port 0 = any
     ServerMode mode = ServerMode::framed;
-    Duration heartbeat = Duration::seconds(1);        // Interval granted when the client asks for 0.
-    Duration timeout = Duration::seconds(3);          // Timeout granted when the client asks for 0.
+    Duration heartbeat = Duration::seconds(1);            // Interval granted when the client asks for 0.
+    Duration timeout = Duration::seconds(3);              // Timeout granted when the client asks for 0.
     Duration min_interval = Duration::milliseconds(100);  // Slowest allowed PING rate (abuse protection).
     Duration max_timeout = Duration::hours(1);
     Duration handshake_timeout = Duration::seconds(5);  // HELLO must arrive within this, from accept.
-    Duration idle_timeout = Duration::zero();  // raw mode: close after this long without bytes (0 = off)
-    bool server_pings = false;                 // The server also sends PINGs when quiet.
-    KeepalivePolicy keepalive;                 // Applied to every accepted socket.
+    Duration idle_timeout = Duration::zero();           // raw mode: close after this long without bytes (0 = off)
+    bool server_pings = false;                          // The server also sends PINGs when quiet.
+    KeepalivePolicy keepalive;                          // Applied to every accepted socket.
     int threads = 1;
     IoBackend io = IoBackend::epoll;
-    std::size_t output_budget = 1 << 20;       // Bytes queued for a peer that does not read; then slow_consumer.
+    std::size_t output_budget = 1 << 20;  // Bytes queued for a peer that does not read; then slow_consumer.
     std::size_t max_body_size = 64 * 1024;
     std::size_t max_connections = 1'000'000;
-    bool echo = false;                         // Echo DATA (framed) or bytes (raw) back.
+    bool echo = false;  // Echo DATA (framed) or bytes (raw) back.
     // Timer wheel resolution: a silent peer is declared dead at most about
     // this long after its timeout. Fine ticks cost wake-ups only while timers
     // are expiring: a healthy peer pushes its deadline ahead and never fires.
     Duration tick = Duration::milliseconds(1);
     Duration stall_threshold = Duration::milliseconds(250);
-    std::string http;                          // "127.0.0.1:9100": serve /metrics and /connections ("" = off)
+    std::string http;  // "127.0.0.1:9100": serve /metrics and /connections ("" = off)
     // Push: stream this many bytes of filler per second to every open
     // connection (framed: DATA payload bytes, after its HELLO; raw: plain
     // bytes, from accept). 0 = off; at most kMaxPushRate. A stand-in for a push
@@ -72,7 +72,7 @@ struct ServerOptions {
     // costs O(connections) per tick, fine for labs, not for 1M connections.
     // A budget smaller than one tick's filler (rate x tick, or after a late
     // wake-up up to rate x 100 ms) can close even a peer that keeps up.
-    std::uint64_t push_rate = 0;               // bytes per second
+    std::uint64_t push_rate = 0;  // bytes per second
 
     // Checks ranges and consistency; errors name the option.
     Result<void> validate() const;

@@ -101,9 +101,7 @@ public:
 
     constexpr Instant operator+(Duration d) const { return Instant(detail::saturating_add(ns_, d.ns())); }
     constexpr Instant operator-(Duration d) const { return Instant(detail::saturating_sub(ns_, d.ns())); }
-    constexpr Duration operator-(Instant o) const {
-        return Duration::nanoseconds(detail::saturating_sub(ns_, o.ns_));
-    }
+    constexpr Duration operator-(Instant o) const { return Duration::nanoseconds(detail::saturating_sub(ns_, o.ns_)); }
     constexpr Instant& operator+=(Duration d) { return *this = *this + d; }
     constexpr auto operator<=>(const Instant&) const = default;
 

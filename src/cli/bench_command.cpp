@@ -1,9 +1,8 @@
 // `lifeline bench`: the load generator (src/loadgen) from the command line.
 // Past one process's descriptor limit it runs several copies of itself
 // (shards), each on the same monotonic timeline, and merges their results.
-#include <fmt/core.h>
-
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -95,8 +94,8 @@ std::string kernel_hint(const std::string& error) {
 }
 
 // The shard's slice of the plan: connections, rate and where its sources start.
-loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol, const std::vector<std::string>& sources,
-                              int shard, int shards, std::int64_t epoch_ns) {
+loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol,
+                              const std::vector<std::string>& sources, int shard, int shards, std::int64_t epoch_ns) {
     loadgen::BenchPlan p;
     p.load.server = o.server;
     p.load.protocol = protocol;
@@ -122,15 +121,16 @@ loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol,
     return p;
 }
 
-std::string summary_line(const char* label, const std::string& value) { return fmt::format("  {:<17}{}\n", label, value); }
+std::string summary_line(const char* label, const std::string& value) {
+    return fmt::format("  {:<17}{}\n", label, value);
+}
 
 std::string latency_text(std::vector<std::int64_t> samples) {
     if (samples.empty()) return "none";
     std::sort(samples.begin(), samples.end());
     auto ms = [](std::int64_t ns) { return fmt::format("{:.1f}", static_cast<double>(ns) / 1e6); };
     return fmt::format("p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms", ms(loadgen::quantile(samples, 0.5)),
-                       ms(loadgen::quantile(samples, 0.99)), ms(loadgen::quantile(samples, 0.999)),
-                       ms(samples.back()));
+                       ms(loadgen::quantile(samples, 0.99)), ms(loadgen::quantile(samples, 0.999)), ms(samples.back()));
 }
 
 nlohmann::json report_json(const BenchOptions& o, int shards, loadgen::BenchResult r) {
@@ -162,21 +162,24 @@ nlohmann::json report_json(const BenchOptions& o, int shards, loadgen::BenchResu
 
 std::string report_text(const BenchOptions& o, int shards, loadgen::BenchResult r) {
     auto& s = r.stats;
-    std::string out = fmt::format("lifeline bench: {} protocol, {} connections to {} ({} process{} x {} thread{}), heartbeat {}\n",
-                                  o.protocol, o.connections, o.server, shards, shards == 1 ? "" : "es", o.threads,
-                                  o.threads == 1 ? "" : "s", to_string(o.heartbeat));
+    std::string out =
+        fmt::format("lifeline bench: {} protocol, {} connections to {} ({} process{} x {} thread{}), heartbeat {}\n",
+                    o.protocol, o.connections, o.server, shards, shards == 1 ? "" : "es", o.threads,
+                    o.threads == 1 ? "" : "s", to_string(o.heartbeat));
     out += summary_line("connected", fmt::format("{} ({} failed{})", s.connected, s.connect_failures,
                                                  s.first_error.empty() ? "" : ": " + s.first_error));
     if (!s.first_error.empty()) {
         const std::string hint = kernel_hint(s.first_error);
         if (!hint.empty()) out += summary_line("hint", hint);
     }
-    const double rate = r.measured > Duration::zero() ? static_cast<double>(r.round_trips_in_hold) / r.measured.seconds_f() : 0;
+    const double rate =
+        r.measured > Duration::zero() ? static_cast<double>(r.round_trips_in_hold) / r.measured.seconds_f() : 0;
     out += summary_line("round trips", fmt::format("{:.0f}/s over the {} hold", rate, to_string(r.measured)));
     if (o.silence > 0) {
-        out += summary_line("went silent", fmt::format("{} ({:.1f} %) at ramp + {}", s.silenced,
-                                                       s.connected > 0 ? 100.0 * double(s.silenced) / double(s.connected) : 0.0,
-                                                       to_string(o.silence_after)));
+        out += summary_line("went silent",
+                            fmt::format("{} ({:.1f} %) at ramp + {}", s.silenced,
+                                        s.connected > 0 ? 100.0 * double(s.silenced) / double(s.connected) : 0.0,
+                                        to_string(o.silence_after)));
         out += summary_line("detected", fmt::format("{} of {}", s.detect_after_last_send_ns.size(), s.silenced));
         out += summary_line("after last send", latency_text(s.detect_after_last_send_ns));
         out += summary_line("after silence", latency_text(s.detect_after_silence_ns));
@@ -188,10 +191,10 @@ std::string report_text(const BenchOptions& o, int shards, loadgen::BenchResult 
         }
     }
     if (o.reconnect && s.drops > 0) {
-        out += summary_line("reconnect storm",
-                            fmt::format("{} dropped, {} back, the last {:.2f} s after the first drop", s.drops,
-                                        s.reconnected,
-                                        static_cast<double>(s.last_reconnect_ns - s.first_drop_ns) / 1e9));
+        out +=
+            summary_line("reconnect storm",
+                         fmt::format("{} dropped, {} back, the last {:.2f} s after the first drop", s.drops,
+                                     s.reconnected, static_cast<double>(s.last_reconnect_ns - s.first_drop_ns) / 1e9));
     }
     out += summary_line("false positives", fmt::format("{} of {} not silenced", s.false_closes,
                                                        s.connected - std::min(s.connected, s.silenced)));
@@ -205,8 +208,8 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
         return 2;
     }
     if (*protocol == loadgen::Protocol::framed && o.timeout <= o.heartbeat) {
-        fmt::print(stderr, "lifeline bench: --timeout ({}) must be longer than --heartbeat ({})\n", to_string(o.timeout),
-                   to_string(o.heartbeat));
+        fmt::print(stderr, "lifeline bench: --timeout ({}) must be longer than --heartbeat ({})\n",
+                   to_string(o.timeout), to_string(o.heartbeat));
         return 2;
     }
     if (o.silence > 0 && o.silence_after >= o.hold) {
@@ -308,8 +311,9 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
         int status = 0;
         ::waitpid(pid, &status, 0);
         const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-        Result<loadgen::BenchResult> r =
-            j.is_discarded() ? Result<loadgen::BenchResult>(Error{"a shard printed no result"}) : loadgen::bench_result_from_json(j);
+        Result<loadgen::BenchResult> r = j.is_discarded()
+                                             ? Result<loadgen::BenchResult>(Error{"a shard printed no result"})
+                                             : loadgen::bench_result_from_json(j);
         if (!r) {
             fmt::print(stderr, "lifeline bench: shard {}: {}\n", pid, r.error().message);
             return 1;
@@ -364,8 +368,9 @@ void add_bench_command(CLI::App& app, Action& run) {
         ->capture_default_str()
         ->check(CLI::Range(0.0, 1.0));
     add_duration_option(*sub, "--silence-after", o->silence_after, "When, after the ramp, they go silent");
-    add_duration_option(*sub, "--server-budget", o->server_budget,
-                        "The server's detection budget, for the report (default: framed --timeout, mqtt 1.5 x keep-alive)");
+    add_duration_option(
+        *sub, "--server-budget", o->server_budget,
+        "The server's detection budget, for the report (default: framed --timeout, mqtt 1.5 x keep-alive)");
     sub->add_option("--sources", o->sources, "Source addresses: auto, none, or A.B.C.D-E.F.G.H")->capture_default_str();
     sub->add_flag("--json", o->json, "Print the result as JSON");
     sub->add_flag("--reconnect", o->reconnect,

@@ -27,7 +27,6 @@ void add_bench_command(CLI::App& app, Action& run);
 std::vector<std::string> rebuild_arguments(const CLI::App& sub, const std::vector<std::string>& skip);
 
 // Adds a duration option ("250ms", "1.5s", "2h") that fails parsing with a clear message.
-CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duration& target,
-                                 const std::string& help);
+CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duration& target, const std::string& help);
 
 }  // namespace lifeline::cli

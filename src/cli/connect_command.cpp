@@ -1,6 +1,5 @@
 // `lifeline connect`: a framed (or raw) client; events on stdout, stdin lines as DATA.
 #include <fmt/core.h>
-
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,8 +11,8 @@
 
 #include "cli/commands.hpp"
 #include "cli/stop_signals.hpp"
-#include "runtime/line_writer.hpp"
 #include "lifeline/client.hpp"
+#include "runtime/line_writer.hpp"
 
 namespace lifeline::cli {
 
@@ -54,7 +53,6 @@ int run_connect(ConnectOptions& o) {
     callbacks.on_down = [&](int, DisconnectReason r) {
         if (r != DisconnectReason::shutdown && r != DisconnectReason::local_close) failed.store(true);
     };
-
 
     Result<std::unique_ptr<Client>> client = Client::create(c, callbacks);
     if (!client) {
@@ -115,11 +113,13 @@ void add_connect_command(CLI::App& app, Action& run) {
     add_duration_option(*sub, "--timeout", c.timeout,
                         "Requested timeout: the server is dead after this much silence (kept even if the server "
                         "grants less)");
-    sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")->capture_default_str();
+    sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")
+        ->capture_default_str();
     sub->add_option("--user-timeout", opts->user_timeout, "TCP_USER_TIMEOUT: auto, off, or a duration")
         ->capture_default_str();
     sub->add_flag("--reconnect", c.reconnect, "Reconnect after the connection ends");
-    add_duration_option(*sub, "--backoff-initial", c.backoff_initial, "First reconnect delay cap (doubles per attempt)");
+    add_duration_option(*sub, "--backoff-initial", c.backoff_initial,
+                        "First reconnect delay cap (doubles per attempt)");
     add_duration_option(*sub, "--backoff-max", c.backoff_max, "Largest reconnect delay cap");
     add_duration_option(*sub, "--connect-timeout", c.connect_timeout,
                         "TCP connect plus WELCOME (raw: the TCP connect) must finish within this");

@@ -117,7 +117,8 @@ json to_json(const Row& r) {
         {"unacked", info.unacked},
         {"send_queue", s.send_queue},
         {"probes", std::max<int>(s.timer == net::SocketTimer::keepalive ? s.timer_retransmits : 0, info.probes)},
-        {"retransmits", std::max<int>(s.timer == net::SocketTimer::retransmit ? s.timer_retransmits : 0, info.retransmits)},
+        {"retransmits",
+         std::max<int>(s.timer == net::SocketTimer::retransmit ? s.timer_retransmits : 0, info.retransmits)},
         {"last_data_received_ms", info.last_data_received.ms()},
         {"rtt_ms", info.rtt.ms_f()},
         {"verdict", std::string(net::to_string(r.health.verdict))},
@@ -139,18 +140,20 @@ void print_table(const std::vector<Row>& rows) {
         const int probes = std::max<int>(s.timer == net::SocketTimer::keepalive ? s.timer_retransmits : 0, info.probes);
         const int retrans =
             std::max<int>(s.timer == net::SocketTimer::retransmit ? s.timer_retransmits : 0, info.retransmits);
-        const std::string owner = s.owner ? fmt::format("{}/{} fd {}", s.owner->pid, s.owner->command, s.owner->fd) : "-";
-        fmt::print("{:<22} {:<22} {:<11} {:<16} {:>7} {:>7} {:>6} {:>7} {:>9} {:<14} {:>10}  {}\n",
-                   s.local.to_string(), s.remote.to_string(), net::to_string(s.state), keepalive_cell(r.keepalive),
+        const std::string owner =
+            s.owner ? fmt::format("{}/{} fd {}", s.owner->pid, s.owner->command, s.owner->fd) : "-";
+        fmt::print("{:<22} {:<22} {:<11} {:<16} {:>7} {:>7} {:>6} {:>7} {:>9} {:<14} {:>10}  {}\n", s.local.to_string(),
+                   s.remote.to_string(), net::to_string(s.state), keepalive_cell(r.keepalive),
                    user_timeout_cell(r.keepalive), info.unacked, probes, retrans, to_human(info.last_data_received),
                    net::to_string(r.health.verdict), time_left_cell(r.health), owner);
     }
     bool any_inferred = false;
     for (const Row& r : rows) any_inferred |= r.keepalive.inferred;
     if (any_inferred) {
-        fmt::print("\n~ marks values inferred from the armed timer and the sysctl defaults: the socket's own\n"
-                   "settings need root (pidfd_getfd). '?' = unknown. GIVES-UP is when the kernel ends the\n"
-                   "connection if nothing changes.\n");
+        fmt::print(
+            "\n~ marks values inferred from the armed timer and the sysctl defaults: the socket's own\n"
+            "settings need root (pidfd_getfd). '?' = unknown. GIVES-UP is when the kernel ends the\n"
+            "connection if nothing changes.\n");
     }
     if (rows.empty()) fmt::print("(no matching connections)\n");
 }
@@ -198,7 +201,8 @@ void add_inspect_command(CLI::App& app, Action& run) {
         "zero-window (peer not reading) or unprotected (no keepalive, no user timeout: a dead idle peer\n"
         "would never be noticed), with the time left until the kernel gives up. As root, each socket's\n"
         "own settings are read from its process (pidfd_getfd); otherwise they are inferred (marked ~).");
-    sub->add_option("--port", opts->port, "Only connections with this local or remote port")->check(CLI::Range(1, 65535));
+    sub->add_option("--port", opts->port, "Only connections with this local or remote port")
+        ->check(CLI::Range(1, 65535));
     sub->add_option("--pid", opts->pid, "Only sockets owned by this process")->check(CLI::PositiveNumber);
     sub->add_option("--state", opts->state, "TCP state to list, or all")->capture_default_str();
     sub->add_flag("--watch", opts->watch, "Refresh like top until Ctrl-C");

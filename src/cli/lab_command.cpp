@@ -1,6 +1,5 @@
 // `lifeline lab`: the network lab (src/lab) from the command line.
 #include <fmt/core.h>
-
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -140,11 +139,11 @@ int run_lab_command(LabCommandOptions& o) {
 
     // Children's stderr, kept for post-mortems: in the report directory when there is one.
     std::error_code ec;
-    lab.log_directory = !o.logs.empty()     ? o.logs
-                        : !o.report.empty() ? o.report + "/logs"
-                                            : (std::filesystem::temp_directory_path() /
-                                               ("lifeline-lab-" + std::to_string(::getpid())))
-                                                  .string();
+    lab.log_directory =
+        !o.logs.empty() ? o.logs
+        : !o.report.empty()
+            ? o.report + "/logs"
+            : (std::filesystem::temp_directory_path() / ("lifeline-lab-" + std::to_string(::getpid()))).string();
     std::filesystem::create_directories(lab.log_directory, ec);
     if (ec) {
         fmt::print(stderr, "lifeline lab: cannot create {}: {}\n", lab.log_directory, ec.message());

@@ -8,8 +8,7 @@
 
 namespace lifeline::cli {
 
-CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duration& target,
-                                 const std::string& help) {
+CLI::Option* add_duration_option(CLI::App& app, const std::string& name, Duration& target, const std::string& help) {
     auto* opt = app.add_option_function<std::string>(
         name,
         [&target, name](const std::string& text) {

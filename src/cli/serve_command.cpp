@@ -1,6 +1,5 @@
 // `lifeline serve`: the server, events on stdout, diagnostics on stderr.
 #include <fmt/core.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,9 +11,9 @@
 #include "cli/commands.hpp"
 #include "cli/serve_workers.hpp"
 #include "cli/stop_signals.hpp"
-#include "runtime/line_writer.hpp"
 #include "core/kernel_budget.hpp"
 #include "lifeline/server.hpp"
+#include "runtime/line_writer.hpp"
 
 namespace lifeline::cli {
 
@@ -100,14 +99,14 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
     ServerCallbacks callbacks;
     callbacks.on_event = [&out, json](const Event& e) { out.write(json ? to_json_line(e) : to_text_line(e)); };
 
-
     Result<std::unique_ptr<Server>> server = Server::create(s, callbacks);
     if (!server) {
         fmt::print(stderr, "lifeline serve: {}\n", server.error().message);
         return 1;
     }
     fmt::print(stderr,
-               "lifeline serve: {} mode on {} ({}), heartbeat {} / timeout {} (min interval {}), keepalive {}, {} thread{}{}{}\n",
+               "lifeline serve: {} mode on {} ({}), heartbeat {} / timeout {} (min interval {}), keepalive {}, {} "
+               "thread{}{}{}\n",
                o.mode, (*server)->local_address(), o.io, to_string(s.heartbeat), to_string(s.timeout),
                to_string(s.min_interval), s.keepalive.to_string(), s.threads, s.threads == 1 ? "" : "s",
                s.http.empty() ? "" : ", http on " + s.http,
@@ -147,8 +146,10 @@ void add_serve_command(CLI::App& app, Action& run) {
     add_duration_option(*sub, "--max-timeout", s.max_timeout,
                         "Longest timeout a client may ask for (with --detect-within: the target)");
     add_duration_option(*sub, "--handshake-timeout", s.handshake_timeout, "HELLO must arrive within this of accept");
-    add_duration_option(*sub, "--idle-timeout", s.idle_timeout, "raw mode: close after this long without a byte (0 = off)");
-    sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")->capture_default_str();
+    add_duration_option(*sub, "--idle-timeout", s.idle_timeout,
+                        "raw mode: close after this long without a byte (0 = off)");
+    sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")
+        ->capture_default_str();
     sub->add_option("--user-timeout", opts->user_timeout,
                     "TCP_USER_TIMEOUT: auto (= keepalive budget), off, or a duration")
         ->capture_default_str();
@@ -172,7 +173,8 @@ void add_serve_command(CLI::App& app, Action& run) {
     sub->add_option("--threads", s.threads, "Event loops, each with its own SO_REUSEPORT listener")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));
-    sub->add_option("--output-budget", s.output_budget, "Bytes queued for a peer that does not read before slow_consumer")
+    sub->add_option("--output-budget", s.output_budget,
+                    "Bytes queued for a peer that does not read before slow_consumer")
         ->capture_default_str();
     sub->add_option_function<std::string>(
            "--push",

@@ -10,8 +10,6 @@
 // SIGINT/SIGTERM stops them all.
 #include "cli/serve_workers.hpp"
 
-#include "cli/self_process.hpp"
-
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <httplib.h>
@@ -30,6 +28,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "cli/self_process.hpp"
 #include "net/endpoint.hpp"
 #include "runtime/http_endpoint.hpp"
 #include "runtime/metrics.hpp"

@@ -21,8 +21,10 @@ std::string at(Instant t) { return t.is_set() ? to_string(t - Instant::from_ns(0
 std::string silent_since(const sim::ConnectionOutcome& c) {
     switch (c.fate) {
         case sim::PeerFate::crashed:
-        case sim::PeerFate::frozen: return at(c.fault_at);
-        default: return "-";
+        case sim::PeerFate::frozen:
+            return at(c.fault_at);
+        default:
+            return "-";
     }
 }
 
@@ -34,8 +36,8 @@ void print_table(const SimOptions& o, const sim::SimulationReport& r) {
     fmt::print("network: one-way delay {}..{} + jitter {}, loss {:.1f}% (+{} per loss)\n\n",
                to_string(cfg.network.min_base_delay), to_string(cfg.network.max_base_delay),
                to_string(cfg.network.jitter), cfg.network.loss * 100, to_string(cfg.network.retransmit_delay));
-    fmt::print("{:>5}  {:<14}  {:>10}  {:>10}  {:>12}  {:>10}  {:>9}  {}\n", "conn", "peer", "silent at",
-               "last byte", "declared at", "detected", "rtt", "server verdict");
+    fmt::print("{:>5}  {:<14}  {:>10}  {:>10}  {:>12}  {:>10}  {:>9}  {}\n", "conn", "peer", "silent at", "last byte",
+               "declared at", "detected", "rtt", "server verdict");
     for (const auto& c : r.connections) {
         std::string detected = "-";
         std::string verdict = "alive";
@@ -52,9 +54,10 @@ void print_table(const SimOptions& o, const sim::SimulationReport& r) {
         fmt::print("{:>5}  {:<14}  {:>10}  {:>10}  {:>12}  {:>10}  {:>9}  {}\n", c.id, peer, silent_since(c),
                    at(c.last_arrival), at(c.server_declared_at), detected, to_string(c.rtt_smoothed), verdict);
     }
-    fmt::print("\n'detected' is the time from the last byte that arrived to the verdict; the budget is the\n"
-               "timeout ({}) plus at most one wheel tick ({}).\n",
-               to_string(cfg.timeout), to_string(cfg.tick));
+    fmt::print(
+        "\n'detected' is the time from the last byte that arrived to the verdict; the budget is the\n"
+        "timeout ({}) plus at most one wheel tick ({}).\n",
+        to_string(cfg.timeout), to_string(cfg.tick));
     fmt::print("{} events, {} frames. ", r.events, r.frames);
     if (r.violations.empty()) {
         fmt::print("Every check held: each silent peer caught within budget, no live peer convicted.\n");
@@ -111,31 +114,39 @@ void add_sim_command(CLI::App& app, Action& run) {
         "peer was caught within timeout + 1 tick and no live peer was convicted (exit 1 otherwise).\n"
         "Deterministic: the same --seed gives the same run.");
     sub->add_option("-n,--connections", cfg.connections, "Simulated client connections")
-        ->capture_default_str()->check(CLI::Range(1u, 1'000'000u));
+        ->capture_default_str()
+        ->check(CLI::Range(1u, 1'000'000u));
     sub->add_option("--seed", cfg.seed, "Random seed (a failing seed replays exactly)")->capture_default_str();
     add_duration_option(*sub, "--duration", cfg.duration, "Simulated time to run");
     add_duration_option(*sub, "--heartbeat", cfg.interval, "Client heartbeat interval");
     add_duration_option(*sub, "--timeout", cfg.timeout, "Silence after which a peer is declared dead");
     add_duration_option(*sub, "--tick", cfg.tick, "Timing wheel tick");
     sub->add_option("--crash-fraction", cfg.faults.crash_fraction, "Share of clients whose host vanishes")
-        ->capture_default_str()->check(CLI::Range(0.0, 1.0));
-    sub->add_option("--freeze-fraction", cfg.faults.freeze_fraction, "Share of clients whose process is stopped for a while")
-        ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0));
+    sub->add_option("--freeze-fraction", cfg.faults.freeze_fraction,
+                    "Share of clients whose process is stopped for a while")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0));
     sub->add_option("--busy-fraction", cfg.faults.busy_fraction, "Share of clients that stream DATA")
-        ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0));
     sub->add_option("--loss", cfg.network.loss, "Per-segment loss probability (each loss delays by a retransmission)")
-        ->capture_default_str()->check(CLI::Range(0.0, 0.5));
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 0.5));
     sub->add_flag("--json", opts->json, "Print the report as JSON");
     sub->callback([opts, &run] {
         run = [opts] {
             const auto& c = opts->config;
             if (c.faults.crash_fraction + c.faults.freeze_fraction + c.faults.busy_fraction > 1.0) {
-                fmt::print(stderr, "lifeline sim: --crash-fraction + --freeze-fraction + --busy-fraction must not exceed 1\n");
+                fmt::print(stderr,
+                           "lifeline sim: --crash-fraction + --freeze-fraction + --busy-fraction must not exceed 1\n");
                 return 2;
             }
             if (c.interval <= Duration::zero() || c.timeout <= c.interval || c.tick <= Duration::zero()) {
-                fmt::print(stderr, "lifeline sim: need --heartbeat > 0, --timeout > --heartbeat and --tick > 0 "
-                                   "(got heartbeat {}, timeout {}, tick {})\n",
+                fmt::print(stderr,
+                           "lifeline sim: need --heartbeat > 0, --timeout > --heartbeat and --tick > 0 "
+                           "(got heartbeat {}, timeout {}, tick {})\n",
                            to_string(c.interval), to_string(c.timeout), to_string(c.tick));
                 return 2;
             }

@@ -66,8 +66,9 @@ int run_show(const SysctlOptions& o) {
         fmt::print("{}\n", out.dump(2));
         return 0;
     }
-    fmt::print("TCP sysctls of this network namespace. They apply to sockets that enable SO_KEEPALIVE\n"
-               "without per-socket overrides (lifeline sets its own values per socket).\n\n");
+    fmt::print(
+        "TCP sysctls of this network namespace. They apply to sockets that enable SO_KEEPALIVE\n"
+        "without per-socket overrides (lifeline sets its own values per socket).\n\n");
     fmt::print("  {:<30} {:>6}  {}\n", net::kSysctlKeepaliveTime, s.keepalive_time.ns() / 1'000'000'000,
                to_human(s.keepalive_time));
     fmt::print("  {:<30} {:>6}  {}\n", net::kSysctlKeepaliveIntvl, s.keepalive_intvl.ns() / 1'000'000'000,
@@ -124,18 +125,19 @@ int run_advise(const SysctlOptions& o) {
         return 0;
     }
     fmt::print("For a dead peer to be noticed within {}:\n\n", to_human(o.target));
-    fmt::print("  keepalive idle {}, then a probe every {}, {} unanswered probes: worst case {}\n",
-               to_human(p.idle), to_human(p.interval), p.count, to_human(advice->worst_case));
+    fmt::print("  keepalive idle {}, then a probe every {}, {} unanswered probes: worst case {}\n", to_human(p.idle),
+               to_human(p.interval), p.count, to_human(advice->worst_case));
     fmt::print("  TCP_USER_TIMEOUT {} (per socket) for a peer lost with data in flight\n\n",
                to_human(p.user_timeout_value()));
     fmt::print("Trade-offs:\n");
     for (const auto& n : advice->notes) fmt::print("  - {}\n", n);
-    fmt::print("\nPer socket (what lifeline applies): --keepalive {}:{}:{} --user-timeout auto\n",
-               to_string(p.idle), to_string(p.interval), p.count);
+    fmt::print("\nPer socket (what lifeline applies): --keepalive {}:{}:{} --user-timeout auto\n", to_string(p.idle),
+               to_string(p.interval), p.count);
     fmt::print("\nHost-wide, now (root):\n  sysctl -w");
     for (const auto& s : settings) fmt::print(" {}={}", s.name, s.value);
-    fmt::print("\n\nHost-wide, at every boot: /etc/sysctl.d/90-lifeline.conf (or `lifeline sysctl apply --target {}`)\n",
-               to_string(o.target));
+    fmt::print(
+        "\n\nHost-wide, at every boot: /etc/sysctl.d/90-lifeline.conf (or `lifeline sysctl apply --target {}`)\n",
+        to_string(o.target));
     fmt::print("{}", net::sysctl_conf_text(settings, conf_comment(o, p)));
     return 0;
 }
@@ -173,7 +175,9 @@ int run_apply(const SysctlOptions& o) {
         }
     }
     if (o.json) {
-        fmt::print("{}\n", json{{"dry_run", o.dry_run}, {"conf_path", o.conf_path}, {"changes", changes},
+        fmt::print("{}\n", json{{"dry_run", o.dry_run},
+                                {"conf_path", o.conf_path},
+                                {"changes", changes},
                                 {"worst_case_ms", ms(policy.budget())}}
                                .dump(2));
         return 0;
@@ -184,8 +188,8 @@ int run_apply(const SysctlOptions& o) {
     for (const auto& [s, before] : plan) {
         fmt::print("  {:<30} {:>6} -> {:<6}{}\n", s.name, before, s.value, before == s.value ? " (unchanged)" : "");
     }
-    fmt::print("Idle dead peers on sockets with SO_KEEPALIVE {} noticed within {}.\n", o.dry_run ? "would be" : "are now",
-               to_human(policy.budget()));
+    fmt::print("Idle dead peers on sockets with SO_KEEPALIVE {} noticed within {}.\n",
+               o.dry_run ? "would be" : "are now", to_human(policy.budget()));
     return 0;
 }
 
@@ -193,10 +197,10 @@ int run_apply(const SysctlOptions& o) {
 
 void add_sysctl_command(CLI::App& app, Action& run) {
     auto opts = std::make_shared<SysctlOptions>();
-    CLI::App* sysctl = app.add_subcommand(
-        "sysctl",
-        "Show the kernel's TCP keepalive settings and the worst-case detection time they imply;\n"
-        "advise values for a target; apply them. Without a subcommand: `show`.");
+    CLI::App* sysctl =
+        app.add_subcommand("sysctl",
+                           "Show the kernel's TCP keepalive settings and the worst-case detection time they imply;\n"
+                           "advise values for a target; apply them. Without a subcommand: `show`.");
     sysctl->add_flag("--json", opts->json, "Print JSON for scripts");
     sysctl->callback([opts, &run, sysctl] {
         if (sysctl->get_subcommands().empty()) run = [opts] { return run_show(*opts); };
@@ -211,8 +215,7 @@ void add_sysctl_command(CLI::App& app, Action& run) {
         "Suggest keepalive idle/interval/count whose worst case meets --target, with the probe\n"
         "traffic it costs, a `sysctl -w` line and an /etc/sysctl.d/ snippet. Half the budget goes to\n"
         "idle time, half to three probes; --nat-timeout keeps idle below 2/3 of a NAT's idle timeout.");
-    add_duration_option(*advise, "--target", opts->target, "Longest acceptable time to notice a dead peer")
-        ->required();
+    add_duration_option(*advise, "--target", opts->target, "Longest acceptable time to notice a dead peer")->required();
     add_duration_option(*advise, "--nat-timeout", opts->nat_timeout,
                         "Idle timeout of a NAT or firewall in the path (0 = none)");
     advise->add_flag("--json", opts->json, "Print JSON for scripts");
@@ -224,13 +227,15 @@ void add_sysctl_command(CLI::App& app, Action& run) {
         "in this network namespace. Needs root, except with --dry-run.");
     auto* target = add_duration_option(*apply, "--target", opts->target, "Detection target, as for `advise`");
     add_duration_option(*apply, "--nat-timeout", opts->nat_timeout, "As for `advise`");
-    auto* ka = apply->add_option("--keepalive", opts->keepalive, "Explicit IDLE:INTERVAL:COUNT instead of --target, e.g. 7s:1s:3");
+    auto* ka = apply->add_option("--keepalive", opts->keepalive,
+                                 "Explicit IDLE:INTERVAL:COUNT instead of --target, e.g. 7s:1s:3");
     target->excludes(ka);
     apply->add_flag("--dry-run", opts->dry_run, "Show what would change; change nothing");
     apply->add_option("--conf", opts->conf_path, "The sysctl.d file to write")->capture_default_str();
     apply->add_flag("--json", opts->json, "Print JSON for scripts");
     apply->callback([opts, &run, target, ka] {
-        if (target->count() == 0 && ka->count() == 0) throw CLI::ValidationError("apply", "give --target or --keepalive");
+        if (target->count() == 0 && ka->count() == 0)
+            throw CLI::ValidationError("apply", "give --target or --keepalive");
         run = [opts] { return run_apply(*opts); };
     });
 }

@@ -26,18 +26,13 @@ constexpr std::size_t kMaxEncodableBody = std::numeric_limits<std::uint32_t>::ma
 
 constexpr std::size_t kUtf8Valid = static_cast<std::size_t>(-1);
 
-std::uint16_t load_u16(const std::uint8_t* p) {
-    return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
+std::uint16_t load_u16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
 
 std::uint32_t load_u32(const std::uint8_t* p) {
-    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-           std::uint32_t{p[3]};
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
 }
 
-std::uint64_t load_u64(const std::uint8_t* p) {
-    return (std::uint64_t{load_u32(p)} << 32) | load_u32(p + 4);
-}
+std::uint64_t load_u64(const std::uint8_t* p) { return (std::uint64_t{load_u32(p)} << 32) | load_u32(p + 4); }
 
 void put_u8(std::vector<std::uint8_t>& out, std::uint8_t v) { out.push_back(v); }
 
@@ -47,13 +42,11 @@ void put_u16(std::vector<std::uint8_t>& out, std::uint16_t v) {
 }
 
 void put_u32(std::vector<std::uint8_t>& out, std::uint32_t v) {
-    for (int shift = 24; shift >= 0; shift -= 8)
-        out.push_back(static_cast<std::uint8_t>(v >> shift));
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(v >> shift));
 }
 
 void put_u64(std::vector<std::uint8_t>& out, std::uint64_t v) {
-    for (int shift = 56; shift >= 0; shift -= 8)
-        out.push_back(static_cast<std::uint8_t>(v >> shift));
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(v >> shift));
 }
 
 void put_bytes(std::vector<std::uint8_t>& out, const void* data, std::size_t size) {
@@ -131,26 +124,22 @@ std::size_t body_size(const Frame& frame) {
 // Checks the text fields and the version of `frame` for append_frame.
 Result<void> validate_fields(const Frame& frame) {
     const std::string_view name = to_string(frame_type(frame));
-    auto check_text = [&](std::string_view field, std::string_view text,
-                          std::size_t limit) -> Result<void> {
+    auto check_text = [&](std::string_view field, std::string_view text, std::size_t limit) -> Result<void> {
         if (text.size() > limit) {
-            return Error{std::string(name) + ": " + std::string(field) + " is " +
-                         std::to_string(text.size()) + " bytes, more than the " +
-                         std::to_string(limit) + "-byte limit"};
+            return Error{std::string(name) + ": " + std::string(field) + " is " + std::to_string(text.size()) +
+                         " bytes, more than the " + std::to_string(limit) + "-byte limit"};
         }
         const std::size_t bad = first_invalid_utf8(text);
         if (bad != kUtf8Valid) {
-            return Error{std::string(name) + ": " + std::string(field) +
-                         " is not valid UTF-8 (byte " +
-                         hex_byte(static_cast<unsigned char>(text[bad])) + " at offset " +
-                         std::to_string(bad) + ")"};
+            return Error{std::string(name) + ": " + std::string(field) + " is not valid UTF-8 (byte " +
+                         hex_byte(static_cast<unsigned char>(text[bad])) + " at offset " + std::to_string(bad) + ")"};
         }
         return {};
     };
     auto check_handshake = [&](std::uint8_t version, const std::string& id) -> Result<void> {
         if (version != kProtocolVersion) {
-            return Error{std::string(name) + ": version " + std::to_string(version) +
-                         " is not the protocol version " + std::to_string(kProtocolVersion)};
+            return Error{std::string(name) + ": version " + std::to_string(version) + " is not the protocol version " +
+                         std::to_string(kProtocolVersion)};
         }
         return check_text("id", id, kMaxIdSize);
     };
@@ -166,9 +155,7 @@ Result<void> validate_fields(const Frame& frame) {
     return {};
 }
 
-DecodeError make_error(DecodeErrorKind kind, std::string detail) {
-    return DecodeError{kind, std::move(detail)};
-}
+DecodeError make_error(DecodeErrorKind kind, std::string detail) { return DecodeError{kind, std::move(detail)}; }
 
 // The role rules, checked from the type byte alone so a forbidden frame is
 // refused before its body is buffered. Before the first frame only the
@@ -193,9 +180,8 @@ std::optional<DecodeError> check_role(DecoderRole role, FrameType type, bool fir
             return std::nullopt;
         case DecoderRole::client:
             if (first && type != FrameType::welcome && type != FrameType::close) {
-                return make_error(
-                    DecodeErrorKind::unexpected_first_frame,
-                    "first frame is " + name + "; a client expects WELCOME or CLOSE first");
+                return make_error(DecodeErrorKind::unexpected_first_frame,
+                                  "first frame is " + name + "; a client expects WELCOME or CLOSE first");
             }
             if (!first && (type == FrameType::hello || type == FrameType::welcome)) {
                 return make_error(DecodeErrorKind::unexpected_frame,
@@ -215,24 +201,21 @@ std::optional<DecodeError> check_body_size(FrameType type, std::size_t size) {
         case FrameType::hello:
         case FrameType::welcome:
             if (size < kHandshakeFixedSize || size > kHandshakeFixedSize + kMaxIdSize) {
-                return make_error(DecodeErrorKind::bad_body_size,
-                                  name + " body is " + std::to_string(size) +
-                                      " bytes; it must be 10 + id_len (10..265)");
+                return make_error(DecodeErrorKind::bad_body_size, name + " body is " + std::to_string(size) +
+                                                                      " bytes; it must be 10 + id_len (10..265)");
             }
             return std::nullopt;
         case FrameType::ping:
         case FrameType::pong:
             if (size != kPingBodySize) {
-                return make_error(
-                    DecodeErrorKind::bad_body_size,
-                    name + " body is " + std::to_string(size) + " bytes; it must be exactly 16");
+                return make_error(DecodeErrorKind::bad_body_size,
+                                  name + " body is " + std::to_string(size) + " bytes; it must be exactly 16");
             }
             return std::nullopt;
         case FrameType::close:
             if (size < kCloseFixedSize || size > kCloseFixedSize + kMaxCloseReasonSize) {
                 return make_error(DecodeErrorKind::bad_body_size,
-                                  name + " body is " + std::to_string(size) +
-                                      " bytes; it must be 2 + reason (2..122)");
+                                  name + " body is " + std::to_string(size) + " bytes; it must be 2 + reason (2..122)");
             }
             return std::nullopt;
         case FrameType::data:
@@ -242,19 +225,15 @@ std::optional<DecodeError> check_body_size(FrameType type, std::size_t size) {
 }
 
 bool is_known_type(std::uint8_t type) {
-    return type >= static_cast<std::uint8_t>(FrameType::hello) &&
-           type <= static_cast<std::uint8_t>(FrameType::close);
+    return type >= static_cast<std::uint8_t>(FrameType::hello) && type <= static_cast<std::uint8_t>(FrameType::close);
 }
 
-std::optional<DecodeError> check_text_field(FrameType type, std::string_view field,
-                                            std::string_view text) {
+std::optional<DecodeError> check_text_field(FrameType type, std::string_view field, std::string_view text) {
     const std::size_t bad = first_invalid_utf8(text);
     if (bad == kUtf8Valid) return std::nullopt;
     return make_error(DecodeErrorKind::bad_utf8,
-                      std::string(to_string(type)) + " " + std::string(field) +
-                          " is not valid UTF-8 (byte " +
-                          hex_byte(static_cast<unsigned char>(text[bad])) + " at offset " +
-                          std::to_string(bad) + ")");
+                      std::string(to_string(type)) + " " + std::string(field) + " is not valid UTF-8 (byte " +
+                          hex_byte(static_cast<unsigned char>(text[bad])) + " at offset " + std::to_string(bad) + ")");
 }
 
 // Decodes a body whose size already passed check_body_size. `body` may view the
@@ -266,20 +245,17 @@ std::variant<Frame, DecodeError> parse_body(FrameType type, std::span<const std:
             const std::uint8_t version = body[0];
             if (version != kProtocolVersion) {
                 return make_error(DecodeErrorKind::bad_version,
-                                  std::string(to_string(type)) + " version " +
-                                      std::to_string(version) + "; this decoder speaks version " +
-                                      std::to_string(kProtocolVersion));
+                                  std::string(to_string(type)) + " version " + std::to_string(version) +
+                                      "; this decoder speaks version " + std::to_string(kProtocolVersion));
             }
             const std::size_t id_len = body[9];
             if (body.size() != kHandshakeFixedSize + id_len) {
                 return make_error(DecodeErrorKind::bad_body_size,
-                                  std::string(to_string(type)) + " body is " +
-                                      std::to_string(body.size()) + " bytes but id_len " +
-                                      std::to_string(id_len) + " needs " +
+                                  std::string(to_string(type)) + " body is " + std::to_string(body.size()) +
+                                      " bytes but id_len " + std::to_string(id_len) + " needs " +
                                       std::to_string(kHandshakeFixedSize + id_len));
             }
-            std::string id(reinterpret_cast<const char*>(body.data() + kHandshakeFixedSize),
-                           id_len);
+            std::string id(reinterpret_cast<const char*>(body.data() + kHandshakeFixedSize), id_len);
             if (auto err = check_text_field(type, "id", id)) return std::move(*err);
             const std::uint32_t interval_ms = load_u32(body.data() + 1);
             const std::uint32_t timeout_ms = load_u32(body.data() + 5);
@@ -358,14 +334,13 @@ FrameType frame_type(const Frame& frame) {
 
 std::size_t encoded_size(const Frame& frame) { return kFrameHeaderSize + body_size(frame); }
 
-Result<void> append_frame(std::vector<std::uint8_t>& out, const Frame& frame,
-                          std::size_t max_body_size) {
+Result<void> append_frame(std::vector<std::uint8_t>& out, const Frame& frame, std::size_t max_body_size) {
     if (auto valid = validate_fields(frame); !valid) return valid;
     const std::size_t body = body_size(frame);
     if (body > max_body_size || body > kMaxEncodableBody) {
-        return Error{std::string(to_string(frame_type(frame))) + ": body of " +
-                     std::to_string(body) + " bytes exceeds the maximum of " +
-                     std::to_string(std::min(max_body_size, kMaxEncodableBody)) + " bytes"};
+        return Error{std::string(to_string(frame_type(frame))) + ": body of " + std::to_string(body) +
+                     " bytes exceeds the maximum of " + std::to_string(std::min(max_body_size, kMaxEncodableBody)) +
+                     " bytes"};
     }
     // Every check is done: from here on nothing can fail, so `out` is only
     // touched when the whole frame is appended.
@@ -382,12 +357,8 @@ Result<void> append_frame(std::vector<std::uint8_t>& out, const Frame& frame,
             put_u8(out, static_cast<std::uint8_t>(id.size()));
             put_bytes(out, id.data(), id.size());
         }
-        void operator()(const Hello& f) const {
-            handshake(f.version, f.interval_ms, f.timeout_ms, f.id);
-        }
-        void operator()(const Welcome& f) const {
-            handshake(f.version, f.interval_ms, f.timeout_ms, f.id);
-        }
+        void operator()(const Hello& f) const { handshake(f.version, f.interval_ms, f.timeout_ms, f.id); }
+        void operator()(const Welcome& f) const { handshake(f.version, f.interval_ms, f.timeout_ms, f.id); }
         void operator()(const Ping& f) const {
             put_u64(out, f.seq);
             put_u64(out, f.sent_at);
@@ -422,22 +393,18 @@ FrameDecoder::Step FrameDecoder::fail(DecodeError error) {
     return Step{std::nullopt, std::move(error)};
 }
 
-std::optional<DecodeError> FrameDecoder::check_header(std::uint32_t length,
-                                                      std::uint8_t type_byte) const {
+std::optional<DecodeError> FrameDecoder::check_header(std::uint32_t length, std::uint8_t type_byte) const {
     if (length == 0) {
-        return make_error(DecodeErrorKind::empty_frame,
-                          "frame length is 0; a frame has at least its type byte");
+        return make_error(DecodeErrorKind::empty_frame, "frame length is 0; a frame has at least its type byte");
     }
     const std::uint32_t body = length - 1;
     if (body > max_body_size_) {
-        return make_error(DecodeErrorKind::frame_too_large,
-                          "frame length " + std::to_string(length) + " gives a " +
-                              std::to_string(body) + "-byte body, more than the " +
-                              std::to_string(max_body_size_) + "-byte maximum");
+        return make_error(DecodeErrorKind::frame_too_large, "frame length " + std::to_string(length) + " gives a " +
+                                                                std::to_string(body) + "-byte body, more than the " +
+                                                                std::to_string(max_body_size_) + "-byte maximum");
     }
     if (!is_known_type(type_byte)) {
-        return make_error(DecodeErrorKind::unknown_type,
-                          "unknown frame type " + hex_byte(type_byte));
+        return make_error(DecodeErrorKind::unknown_type, "unknown frame type " + hex_byte(type_byte));
     }
     const auto type = static_cast<FrameType>(type_byte);
     if (auto err = check_role(role_, type, frames_decoded_ == 0)) return err;
@@ -475,8 +442,7 @@ FrameDecoder::Step FrameDecoder::next(std::span<const std::uint8_t>& input) {
     }
     if (failed_) {
         return Step{std::nullopt,
-                    make_error(failure_kind_, "decoder already failed (" +
-                                                  std::string(to_string(failure_kind_)) +
+                    make_error(failure_kind_, "decoder already failed (" + std::string(to_string(failure_kind_)) +
                                                   "); no further frames")};
     }
 

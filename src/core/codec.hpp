@@ -77,8 +77,7 @@ struct Pong {
 struct Data {
     std::span<const std::uint8_t> payload;
     bool operator==(const Data& o) const {
-        return payload.size() == o.payload.size() &&
-               std::equal(payload.begin(), payload.end(), o.payload.begin());
+        return payload.size() == o.payload.size() && std::equal(payload.begin(), payload.end(), o.payload.begin());
     }
 };
 
@@ -171,7 +170,7 @@ struct DecoderLimits {
 // The object is small (an idle connection holds one): keep it so. Not
 // thread-safe: one decoder per connection, used by that connection's thread.
 class FrameDecoder {
-  public:
+public:
     explicit FrameDecoder(DecoderRole role, DecoderLimits limits = {});
 
     struct Step {
@@ -186,9 +185,7 @@ class FrameDecoder {
     // Bytes held for a partial frame (0 between frames, including right after a
     // frame completed from the buffer, whose memory is still held for a DATA
     // payload to view until the next call).
-    std::size_t buffered_bytes() const {
-        return release_partial_on_next_call_ || !partial_ ? 0 : partial_->size();
-    }
+    std::size_t buffered_bytes() const { return release_partial_on_next_call_ || !partial_ ? 0 : partial_->size(); }
     // Heap bytes the partial-frame buffer owns: never more than header + max
     // body, and 0 once a buffered frame has been released. For memory
     // accounting and tests.
@@ -196,7 +193,7 @@ class FrameDecoder {
     bool failed() const { return failed_; }
     std::uint64_t frames_decoded() const { return frames_decoded_; }
 
-  private:
+private:
     Step fail(DecodeError error);
     std::optional<DecodeError> check_header(std::uint32_t length, std::uint8_t type_byte) const;
     void buffer(std::span<const std::uint8_t> bytes, std::size_t frame_size);

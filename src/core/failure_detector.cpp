@@ -6,8 +6,7 @@
 
 namespace lifeline {
 
-FixedTimeoutDetector::FixedTimeoutDetector(Duration timeout, Instant now)
-    : timeout_(timeout), last_arrival_(now) {
+FixedTimeoutDetector::FixedTimeoutDetector(Duration timeout, Instant now) : timeout_(timeout), last_arrival_(now) {
     assert(timeout > Duration::zero());
 }
 
@@ -26,8 +25,7 @@ Result<void> PhiAccrualConfig::validate() const {
         return Error{"phi accrual: max_sample_size must be >= 2 (got " + std::to_string(max_sample_size) + ")"};
     if (min_std_deviation <= Duration::zero()) return Error{"phi accrual: min_std_deviation must be > 0"};
     if (acceptable_pause < Duration::zero()) return Error{"phi accrual: acceptable_pause must be >= 0"};
-    if (first_heartbeat_estimate <= Duration::zero())
-        return Error{"phi accrual: first_heartbeat_estimate must be > 0"};
+    if (first_heartbeat_estimate <= Duration::zero()) return Error{"phi accrual: first_heartbeat_estimate must be > 0"};
     return {};
 }
 

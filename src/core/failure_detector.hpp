@@ -63,10 +63,10 @@ private:
 };
 
 struct PhiAccrualConfig {
-    double threshold = 8.0;                                // Akka's default; Cassandra uses 8 too.
-    std::uint32_t max_sample_size = 100;                   // Inter-arrival samples kept (ring buffer).
+    double threshold = 8.0;               // Akka's default; Cassandra uses 8 too.
+    std::uint32_t max_sample_size = 100;  // Inter-arrival samples kept (ring buffer).
     Duration min_std_deviation = Duration::milliseconds(100);
-    Duration acceptable_pause = Duration::zero();          // Added to the mean: tolerated extra silence.
+    Duration acceptable_pause = Duration::zero();              // Added to the mean: tolerated extra silence.
     Duration first_heartbeat_estimate = Duration::seconds(1);  // Seeds the history (Akka does the same).
 
     // Checks threshold >= 1, sample size >= 2, positive estimates.

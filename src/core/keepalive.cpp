@@ -27,9 +27,12 @@ Result<UserTimeout> UserTimeout::parse(std::string_view text) {
 
 std::string UserTimeout::to_string() const {
     switch (mode) {
-        case Mode::automatic: return "auto";
-        case Mode::off: return "off";
-        case Mode::fixed: return lifeline::to_string(value);
+        case Mode::automatic:
+            return "auto";
+        case Mode::off:
+            return "off";
+        case Mode::fixed:
+            return lifeline::to_string(value);
     }
     return "?";
 }
@@ -50,8 +53,9 @@ Result<void> KeepalivePolicy::validate() const {
                          lifeline::to_string(Duration::milliseconds(INT_MAX)) + ")"};
     }
     if (!enabled && user_timeout.mode == UserTimeout::Mode::automatic)
-        return Error{"TCP_USER_TIMEOUT = auto needs keepalive on (auto is idle + interval * count); "
-                     "use off or an explicit duration"};
+        return Error{
+            "TCP_USER_TIMEOUT = auto needs keepalive on (auto is idle + interval * count); "
+            "use off or an explicit duration"};
     return {};
 }
 
@@ -62,9 +66,12 @@ Duration KeepalivePolicy::budget() const {
 
 Duration KeepalivePolicy::user_timeout_value() const {
     switch (user_timeout.mode) {
-        case UserTimeout::Mode::automatic: return budget();
-        case UserTimeout::Mode::off: return Duration::zero();
-        case UserTimeout::Mode::fixed: return user_timeout.value;
+        case UserTimeout::Mode::automatic:
+            return budget();
+        case UserTimeout::Mode::off:
+            return Duration::zero();
+        case UserTimeout::Mode::fixed:
+            return user_timeout.value;
     }
     return Duration::zero();
 }
@@ -105,9 +112,8 @@ Result<KeepalivePolicy> KeepalivePolicy::parse(std::string_view spec, std::strin
 }
 
 std::string KeepalivePolicy::to_string() const {
-    std::string out = enabled ? lifeline::to_string(idle) + ":" + lifeline::to_string(interval) + ":" +
-                                    std::to_string(count)
-                              : "off";
+    std::string out =
+        enabled ? lifeline::to_string(idle) + ":" + lifeline::to_string(interval) + ":" + std::to_string(count) : "off";
     out += " user-timeout=";
     out += user_timeout.to_string();
     if (user_timeout.mode == UserTimeout::Mode::automatic && enabled) {

@@ -48,16 +48,17 @@ Result<KeepaliveAdvice> advise_keepalive(Duration target, std::optional<Duration
     while (r < 15 && retransmission_give_up(r + 1) <= target) ++r;
     advice.retries2_within_target = r;
 
-    advice.notes.push_back("an idle, healthy connection costs " + std::to_string(static_cast<int>(advice.probes_per_hour + 0.5)) +
+    advice.notes.push_back("an idle, healthy connection costs " +
+                           std::to_string(static_cast<int>(advice.probes_per_hour + 0.5)) +
                            " probes per hour (a probe and its ACK, about " +
                            std::to_string(static_cast<int>(advice.bytes_per_hour + 0.5)) +
                            " bytes/hour); a longer idle costs less but detects later");
-    advice.notes.push_back("keepalive sends no probes while data is unacknowledged: TCP_USER_TIMEOUT = " +
-                           to_string(advice.worst_case) +
-                           " (per socket; there is no sysctl for it) bounds that case to the same budget");
+    advice.notes.push_back(
+        "keepalive sends no probes while data is unacknowledged: TCP_USER_TIMEOUT = " + to_string(advice.worst_case) +
+        " (per socket; there is no sysctl for it) bounds that case to the same budget");
     if (r < 8) {
-        advice.notes.push_back("the host-wide alternative, tcp_retries2 = " + std::to_string(r) +
-                               ", gives up after " + to_string(retransmission_give_up(r)) +
+        advice.notes.push_back("the host-wide alternative, tcp_retries2 = " + std::to_string(r) + ", gives up after " +
+                               to_string(retransmission_give_up(r)) +
                                " for every connection on the host; RFC 1122 (4.2.3.5) asks for at least 100 s, "
                                "so prefer the per-socket user timeout");
     }

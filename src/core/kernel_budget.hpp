@@ -14,12 +14,12 @@
 namespace lifeline {
 
 struct KeepaliveAdvice {
-    KeepalivePolicy policy;            // Per-socket values (what lifeline applies).
-    Duration worst_case;               // idle + interval * count
-    double probes_per_hour = 0;        // Per idle, healthy connection: one probe + one ACK each.
-    double bytes_per_hour = 0;         // On the wire, both directions, IPv4 + TCP timestamps + Ethernet.
-    int retries2_within_target = 0;    // Largest tcp_retries2 whose give-up fits the target (host-wide option).
-    std::vector<std::string> notes;    // Trade-offs and warnings, in sentences.
+    KeepalivePolicy policy;          // Per-socket values (what lifeline applies).
+    Duration worst_case;             // idle + interval * count
+    double probes_per_hour = 0;      // Per idle, healthy connection: one probe + one ACK each.
+    double bytes_per_hour = 0;       // On the wire, both directions, IPv4 + TCP timestamps + Ethernet.
+    int retries2_within_target = 0;  // Largest tcp_retries2 whose give-up fits the target (host-wide option).
+    std::vector<std::string> notes;  // Trade-offs and warnings, in sentences.
 };
 
 // Settings whose worst case for an idle dead peer is at most `target` and,

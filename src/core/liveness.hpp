@@ -54,9 +54,9 @@ enum class LivenessAction : std::uint8_t {
 
 struct LivenessStep {
     LivenessAction action = LivenessAction::none;
-    Ping ping{};                                               // For send_ping.
+    Ping ping{};                                                    // For send_ping.
     DisconnectReason reason = DisconnectReason::heartbeat_timeout;  // For declare_dead.
-    Instant next_deadline = Instant::never();                  // never() once dead.
+    Instant next_deadline = Instant::never();                       // never() once dead.
 };
 
 class LivenessMachine {

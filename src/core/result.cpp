@@ -4,8 +4,6 @@
 
 namespace lifeline {
 
-Error system_error(const std::string& what, int errnum) {
-    return Error{what + ": " + std::strerror(errnum), errnum};
-}
+Error system_error(const std::string& what, int errnum) { return Error{what + ": " + std::strerror(errnum), errnum}; }
 
 }  // namespace lifeline

@@ -58,13 +58,20 @@ Result<Duration> parse_duration(std::string_view text) {
     const double value = std::strtod(number.c_str(), &end);
     if (end != number.c_str() + number.size() || !std::isfinite(value)) return bad("not a number");
     double unit_ns = 0;
-    if (unit == "ns") unit_ns = 1;
-    else if (unit == "us") unit_ns = 1e3;
-    else if (unit == "ms") unit_ns = 1e6;
-    else if (unit == "s") unit_ns = 1e9;
-    else if (unit == "m") unit_ns = 60e9;
-    else if (unit == "h") unit_ns = 3600e9;
-    else return bad(unit.empty() ? "missing unit" : "unknown unit");
+    if (unit == "ns")
+        unit_ns = 1;
+    else if (unit == "us")
+        unit_ns = 1e3;
+    else if (unit == "ms")
+        unit_ns = 1e6;
+    else if (unit == "s")
+        unit_ns = 1e9;
+    else if (unit == "m")
+        unit_ns = 60e9;
+    else if (unit == "h")
+        unit_ns = 3600e9;
+    else
+        return bad(unit.empty() ? "missing unit" : "unknown unit");
     const double ns = std::round(value * unit_ns);
     if (ns > 9.2e18) return bad("too large");
     return Duration::nanoseconds(static_cast<std::int64_t>(ns));

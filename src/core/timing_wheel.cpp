@@ -47,8 +47,7 @@ void TimerList::splice_back(TimerList& other) {
     other.sentinel_.next_ = other.sentinel_.prev_ = &other.sentinel_;
 }
 
-TimingWheel::TimingWheel(Instant start, TimingWheelConfig config)
-    : start_(start), tick_(config.tick) {
+TimingWheel::TimingWheel(Instant start, TimingWheelConfig config) : start_(start), tick_(config.tick) {
     assert(start.is_set() && !start.is_never());
     assert(config.tick > Duration::zero());
 }
@@ -92,8 +91,7 @@ void TimingWheel::schedule(TimerNode& node, Instant deadline) {
     // only a moved node needs.
     if (node.armed() && node.slot_tick_ > current_tick_) {
         const std::uint64_t placed = node.slot_tick_;
-        if (deadline > time_of(placed - 1) &&
-            ((placed ^ current_tick_) >= kSlots || deadline <= time_of(placed))) {
+        if (deadline > time_of(placed - 1) && ((placed ^ current_tick_) >= kSlots || deadline <= time_of(placed))) {
             node.deadline_ = deadline;
             return;
         }
@@ -152,9 +150,7 @@ void TimingWheel::cancel(TimerNode& node) {
     if (level < kLevels) clear_if_empty(level, digit(placed, level));
 }
 
-void TimingWheel::mark(int level, int slot) {
-    levels_[level].occupied[slot / 64] |= std::uint64_t{1} << (slot % 64);
-}
+void TimingWheel::mark(int level, int slot) { levels_[level].occupied[slot / 64] |= std::uint64_t{1} << (slot % 64); }
 
 void TimingWheel::clear_if_empty(int level, int slot) {
     if (!levels_[level].slots[slot].empty()) return;
@@ -196,8 +192,7 @@ Instant TimingWheel::next_expiry() const {
     if (event.level == kLevels) {
         earliest = std::max(event.tick, overflow_min_tick_);
     } else if (event.level > 0) {
-        earliest = std::max(event.tick,
-                            levels_[event.level].min_deadline_tick[digit(event.tick, event.level)]);
+        earliest = std::max(event.tick, levels_[event.level].min_deadline_tick[digit(event.tick, event.level)]);
     }
     return start_ + tick_ * static_cast<std::int64_t>(earliest);
 }

@@ -161,9 +161,7 @@ private:
     };
 
     std::uint64_t tick_of(Instant t, bool round_up) const;
-    Instant time_of(std::uint64_t tick) const {
-        return start_ + tick_ * static_cast<std::int64_t>(tick);
-    }
+    Instant time_of(std::uint64_t tick) const { return start_ + tick_ * static_cast<std::int64_t>(tick); }
     // The tick of node.deadline_ (its real deadline), given slot_tick_ <= it.
     std::uint64_t deadline_tick(const TimerNode& node) const;
     void place(TimerNode& node, std::uint64_t tick);

@@ -110,11 +110,11 @@ void WireCapture::run(void* handle) {
         if (::poll(&pfd, 1, 50) <= 0) continue;
         if (pfd.revents & (POLLERR | POLLNVAL)) break;  // The capture died: stop rather than spin.
         if (pcap_dispatch(
-            p, -1,
-            [](std::uint8_t* user, const pcap_pkthdr* h, const std::uint8_t* bytes) {
-                (*reinterpret_cast<decltype(on_packet)*>(user))(h, bytes);
-            },
-            reinterpret_cast<std::uint8_t*>(&on_packet)) < 0)
+                p, -1,
+                [](std::uint8_t* user, const pcap_pkthdr* h, const std::uint8_t* bytes) {
+                    (*reinterpret_cast<decltype(on_packet)*>(user))(h, bytes);
+                },
+                reinterpret_cast<std::uint8_t*>(&on_packet)) < 0)
             break;
     }
     pcap_stat stats{};

@@ -1,7 +1,8 @@
 #include "lab/expectations.hpp"
 
-#include <algorithm>
 #include <fmt/core.h>
+
+#include <algorithm>
 
 namespace lifeline::lab {
 
@@ -16,7 +17,9 @@ bool has_keepalive(Mechanism m) {
 }
 bool has_user_timeout(Mechanism m) { return m == Mechanism::keepalive_user_timeout || m == Mechanism::all; }
 
-SideExpectation detect(std::vector<R> reasons, std::optional<Duration> budget) { return {Kind::detect, std::move(reasons), budget}; }
+SideExpectation detect(std::vector<R> reasons, std::optional<Duration> budget) {
+    return {Kind::detect, std::move(reasons), budget};
+}
 SideExpectation not_detect() { return {Kind::not_detect, {}, std::nullopt}; }
 SideExpectation either(std::vector<R> reasons) { return {Kind::either, std::move(reasons), std::nullopt}; }
 SideExpectation ignore() { return {Kind::ignore, {}, std::nullopt}; }
@@ -112,7 +115,8 @@ void judge_side(Side side, const SideOutcome& got, const SideExpectation& want, 
                 std::vector<std::string>& findings) {
     const std::string who(to_string(side));
     switch (want.kind) {
-        case Kind::ignore: return;
+        case Kind::ignore:
+            return;
         case Kind::not_detect:
             if (got.detected)
                 findings.push_back(fmt::format("{}: UNEXPECTED {} after {} (expected no detection within {})", who,

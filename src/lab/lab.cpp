@@ -83,8 +83,8 @@ struct Endpoint {
     std::unique_ptr<LabProcess> process;
     std::string log_path;
     std::unique_ptr<std::ofstream> events;  // Every stdout line, for post-mortems.
-    bool ready = false;      // listening (server) / connection established
-    bool connected = false;  // server: the cell's connection arrived
+    bool ready = false;                     // listening (server) / connection established
+    bool connected = false;                 // server: the cell's connection arrived
     std::optional<std::int64_t> closed_ns;
     std::optional<DisconnectReason> reason;
     std::string message;
@@ -139,7 +139,8 @@ public:
         if (capture_) {
             packets = capture_->finish();
             if (capture_->dropped() > 0)
-                say(fmt::format("warning: the capture dropped {} packets; wire evidence is incomplete", capture_->dropped()));
+                say(fmt::format("warning: the capture dropped {} packets; wire evidence is incomplete",
+                                capture_->dropped()));
         }
         for (Cell& c : cells_) {
             c.server.process.reset();
@@ -212,8 +213,8 @@ private:
     Result<void> start_clients() {
         for (Cell& c : cells_) {
             const std::string server = fmt::format("{}:{}", LabNetwork::server_address(), c.port);
-            if (auto r = spawn(c.client, network_->client_ns(c.host), client_arguments(c.fault, c.mechanism, config_, server),
-                               log_path(c, "client"));
+            if (auto r = spawn(c.client, network_->client_ns(c.host),
+                               client_arguments(c.fault, c.mechanism, config_, server), log_path(c, "client"));
                 !r)
                 return r;
         }
@@ -229,7 +230,8 @@ private:
                 for (const Endpoint* e : {&c.server, &c.client}) {
                     if (e->process && e->process->eof() && !done(c))
                         return Error{fmt::format("{}/{}: a {} exited before it was ready; see {}", to_string(c.fault),
-                                                 to_string(c.mechanism), e->is_server ? "server" : "client", e->log_path)};
+                                                 to_string(c.mechanism), e->is_server ? "server" : "client",
+                                                 e->log_path)};
                 }
             }
             if (wall_ns_now() > deadline) {
@@ -324,9 +326,15 @@ private:
             Result<void> r;
             switch (f) {
                 case Fault::cable_pull:
-                case Fault::transfer_cut: r = network_->pull_cable(host); break;
-                case Fault::blackhole_out: r = network_->blackhole(host, true); break;
-                case Fault::blackhole_in: r = network_->blackhole(host, false); break;
+                case Fault::transfer_cut:
+                    r = network_->pull_cable(host);
+                    break;
+                case Fault::blackhole_out:
+                    r = network_->blackhole(host, true);
+                    break;
+                case Fault::blackhole_in:
+                    r = network_->blackhole(host, false);
+                    break;
                 case Fault::freeze:
                     for (Cell* c : cells_of(f)) c->client.process->signal(SIGSTOP);
                     break;
@@ -351,8 +359,8 @@ private:
             // Each fault's own instant. A signal acts at once (a killed
             // process's FIN may beat our next clock read); a command (ip, nft)
             // takes milliseconds, and the fault is surely in effect only once it returns.
-            const bool by_signal = f == Fault::freeze || f == Fault::crash || f == Fault::stuck_reader ||
-                                   f == Fault::server_stall;
+            const bool by_signal =
+                f == Fault::freeze || f == Fault::crash || f == Fault::stuck_reader || f == Fault::server_stall;
             injected_ns_[f] = by_signal ? before_ns : wall_ns_now();
         }
         // The slow part of a reboot comes after every other fault is in place.
@@ -390,8 +398,8 @@ private:
         std::map<std::pair<int, std::int64_t>, int> sampled;  // (side, 100 ms bucket) -> data/ack kept
         for (const CapturedPacket& p : packets) {
             const Duration at = Duration::nanoseconds(p.wall_ns - fault_ns);
-            const bool payload = p.kind == WireKind::data || p.kind == WireKind::retransmission ||
-                                 p.kind == WireKind::window_probe;
+            const bool payload =
+                p.kind == WireKind::data || p.kind == WireKind::retransmission || p.kind == WireKind::window_probe;
             if (p.from == Side::client && payload && p.payload_bytes > 0 && at <= Duration::zero() &&
                 (!r.last_byte_from_client || at > *r.last_byte_from_client))
                 r.last_byte_from_client = at;
@@ -428,14 +436,16 @@ Result<void> LabOptions::validate() const {
     if (binary.empty()) return Error{"no lifeline binary to run"};
     if (c.heartbeat_timeout <= c.heartbeat_interval * 2)
         return Error{"--timeout must be more than twice --heartbeat (room for a lost PING)"};
-    if (c.limit <= Duration::zero() || c.settle < Duration::zero()) return Error{"--limit must be > 0 and --settle >= 0"};
+    if (c.limit <= Duration::zero() || c.settle < Duration::zero())
+        return Error{"--limit must be > 0 and --settle >= 0"};
     if (c.limit < c.heartbeat_timeout * 2 + kRebootDowntime)
         return Error{"--limit must cover the server stall (twice --timeout) and a reboot"};
     const Duration slowest = std::max({keepalive_budget(c), c.user_timeout, c.heartbeat_timeout});
     if (c.limit < slowest + kKernelTolerance)
-        return Error{fmt::format("--limit ({}) must be at least the slowest budget ({}) + 1s, or every cell "
-                                 "that relies on it would be MISSED",
-                                 to_string(c.limit), to_string(slowest))};
+        return Error{
+            fmt::format("--limit ({}) must be at least the slowest budget ({}) + 1s, or every cell "
+                        "that relies on it would be MISSED",
+                        to_string(c.limit), to_string(slowest))};
     for (std::size_t i = 0; i < faults.size(); ++i) {
         if (std::find(faults.begin() + i + 1, faults.end(), faults[i]) != faults.end())
             return Error{"--faults: " + std::string(to_string(faults[i])) + " is listed twice"};
@@ -448,31 +458,46 @@ Result<void> LabOptions::validate() const {
 }
 
 std::vector<std::string> server_arguments(Fault fault, Mechanism m, const LabConfig& c, const std::string& listen) {
-    std::vector<std::string> a = {"serve", "--listen", listen, "--log", "json", "--keepalive", keepalive_spec(m, c),
-                                  "--user-timeout", user_timeout_spec(m, c)};
+    std::vector<std::string> a = {"serve",
+                                  "--listen",
+                                  listen,
+                                  "--log",
+                                  "json",
+                                  "--keepalive",
+                                  keepalive_spec(m, c),
+                                  "--user-timeout",
+                                  user_timeout_spec(m, c)};
     if (framed(m)) {
         // The server pings too, so a rebooted client's RST reaches it as fast as heartbeats allow.
-        a.insert(a.end(), {"--mode", "framed", "--heartbeat", to_string(c.heartbeat_interval), "--timeout",
-                           to_string(c.heartbeat_timeout), "--max-timeout", to_string(c.heartbeat_timeout),
-                           "--min-interval", to_string(std::min(c.heartbeat_interval, Duration::milliseconds(100))),
-                           "--server-pings"});
+        a.insert(a.end(),
+                 {"--mode", "framed", "--heartbeat", to_string(c.heartbeat_interval), "--timeout",
+                  to_string(c.heartbeat_timeout), "--max-timeout", to_string(c.heartbeat_timeout), "--min-interval",
+                  to_string(std::min(c.heartbeat_interval, Duration::milliseconds(100))), "--server-pings"});
     } else {
         a.insert(a.end(), {"--mode", "raw"});
     }
     if (fault == Fault::transfer_cut) a.insert(a.end(), {"--push", kTransferRate});
-    if (fault == Fault::stuck_reader) a.insert(a.end(), {"--push", kStuckReaderRate, "--output-budget", kStuckReaderBudget});
+    if (fault == Fault::stuck_reader)
+        a.insert(a.end(), {"--push", kStuckReaderRate, "--output-budget", kStuckReaderBudget});
     return a;
 }
 
 std::vector<std::string> client_arguments(Fault fault, Mechanism m, const LabConfig& c, const std::string& server) {
-    std::vector<std::string> a = {"connect", server, "--no-stdin", "--log", "json", "--keepalive", keepalive_spec(m, c),
-                                  "--user-timeout", user_timeout_spec(m, c)};
+    std::vector<std::string> a = {"connect",
+                                  server,
+                                  "--no-stdin",
+                                  "--log",
+                                  "json",
+                                  "--keepalive",
+                                  keepalive_spec(m, c),
+                                  "--user-timeout",
+                                  user_timeout_spec(m, c)};
     if (framed(m)) {
         // In server_stall the clients are more patient than the server they
         // ping: what is tested is the server's guard against its own stall.
         const Duration timeout = fault == Fault::server_stall ? c.heartbeat_timeout * 4 : c.heartbeat_timeout;
-        a.insert(a.end(), {"--mode", "framed", "--heartbeat", to_string(c.heartbeat_interval), "--timeout",
-                           to_string(timeout)});
+        a.insert(a.end(),
+                 {"--mode", "framed", "--heartbeat", to_string(c.heartbeat_interval), "--timeout", to_string(timeout)});
     } else {
         a.insert(a.end(), {"--mode", "raw"});
     }

@@ -20,10 +20,10 @@ struct LabOptions {
     LabConfig config;
     std::vector<Fault> faults{std::begin(kAllFaults), std::end(kAllFaults)};
     std::vector<Mechanism> mechanisms{std::begin(kAllMechanisms), std::end(kAllMechanisms)};
-    std::string binary;           // The `lifeline` executable to run in the namespaces.
-    bool capture = true;          // Wire evidence with libpcap on the switch.
-    std::string log_directory;    // Children's stderr goes to <dir>/<cell>.{server,client}.log.
-    int stop_fd = -1;             // Readable (e.g. a signalfd) = stop now, tear down, return an error.
+    std::string binary;         // The `lifeline` executable to run in the namespaces.
+    bool capture = true;        // Wire evidence with libpcap on the switch.
+    std::string log_directory;  // Children's stderr goes to <dir>/<cell>.{server,client}.log.
+    int stop_fd = -1;           // Readable (e.g. a signalfd) = stop now, tear down, return an error.
     std::function<void(const std::string&)> progress;  // One line per phase, for stderr.
 
     Result<void> validate() const;

@@ -4,41 +4,64 @@ namespace lifeline::lab {
 
 std::string_view to_string(Fault fault) {
     switch (fault) {
-        case Fault::cable_pull: return "cable_pull";
-        case Fault::blackhole_out: return "blackhole_out";
-        case Fault::blackhole_in: return "blackhole_in";
-        case Fault::freeze: return "freeze";
-        case Fault::crash: return "crash";
-        case Fault::host_reboot: return "host_reboot";
-        case Fault::transfer_cut: return "transfer_cut";
-        case Fault::stuck_reader: return "stuck_reader";
-        case Fault::server_stall: return "server_stall";
+        case Fault::cable_pull:
+            return "cable_pull";
+        case Fault::blackhole_out:
+            return "blackhole_out";
+        case Fault::blackhole_in:
+            return "blackhole_in";
+        case Fault::freeze:
+            return "freeze";
+        case Fault::crash:
+            return "crash";
+        case Fault::host_reboot:
+            return "host_reboot";
+        case Fault::transfer_cut:
+            return "transfer_cut";
+        case Fault::stuck_reader:
+            return "stuck_reader";
+        case Fault::server_stall:
+            return "server_stall";
     }
     return "unknown";
 }
 
 std::string_view describe(Fault fault) {
     switch (fault) {
-        case Fault::cable_pull: return "the client's switch port goes down: silence both ways, no RST, no ICMP";
-        case Fault::blackhole_out: return "the switch drops every packet from the client";
-        case Fault::blackhole_in: return "the switch drops every packet to the client";
-        case Fault::freeze: return "the client process is SIGSTOPped; its kernel still answers";
-        case Fault::crash: return "the client process is SIGKILLed; its kernel closes the socket";
-        case Fault::host_reboot: return "cable pulled, client host wiped, cable back: the next packet meets a RST";
-        case Fault::transfer_cut: return "the cable is pulled while the server streams to the client";
-        case Fault::stuck_reader: return "the client stops reading while the server keeps sending";
-        case Fault::server_stall: return "the server is stopped for twice its heartbeat timeout, then resumed";
+        case Fault::cable_pull:
+            return "the client's switch port goes down: silence both ways, no RST, no ICMP";
+        case Fault::blackhole_out:
+            return "the switch drops every packet from the client";
+        case Fault::blackhole_in:
+            return "the switch drops every packet to the client";
+        case Fault::freeze:
+            return "the client process is SIGSTOPped; its kernel still answers";
+        case Fault::crash:
+            return "the client process is SIGKILLed; its kernel closes the socket";
+        case Fault::host_reboot:
+            return "cable pulled, client host wiped, cable back: the next packet meets a RST";
+        case Fault::transfer_cut:
+            return "the cable is pulled while the server streams to the client";
+        case Fault::stuck_reader:
+            return "the client stops reading while the server keeps sending";
+        case Fault::server_stall:
+            return "the server is stopped for twice its heartbeat timeout, then resumed";
     }
     return "unknown";
 }
 
 std::string_view to_string(Mechanism mechanism) {
     switch (mechanism) {
-        case Mechanism::none: return "none";
-        case Mechanism::keepalive: return "keepalive";
-        case Mechanism::keepalive_user_timeout: return "keepalive+user_timeout";
-        case Mechanism::heartbeat: return "heartbeat";
-        case Mechanism::all: return "all";
+        case Mechanism::none:
+            return "none";
+        case Mechanism::keepalive:
+            return "keepalive";
+        case Mechanism::keepalive_user_timeout:
+            return "keepalive+user_timeout";
+        case Mechanism::heartbeat:
+            return "heartbeat";
+        case Mechanism::all:
+            return "all";
     }
     return "unknown";
 }
@@ -47,14 +70,22 @@ std::string_view to_string(Side side) { return side == Side::server ? "server" :
 
 std::string_view to_string(WireKind kind) {
     switch (kind) {
-        case WireKind::data: return "data";
-        case WireKind::ack: return "ack";
-        case WireKind::keepalive_probe: return "keepalive_probe";
-        case WireKind::window_probe: return "window_probe";
-        case WireKind::zero_window: return "zero_window";
-        case WireKind::retransmission: return "retransmission";
-        case WireKind::fin: return "fin";
-        case WireKind::rst: return "rst";
+        case WireKind::data:
+            return "data";
+        case WireKind::ack:
+            return "ack";
+        case WireKind::keepalive_probe:
+            return "keepalive_probe";
+        case WireKind::window_probe:
+            return "window_probe";
+        case WireKind::zero_window:
+            return "zero_window";
+        case WireKind::retransmission:
+            return "retransmission";
+        case WireKind::fin:
+            return "fin";
+        case WireKind::rst:
+            return "rst";
     }
     return "unknown";
 }

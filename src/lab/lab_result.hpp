@@ -90,12 +90,12 @@ struct CellResult {
     // What the mechanism promised for this fault: the detection budget of the
     // fastest mechanism that should catch it, or nullopt if none should.
     std::optional<Duration> budget;
-    Duration tolerance;           // Allowed lateness beyond the budget.
+    Duration tolerance;  // Allowed lateness beyond the budget.
     // Relative to the fault (<= 0): the last payload or heartbeat the server
     // got; unset when none was seen (raw clients send nothing, or no capture).
     std::optional<Duration> last_byte_from_client;
-    std::vector<WirePacket> wire;    // Probes, RSTs, FINs and a sample of data/acks around the fault.
-    bool as_expected = true;         // Every expectation held.
+    std::vector<WirePacket> wire;       // Probes, RSTs, FINs and a sample of data/acks around the fault.
+    bool as_expected = true;            // Every expectation held.
     std::vector<std::string> findings;  // Why not, for people ("server: wrong reason peer_closed, expected ...").
 };
 

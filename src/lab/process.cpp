@@ -104,9 +104,10 @@ Result<std::string> run_command(const std::vector<std::string>& argv, const std:
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return output;
     while (!output.empty() && output.back() == '\n') output.pop_back();
-    const std::string how = WIFEXITED(status) && WEXITSTATUS(status) == 127
-                                ? "could not be run (is it installed?)"
-                                : "failed (status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")";
+    const std::string how =
+        WIFEXITED(status) && WEXITSTATUS(status) == 127
+            ? "could not be run (is it installed?)"
+            : "failed (status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")";
     return Error{"`" + join(argv) + "` " + how + (output.empty() ? "" : ": " + output)};
 }
 

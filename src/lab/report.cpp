@@ -44,8 +44,7 @@ std::vector<Detection> detections(const CellResult& cell) {
     std::vector<Detection> out;
     if (cell.server.detected) out.push_back({Side::server, &cell.server});
     if (cell.client.detected) out.push_back({Side::client, &cell.client});
-    if (out.size() == 2 && out[1].outcome->latency < out[0].outcome->latency)
-        std::swap(out[0], out[1]);
+    if (out.size() == 2 && out[1].outcome->latency < out[0].outcome->latency) std::swap(out[0], out[1]);
     return out;
 }
 
@@ -102,11 +101,8 @@ std::string_view label(Verdict verdict) {
 // Where `phrase` first occurs in `text` not glued to other letters (so "late"
 // does not match "latency"), or npos.
 std::size_t find_phrase(std::string_view text, std::string_view phrase) {
-    auto is_letter = [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-    };
-    for (std::size_t at = text.find(phrase); at != std::string_view::npos;
-         at = text.find(phrase, at + 1)) {
+    auto is_letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+    for (std::size_t at = text.find(phrase); at != std::string_view::npos; at = text.find(phrase, at + 1)) {
         const bool starts = at == 0 || !is_letter(text[at - 1]);
         const std::size_t end = at + phrase.size();
         const bool ends = end == text.size() || !is_letter(text[end]);
@@ -164,9 +160,8 @@ std::optional<Verdict> classify_finding(std::string_view finding) {
     };
     if (const std::optional<Verdict> v = earliest(finding, kLabels)) return v;
     std::string lower(finding);
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](char c) {
-        return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    });
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
     return earliest(lower, kWords);
 }
 
@@ -174,8 +169,7 @@ std::optional<Verdict> classify_finding(std::string_view finding) {
 Verdict structural_verdict(const CellResult& cell) {
     const std::vector<Detection> found = detections(cell);
     if (cell.budget && found.empty()) return Verdict::missed;
-    if (cell.budget && !found.empty() &&
-        found.front().outcome->latency > *cell.budget + cell.tolerance)
+    if (cell.budget && !found.empty() && found.front().outcome->latency > *cell.budget + cell.tolerance)
         return Verdict::late;
     return Verdict::unexpected;
 }
@@ -220,17 +214,16 @@ std::string format_offset(Duration d) { return fmt::format("{:+.2f}s", d.seconds
 
 std::string config_text(const LabRun& run) {
     const LabConfig& c = run.config;
-    return fmt::format(
-        "keepalive {}/{}×{}, user timeout {}, heartbeat {}/{}, settle {}, limit {}",
-        lifeline::to_string(c.keepalive_idle), lifeline::to_string(c.keepalive_interval),
-        c.keepalive_count, lifeline::to_string(c.user_timeout),
-        lifeline::to_string(c.heartbeat_interval), lifeline::to_string(c.heartbeat_timeout),
-        lifeline::to_string(c.settle), lifeline::to_string(c.limit));
+    return fmt::format("keepalive {}/{}×{}, user timeout {}, heartbeat {}/{}, settle {}, limit {}",
+                       lifeline::to_string(c.keepalive_idle), lifeline::to_string(c.keepalive_interval),
+                       c.keepalive_count, lifeline::to_string(c.user_timeout),
+                       lifeline::to_string(c.heartbeat_interval), lifeline::to_string(c.heartbeat_timeout),
+                       lifeline::to_string(c.settle), lifeline::to_string(c.limit));
 }
 
 std::size_t count_as_expected(const LabRun& run) {
-    return static_cast<std::size_t>(std::count_if(
-        run.cells.begin(), run.cells.end(), [](const CellResult& c) { return c.as_expected; }));
+    return static_cast<std::size_t>(
+        std::count_if(run.cells.begin(), run.cells.end(), [](const CellResult& c) { return c.as_expected; }));
 }
 
 template <class T, class Key>
@@ -273,11 +266,10 @@ struct Column {
 };
 
 constexpr std::array kColumns = {
-    Column{"fault", Align::left},    Column{"mechanism", Align::left},
-    Column{"detected", Align::left}, Column{"by", Align::left},
-    Column{"reason", Align::left},   Column{"latency", Align::right},
-    Column{"budget", Align::right},  Column{"ratio", Align::right},
-    Column{"probes", Align::right},  Column{"verdict", Align::left},
+    Column{"fault", Align::left},   Column{"mechanism", Align::left}, Column{"detected", Align::left},
+    Column{"by", Align::left},      Column{"reason", Align::left},    Column{"latency", Align::right},
+    Column{"budget", Align::right}, Column{"ratio", Align::right},    Column{"probes", Align::right},
+    Column{"verdict", Align::left},
 };
 constexpr std::size_t kVerdictColumn = kColumns.size() - 1;
 constexpr std::string_view kColumnGap = "  ";
@@ -285,9 +277,8 @@ constexpr std::string_view kColumnGap = "  ";
 // Columns on screen. Counts code points, which is right for everything the
 // table prints: ASCII plus "—" and "✗", each one column wide.
 std::size_t display_width(std::string_view text) {
-    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-        return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-    }));
+    return static_cast<std::size_t>(
+        std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 std::string padding(std::string_view text, std::size_t width) {
@@ -320,8 +311,7 @@ std::string tolerance_text(const LabRun& run) {
         };
         widen(any);
         if (cell.mechanism == Mechanism::heartbeat) widen(heartbeat);
-        if (cell.mechanism == Mechanism::keepalive ||
-            cell.mechanism == Mechanism::keepalive_user_timeout)
+        if (cell.mechanism == Mechanism::keepalive || cell.mechanism == Mechanism::keepalive_user_timeout)
             widen(kernel);
     }
     if (!any) return {};
@@ -349,20 +339,17 @@ std::string render_table(const LabRun& run, bool color) {
             first_in_group = false;
             row.ok = kinds.empty();
             const std::optional<Duration> latency =
-                found.empty() ? std::nullopt
-                              : std::optional<Duration>(found.front().outcome->latency);
+                found.empty() ? std::nullopt : std::optional<Duration>(found.front().outcome->latency);
             row.fields[0] = std::string(to_string(cell.fault));
             row.fields[1] = std::string(to_string(cell.mechanism));
             row.fields[2] = found.empty() ? "no" : "yes";
             row.fields[3] = detected_by(found);
-            row.fields[4] =
-                found.empty() ? std::string(kDash) : reason_name(*found.front().outcome);
+            row.fields[4] = found.empty() ? std::string(kDash) : reason_name(*found.front().outcome);
             row.fields[5] = latency ? format_ms(*latency) : std::string(kDash);
             row.fields[6] = cell.budget ? format_ms(*cell.budget) : std::string(kDash);
-            row.fields[7] =
-                latency && cell.budget && *cell.budget > Duration::zero()
-                    ? fmt::format("{:.2f}", latency->seconds_f() / cell.budget->seconds_f())
-                    : std::string(kDash);
+            row.fields[7] = latency && cell.budget && *cell.budget > Duration::zero()
+                                ? fmt::format("{:.2f}", latency->seconds_f() / cell.budget->seconds_f())
+                                : std::string(kDash);
             row.fields[8] = run.captured ? std::to_string(count_probes(cell)) : std::string(kDash);
             if (row.ok) {
                 row.fields[kVerdictColumn] = "ok";
@@ -372,8 +359,7 @@ std::string render_table(const LabRun& run, bool color) {
                     footnotes.push_back(cell_name(cell) + ": " + printable(finding));
                     refs += (refs.empty() ? "" : ",") + std::to_string(footnotes.size());
                 }
-                row.fields[kVerdictColumn] =
-                    "✗ " + verdict_text(kinds) + (refs.empty() ? "" : " [" + refs + "]");
+                row.fields[kVerdictColumn] = "✗ " + verdict_text(kinds) + (refs.empty() ? "" : " [" + refs + "]");
             }
             rows.push_back(std::move(row));
         }
@@ -382,23 +368,20 @@ std::string render_table(const LabRun& run, bool color) {
     std::array<std::size_t, kColumns.size()> widths{};
     for (std::size_t i = 0; i < kColumns.size(); ++i) widths[i] = display_width(kColumns[i].title);
     for (const TableRow& row : rows) {
-        for (std::size_t i = 0; i < kColumns.size(); ++i)
-            widths[i] = std::max(widths[i], display_width(row.fields[i]));
+        for (std::size_t i = 0; i < kColumns.size(); ++i) widths[i] = std::max(widths[i], display_width(row.fields[i]));
     }
     std::size_t total_width = kColumnGap.size() * (kColumns.size() - 1);
     for (const std::size_t w : widths) total_width += w;
     const std::string rule = repeat("─", total_width);
 
     // Colour goes around the verdict's text only, after its width is counted.
-    auto line = [&](const std::array<std::string, kColumns.size()>& fields,
-                    std::optional<bool> ok) {
+    auto line = [&](const std::array<std::string, kColumns.size()>& fields, std::optional<bool> ok) {
         std::string out;
         for (std::size_t i = 0; i < kColumns.size(); ++i) {
             if (i > 0) out += kColumnGap;
             const std::string pad = padding(fields[i], widths[i]);
             std::string text = fields[i];
-            if (i == kVerdictColumn && color && ok)
-                text = (*ok ? "\x1b[32m" : "\x1b[31m") + text + "\x1b[0m";
+            if (i == kVerdictColumn && color && ok) text = (*ok ? "\x1b[32m" : "\x1b[31m") + text + "\x1b[0m";
             out += kColumns[i].align == Align::right ? pad + text : text + pad;
         }
         return out + "\n";
@@ -419,8 +402,7 @@ std::string render_table(const LabRun& run, bool color) {
     }
     out += "\n";
 
-    for (std::size_t i = 0; i < footnotes.size(); ++i)
-        out += fmt::format("[{}] {}\n", i + 1, footnotes[i]);
+    for (std::size_t i = 0; i < footnotes.size(); ++i) out += fmt::format("[{}] {}\n", i + 1, footnotes[i]);
     if (!footnotes.empty()) out += "\n";
 
     out +=
@@ -452,13 +434,10 @@ std::string render_wire_summary(const LabRun& run) {
             std::sort(at.begin(), at.end());
             if (!text.empty()) text += "; ";
             text += fmt::format("{} probes at", to_string(side));
-            for (std::size_t i = 0; i < at.size() && i < kMaxProbesListed; ++i)
-                text += " " + format_offset(at[i]);
-            if (at.size() > kMaxProbesListed)
-                text += fmt::format(" … ({} more)", at.size() - kMaxProbesListed);
+            for (std::size_t i = 0; i < at.size() && i < kMaxProbesListed; ++i) text += " " + format_offset(at[i]);
+            if (at.size() > kMaxProbesListed) text += fmt::format(" … ({} more)", at.size() - kMaxProbesListed);
             if (at.size() >= 2) {
-                const Duration spacing =
-                    (at.back() - at.front()) / static_cast<std::int64_t>(at.size() - 1);
+                const Duration spacing = (at.back() - at.front()) / static_cast<std::int64_t>(at.size() - 1);
                 text += fmt::format(" (spacing {:.2f}s)", spacing.seconds_f());
             }
         }
@@ -467,32 +446,29 @@ std::string render_wire_summary(const LabRun& run) {
         std::vector<std::string> endings;
         std::optional<WirePacket> first_rst;
         for (const WirePacket& p : cell.wire) {
-            if (p.kind == WireKind::rst && p.at >= Duration::zero() &&
-                (!first_rst || p.at < first_rst->at))
+            if (p.kind == WireKind::rst && p.at >= Duration::zero() && (!first_rst || p.at < first_rst->at))
                 first_rst = p;
         }
         if (first_rst)
-            endings.push_back(fmt::format("RST from {} at {}", to_string(first_rst->from),
-                                          format_offset(first_rst->at)));
+            endings.push_back(
+                fmt::format("RST from {} at {}", to_string(first_rst->from), format_offset(first_rst->at)));
         const std::vector<Detection> found = detections(cell);
         for (const Detection& d : found) {
             endings.push_back(fmt::format("{} {} at {}", to_string(d.side), reason_name(*d.outcome),
                                           format_offset(d.outcome->latency)));
         }
         if (found.empty()) {
-            text += ", " + (first_rst ? "then " + endings.front() + ", " : std::string()) +
-                    "not detected within " + lifeline::to_string(run.config.limit);
+            text += ", " + (first_rst ? "then " + endings.front() + ", " : std::string()) + "not detected within " +
+                    lifeline::to_string(run.config.limit);
         } else {
             text += ", then ";
-            for (std::size_t i = 0; i < endings.size(); ++i)
-                text += (i > 0 ? ", " : "") + endings[i];
+            for (std::size_t i = 0; i < endings.size(); ++i) text += (i > 0 ? ", " : "") + endings[i];
         }
         lines.emplace_back(cell_name(cell) + ":", printable(text));
     }
 
     std::size_t label_width = 0;
-    for (const auto& [label_text, text] : lines)
-        label_width = std::max(label_width, display_width(label_text));
+    for (const auto& [label_text, text] : lines) label_width = std::max(label_width, display_width(label_text));
     std::string out;
     for (const auto& [label_text, text] : lines)
         out += label_text + padding(label_text, label_width) + " " + text + "\n";
@@ -514,8 +490,7 @@ nlohmann::json ms_json(Duration d) {
 nlohmann::json side_json(const SideOutcome& outcome) {
     nlohmann::json j = nlohmann::json::object();
     j["detected"] = outcome.detected;
-    j["reason"] = outcome.reason ? nlohmann::json(std::string(lifeline::to_string(*outcome.reason)))
-                                 : nullptr;
+    j["reason"] = outcome.reason ? nlohmann::json(std::string(lifeline::to_string(*outcome.reason))) : nullptr;
     j["latency_ms"] = outcome.detected ? ms_json(outcome.latency) : nullptr;
     j["message"] = outcome.message;
     return j;
@@ -616,8 +591,7 @@ std::string html_escape(std::string_view text) {
 std::string anchor(const CellResult& cell) {
     std::string out = "cell-" + cell_name(cell);
     for (char& c : out) {
-        const bool keep =
-            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        const bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
         if (!keep) c = '_';
     }
     return out;
@@ -730,8 +704,7 @@ struct Timeline {
 };
 
 void append_ticks(std::string& svg, const Timeline& tl, std::int64_t span_s) {
-    constexpr std::array<std::int64_t, 12> kSteps = {1,  2,   5,   10,  15,   30,
-                                                     60, 120, 300, 600, 1800, 3600};
+    constexpr std::array<std::int64_t, 12> kSteps = {1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600};
     std::int64_t step = kSteps.back();
     for (const std::int64_t s : kSteps) {
         if (span_s / s <= 30) {
@@ -739,18 +712,14 @@ void append_ticks(std::string& svg, const Timeline& tl, std::int64_t span_s) {
             break;
         }
     }
-    const double first =
-        std::ceil(tl.from.seconds_f() / static_cast<double>(step)) * static_cast<double>(step);
+    const double first = std::ceil(tl.from.seconds_f() / static_cast<double>(step)) * static_cast<double>(step);
     std::string grid;
     std::string labels;
     for (auto s = static_cast<std::int64_t>(first); Duration::seconds(s) <= tl.to; s += step) {
         const double x = tl.x(Duration::seconds(s));
-        fmt::format_to(std::back_inserter(grid), "M{:.1f} {}V{}", x, Timeline::kTop,
-                       Timeline::kBottom);
-        fmt::format_to(std::back_inserter(labels), R"(<path class="axis" d="M{:.1f} {}v6"/>)", x,
-                       Timeline::kAxis - 3);
-        fmt::format_to(std::back_inserter(labels),
-                       R"(<text x="{:.1f}" y="{}" text-anchor="middle">{}</text>)", x,
+        fmt::format_to(std::back_inserter(grid), "M{:.1f} {}V{}", x, Timeline::kTop, Timeline::kBottom);
+        fmt::format_to(std::back_inserter(labels), R"(<path class="axis" d="M{:.1f} {}v6"/>)", x, Timeline::kAxis - 3);
+        fmt::format_to(std::back_inserter(labels), R"(<text x="{:.1f}" y="{}" text-anchor="middle">{}</text>)", x,
                        Timeline::kHeight - 8, s == 0 ? std::string("0") : fmt::format("{:+}s", s));
     }
     svg += R"(<path class="grid" d=")" + grid + R"("/>)";
@@ -794,14 +763,12 @@ void append_wire(std::string& svg, const Timeline& tl, const CellResult& cell) {
     // Background first, so probes and RSTs are drawn on top.
     for (const std::size_t cls : std::array<std::size_t, 4>{3, 2, 0, 1}) {
         for (const std::string* path : {&server_paths[cls], &client_paths[cls]}) {
-            if (!path->empty())
-                svg += fmt::format(R"(<path class="{}" d="{}"/>)", kTickCss[cls], *path);
+            if (!path->empty()) svg += fmt::format(R"(<path class="{}" d="{}"/>)", kTickCss[cls], *path);
         }
     }
     if (n > keep) {
-        svg += fmt::format(
-            R"(<text x="{}" y="{}" text-anchor="end">data/ack ticks: {} of {} shown</text>)",
-            Timeline::kRight, Timeline::kTop - 8, keep, n);
+        svg += fmt::format(R"(<text x="{}" y="{}" text-anchor="end">data/ack ticks: {} of {} shown</text>)",
+                           Timeline::kRight, Timeline::kTop - 8, keep, n);
     }
 }
 
@@ -810,11 +777,9 @@ std::string render_timeline(const LabRun& run, const CellResult& cell) {
     if (tl.to - tl.from < Duration::seconds(1)) tl.to = tl.from + Duration::seconds(1);
     const std::int64_t span_s = (tl.to - tl.from).ms() / 1000 + 1;
 
-    std::string svg =
-        fmt::format(R"(<svg viewBox="0 0 {0} {1}" width="{0}" height="{1}" role="img">)",
-                    Timeline::kWidth, Timeline::kHeight);
-    svg += "<title>" + html_escape(cell_name(cell)) +
-           ": time relative to the fault, in seconds</title>";
+    std::string svg = fmt::format(R"(<svg viewBox="0 0 {0} {1}" width="{0}" height="{1}" role="img">)",
+                                  Timeline::kWidth, Timeline::kHeight);
+    svg += "<title>" + html_escape(cell_name(cell)) + ": time relative to the fault, in seconds</title>";
 
     // The promise: the budget, then the tolerance beyond it.
     if (cell.budget) {
@@ -823,35 +788,32 @@ std::string render_timeline(const LabRun& run, const CellResult& cell) {
         const double x2 = tl.x(*cell.budget + cell.tolerance);
         const double h = Timeline::kBottom - Timeline::kTop;
         svg += fmt::format(
-            R"(<rect class="budget" x="{:.1f}" y="{}" width="{:.1f}" height="{}"><title>budget {}</title></rect>)",
-            x0, Timeline::kTop, x1 - x0, h, html_escape(format_ms(*cell.budget)));
+            R"(<rect class="budget" x="{:.1f}" y="{}" width="{:.1f}" height="{}"><title>budget {}</title></rect>)", x0,
+            Timeline::kTop, x1 - x0, h, html_escape(format_ms(*cell.budget)));
         svg += fmt::format(
             R"(<rect class="tolerance" x="{:.1f}" y="{}" width="{:.1f}" height="{}"><title>tolerance {}</title></rect>)",
             x1, Timeline::kTop, x2 - x1, h, html_escape(format_tolerance(cell.tolerance)));
     }
     append_ticks(svg, tl, span_s);
     if (cell.budget) {
-        svg +=
-            fmt::format(R"(<text x="{:.1f}" y="{}">budget {}</text>)", tl.x(Duration::zero()) + 4,
-                        Timeline::kBottom - 4, html_escape(format_ms(*cell.budget)));
+        svg += fmt::format(R"(<text x="{:.1f}" y="{}">budget {}</text>)", tl.x(Duration::zero()) + 4,
+                           Timeline::kBottom - 4, html_escape(format_ms(*cell.budget)));
     }
-    svg += fmt::format(R"(<path class="axis" d="M{} {}H{}"/>)", Timeline::kLeft, Timeline::kAxis,
-                       Timeline::kRight);
-    svg += fmt::format(R"(<text x="6" y="{}">server</text><text x="6" y="{}">client</text>)",
-                       Timeline::kAxis - 8, Timeline::kAxis + 16);
+    svg += fmt::format(R"(<path class="axis" d="M{} {}H{}"/>)", Timeline::kLeft, Timeline::kAxis, Timeline::kRight);
+    svg += fmt::format(R"(<text x="6" y="{}">server</text><text x="6" y="{}">client</text>)", Timeline::kAxis - 8,
+                       Timeline::kAxis + 16);
 
     append_wire(svg, tl, cell);
 
     // The fault, and the last byte the server had from the client before it.
     const double fault_x = tl.x(Duration::zero());
-    svg += fmt::format(R"(<path class="fault" d="M{:.1f} {}V{}"/>)", fault_x, Timeline::kTop - 4,
-                       Timeline::kBottom);
-    svg += fmt::format(R"(<text class="fault-label" x="{:.1f}" y="{}">{}</text>)", fault_x + 4,
-                       Timeline::kTop - 8, html_escape(to_string(cell.fault)));
+    svg += fmt::format(R"(<path class="fault" d="M{:.1f} {}V{}"/>)", fault_x, Timeline::kTop - 4, Timeline::kBottom);
+    svg += fmt::format(R"(<text class="fault-label" x="{:.1f}" y="{}">{}</text>)", fault_x + 4, Timeline::kTop - 8,
+                       html_escape(to_string(cell.fault)));
     if (cell.last_byte_from_client) {
         const double last_x = tl.x(*cell.last_byte_from_client);
-        svg += fmt::format(R"(<path class="lastbyte-line" d="M{:.1f} {}V{}"/>)", last_x, Timeline::kTop,
-                           Timeline::kAxis);
+        svg +=
+            fmt::format(R"(<path class="lastbyte-line" d="M{:.1f} {}V{}"/>)", last_x, Timeline::kTop, Timeline::kAxis);
         svg += fmt::format(
             R"(<circle class="lastbyte" cx="{:.1f}" cy="{}" r="3.5"><title>last byte from the client at {}</title></circle>)",
             last_x, Timeline::kAxis, html_escape(format_offset(*cell.last_byte_from_client)));
@@ -867,24 +829,22 @@ std::string render_timeline(const LabRun& run, const CellResult& cell) {
         if (!o.detected) continue;
         any_detected = true;
         const double x = tl.x(o.latency);
-        const double y = Timeline::kAxis + (side == Side::server ? -Timeline::kDiamondOffset
-                                                                 : Timeline::kDiamondOffset);
-        std::string tooltip =
-            fmt::format("{}: {} after {}", to_string(side), reason_name(o), format_ms(o.latency));
+        const double y =
+            Timeline::kAxis + (side == Side::server ? -Timeline::kDiamondOffset : Timeline::kDiamondOffset);
+        std::string tooltip = fmt::format("{}: {} after {}", to_string(side), reason_name(o), format_ms(o.latency));
         if (!o.message.empty()) tooltip += " — " + o.message;
         svg += fmt::format(
             R"(<polygon class="{}" points="{:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f}"><title>{}</title></polygon>)",
             diamond_class, x, y - 7, x + 7, y, x, y + 7, x - 7, y, html_escape(tooltip));
         const bool flip = x > Timeline::kLeft + 0.7 * (Timeline::kRight - Timeline::kLeft);
-        svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" text-anchor="{}">{} {}</text>)",
-                           flip ? x - 10 : x + 10, y + 4, flip ? "end" : "start",
-                           html_escape(reason_name(o)), html_escape(format_ms(o.latency)));
+        svg +=
+            fmt::format(R"(<text x="{:.1f}" y="{:.1f}" text-anchor="{}">{} {}</text>)", flip ? x - 10 : x + 10, y + 4,
+                        flip ? "end" : "start", html_escape(reason_name(o)), html_escape(format_ms(o.latency)));
     }
     if (!any_detected) {
-        svg += fmt::format(
-            R"(<text class="miss" x="{}" y="{}" text-anchor="end">not detected within {}</text>)",
-            Timeline::kRight - 4, Timeline::kAxis - Timeline::kDiamondOffset + 4,
-            html_escape(lifeline::to_string(run.config.limit)));
+        svg += fmt::format(R"(<text class="miss" x="{}" y="{}" text-anchor="end">not detected within {}</text>)",
+                           Timeline::kRight - 4, Timeline::kAxis - Timeline::kDiamondOffset + 4,
+                           html_escape(lifeline::to_string(run.config.limit)));
     }
     svg += "</svg>\n";
     return svg;
@@ -895,13 +855,13 @@ std::string cell_facts(const LabRun& run, const CellResult& cell) {
     std::vector<std::string> facts;
     for (const Side side : {Side::server, Side::client}) {
         const SideOutcome& o = outcome_of(cell, side);
-        facts.push_back(o.detected ? fmt::format("{}: {} after {}", to_string(side), reason_name(o),
-                                                 format_ms(o.latency))
-                                   : fmt::format("{}: not detected", to_string(side)));
+        facts.push_back(o.detected
+                            ? fmt::format("{}: {} after {}", to_string(side), reason_name(o), format_ms(o.latency))
+                            : fmt::format("{}: not detected", to_string(side)));
     }
-    facts.push_back(cell.budget ? fmt::format("budget {} ({})", format_ms(*cell.budget),
-                                              format_tolerance(cell.tolerance))
-                                : std::string("no budget"));
+    facts.push_back(cell.budget
+                        ? fmt::format("budget {} ({})", format_ms(*cell.budget), format_tolerance(cell.tolerance))
+                        : std::string("no budget"));
     if (run.captured) facts.push_back(fmt::format("{} keepalive probes", count_probes(cell)));
     facts.push_back(cell.last_byte_from_client
                         ? "last byte from the client at " + format_offset(*cell.last_byte_from_client)
@@ -916,18 +876,17 @@ std::string matrix_cell(const CellResult& cell) {
     const std::vector<Verdict> kinds = verdicts(cell);
     std::string title;
     for (const std::string& finding : cell.findings) title += (title.empty() ? "" : "\n") + finding;
-    std::string out = fmt::format(
-        R"(<td class="{}"{}><a href="#{}">)", cell_class(cell),
-        title.empty() ? std::string() : R"( title=")" + html_escape(title) + "\"", anchor(cell));
+    std::string out =
+        fmt::format(R"(<td class="{}"{}><a href="#{}">)", cell_class(cell),
+                    title.empty() ? std::string() : R"( title=")" + html_escape(title) + "\"", anchor(cell));
     if (!kinds.empty()) out += "✗ " + html_escape(verdict_text(kinds)) + "<br>";
     if (found.empty()) {
         out += "not detected";
     } else {
         const SideOutcome& first = *found.front().outcome;
-        const std::string reason =
-            first.reason ? std::string(short_reason(*first.reason)) : std::string("?");
-        out += "<b>" + html_escape(format_ms(first.latency)) + "</b><br>" + html_escape(reason) +
-               " · " + html_escape(detected_by(found));
+        const std::string reason = first.reason ? std::string(short_reason(*first.reason)) : std::string("?");
+        out += "<b>" + html_escape(format_ms(first.latency)) + "</b><br>" + html_escape(reason) + " · " +
+               html_escape(detected_by(found));
     }
     return out + "</a></td>";
 }
@@ -947,8 +906,7 @@ std::string render_html(const LabRun& run) {
     std::string out;
     out += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
     out += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-    out += "<title>lifeline lab" +
-           (run.kernel.empty() ? std::string() : " — kernel " + html_escape(run.kernel)) +
+    out += "<title>lifeline lab" + (run.kernel.empty() ? std::string() : " — kernel " + html_escape(run.kernel)) +
            "</title>\n";
     out += "<style>" + std::string(kStyle) + "</style>\n</head>\n<body>\n";
 
@@ -959,16 +917,14 @@ std::string render_html(const LabRun& run) {
     if (run.elapsed > Duration::zero()) meta += " · took " + to_human(run.elapsed);
     meta += run.captured ? " · wire evidence captured" : " · no wire evidence captured";
     out += "<p class=\"meta\">" + html_escape(meta) + "</p>\n";
-    out += fmt::format("<p><b>{} cells, {} as expected.</b></p>\n", run.cells.size(),
-                       count_as_expected(run));
+    out += fmt::format("<p><b>{} cells, {} as expected.</b></p>\n", run.cells.size(), count_as_expected(run));
 
     // The matrix.
     out += "<table class=\"matrix\">\n<thead><tr><th>fault</th>";
     for (const Mechanism m : mechanisms) out += "<th>" + html_escape(to_string(m)) + "</th>";
     out += "</tr></thead>\n<tbody>\n";
     for (const Fault f : faults) {
-        out += "<tr><th title=\"" + html_escape(describe(f)) + "\">" + html_escape(to_string(f)) +
-               "</th>";
+        out += "<tr><th title=\"" + html_escape(describe(f)) + "\">" + html_escape(to_string(f)) + "</th>";
         for (const Mechanism m : mechanisms) {
             const CellResult* cell = find_cell(f, m);
             out += cell ? matrix_cell(*cell) : "<td class=\"absent\"></td>";
@@ -1000,20 +956,17 @@ std::string render_html(const LabRun& run) {
         "<span class=\"c-ok\">◆</span> detection (server above, client below; red when "
         "not as expected) · <i class=\"sw ok\"></i>budget, then tolerance</p>\n";
     for (const Fault f : faults) {
-        out += "<h2>" + html_escape(to_string(f)) + "</h2>\n<p class=\"desc\">" +
-               html_escape(describe(f)) + "</p>\n";
+        out += "<h2>" + html_escape(to_string(f)) + "</h2>\n<p class=\"desc\">" + html_escape(describe(f)) + "</p>\n";
         for (const CellResult& cell : run.cells) {
             if (cell.fault != f) continue;
             const std::vector<Verdict> kinds = verdicts(cell);
-            out += fmt::format(
-                R"(<h3 id="{}"><span class="badge {}">{}</span>{} / {}</h3>)", anchor(cell),
-                cell_class(cell), html_escape(kinds.empty() ? "ok" : "✗ " + verdict_text(kinds)),
-                html_escape(to_string(cell.fault)), html_escape(to_string(cell.mechanism)));
+            out += fmt::format(R"(<h3 id="{}"><span class="badge {}">{}</span>{} / {}</h3>)", anchor(cell),
+                               cell_class(cell), html_escape(kinds.empty() ? "ok" : "✗ " + verdict_text(kinds)),
+                               html_escape(to_string(cell.fault)), html_escape(to_string(cell.mechanism)));
             out += "\n<p class=\"facts\">" + cell_facts(run, cell) + "</p>\n";
             if (!cell.findings.empty()) {
                 out += "<ol class=\"findings\">";
-                for (const std::string& finding : cell.findings)
-                    out += "<li>" + html_escape(finding) + "</li>";
+                for (const std::string& finding : cell.findings) out += "<li>" + html_escape(finding) + "</li>";
                 out += "</ol>\n";
             }
             out += render_timeline(run, cell);
@@ -1033,14 +986,10 @@ Result<void> write_report(const LabRun& run, const std::string& directory) {
     const std::filesystem::path dir(directory);
     // Messages and findings come from other processes; invalid UTF-8 is
     // replaced rather than allowed to throw.
-    const std::string json_text =
-        to_json(run).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-    if (Result<void> written = net::write_file_atomically((dir / "lab.json").string(), json_text);
-        !written)
+    const std::string json_text = to_json(run).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (Result<void> written = net::write_file_atomically((dir / "lab.json").string(), json_text); !written)
         return written.error().with_context("write lab report");
-    if (Result<void> written =
-            net::write_file_atomically((dir / "lab.html").string(), render_html(run));
-        !written)
+    if (Result<void> written = net::write_file_atomically((dir / "lab.html").string(), render_html(run)); !written)
         return written.error().with_context("write lab report");
     return {};
 }

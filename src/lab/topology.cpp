@@ -1,12 +1,12 @@
 #include "lab/topology.hpp"
 
+#include <dirent.h>
 #include <fmt/core.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <dirent.h>
 #include <utility>
 
 #include "lab/process.hpp"
@@ -51,8 +51,9 @@ Result<LabNetwork> LabNetwork::create(int client_hosts) {
             if (auto r = net.add_host(net.client_ns(i), switch_port(i), client_address(i), i + 2); !r) return r;
         }
         // One bridge table for the blackhole faults; rules are added at fault time.
-        Result<std::string> nft = run_command({"nft", "add table bridge lab; add chain bridge lab forward "
-                                                      "{ type filter hook forward priority 0; policy accept; }"},
+        Result<std::string> nft = run_command({"nft",
+                                               "add table bridge lab; add chain bridge lab forward "
+                                               "{ type filter hook forward priority 0; policy accept; }"},
                                               net.switch_ns());
         if (!nft) return nft.error().with_context("nftables in the switch (is nftables installed?)");
         return {};
@@ -89,15 +90,13 @@ Result<void> LabNetwork::add_host(const std::string& ns, const std::string& port
     return in_ns(ns, {"link", "set", "eth0", "up"});
 }
 
-Result<void> LabNetwork::pull_cable(int host) {
-    return in_ns(switch_ns(), {"link", "set", switch_port(host), "down"});
-}
+Result<void> LabNetwork::pull_cable(int host) { return in_ns(switch_ns(), {"link", "set", switch_port(host), "down"}); }
 
 Result<void> LabNetwork::plug_cable(int host) { return in_ns(switch_ns(), {"link", "set", switch_port(host), "up"}); }
 
 Result<void> LabNetwork::blackhole(int host, bool outbound) {
-    const std::string rule = fmt::format("add rule bridge lab forward ip {} {} drop", outbound ? "saddr" : "daddr",
-                                         client_address(host));
+    const std::string rule =
+        fmt::format("add rule bridge lab forward ip {} {} drop", outbound ? "saddr" : "daddr", client_address(host));
     Result<std::string> r = run_command({"nft", rule}, switch_ns());
     if (!r) return r.error();
     return {};

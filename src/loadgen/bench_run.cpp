@@ -45,7 +45,8 @@ Result<BenchResult> run_shard(const BenchPlan& plan) {
         o.ramp_per_second = plan.load.ramp_per_second / threads;
         o.seed = plan.load.seed * 1000 + static_cast<std::uint64_t>(t);
         // Rotate the sources so the threads do not all start on the same one.
-        if (!o.sources.empty()) std::rotate(o.sources.begin(), o.sources.begin() + (t % o.sources.size()), o.sources.end());
+        if (!o.sources.empty())
+            std::rotate(o.sources.begin(), o.sources.begin() + (t % o.sources.size()), o.sources.end());
         if (o.connections == 0) continue;
         Result<std::unique_ptr<LoadEngine>> e = make_engine(o);
         if (!e) return e.error();
@@ -113,7 +114,8 @@ void merge(BenchResult& into, const BenchResult& other) {
     if (a.first_error.empty()) a.first_error = b.first_error;
     a.drops += b.drops;
     a.reconnected += b.reconnected;
-    if (b.first_drop_ns != 0 && (a.first_drop_ns == 0 || b.first_drop_ns < a.first_drop_ns)) a.first_drop_ns = b.first_drop_ns;
+    if (b.first_drop_ns != 0 && (a.first_drop_ns == 0 || b.first_drop_ns < a.first_drop_ns))
+        a.first_drop_ns = b.first_drop_ns;
     a.last_reconnect_ns = std::max(a.last_reconnect_ns, b.last_reconnect_ns);
     into.round_trips_in_hold += other.round_trips_in_hold;
     into.measured = std::max(into.measured, other.measured);

@@ -15,19 +15,19 @@
 namespace lifeline::loadgen {
 
 struct BenchPlan {
-    LoadOptions load;              // connections = this shard's share; ramp = this shard's rate.
+    LoadOptions load;  // connections = this shard's share; ramp = this shard's rate.
     int threads = 1;
-    std::int64_t epoch_ns = 0;     // CLOCK_MONOTONIC: when every shard starts connecting.
-    Duration ramp;                 // How long the whole ramp takes (all shards).
-    Duration hold;                 // After the ramp: how long to keep the load.
-    double silence_fraction = 0;   // 0 = no mass failure.
-    Duration silence_after;        // After the ramp.
+    std::int64_t epoch_ns = 0;                         // CLOCK_MONOTONIC: when every shard starts connecting.
+    Duration ramp;                                     // How long the whole ramp takes (all shards).
+    Duration hold;                                     // After the ramp: how long to keep the load.
+    double silence_fraction = 0;                       // 0 = no mass failure.
+    Duration silence_after;                            // After the ramp.
     std::function<void(const std::string&)> progress;  // Progress lines (stderr), may be empty.
 };
 
 struct BenchResult {
-    LoadStats stats;               // Summed over engines (and shards).
-    Duration measured;             // The hold window over which round trips were counted.
+    LoadStats stats;    // Summed over engines (and shards).
+    Duration measured;  // The hold window over which round trips were counted.
     std::uint64_t round_trips_in_hold = 0;
 };
 

@@ -32,7 +32,9 @@ public:
         callbacks.on_connect = [self](int conn) { self->on_connect(conn); };
         callbacks.on_rtt = [self](int, Duration) { self->round_trips_.fetch_add(1, std::memory_order_relaxed); };
         callbacks.on_down = [self](int conn, DisconnectReason reason) { self->on_down(conn, reason); };
-        callbacks.on_silenced = [self](int conn, Instant now, Instant last_sent) { self->on_silenced(conn, now, last_sent); };
+        callbacks.on_silenced = [self](int conn, Instant now, Instant last_sent) {
+            self->on_silenced(conn, now, last_sent);
+        };
         callbacks.on_connect_failed = [self](int, DisconnectReason, const std::string& message) {
             if (!self->stopping_.load()) self->on_connect_failure(message);
         };
@@ -63,8 +65,10 @@ public:
 
 private:
     explicit FramedEngine(const LoadOptions& o)
-        : options_(o), silenced_at_(static_cast<std::size_t>(o.connections)),
-          last_sent_(static_cast<std::size_t>(o.connections)), drops_(static_cast<std::size_t>(o.connections)) {}
+        : options_(o),
+          silenced_at_(static_cast<std::size_t>(o.connections)),
+          last_sent_(static_cast<std::size_t>(o.connections)),
+          drops_(static_cast<std::size_t>(o.connections)) {}
 
     // Loop thread.
     void on_connect(int conn) {

@@ -25,9 +25,9 @@ enum class Protocol : unsigned char {
 struct LoadOptions {
     std::string server = "127.0.0.1:8888";  // IPv4 "a.b.c.d:port"
     Protocol protocol = Protocol::framed;
-    int connections = 1000;                 // This engine's share.
-    std::vector<std::string> sources;       // Bind-before-connect source addresses, used round robin ("" = any).
-    double ramp_per_second = 5000;          // New connections per second for this engine.
+    int connections = 1000;                     // This engine's share.
+    std::vector<std::string> sources;           // Bind-before-connect source addresses, used round robin ("" = any).
+    double ramp_per_second = 5000;              // New connections per second for this engine.
     Duration heartbeat = Duration::seconds(1);  // PING / PINGREQ interval.
     Duration timeout = Duration::seconds(3);    // framed: requested timeout; mqtt: keep-alive = heartbeat.
     std::uint64_t seed = 1;
@@ -38,23 +38,23 @@ struct LoadOptions {
 
 // Wall-clock-free: times are monotonic nanoseconds (CLOCK_MONOTONIC), comparable across threads and processes.
 struct LoadStats {
-    std::uint64_t connected = 0;          // Connections that completed their handshake.
-    std::uint64_t connect_failures = 0;   // Attempts that failed (refused, timed out, EADDRNOTAVAIL...).
-    std::uint64_t open = 0;               // Open right now.
-    std::uint64_t round_trips = 0;        // PONG / echo / PINGRESP received.
-    std::uint64_t silenced = 0;           // Connections told to go silent.
-    std::uint64_t false_closes = 0;       // Connections NOT silenced that the server closed (false positives).
+    std::uint64_t connected = 0;         // Connections that completed their handshake.
+    std::uint64_t connect_failures = 0;  // Attempts that failed (refused, timed out, EADDRNOTAVAIL...).
+    std::uint64_t open = 0;              // Open right now.
+    std::uint64_t round_trips = 0;       // PONG / echo / PINGRESP received.
+    std::uint64_t silenced = 0;          // Connections told to go silent.
+    std::uint64_t false_closes = 0;      // Connections NOT silenced that the server closed (false positives).
     // For each silenced connection the server closed: close seen - silence instant,
     // and close seen - the last byte this connection sent before going silent.
     std::vector<std::int64_t> detect_after_silence_ns;
     std::vector<std::int64_t> detect_after_last_send_ns;
-    std::string first_error;              // The first connect error, for people ("connect 127.0.0.5: EADDRNOTAVAIL").
+    std::string first_error;  // The first connect error, for people ("connect 127.0.0.5: EADDRNOTAVAIL").
     // With reconnect: each connection's first loss is the storm (`drops`);
     // a loss after it came back is a false death (counted in false_closes).
     std::uint64_t drops = 0;
-    std::uint64_t reconnected = 0;        // Connections that came back after their drop.
-    std::int64_t first_drop_ns = 0;       // CLOCK_MONOTONIC; 0 = none.
-    std::int64_t last_reconnect_ns = 0;   // When the latest of them came back.
+    std::uint64_t reconnected = 0;       // Connections that came back after their drop.
+    std::int64_t first_drop_ns = 0;      // CLOCK_MONOTONIC; 0 = none.
+    std::int64_t last_reconnect_ns = 0;  // When the latest of them came back.
 };
 
 class LoadEngine {

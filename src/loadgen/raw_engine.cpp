@@ -57,12 +57,18 @@ constexpr std::array<std::uint8_t, 2> kPingreq = {0xC0, 0x00};  // Section 3.12.
 const char* connack_text(std::uint8_t code) {
     // Section 3.2.2.3, table 3.1.
     switch (code) {
-        case 1: return "unacceptable protocol version";
-        case 2: return "identifier rejected";
-        case 3: return "server unavailable";
-        case 4: return "bad user name or password";
-        case 5: return "not authorized";
-        default: return "reserved return code";
+        case 1:
+            return "unacceptable protocol version";
+        case 2:
+            return "identifier rejected";
+        case 3:
+            return "server unavailable";
+        case 4:
+            return "bad user name or password";
+        case 5:
+            return "not authorized";
+        default:
+            return "reserved return code";
     }
 }
 
@@ -202,21 +208,28 @@ void RawConnection::start_at(Instant at) {
 
 void RawConnection::on_timer() {
     switch (state_) {
-        case State::waiting: connect(); return;
+        case State::waiting:
+            connect();
+            return;
         case State::connecting:
             fail_connect("TCP connect did not complete within " + to_string(kConnectTimeout));
             return;
-        case State::handshake: fail_connect("no CONNACK within " + to_string(kConnectTimeout)); return;
-        case State::open: send_ping(); return;
+        case State::handshake:
+            fail_connect("no CONNACK within " + to_string(kConnectTimeout));
+            return;
+        case State::open:
+            send_ping();
+            return;
         case State::idle:
-        case State::done: return;
+        case State::done:
+            return;
     }
 }
 
 void RawConnection::connect() {
     const net::Endpoint* source = engine_->source(index_);
-    Result<int> fd = source == nullptr ? net::start_connect(engine_->endpoint())
-                                       : net::start_connect(engine_->endpoint(), *source);
+    Result<int> fd =
+        source == nullptr ? net::start_connect(engine_->endpoint()) : net::start_connect(engine_->endpoint(), *source);
     if (!fd) {
         state_ = State::connecting;  // So fail_connect() accounts for it like any other attempt.
         fail_connect(fd.error().message);
@@ -233,14 +246,17 @@ void RawConnection::connect() {
 
 void RawConnection::on_io(std::uint32_t events) {
     switch (state_) {
-        case State::connecting: on_connect_completed(); return;
+        case State::connecting:
+            on_connect_completed();
+            return;
         case State::handshake:
         case State::open:
             if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_available();
             return;
         case State::idle:
         case State::waiting:
-        case State::done: return;
+        case State::done:
+            return;
     }
 }
 
@@ -309,13 +325,13 @@ void RawConnection::send_connect() {
     std::size_t n = 0;
     const std::size_t remaining = 10 + 2 + id_size;
     assert(remaining < 128 && 2 + remaining <= packet.size());  // One-byte remaining length.
-    packet[n++] = 0x10;                                          // CONNECT
+    packet[n++] = 0x10;                                         // CONNECT
     packet[n++] = static_cast<std::uint8_t>(remaining);
     constexpr std::array<std::uint8_t, 6> kProtocolName = {0x00, 0x04, 'M', 'Q', 'T', 'T'};  // 3.1.2.1.
     for (const std::uint8_t b : kProtocolName) packet[n++] = b;
-    packet[n++] = 0x04;                                                        // Protocol level 4 = 3.1.1 (3.1.2.2).
-    packet[n++] = 0x02;                                                        // Clean session, nothing else (3.1.2.4).
-    packet[n++] = static_cast<std::uint8_t>(keep_alive >> 8);                  // Keep alive, seconds (3.1.2.10).
+    packet[n++] = 0x04;                                        // Protocol level 4 = 3.1.1 (3.1.2.2).
+    packet[n++] = 0x02;                                        // Clean session, nothing else (3.1.2.4).
+    packet[n++] = static_cast<std::uint8_t>(keep_alive >> 8);  // Keep alive, seconds (3.1.2.10).
     packet[n++] = static_cast<std::uint8_t>(keep_alive & 0xFF);
     packet[n++] = static_cast<std::uint8_t>(id_size >> 8);
     packet[n++] = static_cast<std::uint8_t>(id_size & 0xFF);
@@ -392,9 +408,8 @@ void RawConnection::read_available() {
         const ssize_t n = ::recv(fd_, scratch.data(), scratch.size(), MSG_DONTWAIT);
         if (n > 0) {
             const auto size = static_cast<std::size_t>(n);
-            const bool alive = engine_->options().protocol == Protocol::echo
-                                   ? consume_echo(size)
-                                   : consume_mqtt(scratch.first(size));
+            const bool alive =
+                engine_->options().protocol == Protocol::echo ? consume_echo(size) : consume_mqtt(scratch.first(size));
             if (!alive || size < scratch.size()) return;
             continue;
         }
@@ -503,11 +518,10 @@ void RawConnection::fail_connect(const std::string& message) {
 
 void RawConnection::server_gone(int err) {
     if (state_ == State::handshake) {
-        fail_connect(err == 0 ? "server " + engine_->endpoint().to_string() + " closed the connection before CONNACK"
-                              : system_error("connection to " + engine_->endpoint().to_string() +
-                                                 " failed before CONNACK",
-                                             err)
-                                    .message);
+        fail_connect(
+            err == 0 ? "server " + engine_->endpoint().to_string() + " closed the connection before CONNACK"
+                     : system_error("connection to " + engine_->endpoint().to_string() + " failed before CONNACK", err)
+                           .message);
         return;
     }
     assert(state_ == State::open);

@@ -10,11 +10,16 @@ Duration non_negative(Duration d) { return std::max(d, Duration::zero()); }
 
 std::string_view to_string(Verdict verdict) {
     switch (verdict) {
-        case Verdict::healthy: return "healthy";
-        case Verdict::probing: return "probing";
-        case Verdict::retransmitting: return "retransmitting";
-        case Verdict::zero_window: return "zero-window";
-        case Verdict::unprotected: return "unprotected";
+        case Verdict::healthy:
+            return "healthy";
+        case Verdict::probing:
+            return "probing";
+        case Verdict::retransmitting:
+            return "retransmitting";
+        case Verdict::zero_window:
+            return "zero-window";
+        case Verdict::unprotected:
+            return "unprotected";
     }
     return "unknown";
 }
@@ -65,8 +70,9 @@ HealthAssessment assess(const DiagSocket& s, const KeepaliveView& keepalive, con
             // has reached it and a probe was sent).
             Duration left = s.timer_expires + k.interval * std::max(0, k.count - probes);
             if (has_user_timeout) {
-                const Duration by_user_timeout = std::max(non_negative(k.user_timeout - info.last_data_received),
-                                                          s.timer_expires + (probes > 0 ? Duration::zero() : k.interval));
+                const Duration by_user_timeout =
+                    std::max(non_negative(k.user_timeout - info.last_data_received),
+                             s.timer_expires + (probes > 0 ? Duration::zero() : k.interval));
                 left = std::min(left, by_user_timeout);
                 a.time_left_estimated = true;
             }

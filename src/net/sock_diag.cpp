@@ -3,8 +3,6 @@
 // See sock_diag.hpp for the contract; man 7 sock_diag for the wire format.
 #include "net/sock_diag.hpp"
 
-#include "net/endpoint.hpp"
-
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,6 +10,8 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+
+#include "net/endpoint.hpp"
 // glibc's struct tcp_info, the one from_kernel() takes. <linux/tcp.h> would
 // define a second, conflicting struct tcp_info, so it is not included.
 #include <netinet/tcp.h>
@@ -51,15 +51,14 @@ constexpr std::size_t kMaxSockets = std::size_t{1} << 20;
 // The kernel's struct tcp_info grew over the years. Before the fields
 // from_kernel() relies on most (up to tcpi_total_retrans, the Linux 2.6 layout)
 // the payload is not a tcp_info worth reading.
-constexpr std::size_t kMinTcpInfoBytes =
-    offsetof(struct tcp_info, tcpi_total_retrans) + sizeof(std::uint32_t);
+constexpr std::size_t kMinTcpInfoBytes = offsetof(struct tcp_info, tcpi_total_retrans) + sizeof(std::uint32_t);
 
 // Closes a file descriptor on every path. close() errors are ignored on
 // purpose: these descriptors are only read from (netlink replies, /proc, a
 // duplicated socket), so nothing can be lost, and on Linux the descriptor is
 // released even when close() reports an error.
 class UniqueFd {
-  public:
+public:
     explicit UniqueFd(int fd) : fd_(fd) {}
     UniqueFd(const UniqueFd&) = delete;
     UniqueFd& operator=(const UniqueFd&) = delete;
@@ -68,7 +67,7 @@ class UniqueFd {
     }
     int get() const { return fd_; }
 
-  private:
+private:
     int fd_;
 };
 
@@ -115,9 +114,7 @@ struct DumpContext {
     std::vector<DiagSocket>* sockets = nullptr;
     std::optional<Error> error;  // Set by a callback that returns MNL_CB_ERROR.
 
-    std::string what() const {
-        return std::string("sock_diag dump of ") + family_name(family) + " TCP sockets";
-    }
+    std::string what() const { return std::string("sock_diag dump of ") + family_name(family) + " TCP sockets"; }
     int fail(std::string message, int sys_errno) {
         error = Error{what() + ": " + std::move(message), sys_errno};
         return MNL_CB_ERROR;
@@ -137,12 +134,10 @@ int on_attribute(const nlattr* attr, void* data) {
 int on_diag_message(const nlmsghdr* nlh, void* data) {
     auto& ctx = *static_cast<DumpContext*>(data);
     if (nlh->nlmsg_type != SOCK_DIAG_BY_FAMILY)
-        return ctx.fail("unexpected netlink message type " + std::to_string(nlh->nlmsg_type),
-                        EPROTO);
+        return ctx.fail("unexpected netlink message type " + std::to_string(nlh->nlmsg_type), EPROTO);
     const std::size_t payload_bytes = mnl_nlmsg_get_payload_len(nlh);
     if (payload_bytes < sizeof(inet_diag_msg))
-        return ctx.fail("reply of " + std::to_string(payload_bytes) +
-                            " bytes is shorter than struct inet_diag_msg (" +
+        return ctx.fail("reply of " + std::to_string(payload_bytes) + " bytes is shorter than struct inet_diag_msg (" +
                             std::to_string(sizeof(inet_diag_msg)) + " bytes)",
                         EBADMSG);
     // Copied rather than cast, so the code never depends on the buffer's alignment.
@@ -161,8 +156,7 @@ int on_diag_message(const nlmsghdr* nlh, void* data) {
     if (!matches_ports(*ctx.filter, local_port, remote_port)) return MNL_CB_OK;
 
     if (ctx.sockets->size() >= kMaxSockets)
-        return ctx.fail(
-            "more than " + std::to_string(kMaxSockets) + " sockets match; narrow the filter", 0);
+        return ctx.fail("more than " + std::to_string(kMaxSockets) + " sockets match; narrow the filter", 0);
 
     DiagSocket diag;
     diag.local = address_from_kernel(family, msg.id.idiag_src, msg.id.idiag_sport);
@@ -170,9 +164,7 @@ int on_diag_message(const nlmsghdr* nlh, void* data) {
     diag.state = static_cast<TcpState>(msg.idiag_state);
     diag.timer = timer_from_kernel(msg.idiag_timer);
     // idiag_expires is milliseconds from now (jiffies_delta_to_msecs), never negative.
-    diag.timer_expires = diag.timer == SocketTimer::none
-                             ? Duration::zero()
-                             : Duration::milliseconds(msg.idiag_expires);
+    diag.timer_expires = diag.timer == SocketTimer::none ? Duration::zero() : Duration::milliseconds(msg.idiag_expires);
     diag.timer_retransmits = msg.idiag_retrans;
     diag.receive_queue = msg.idiag_rqueue;
     diag.send_queue = msg.idiag_wqueue;
@@ -190,8 +182,7 @@ int on_diag_message(const nlmsghdr* nlh, void* data) {
             // (older kernel) or longer (newer kernel) than this libc's; fields
             // it did not send stay zero.
             struct tcp_info kernel_info {};
-            std::memcpy(&kernel_info, mnl_attr_get_payload(attr),
-                        std::min(info_bytes, sizeof(kernel_info)));
+            std::memcpy(&kernel_info, mnl_attr_get_payload(attr), std::min(info_bytes, sizeof(kernel_info)));
             diag.info = from_kernel(kernel_info);
         }
     }
@@ -203,8 +194,7 @@ int on_noop(const nlmsghdr*, void*) { return MNL_CB_OK; }
 
 int on_error(const nlmsghdr* nlh, void* data) {
     auto& ctx = *static_cast<DumpContext*>(data);
-    if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nlmsgerr))
-        return ctx.fail("truncated NLMSG_ERROR", EBADMSG);
+    if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nlmsgerr)) return ctx.fail("truncated NLMSG_ERROR", EBADMSG);
     nlmsgerr err;
     std::memcpy(&err, mnl_nlmsg_get_payload(nlh), sizeof(err));
     if (err.error == 0) return MNL_CB_STOP;  // An acknowledgement; a dump does not ask for one.
@@ -259,8 +249,7 @@ Result<void> dump_family(mnl_socket* nl, int family, std::uint32_t seq, const Di
     nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
     nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     nlh->nlmsg_seq = seq;
-    auto* request =
-        static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
+    auto* request = static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
     request->sdiag_family = static_cast<std::uint8_t>(family);
     request->sdiag_protocol = IPPROTO_TCP;
     request->idiag_states = filter.states;
@@ -285,18 +274,16 @@ Result<void> dump_family(mnl_socket* nl, int family, std::uint32_t seq, const Di
             const int errnum = errno;
             if (errnum == EINTR) continue;
             if (errnum == EAGAIN || errnum == EWOULDBLOCK)
-                return Error{ctx.what() + ": no reply from the kernel within " +
-                                 lifeline::to_string(kReceiveTimeout),
+                return Error{ctx.what() + ": no reply from the kernel within " + lifeline::to_string(kReceiveTimeout),
                              errnum};
             if (errnum == ENOSPC)  // libmnl's translation of MSG_TRUNC.
-                return Error{ctx.what() + ": a reply did not fit in " +
-                                 std::to_string(buffer.size()) + " bytes",
+                return Error{ctx.what() + ": a reply did not fit in " + std::to_string(buffer.size()) + " bytes",
                              errnum};
             return system_error(ctx.what() + ": recvfrom(NETLINK_SOCK_DIAG)", errnum);
         }
         if (received == 0) return Error{ctx.what() + ": empty read before NLMSG_DONE", EPROTO};
-        const int run = mnl_cb_run2(buffer.data(), static_cast<std::size_t>(received), seq, portid,
-                                    on_diag_message, &ctx, control_callbacks, NLMSG_MIN_TYPE);
+        const int run = mnl_cb_run2(buffer.data(), static_cast<std::size_t>(received), seq, portid, on_diag_message,
+                                    &ctx, control_callbacks, NLMSG_MIN_TYPE);
         if (run == MNL_CB_ERROR) {
             if (ctx.error) return *std::move(ctx.error);
             return run_error(ctx, errno);
@@ -323,8 +310,7 @@ std::optional<Int> parse_number(std::string_view text) {
 // The inode of "socket:[12345]", the link target of a socket's /proc/PID/fd entry.
 std::optional<std::uint64_t> socket_inode(std::string_view link) {
     constexpr std::string_view prefix = "socket:[";
-    if (link.size() <= prefix.size() + 1 || link.substr(0, prefix.size()) != prefix ||
-        link.back() != ']')
+    if (link.size() <= prefix.size() + 1 || link.substr(0, prefix.size()) != prefix || link.back() != ']')
         return std::nullopt;
     return parse_number<std::uint64_t>(link.substr(prefix.size(), link.size() - prefix.size() - 1));
 }
@@ -370,8 +356,7 @@ Result<void> find_owners(std::vector<DiagSocket>& sockets) {
         const std::optional<int> pid = parse_number<int>(pid_text);
         if (!pid) continue;
 
-        const int raw =
-            ::openat(proc_fd, (pid_text + "/fd").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        const int raw = ::openat(proc_fd, (pid_text + "/fd").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (raw < 0) continue;  // Exited, or not ours to look at (EACCES).
         Dir fds(::fdopendir(raw));
         if (!fds) {
@@ -385,8 +370,7 @@ Result<void> find_owners(std::vector<DiagSocket>& sockets) {
             if (fd_entry == nullptr) break;  // End, or the process exited meanwhile.
             if (!all_digits(fd_entry->d_name)) continue;
             char link[64];  // "socket:[4294967295]" is 19 bytes.
-            const ssize_t n =
-                ::readlinkat(::dirfd(fds.get()), fd_entry->d_name, link, sizeof(link));
+            const ssize_t n = ::readlinkat(::dirfd(fds.get()), fd_entry->d_name, link, sizeof(link));
             if (n <= 0 || static_cast<std::size_t>(n) >= sizeof(link)) continue;
             const std::optional<std::uint64_t> inode =
                 socket_inode(std::string_view(link, static_cast<std::size_t>(n)));
@@ -409,8 +393,7 @@ Error pidfd_error(const char* call, const std::string& where, int errnum) {
     if (errnum == ENOSYS)
         error.message += " (the kernel is older than 5.6, which added pidfd_getfd)";
     else if (errnum == EPERM)
-        error.message +=
-            " (duplicating another process's socket needs root or CAP_SYS_PTRACE over it)";
+        error.message += " (duplicating another process's socket needs root or CAP_SYS_PTRACE over it)";
     return error;
 }
 
@@ -446,21 +429,17 @@ Result<std::vector<DiagSocket>> dump_tcp_sockets(const DiagFilter& filter) {
     const timeval timeout{static_cast<time_t>(kReceiveTimeout.ms() / 1000),
                           static_cast<suseconds_t>(kReceiveTimeout.ms() % 1000 * 1000)};
     if (::setsockopt(nl_fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) != 0)
-        return system_error("setsockopt(SO_RCVTIMEO) on netlink socket " + std::to_string(nl_fd),
-                            errno);
-    if (mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0)
-        return system_error("bind(NETLINK_SOCK_DIAG)", errno);
+        return system_error("setsockopt(SO_RCVTIMEO) on netlink socket " + std::to_string(nl_fd), errno);
+    if (mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0) return system_error("bind(NETLINK_SOCK_DIAG)", errno);
 
     std::vector<char> buffer(kReceiveBufferBytes);
     // One request per family: inet_diag picks its handler by sdiag_family, so
     // AF_UNSPEC is not an option, and each dump returns only its own family.
     std::uint32_t seq = 1;
     if (filter.ipv4)
-        if (auto r = dump_family(nl.get(), AF_INET, seq++, filter, buffer, sockets); !r)
-            return r.error();
+        if (auto r = dump_family(nl.get(), AF_INET, seq++, filter, buffer, sockets); !r) return r.error();
     if (filter.ipv6)
-        if (auto r = dump_family(nl.get(), AF_INET6, seq++, filter, buffer, sockets); !r)
-            return r.error();
+        if (auto r = dump_family(nl.get(), AF_INET6, seq++, filter, buffer, sockets); !r) return r.error();
 
     if (filter.find_owners)
         if (auto r = find_owners(sockets); !r) return r.error();
@@ -468,8 +447,7 @@ Result<std::vector<DiagSocket>> dump_tcp_sockets(const DiagFilter& filter) {
 }
 
 Result<EffectiveKeepalive> read_owner_keepalive(const SocketOwner& owner) {
-    const std::string where =
-        "pid " + std::to_string(owner.pid) + ", fd " + std::to_string(owner.fd);
+    const std::string where = "pid " + std::to_string(owner.pid) + ", fd " + std::to_string(owner.fd);
 #if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
     const long pidfd = ::syscall(SYS_pidfd_open, owner.pid, 0);
     if (pidfd < 0) return pidfd_error("pidfd_open", where, errno);
@@ -483,12 +461,11 @@ Result<EffectiveKeepalive> read_owner_keepalive(const SocketOwner& owner) {
 
     Result<EffectiveKeepalive> keepalive = read_keepalive(socket_fd.get());
     if (!keepalive)
-        return keepalive.error().with_context(where + " (duplicated here as fd " +
-                                              std::to_string(socket_fd.get()) + ")");
+        return keepalive.error().with_context(where + " (duplicated here as fd " + std::to_string(socket_fd.get()) +
+                                              ")");
     return keepalive;
 #else
-    return Error{"pidfd_getfd(" + where + "): not available in this build's system headers",
-                 ENOSYS};
+    return Error{"pidfd_getfd(" + where + "): not available in this build's system headers", ENOSYS};
 #endif
 }
 

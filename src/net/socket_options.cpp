@@ -37,9 +37,9 @@ constexpr IntOption kUserTimeout{IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOU
 Result<void> set_int(int fd, IntOption opt, long long value) {
     const int v = static_cast<int>(value);
     if (::setsockopt(fd, opt.level, opt.name, &v, sizeof(v)) != 0)
-        return system_error("setsockopt(" + std::string(opt.label) + ", " + std::to_string(value) + ") on socket " +
-                                std::to_string(fd),
-                            errno);
+        return system_error(
+            "setsockopt(" + std::string(opt.label) + ", " + std::to_string(value) + ") on socket " + std::to_string(fd),
+            errno);
     return {};
 }
 

@@ -15,11 +15,11 @@ namespace lifeline::net {
 
 // What the kernel has in force for a socket, read with getsockopt.
 struct EffectiveKeepalive {
-    bool enabled = false;     // SO_KEEPALIVE
-    Duration idle;            // TCP_KEEPIDLE (the sysctl default unless overridden)
-    Duration interval;        // TCP_KEEPINTVL
-    int count = 0;            // TCP_KEEPCNT
-    Duration user_timeout;    // TCP_USER_TIMEOUT (zero: off)
+    bool enabled = false;   // SO_KEEPALIVE
+    Duration idle;          // TCP_KEEPIDLE (the sysctl default unless overridden)
+    Duration interval;      // TCP_KEEPINTVL
+    int count = 0;          // TCP_KEEPCNT
+    Duration user_timeout;  // TCP_USER_TIMEOUT (zero: off)
 
     Duration budget() const { return enabled ? idle + interval * count : Duration::infinite(); }
 };

@@ -13,18 +13,30 @@ namespace lifeline::net {
 
 std::string_view to_string(TcpState state) {
     switch (state) {
-        case TcpState::established: return "established";
-        case TcpState::syn_sent: return "syn_sent";
-        case TcpState::syn_recv: return "syn_recv";
-        case TcpState::fin_wait1: return "fin_wait1";
-        case TcpState::fin_wait2: return "fin_wait2";
-        case TcpState::time_wait: return "time_wait";
-        case TcpState::close: return "close";
-        case TcpState::close_wait: return "close_wait";
-        case TcpState::last_ack: return "last_ack";
-        case TcpState::listen: return "listen";
-        case TcpState::closing: return "closing";
-        case TcpState::new_syn_recv: return "new_syn_recv";
+        case TcpState::established:
+            return "established";
+        case TcpState::syn_sent:
+            return "syn_sent";
+        case TcpState::syn_recv:
+            return "syn_recv";
+        case TcpState::fin_wait1:
+            return "fin_wait1";
+        case TcpState::fin_wait2:
+            return "fin_wait2";
+        case TcpState::time_wait:
+            return "time_wait";
+        case TcpState::close:
+            return "close";
+        case TcpState::close_wait:
+            return "close_wait";
+        case TcpState::last_ack:
+            return "last_ack";
+        case TcpState::listen:
+            return "listen";
+        case TcpState::closing:
+            return "closing";
+        case TcpState::new_syn_recv:
+            return "new_syn_recv";
     }
     return "unknown";
 }

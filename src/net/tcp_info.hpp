@@ -16,8 +16,18 @@ namespace lifeline::net {
 
 // TCP states as the kernel numbers them (include/net/tcp_states.h).
 enum class TcpState : std::uint8_t {
-    established = 1, syn_sent, syn_recv, fin_wait1, fin_wait2, time_wait,
-    close, close_wait, last_ack, listen, closing, new_syn_recv,
+    established = 1,
+    syn_sent,
+    syn_recv,
+    fin_wait1,
+    fin_wait2,
+    time_wait,
+    close,
+    close_wait,
+    last_ack,
+    listen,
+    closing,
+    new_syn_recv,
 };
 std::string_view to_string(TcpState state);
 
@@ -31,10 +41,10 @@ struct TcpInfo {
     std::uint8_t probes = 0;       // keepalive or zero-window probes sent without answer (tcpi_probes)
     std::uint8_t backoff = 0;      // exponential backoff of the RTO
     std::uint32_t total_retrans = 0;
-    Duration last_data_sent;       // ago
-    Duration last_data_received;   // ago
-    Duration last_ack_received;    // ago
-    std::uint32_t snd_wnd = 0;     // the peer's advertised window (0 = zero window)
+    Duration last_data_sent;      // ago
+    Duration last_data_received;  // ago
+    Duration last_ack_received;   // ago
+    std::uint32_t snd_wnd = 0;    // the peer's advertised window (0 = zero window)
     std::uint32_t notsent_bytes = 0;
 };
 

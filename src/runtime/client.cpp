@@ -30,8 +30,8 @@ Result<void> ClientOptions::validate() const {
     if (mode == ClientMode::framed) {
         if (heartbeat <= Duration::zero()) return Error{"--heartbeat must be > 0"};
         if (timeout <= heartbeat)
-            return Error{"--timeout (" + to_string(timeout) + ") must be longer than --heartbeat (" + to_string(heartbeat) +
-                         ")"};
+            return Error{"--timeout (" + to_string(timeout) + ") must be longer than --heartbeat (" +
+                         to_string(heartbeat) + ")"};
         if (heartbeat.ms() > UINT32_MAX || timeout.ms() > UINT32_MAX)
             return Error{"heartbeat and timeout must fit in 32-bit ms"};
     }
@@ -91,9 +91,8 @@ public:
                     client.loop->now()),
           liveness_(LivenessConfig{client.options.heartbeat, client.options.mode == ClientMode::framed}, detector_,
                     client.loop->now()),
-          id_(client.options.count > 1 && !client.options.id.empty()
-                  ? client.options.id + "-" + std::to_string(index)
-                  : client.options.id) {}
+          id_(client.options.count > 1 && !client.options.id.empty() ? client.options.id + "-" + std::to_string(index)
+                                                                     : client.options.id) {}
     ~ClientConnection() override { client_.loop->cancel(*this); }
 
     void start();
@@ -169,10 +168,11 @@ void ClientConnection::start() {
     number_ = client_.next_conn_number++;
     silent_ = false;
     peer_ = client_.endpoint.to_string();
-    Result<int> fd = client_.sources.empty()
-                         ? net::start_connect(client_.endpoint)
-                         : net::start_connect(client_.endpoint,
-                                              client_.sources[static_cast<std::size_t>(index_) % client_.sources.size()]);
+    Result<int> fd =
+        client_.sources.empty()
+            ? net::start_connect(client_.endpoint)
+            : net::start_connect(client_.endpoint,
+                                 client_.sources[static_cast<std::size_t>(index_) % client_.sources.size()]);
     if (!fd) {
         down(DisconnectReason::unreachable, fd.error().message);
         return;
@@ -280,14 +280,17 @@ void ClientConnection::read_available() {
                 if (r.bytes < client_.scratch.size()) return;
                 break;
             }
-            case StreamSocket::ReadStatus::would_block: return;
+            case StreamSocket::ReadStatus::would_block:
+                return;
             case StreamSocket::ReadStatus::eof:
                 // While draining after ECONNRESET, end of stream is only the
                 // reset socket (its error already taken): the RST decides.
                 if (draining_) return;
                 down(DisconnectReason::peer_closed, "server closed the connection");
                 return;
-            case StreamSocket::ReadStatus::error: fail_socket(r.error); return;
+            case StreamSocket::ReadStatus::error:
+                fail_socket(r.error);
+                return;
         }
     }
 }
@@ -330,7 +333,8 @@ void ClientConnection::handle_frame(const Frame& frame) {
         if (client_.callbacks.on_message) client_.callbacks.on_message(index_, data->payload);
     } else if (const auto* close = std::get_if<Close>(&frame)) {
         DisconnectReason reason = DisconnectReason::peer_closed;
-        if (close->code == static_cast<std::uint16_t>(CloseCode::session_replaced)) reason = DisconnectReason::session_replaced;
+        if (close->code == static_cast<std::uint16_t>(CloseCode::session_replaced))
+            reason = DisconnectReason::session_replaced;
         if (close->code == static_cast<std::uint16_t>(CloseCode::protocol_error) ||
             close->code == static_cast<std::uint16_t>(CloseCode::too_many_pings))
             reason = DisconnectReason::protocol_error;
@@ -409,7 +413,8 @@ void ClientConnection::silence() {
     silent_ = true;
     // No timer from now on: nothing to send, nobody to judge.
     client_.loop->cancel(*this);
-    if (client_.callbacks.on_silenced) client_.callbacks.on_silenced(index_, client_.loop->now(), liveness_.last_sent());
+    if (client_.callbacks.on_silenced)
+        client_.callbacks.on_silenced(index_, client_.loop->now(), liveness_.last_sent());
 }
 
 void ClientConnection::rearm() {
@@ -420,13 +425,16 @@ void ClientConnection::rearm() {
 void ClientConnection::on_timer() {
     const Instant now = client_.loop->now();
     switch (state_) {
-        case State::waiting: start(); return;
+        case State::waiting:
+            start();
+            return;
         case State::connecting:
         case State::handshake:
             down(DisconnectReason::unreachable, std::string(raw() ? "TCP connect did not complete" : "no WELCOME") +
                                                     " within " + to_string(client_.options.connect_timeout));
             return;
-        case State::finished: return;
+        case State::finished:
+            return;
         case State::open:
             if (raw()) return;  // Never scheduled: a raw connection has no timer once open.
             break;
@@ -441,7 +449,8 @@ void ClientConnection::on_timer() {
         client_.emit(e);
         send_frame(Close{static_cast<std::uint16_t>(CloseCode::heartbeat_timeout), "server silent"}, true);
         // Sending the CLOSE may itself have ended the connection (a send error).
-        if (state_ == State::open) down(DisconnectReason::heartbeat_timeout, "nothing received for " + to_string(e.silence));
+        if (state_ == State::open)
+            down(DisconnectReason::heartbeat_timeout, "nothing received for " + to_string(e.silence));
         return;
     }
     if (step.action == LivenessAction::send_ping) send_frame(step.ping, true);
@@ -461,7 +470,8 @@ void ClientConnection::fail_socket(int err) {
     }
     Result<net::TcpInfo> info = socket_ ? net::read_tcp_info(socket_->fd()) : Result<net::TcpInfo>(Error{"closed"});
     const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr);
-    if (state_ == State::open && (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout)) {
+    if (state_ == State::open &&
+        (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout)) {
         Event e = event(EventKind::dead);
         e.reason = reason;
         e.silence = client_.loop->now() - liveness_.last_received();
@@ -501,9 +511,10 @@ void ClientConnection::down(DisconnectReason reason, const std::string& message)
         // and Jitter", AWS Architecture Blog 2015): a fleet that lost its
         // server at once does not come back at once.
         const int shift = std::min(attempt_, 30);
-        const Duration cap = std::min(client_.options.backoff_max, client_.options.backoff_initial * (std::int64_t{1} << shift));
-        const Duration delay = Duration::nanoseconds(
-            std::uniform_int_distribution<std::int64_t>(0, cap.ns())(client_.rng));
+        const Duration cap =
+            std::min(client_.options.backoff_max, client_.options.backoff_initial * (std::int64_t{1} << shift));
+        const Duration delay =
+            Duration::nanoseconds(std::uniform_int_distribution<std::int64_t>(0, cap.ns())(client_.rng));
         ++attempt_;
         state_ = State::waiting;
         Event e = event(EventKind::error);
@@ -564,7 +575,8 @@ Result<std::unique_ptr<Client>> Client::create(const ClientOptions& options, Cli
         Event e;
         e.kind = EventKind::stall;
         e.silence = lag;
-        e.message = "event loop woke " + to_string(lag) + " late; silence during the stall is not held against the server";
+        e.message =
+            "event loop woke " + to_string(lag) + " late; silence during the stall is not held against the server";
         raw->emit(e);
     });
     for (int i = 0; i < options.count; ++i) impl->conns.push_back(std::make_unique<ClientConnection>(*impl, i));
@@ -608,7 +620,9 @@ void Client::send(int connection, std::span<const std::uint8_t> payload) {
     Impl* impl = impl_.get();
     if (connection < 0 || connection >= static_cast<int>(impl->conns.size())) return;
     std::vector<std::uint8_t> copy(payload.begin(), payload.end());
-    impl->loop->post([impl, connection, copy = std::move(copy)] { impl->conns[static_cast<std::size_t>(connection)]->send_data(copy); });
+    impl->loop->post([impl, connection, copy = std::move(copy)] {
+        impl->conns[static_cast<std::size_t>(connection)]->send_data(copy);
+    });
 }
 
 }  // namespace lifeline

@@ -1,22 +1,30 @@
+#include "lifeline/events.hpp"
+
 #include <fmt/core.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
 
-#include "lifeline/events.hpp"
-
 namespace lifeline {
 
 std::string_view to_string(EventKind kind) {
     switch (kind) {
-        case EventKind::listening: return "listening";
-        case EventKind::connect: return "connect";
-        case EventKind::hello: return "hello";
-        case EventKind::dead: return "dead";
-        case EventKind::closed: return "closed";
-        case EventKind::error: return "error";
-        case EventKind::stall: return "stall";
-        case EventKind::rtt: return "rtt";
+        case EventKind::listening:
+            return "listening";
+        case EventKind::connect:
+            return "connect";
+        case EventKind::hello:
+            return "hello";
+        case EventKind::dead:
+            return "dead";
+        case EventKind::closed:
+            return "closed";
+        case EventKind::error:
+            return "error";
+        case EventKind::stall:
+            return "stall";
+        case EventKind::rtt:
+            return "rtt";
     }
     return "unknown";
 }
@@ -59,9 +67,14 @@ std::string to_json_line(const Event& e) {
             j["bytes_in"] = e.bytes_in;
             j["bytes_out"] = e.bytes_out;
             break;
-        case EventKind::stall: j["stall_ms"] = ms(e.silence); break;
-        case EventKind::rtt: j["rtt_ms"] = ms(e.rtt); break;
-        default: break;
+        case EventKind::stall:
+            j["stall_ms"] = ms(e.silence);
+            break;
+        case EventKind::rtt:
+            j["rtt_ms"] = ms(e.rtt);
+            break;
+        default:
+            break;
     }
     if (!e.message.empty()) j[e.kind == EventKind::listening ? "address" : "message"] = e.message;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -74,16 +87,23 @@ std::string to_text_line(const Event& e) {
     if (!e.client_id.empty()) out += " id=" + e.client_id;
     if (e.reason) out += " reason=" + std::string(to_string(*e.reason));
     switch (e.kind) {
-        case EventKind::hello: out += " interval=" + to_string(e.interval) + " timeout=" + to_string(e.timeout); break;
+        case EventKind::hello:
+            out += " interval=" + to_string(e.interval) + " timeout=" + to_string(e.timeout);
+            break;
         case EventKind::dead:
             out += " silence=" + to_string(e.silence) + " budget=" + to_string(e.budget) + " rtt=" + to_string(e.rtt);
             break;
         case EventKind::closed:
             out += fmt::format(" duration={} in={}B out={}B", to_string(e.duration), e.bytes_in, e.bytes_out);
             break;
-        case EventKind::stall: out += " stall=" + to_string(e.silence); break;
-        case EventKind::rtt: out += " rtt=" + to_string(e.rtt); break;
-        default: break;
+        case EventKind::stall:
+            out += " stall=" + to_string(e.silence);
+            break;
+        case EventKind::rtt:
+            out += " rtt=" + to_string(e.rtt);
+            break;
+        default:
+            break;
     }
     if (!e.message.empty()) out += (e.kind == EventKind::listening ? " address=" : " message=") + e.message;
     return out;

@@ -27,7 +27,8 @@ Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const std::string& add
     const std::string text = endpoint->to_string();
     std::string host = text.substr(0, text.rfind(':'));
     if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    const int port = endpoint->port() == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, endpoint->port()) ? endpoint->port() : -1);
+    const int port = endpoint->port() == 0 ? s.bind_to_any_port(host)
+                                           : (s.bind_to_port(host, endpoint->port()) ? endpoint->port() : -1);
     if (port <= 0) {
         return Error{"cannot listen for HTTP on " + address + " (address in use, or not a local address?)"};
     }

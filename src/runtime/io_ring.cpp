@@ -34,7 +34,8 @@ constexpr std::uint64_t kEpollTag = 4;  // The epoll set became readable.
 constexpr std::uint64_t kOpMask = 7;
 
 static_assert(alignof(LoopObject) > kOpMask, "an owner's address must leave the tag's op bits free");
-static_assert(static_cast<std::uint64_t>(RingOp::receive) <= kOpMask && static_cast<std::uint64_t>(RingOp::send) <= kOpMask &&
+static_assert(static_cast<std::uint64_t>(RingOp::receive) <= kOpMask &&
+                  static_cast<std::uint64_t>(RingOp::send) <= kOpMask &&
                   static_cast<std::uint64_t>(RingOp::send) < kEpollTag,
               "ops fit the tag's low bits and differ from the epoll tag");
 
@@ -43,8 +44,9 @@ std::uint64_t tag(LoopObject& owner, RingOp op) {
 }
 
 Error ring_error(const std::string& what, int error) {
-    return system_error(what + " (io_uring needs Linux 6.1 or later and kernel.io_uring_disabled = 0; "
-                               "--io epoll works everywhere)",
+    return system_error(what +
+                            " (io_uring needs Linux 6.1 or later and kernel.io_uring_disabled = 0; "
+                            "--io epoll works everywhere)",
                         error);
 }
 

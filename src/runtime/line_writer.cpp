@@ -3,10 +3,10 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <climits>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 
 namespace lifeline::runtime {
@@ -81,8 +81,8 @@ void AsyncLineWriter::run() {
             stopping = stopping_;
         }
         // Blocking writes (stdout is a blocking fd); bounded once we are stopping.
-        const auto deadline = stopping ? std::chrono::steady_clock::now() + kFlushLimit
-                                       : std::chrono::steady_clock::time_point::max();
+        const auto deadline =
+            stopping ? std::chrono::steady_clock::now() + kFlushLimit : std::chrono::steady_clock::time_point::max();
         if (!reader_gone && !batch.empty() && !write_all(fd_, batch, deadline)) reader_gone = true;
         // Give back what a burst (say, 19,000 hello events) grew the buffer to.
         if (batch.capacity() > kKeptCapacity) {

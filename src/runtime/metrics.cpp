@@ -41,15 +41,19 @@ std::string ServerMetrics::prometheus_text(Duration loop_lag_max) const {
     };
     gauge("lifeline_connections_open", "Connections currently open.",
           static_cast<double>(connections_open.load(std::memory_order_relaxed)));
-    counter("lifeline_connections_accepted_total", "Connections accepted.", accepted_total.load(std::memory_order_relaxed));
-    out += "# HELP lifeline_connections_closed_total Connections closed, by reason.\n"
-           "# TYPE lifeline_connections_closed_total counter\n";
+    counter("lifeline_connections_accepted_total", "Connections accepted.",
+            accepted_total.load(std::memory_order_relaxed));
+    out +=
+        "# HELP lifeline_connections_closed_total Connections closed, by reason.\n"
+        "# TYPE lifeline_connections_closed_total counter\n";
     for (DisconnectReason r : kAllDisconnectReasons) {
         out += fmt::format("lifeline_connections_closed_total{{reason=\"{}\"}} {}\n", to_string(r),
                            closed_total[static_cast<std::size_t>(r)].load(std::memory_order_relaxed));
     }
-    counter("lifeline_heartbeats_received_total", "PING frames received.", heartbeats_in_total.load(std::memory_order_relaxed));
-    counter("lifeline_heartbeats_sent_total", "PING and PONG frames sent.", heartbeats_out_total.load(std::memory_order_relaxed));
+    counter("lifeline_heartbeats_received_total", "PING frames received.",
+            heartbeats_in_total.load(std::memory_order_relaxed));
+    counter("lifeline_heartbeats_sent_total", "PING and PONG frames sent.",
+            heartbeats_out_total.load(std::memory_order_relaxed));
     counter("lifeline_protocol_errors_total", "Connections that broke the protocol.",
             protocol_errors_total.load(std::memory_order_relaxed));
     counter("lifeline_accept_errors_total", "accept() failures (EMFILE and friends).",
@@ -68,8 +72,8 @@ std::string ServerMetrics::prometheus_text(Duration loop_lag_max) const {
 namespace lifeline::runtime {
 
 std::string sum_prometheus_texts(const std::vector<std::string>& texts) {
-    std::vector<std::string> order;          // Lines as first seen: comments, and sample series names.
-    std::map<std::string, double> values;    // Series ("name{labels}") -> summed value.
+    std::vector<std::string> order;        // Lines as first seen: comments, and sample series names.
+    std::map<std::string, double> values;  // Series ("name{labels}") -> summed value.
     std::set<std::string> seen_comments;
     for (const std::string& text : texts) {
         std::size_t pos = 0;

@@ -27,7 +27,8 @@ std::size_t OutputQueue::next_data_len() const {
     if (!framed_) return len;  // Raw bytes: no boundaries to keep.
     assert(len >= 4);
     const std::uint8_t* p = data_.data() + data_pos_;
-    const std::size_t frame = 4 + ((std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3]);
+    const std::size_t frame =
+        4 + ((std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3]);
     assert(frame <= len);
     return frame;
 }

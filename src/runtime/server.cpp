@@ -517,9 +517,9 @@ private:
     std::vector<std::uint8_t> encode_;
     // Push (ServerOptions::push_rate); all unused when it is 0.
     PushTimer push_timer_;
-    std::vector<PushRef> pushing_;             // Open connections being pushed to; closed ones linger until met.
-    std::vector<std::uint8_t> push_chunk_;     // What one push sends: an encoded DATA frame, or raw bytes.
-    std::size_t push_chunk_payload_ = 1;       // Filler bytes in push_chunk_ (what the rate counts).
+    std::vector<PushRef> pushing_;          // Open connections being pushed to; closed ones linger until met.
+    std::vector<std::uint8_t> push_chunk_;  // What one push sends: an encoded DATA frame, or raw bytes.
+    std::size_t push_chunk_payload_ = 1;    // Filler bytes in push_chunk_ (what the rate counts).
     Duration push_interval_ = kMinPushInterval;
     Instant push_last_;                        // When credit was last earned.
     std::uint64_t push_credit_bytes_ = 0;      // Earned, not yet sent (less than one chunk between ticks).
@@ -571,7 +571,8 @@ void Listener::on_io(std::uint32_t) {
 }
 
 void Listener::on_timer() {
-    if (fd_ >= 0) [[maybe_unused]] auto r = worker_.loop().modify(fd_, EPOLLIN, this);
+    if (fd_ >= 0) [[maybe_unused]]
+        auto r = worker_.loop().modify(fd_, EPOLLIN, this);
 }
 
 void ShutdownDeadline::on_timer() { worker_.finish_shutdown(); }
@@ -585,8 +586,7 @@ Worker& Connection::worker() {
     return *tls_worker;
 }
 
-Connection::Connection(Worker& worker, int fd, std::uint64_t id, std::uint32_t slot, Instant now,
-                       Duration idle_timeout)
+Connection::Connection(Worker& worker, int fd, std::uint64_t id, std::uint32_t slot, Instant now, Duration idle_timeout)
     : detector_(idle_timeout > Duration::zero() ? idle_timeout : worker.options().timeout, now),
       liveness_(LivenessConfig{worker.options().heartbeat, false}, detector_, now),
       decoder_(DecoderRole::server, DecoderLimits{worker.options().max_body_size}),
@@ -697,7 +697,8 @@ void Connection::on_timer() {
             worker().server().metrics.heartbeats_out_total.fetch_add(1, std::memory_order_relaxed);
             send_frame(step.ping, true);
             break;
-        case LivenessAction::none: break;
+        case LivenessAction::none:
+            break;
     }
     if (state_ != ConnState::closed) rearm();
 }
@@ -735,14 +736,19 @@ void Connection::read_available() {
 
 bool Connection::take_read(const StreamSocket::ReadResult& r, std::span<const std::uint8_t> bytes) {
     switch (r.status) {
-        case StreamSocket::ReadStatus::data: handle_bytes(bytes.first(r.bytes)); return true;
-        case StreamSocket::ReadStatus::would_block: return false;
+        case StreamSocket::ReadStatus::data:
+            handle_bytes(bytes.first(r.bytes));
+            return true;
+        case StreamSocket::ReadStatus::would_block:
+            return false;
         case StreamSocket::ReadStatus::eof:
             // While draining after ECONNRESET, end of stream is only the
             // reset socket (its error already taken): the RST decides.
             if (!draining_) close(DisconnectReason::peer_closed);
             return false;
-        case StreamSocket::ReadStatus::error: close_on_socket_error(r.error); return false;
+        case StreamSocket::ReadStatus::error:
+            close_on_socket_error(r.error);
+            return false;
     }
     return false;
 }
@@ -882,7 +888,8 @@ void Connection::handle_ping(const Ping& ping) {
     // 32-bit milliseconds since accept, wrapping: differences stay right for
     // gaps under 49 days, however old the connection is.
     const auto now_ms = static_cast<std::uint32_t>((now - accepted_at_).ms());
-    const std::uint32_t refill_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(1, server.options.min_interval.ms()));
+    const std::uint32_t refill_ms =
+        static_cast<std::uint32_t>(std::max<std::int64_t>(1, server.options.min_interval.ms()));
     if (!pinged_) {
         pinged_ = true;
         last_ping_ms_ = now_ms;
@@ -890,8 +897,8 @@ void Connection::handle_ping(const Ping& ping) {
     const std::uint32_t earned = static_cast<std::uint32_t>(now_ms - last_ping_ms_) / refill_ms;
     if (earned > 0) {
         // Never below what a stall granted (forgive_stall may leave more than a burst).
-        ping_tokens_ = static_cast<std::uint8_t>(std::max<std::uint32_t>(
-            ping_tokens_, std::min<std::uint32_t>(kPingBurst, ping_tokens_ + earned)));
+        ping_tokens_ = static_cast<std::uint8_t>(
+            std::max<std::uint32_t>(ping_tokens_, std::min<std::uint32_t>(kPingBurst, ping_tokens_ + earned)));
         last_ping_ms_ = ping_tokens_ == kPingBurst ? now_ms : last_ping_ms_ + earned * refill_ms;
     }
     if (ping_tokens_ == 0) {
@@ -1081,14 +1088,14 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options, Ser
             ::close(*fd);
             return loop.error();
         }
-        impl->workers.push_back(
-            std::make_unique<Worker>(*impl, static_cast<std::size_t>(i), std::move(*loop), *fd));
+        impl->workers.push_back(std::make_unique<Worker>(*impl, static_cast<std::size_t>(i), std::move(*loop), *fd));
         if (auto s = impl->workers.back()->start(); !s) return s.error();
     }
     if (!options.http.empty()) {
         Impl* raw = impl.get();
         Result<std::unique_ptr<runtime::HttpEndpoint>> http = runtime::HttpEndpoint::start(
-            options.http, [raw] { return raw->metrics_text_unlocked(); }, [raw] { return raw->connections_json_unlocked(); });
+            options.http, [raw] { return raw->metrics_text_unlocked(); },
+            [raw] { return raw->connections_json_unlocked(); });
         if (!http) return Error{"--http: " + http.error().message};
         impl->http = std::move(*http);
     }

@@ -115,7 +115,7 @@ private:
     int fd_;
     // Bit-fields: an idle connection pays for every byte of this class.
     bool framed_ : 1;
-    bool ring_ : 1;                   // Served by the loop's IoRing (set by watch()).
+    bool ring_ : 1;  // Served by the loop's IoRing (set by watch()).
     bool watching_writable_ : 1 = false;
     bool ring_sending_ : 1 = false;    // A send is in flight (the queue's front is the kernel's).
     bool ring_flush_due_ : 1 = false;  // Output queued this turn; the loop calls back at its end.

@@ -18,10 +18,14 @@ namespace lifeline::sim {
 
 std::string_view to_string(PeerFate fate) {
     switch (fate) {
-        case PeerFate::healthy: return "healthy";
-        case PeerFate::busy: return "busy";
-        case PeerFate::frozen: return "frozen";
-        case PeerFate::crashed: return "crashed";
+        case PeerFate::healthy:
+            return "healthy";
+        case PeerFate::busy:
+            return "busy";
+        case PeerFate::frozen:
+            return "frozen";
+        case PeerFate::crashed:
+            return "crashed";
     }
     return "unknown";
 }
@@ -61,7 +65,7 @@ struct Connection {
     Duration base_delay;
     Endpoint server;
     Endpoint client;
-    Instant frozen_until;          // Client process stopped until then.
+    Instant frozen_until;  // Client process stopped until then.
     bool crashed = false;
     std::vector<std::vector<std::uint8_t>> held_while_frozen;
 };
@@ -163,7 +167,8 @@ void Simulation::send(Connection& c, bool from_client, const Frame& frame, Insta
     const std::size_t segments = std::min<std::size_t>(wire.size(), 1 + rng_() % 3);
     std::size_t offset = 0;
     for (std::size_t s = 0; s < segments; ++s) {
-        const std::size_t len = s + 1 == segments ? wire.size() - offset : 1 + rng_() % (wire.size() - offset - (segments - s - 1));
+        const std::size_t len =
+            s + 1 == segments ? wire.size() - offset : 1 + rng_() % (wire.size() - offset - (segments - s - 1));
         Duration delay = c.base_delay + uniform(Duration::zero(), n.jitter);
         for (int loss = 0; loss < n.max_losses_per_frame && chance(n.loss); ++loss) delay += n.retransmit_delay;
         // TCP delivers in order: a segment never overtakes the one before it.
@@ -186,13 +191,16 @@ void Simulation::on_event(Event& e) {
             c.client.decoder.emplace(DecoderRole::client);
             c.client.open = true;
             c.client.free_at = now;
-            send(c, true, Hello{kProtocolVersion, static_cast<std::uint32_t>(config_.interval.ms()),
-                                static_cast<std::uint32_t>(config_.timeout.ms()), "sim-" + std::to_string(e.conn)},
+            send(c, true,
+                 Hello{kProtocolVersion, static_cast<std::uint32_t>(config_.interval.ms()),
+                       static_cast<std::uint32_t>(config_.timeout.ms()), "sim-" + std::to_string(e.conn)},
                  now);
             client_wheel_.schedule(c.client.timer, c.client.machine->next_deadline());
             break;
         }
-        case EventKind::to_server: server_receive(c, e.bytes, now); break;
+        case EventKind::to_server:
+            server_receive(c, e.bytes, now);
+            break;
         case EventKind::to_client:
             if (c.crashed || !c.client.open) break;
             if (now < c.frozen_until) {
@@ -314,8 +322,8 @@ void Simulation::on_server_timer(Connection& c, Instant now) {
             violation(c, "false positive: a live peer within tolerance was declared dead");
         }
         c.outcome.server_declared_at = now;
-        trace(now, c, "server declared the client dead (heartbeat_timeout) after " + to_string(silence) +
-                          " of silence");
+        trace(now, c,
+              "server declared the client dead (heartbeat_timeout) after " + to_string(silence) + " of silence");
         close_server_side(c, step.reason, now);
         return;
     }
@@ -402,9 +410,11 @@ SimulationReport Simulation::run() {
             events_.pop();
             on_event(e);
         } else if (next_server <= next_client) {
-            server_wheel_.advance(now, [&](TimerNode& n) { on_server_timer(*conns_[static_cast<SimTimer&>(n).conn], now); });
+            server_wheel_.advance(now,
+                                  [&](TimerNode& n) { on_server_timer(*conns_[static_cast<SimTimer&>(n).conn], now); });
         } else {
-            client_wheel_.advance(now, [&](TimerNode& n) { on_client_timer(*conns_[static_cast<SimTimer&>(n).conn], now); });
+            client_wheel_.advance(now,
+                                  [&](TimerNode& n) { on_client_timer(*conns_[static_cast<SimTimer&>(n).conn], now); });
         }
     }
     final_checks(end);

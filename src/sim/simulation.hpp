@@ -35,16 +35,16 @@ namespace lifeline::sim {
 struct NetworkProfile {
     Duration min_base_delay = Duration::milliseconds(1);  // One-way, per connection, uniform in [min, max].
     Duration max_base_delay = Duration::milliseconds(40);
-    Duration jitter = Duration::milliseconds(30);          // Extra per frame, uniform in [0, jitter].
-    double loss = 0.01;                                     // Per segment; each loss costs a retransmission.
+    Duration jitter = Duration::milliseconds(30);  // Extra per frame, uniform in [0, jitter].
+    double loss = 0.01;                            // Per segment; each loss costs a retransmission.
     Duration retransmit_delay = Duration::milliseconds(200);
     int max_losses_per_frame = 3;
 };
 
 struct FaultProfile {
-    double crash_fraction = 0.05;    // Hosts that vanish silently at a random time.
-    double freeze_fraction = 0.05;   // Processes stopped for a while, then resumed.
-    double busy_fraction = 0.10;     // Peers that stream DATA every busy_period.
+    double crash_fraction = 0.05;   // Hosts that vanish silently at a random time.
+    double freeze_fraction = 0.05;  // Processes stopped for a while, then resumed.
+    double busy_fraction = 0.10;    // Peers that stream DATA every busy_period.
     Duration min_freeze = Duration::milliseconds(500);
     Duration max_freeze = Duration::seconds(8);
     Duration busy_period = Duration::milliseconds(200);
@@ -73,14 +73,14 @@ std::string_view to_string(PeerFate fate);
 struct ConnectionOutcome {
     std::uint32_t id = 0;
     PeerFate fate = PeerFate::healthy;
-    Instant fault_at;              // crash or freeze start (unset for healthy/busy)
-    Duration freeze_for;           // for frozen peers
-    Instant last_arrival;          // last byte from the client at the server (ground truth)
-    Instant server_declared_at;    // unset if the server never declared the client dead
+    Instant fault_at;            // crash or freeze start (unset for healthy/busy)
+    Duration freeze_for;         // for frozen peers
+    Instant last_arrival;        // last byte from the client at the server (ground truth)
+    Instant server_declared_at;  // unset if the server never declared the client dead
     std::optional<DisconnectReason> server_reason;
     std::optional<DisconnectReason> client_reason;
-    Duration longest_silence;      // longest gap between arrivals at the server while open
-    Duration rtt_smoothed;         // the client's estimate
+    Duration longest_silence;  // longest gap between arrivals at the server while open
+    Duration rtt_smoothed;     // the client's estimate
 };
 
 struct SimulationReport {

@@ -12,8 +12,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "support/child_process.hpp"
@@ -37,10 +37,28 @@ TEST(Bench, MassFailureIsDetectedWithinBudgetAndNobodyElseIsClosed) {
     const auto listening = server.wait_for_event("listening", 10s);
     ASSERT_TRUE(listening);
     const std::string address = (*listening)["address"];
-    const std::string out = (std::filesystem::temp_directory_path() / ("bench-" + std::to_string(::getpid()) + ".json")).string();
-    ChildProcess bench({LIFELINE_RELEASE_BINARY, "bench", address, "-n", std::to_string(kConnections), "--processes", "2",
-                        "--ramp", "6000", "--heartbeat", "1s", "--timeout", "3s", "--silence", "0.1", "--silence-after",
-                        "2s", "--hold", "9s", "--json"},
+    const std::string out =
+        (std::filesystem::temp_directory_path() / ("bench-" + std::to_string(::getpid()) + ".json")).string();
+    ChildProcess bench({LIFELINE_RELEASE_BINARY,
+                        "bench",
+                        address,
+                        "-n",
+                        std::to_string(kConnections),
+                        "--processes",
+                        "2",
+                        "--ramp",
+                        "6000",
+                        "--heartbeat",
+                        "1s",
+                        "--timeout",
+                        "3s",
+                        "--silence",
+                        "0.1",
+                        "--silence-after",
+                        "2s",
+                        "--hold",
+                        "9s",
+                        "--json"},
                        "", out);
     // The server's stdout is a pipe: keep draining it while the bench runs.
     const auto deadline = std::chrono::steady_clock::now() + 120s;

@@ -79,7 +79,9 @@ TEST(ServeWorkers, OneAddressSeveralProcessesSummedMetricsAndRestarts) {
     const pid_t victim = children_of(server.pid()).front();
     ::kill(victim, SIGKILL);
     auto restarted = server.wait_for(
-        [](const Json& j) { return j.value("event", "") == "error" && j.value("message", "").find("restarting") != std::string::npos; },
+        [](const Json& j) {
+            return j.value("event", "") == "error" && j.value("message", "").find("restarting") != std::string::npos;
+        },
         10s);
     ASSERT_TRUE(restarted);
     EXPECT_TRUE(eventually([&] { return children_of(server.pid()).size() == 3; }, 10s));

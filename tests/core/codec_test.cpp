@@ -106,8 +106,8 @@ void record(Outcome& out, Frame frame) {
 // Feeds `stream` cut at `cuts` (ascending offsets), each chunk in its own
 // short-lived buffer so a decoder that kept a view into an old chunk is caught
 // by AddressSanitizer.
-Outcome decode_chunks(const Bytes& stream, const std::vector<std::size_t>& cuts,
-                      DecoderRole role = DecoderRole::any, DecoderLimits limits = {}) {
+Outcome decode_chunks(const Bytes& stream, const std::vector<std::size_t>& cuts, DecoderRole role = DecoderRole::any,
+                      DecoderLimits limits = {}) {
     FrameDecoder decoder(role, limits);
     Outcome out;
     std::size_t begin = 0;
@@ -140,27 +140,23 @@ Outcome decode_chunks(const Bytes& stream, const std::vector<std::size_t>& cuts,
     return out;
 }
 
-Outcome decode_whole(const Bytes& stream, DecoderRole role = DecoderRole::any,
-                     DecoderLimits limits = {}) {
+Outcome decode_whole(const Bytes& stream, DecoderRole role = DecoderRole::any, DecoderLimits limits = {}) {
     return decode_chunks(stream, {}, role, limits);
 }
 
-std::optional<DecodeErrorKind> first_error(const Bytes& stream, DecoderRole role,
-                                           DecoderLimits limits = {}) {
+std::optional<DecodeErrorKind> first_error(const Bytes& stream, DecoderRole role, DecoderLimits limits = {}) {
     return decode_whole(stream, role, limits).error;
 }
 
 std::string describe(const Outcome& o) {
     std::ostringstream s;
-    s << o.frames.size()
-      << " frames, error=" << (o.error ? std::string(to_string(*o.error)) : std::string("none"));
+    s << o.frames.size() << " frames, error=" << (o.error ? std::string(to_string(*o.error)) : std::string("none"));
     return s.str();
 }
 
 void expect_same(const Outcome& a, const Outcome& b, const std::string& what) {
     EXPECT_EQ(a.error, b.error) << what;
-    ASSERT_EQ(a.frames.size(), b.frames.size())
-        << what << ": " << describe(a) << " vs " << describe(b);
+    ASSERT_EQ(a.frames.size(), b.frames.size()) << what << ": " << describe(a) << " vs " << describe(b);
     for (std::size_t i = 0; i < a.frames.size(); ++i) {
         EXPECT_EQ(a.frames[i], b.frames[i]) << what << ": frame " << i;
     }
@@ -183,10 +179,8 @@ std::vector<Example> examples() {
         {"hello-defaults", Hello{1, 0, 0, ""}, "00 00 00 0b  01  01  00 00 00 00  00 00 00 00  00"},
         {"welcome", Welcome{1, 1000, 4000, "node-a"},
          "00 00 00 11  02  01  00 00 03 e8  00 00 0f a0  06  6e 6f 64 65 2d 61"},
-        {"ping", Ping{7, 1'500'000'000},
-         "00 00 00 11  03  00 00 00 00 00 00 00 07  00 00 00 00 59 68 2f 00"},
-        {"pong", Pong{7, 1'500'000'000},
-         "00 00 00 11  04  00 00 00 00 00 00 00 07  00 00 00 00 59 68 2f 00"},
+        {"ping", Ping{7, 1'500'000'000}, "00 00 00 11  03  00 00 00 00 00 00 00 07  00 00 00 00 59 68 2f 00"},
+        {"pong", Pong{7, 1'500'000'000}, "00 00 00 11  04  00 00 00 00 00 00 00 07  00 00 00 00 59 68 2f 00"},
         {"data", Data{span_of(kPayloadHi)}, "00 00 00 03  05  68 69"},
         {"data-empty", Data{}, "00 00 00 01  05"},
         {"close", Close{static_cast<std::uint16_t>(CloseCode::heartbeat_timeout), "no pong"},
@@ -215,8 +209,7 @@ TEST(CodecEncode, ExamplesDecodeBackToTheirFrames) {
 // Reads every "<!-- example: NAME -->" block of docs/PROTOCOL.md. CMake passes
 // absolute source paths, so __FILE__ locates the repository.
 std::map<std::string, Bytes> protocol_doc_examples() {
-    const auto doc =
-        std::filesystem::path(__FILE__).parent_path() / ".." / ".." / "docs" / "PROTOCOL.md";
+    const auto doc = std::filesystem::path(__FILE__).parent_path() / ".." / ".." / "docs" / "PROTOCOL.md";
     std::ifstream in(doc);
     EXPECT_TRUE(in.good()) << "cannot read " << doc;
     std::map<std::string, Bytes> found;
@@ -315,9 +308,8 @@ TEST(CodecDecode, WholeFramesAreParsedInPlace) {
 
 Bytes server_stream() {
     const std::string payload(300, 'z');
-    return concat({encode(Hello{1, 1000, 5000, "node-a"}), encode(Ping{1, 100}),
-                   encode(Data{span_of(payload)}), encode(Pong{9, 99}), encode(Data{}),
-                   encode(Data{span_of(std::string_view("ab"))}),
+    return concat({encode(Hello{1, 1000, 5000, "node-a"}), encode(Ping{1, 100}), encode(Data{span_of(payload)}),
+                   encode(Pong{9, 99}), encode(Data{}), encode(Data{span_of(std::string_view("ab"))}),
                    encode(Close{static_cast<std::uint16_t>(CloseCode::normal), "bye"})});
 }
 
@@ -340,8 +332,7 @@ TEST(CodecSplits, EveryTwoWaySplitGivesTheSameFrames) {
     const Bytes stream = server_stream();
     const Outcome whole = decode_whole(stream, DecoderRole::server);
     for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
-        expect_same(whole, decode_chunks(stream, {cut}, DecoderRole::server),
-                    "split at " + std::to_string(cut));
+        expect_same(whole, decode_chunks(stream, {cut}, DecoderRole::server), "split at " + std::to_string(cut));
     }
 }
 
@@ -354,8 +345,7 @@ TEST(CodecSplits, EveryTwoWaySplitOfAnInvalidStreamGivesTheSameError) {
     ASSERT_EQ(whole.error, DecodeErrorKind::bad_body_size);
     ASSERT_EQ(whole.frames.size(), 2u);
     for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
-        expect_same(whole, decode_chunks(stream, {cut}, DecoderRole::server),
-                    "split at " + std::to_string(cut));
+        expect_same(whole, decode_chunks(stream, {cut}, DecoderRole::server), "split at " + std::to_string(cut));
     }
 }
 
@@ -369,12 +359,10 @@ TEST(CodecSplits, RandomStreamsAndRandomSplitsAgree) {
             Frame frame;
             switch (rng() % 6) {
                 case 0:
-                    frame = Hello{1, static_cast<std::uint32_t>(rng()), 0,
-                                  std::string(rng() % 20, 'h')};
+                    frame = Hello{1, static_cast<std::uint32_t>(rng()), 0, std::string(rng() % 20, 'h')};
                     break;
                 case 1:
-                    frame = Welcome{1, 0, static_cast<std::uint32_t>(rng()),
-                                    std::string(rng() % 20, 'w')};
+                    frame = Welcome{1, 0, static_cast<std::uint32_t>(rng()), std::string(rng() % 20, 'w')};
                     break;
                 case 2:
                     frame = Ping{rng(), rng()};
@@ -405,8 +393,7 @@ TEST(CodecSplits, RandomStreamsAndRandomSplitsAgree) {
 // --- Errors -----------------------------------------------------------------
 
 TEST(CodecErrors, EmptyFrame) {
-    EXPECT_EQ(first_error(from_hex("00 00 00 00 05"), DecoderRole::any),
-              DecodeErrorKind::empty_frame);
+    EXPECT_EQ(first_error(from_hex("00 00 00 00 05"), DecoderRole::any), DecodeErrorKind::empty_frame);
 }
 
 TEST(CodecErrors, OversizedLengthIsRejectedAfterFiveBytes) {
@@ -422,8 +409,7 @@ TEST(CodecErrors, OversizedLengthIsRejectedAfterFiveBytes) {
         } else {
             ASSERT_TRUE(step.error);
             EXPECT_EQ(step.error->kind, DecodeErrorKind::frame_too_large);
-            EXPECT_NE(step.error->detail.find("4294967295"), std::string::npos)
-                << step.error->detail;
+            EXPECT_NE(step.error->detail.find("4294967295"), std::string::npos) << step.error->detail;
         }
     }
     EXPECT_EQ(decoder.buffered_bytes(), 0u);
@@ -434,18 +420,15 @@ TEST(CodecErrors, FrameTooLargeHonoursTheConfiguredLimitAndTheDefault) {
     const Bytes at_limit = encode(Data{span_of(std::string(16, 'a'))}, 16);
     EXPECT_FALSE(first_error(at_limit, DecoderRole::any, DecoderLimits{16}));
     const Bytes over = encode(Data{span_of(std::string(17, 'a'))}, 17);
-    EXPECT_EQ(first_error(over, DecoderRole::any, DecoderLimits{16}),
-              DecodeErrorKind::frame_too_large);
+    EXPECT_EQ(first_error(over, DecoderRole::any, DecoderLimits{16}), DecodeErrorKind::frame_too_large);
     // Default: 64 KiB body passes, one byte more is refused from the header alone.
     EXPECT_FALSE(first_error(encode(Data{Bytes(kDefaultMaxBodySize)}), DecoderRole::any));
-    EXPECT_EQ(first_error(from_hex("00 01 00 02 05"), DecoderRole::any),
-              DecodeErrorKind::frame_too_large);
+    EXPECT_EQ(first_error(from_hex("00 01 00 02 05"), DecoderRole::any), DecodeErrorKind::frame_too_large);
 }
 
 TEST(CodecErrors, UnknownType) {
     for (const char* hex : {"00 00 00 01 00", "00 00 00 01 07", "00 00 00 01 ff"}) {
-        EXPECT_EQ(first_error(from_hex(hex), DecoderRole::any), DecodeErrorKind::unknown_type)
-            << hex;
+        EXPECT_EQ(first_error(from_hex(hex), DecoderRole::any), DecodeErrorKind::unknown_type) << hex;
     }
 }
 
@@ -474,33 +457,26 @@ TEST(CodecErrors, BadBodySizeIsCaughtFromTheHeader) {
 
 TEST(CodecErrors, HandshakeIdLengthMustMatchTheBody) {
     // HELLO body 12 bytes but id_len says 1 (body must be exactly 10 + id_len).
-    EXPECT_EQ(first_error(from_hex("00 00 00 0d 01  01 00 00 00 00 00 00 00 00 01  61 62"),
-                          DecoderRole::any),
+    EXPECT_EQ(first_error(from_hex("00 00 00 0d 01  01 00 00 00 00 00 00 00 00 01  61 62"), DecoderRole::any),
               DecodeErrorKind::bad_body_size);
     // WELCOME body 11 bytes but id_len says 2.
-    EXPECT_EQ(first_error(from_hex("00 00 00 0c 02  01 00 00 00 00 00 00 00 00 02  61"),
-                          DecoderRole::any),
+    EXPECT_EQ(first_error(from_hex("00 00 00 0c 02  01 00 00 00 00 00 00 00 00 02  61"), DecoderRole::any),
               DecodeErrorKind::bad_body_size);
 }
 
 TEST(CodecErrors, BadVersion) {
-    EXPECT_EQ(
-        first_error(from_hex("00 00 00 0b 01  00 00 00 00 00 00 00 00 00 00"), DecoderRole::server),
-        DecodeErrorKind::bad_version);
-    EXPECT_EQ(
-        first_error(from_hex("00 00 00 0b 01  02 00 00 00 00 00 00 00 00 00"), DecoderRole::server),
-        DecodeErrorKind::bad_version);
-    EXPECT_EQ(
-        first_error(from_hex("00 00 00 0b 02  ff 00 00 00 00 00 00 00 00 00"), DecoderRole::client),
-        DecodeErrorKind::bad_version);
+    EXPECT_EQ(first_error(from_hex("00 00 00 0b 01  00 00 00 00 00 00 00 00 00 00"), DecoderRole::server),
+              DecodeErrorKind::bad_version);
+    EXPECT_EQ(first_error(from_hex("00 00 00 0b 01  02 00 00 00 00 00 00 00 00 00"), DecoderRole::server),
+              DecodeErrorKind::bad_version);
+    EXPECT_EQ(first_error(from_hex("00 00 00 0b 02  ff 00 00 00 00 00 00 00 00 00"), DecoderRole::client),
+              DecodeErrorKind::bad_version);
 }
 
 TEST(CodecErrors, BadUtf8InIdAndReason) {
-    EXPECT_EQ(first_error(from_hex("00 00 00 0c 01  01 00 00 00 00 00 00 00 00 01  ff"),
-                          DecoderRole::server),
+    EXPECT_EQ(first_error(from_hex("00 00 00 0c 01  01 00 00 00 00 00 00 00 00 01  ff"), DecoderRole::server),
               DecodeErrorKind::bad_utf8);
-    EXPECT_EQ(first_error(from_hex("00 00 00 0d 02  01 00 00 00 00 00 00 00 00 02  c0 80"),
-                          DecoderRole::client),
+    EXPECT_EQ(first_error(from_hex("00 00 00 0d 02  01 00 00 00 00 00 00 00 00 02  c0 80"), DecoderRole::client),
               DecodeErrorKind::bad_utf8);
     EXPECT_EQ(first_error(from_hex("00 00 00 06 06  00 02  6f 6b ed a0 80"), DecoderRole::any),
               DecodeErrorKind::bad_utf8);
@@ -596,29 +572,22 @@ TEST(CodecRoles, ServerAcceptsHelloThenTraffic) {
 }
 
 TEST(CodecRoles, ClientAcceptsWelcomeOrCloseFirst) {
-    const Bytes welcome_first = concat({encode(Welcome{1, 1000, 5000, "x"}), encode(Ping{1, 1}),
-                                        encode(Pong{2, 2}), encode(Data{}), encode(Close{})});
+    const Bytes welcome_first = concat(
+        {encode(Welcome{1, 1000, 5000, "x"}), encode(Ping{1, 1}), encode(Pong{2, 2}), encode(Data{}), encode(Close{})});
     EXPECT_FALSE(decode_whole(welcome_first, DecoderRole::client).error);
-    const Bytes close_first =
-        encode(Close{static_cast<std::uint16_t>(CloseCode::shutdown), "draining"});
+    const Bytes close_first = encode(Close{static_cast<std::uint16_t>(CloseCode::shutdown), "draining"});
     const Outcome out = decode_whole(close_first, DecoderRole::client);
     EXPECT_FALSE(out.error);
     EXPECT_EQ(out.frames.size(), 1u);
 }
 
 TEST(CodecRoles, WrongFirstFrame) {
-    EXPECT_EQ(first_error(encode(Ping{}), DecoderRole::server),
-              DecodeErrorKind::unexpected_first_frame);
-    EXPECT_EQ(first_error(encode(Close{}), DecoderRole::server),
-              DecodeErrorKind::unexpected_first_frame);
-    EXPECT_EQ(first_error(encode(Welcome{}), DecoderRole::server),
-              DecodeErrorKind::unexpected_first_frame);
-    EXPECT_EQ(first_error(encode(Data{}), DecoderRole::client),
-              DecodeErrorKind::unexpected_first_frame);
-    EXPECT_EQ(first_error(encode(Hello{}), DecoderRole::client),
-              DecodeErrorKind::unexpected_first_frame);
-    EXPECT_EQ(first_error(encode(Pong{}), DecoderRole::client),
-              DecodeErrorKind::unexpected_first_frame);
+    EXPECT_EQ(first_error(encode(Ping{}), DecoderRole::server), DecodeErrorKind::unexpected_first_frame);
+    EXPECT_EQ(first_error(encode(Close{}), DecoderRole::server), DecodeErrorKind::unexpected_first_frame);
+    EXPECT_EQ(first_error(encode(Welcome{}), DecoderRole::server), DecodeErrorKind::unexpected_first_frame);
+    EXPECT_EQ(first_error(encode(Data{}), DecoderRole::client), DecodeErrorKind::unexpected_first_frame);
+    EXPECT_EQ(first_error(encode(Hello{}), DecoderRole::client), DecodeErrorKind::unexpected_first_frame);
+    EXPECT_EQ(first_error(encode(Pong{}), DecoderRole::client), DecodeErrorKind::unexpected_first_frame);
 }
 
 TEST(CodecRoles, FramesASideMustNeverReceive) {
@@ -643,8 +612,8 @@ TEST(CodecRoles, RoleIsCheckedFromTheHeaderBeforeTheBodyArrives) {
 }
 
 TEST(CodecRoles, AnyRoleHasNoOrderingRules) {
-    const Bytes bytes = concat(
-        {encode(Ping{}), encode(Welcome{}), encode(Hello{}), encode(Hello{}), encode(Welcome{})});
+    const Bytes bytes =
+        concat({encode(Ping{}), encode(Welcome{}), encode(Hello{}), encode(Hello{}), encode(Welcome{})});
     const Outcome out = decode_whole(bytes, DecoderRole::any);
     EXPECT_FALSE(out.error);
     EXPECT_EQ(out.frames.size(), 5u);
@@ -782,30 +751,29 @@ TEST(CodecUtf8, AcceptsWellFormedText) {
 }
 
 TEST(CodecUtf8, RejectsOverlongEncodings) {
-    for (std::string_view s : {"\xC0\x80", "\xC0\xAF", "\xC1\xBF", "\xE0\x80\x80", "\xE0\x9F\xBF",
-                               "\xF0\x80\x80\x80", "\xF0\x8F\xBF\xBF"}) {
+    for (std::string_view s :
+         {"\xC0\x80", "\xC0\xAF", "\xC1\xBF", "\xE0\x80\x80", "\xE0\x9F\xBF", "\xF0\x80\x80\x80", "\xF0\x8F\xBF\xBF"}) {
         EXPECT_FALSE(is_valid_utf8(s)) << to_hex(Bytes(s.begin(), s.end()));
     }
 }
 
 TEST(CodecUtf8, RejectsSurrogates) {
-    for (std::string_view s : {"\xED\xA0\x80", "\xED\xAF\xBF", "\xED\xB0\x80", "\xED\xBF\xBF",
-                               "\xED\xA0\xBD\xED\xB8\x80"}) {
+    for (std::string_view s :
+         {"\xED\xA0\x80", "\xED\xAF\xBF", "\xED\xB0\x80", "\xED\xBF\xBF", "\xED\xA0\xBD\xED\xB8\x80"}) {
         EXPECT_FALSE(is_valid_utf8(s)) << to_hex(Bytes(s.begin(), s.end()));
     }
 }
 
 TEST(CodecUtf8, RejectsCodePointsAboveU10FFFF) {
-    for (std::string_view s : {"\xF4\x90\x80\x80", "\xF4\xBF\xBF\xBF", "\xF5\x80\x80\x80",
-                               "\xF7\xBF\xBF\xBF", "\xF8\x88\x80\x80\x80", "\xFE", "\xFF"}) {
+    for (std::string_view s : {"\xF4\x90\x80\x80", "\xF4\xBF\xBF\xBF", "\xF5\x80\x80\x80", "\xF7\xBF\xBF\xBF",
+                               "\xF8\x88\x80\x80\x80", "\xFE", "\xFF"}) {
         EXPECT_FALSE(is_valid_utf8(s)) << to_hex(Bytes(s.begin(), s.end()));
     }
 }
 
 TEST(CodecUtf8, RejectsTruncatedAndMalformedSequences) {
-    for (std::string_view s :
-         {"\xC3", "\xE2\x82", "\xF0\x9F\x98", "a\xE2", "\xF0\x9F\x98z", "\x80", "\xBF", "a\x80z",
-          "\xC3\x28", "\xE2\x28\xA1", "\xE2\x82\x28", "\xF0\x9F\x28\x80"}) {
+    for (std::string_view s : {"\xC3", "\xE2\x82", "\xF0\x9F\x98", "a\xE2", "\xF0\x9F\x98z", "\x80", "\xBF", "a\x80z",
+                               "\xC3\x28", "\xE2\x28\xA1", "\xE2\x82\x28", "\xF0\x9F\x28\x80"}) {
         EXPECT_FALSE(is_valid_utf8(s)) << to_hex(Bytes(s.begin(), s.end()));
     }
 }

@@ -136,9 +136,8 @@ TEST(TimingWheel, CallbacksRunAfterCollectionSoAPeriodicTimerFiresOncePerAdvance
 }
 
 TEST(TimingWheel, NextExpiryIsExactOnEveryLevel) {
-    for (Duration d :
-         {Duration::milliseconds(10), Duration::milliseconds(2550), Duration::seconds(3),
-          Duration::minutes(11), Duration::hours(24), Duration::hours(24 * 400)}) {
+    for (Duration d : {Duration::milliseconds(10), Duration::milliseconds(2550), Duration::seconds(3),
+                       Duration::minutes(11), Duration::hours(24), Duration::hours(24 * 400)}) {
         TimingWheel wheel(kStart, {kTick});
         TimerNode node;
         wheel.schedule(node, at(d));
@@ -152,9 +151,8 @@ TEST(TimingWheel, SleepingUntilNextExpiryFiresEachTimerOnTime) {
     // A runtime that sleeps exactly until next_expiry() wakes a bounded number of
     // times and never fires a timer early or more than one tick late.
     TimingWheel wheel(kStart, {kTick});
-    std::vector<Duration> offsets = {Duration::milliseconds(15), Duration::seconds(4),
-                                     Duration::minutes(20), Duration::hours(25),
-                                     Duration::hours(24 * 600)};
+    std::vector<Duration> offsets = {Duration::milliseconds(15), Duration::seconds(4), Duration::minutes(20),
+                                     Duration::hours(25), Duration::hours(24 * 600)};
     std::vector<std::unique_ptr<TimerNode>> nodes;
     for (Duration d : offsets) {
         nodes.push_back(std::make_unique<TimerNode>());
@@ -226,8 +224,7 @@ TEST(TimingWheel, DeadlineOnTheOverflowBoundaryFiresOnTime) {
         });
     }
     ASSERT_EQ(fired.size(), offsets_ns.size());
-    for (std::size_t i = 0; i < fired.size(); ++i)
-        EXPECT_EQ(fired[i], at(Duration::nanoseconds(offsets_ns[i])));
+    for (std::size_t i = 0; i < fired.size(); ++i) EXPECT_EQ(fired[i], at(Duration::nanoseconds(offsets_ns[i])));
 
     // The same boundary reached by one advance() that jumps over it.
     TimingWheel jump(kStart, {one_ns});
@@ -246,8 +243,7 @@ TEST(TimingWheel, DeadlineOnTheOverflowBoundaryFiresOnTime) {
 TEST(TimingWheel, RearmLaterFiresAtTheNewDeadlineNotTheOldOne) {
     // On level 0 (within 2.56 s) and on a higher level, later by one tick and by a lot.
     for (Duration first : {Duration::milliseconds(100), Duration::seconds(10)}) {
-        for (Duration later :
-             {first + kTick, first + Duration::seconds(1), first + Duration::hours(3)}) {
+        for (Duration later : {first + kTick, first + Duration::seconds(1), first + Duration::hours(3)}) {
             SCOPED_TRACE(to_string(first) + " then " + to_string(later));
             TimingWheel wheel(kStart, {kTick});
             TimerNode node, other;
@@ -291,10 +287,8 @@ TEST(TimingWheel, RearmLaterThenEarlierFiresAtTheEarlierDeadline) {
     // After a lazy re-arm the node still sits in the first deadline's slot. A
     // re-arm earlier than that slot must move it; one between the slot and the
     // later deadline may leave it there. Either way it fires on time.
-    for (Duration first :
-         {Duration::milliseconds(500), Duration::seconds(10), Duration::hours(2)}) {
-        for (Duration earlier :
-             {first - Duration::milliseconds(200), first + Duration::minutes(1)}) {
+    for (Duration first : {Duration::milliseconds(500), Duration::seconds(10), Duration::hours(2)}) {
+        for (Duration earlier : {first - Duration::milliseconds(200), first + Duration::minutes(1)}) {
             SCOPED_TRACE(to_string(first) + " then " + to_string(earlier));
             TimingWheel wheel(kStart, {kTick});
             TimerNode node;
@@ -313,8 +307,7 @@ TEST(TimingWheel, RearmLaterThenEarlierFiresAtTheEarlierDeadline) {
 }
 
 TEST(TimingWheel, CancelAfterLazyRearmEmptiesTheWheel) {
-    for (Duration first :
-         {Duration::milliseconds(100), Duration::seconds(10), Duration::hours(30)}) {
+    for (Duration first : {Duration::milliseconds(100), Duration::seconds(10), Duration::hours(30)}) {
         TimingWheel wheel(kStart, {kTick});
         TimerNode node;
         wheel.schedule(node, at(first));
@@ -342,8 +335,7 @@ TEST(TimingWheel, LazyRearmsInOneSlotFireInDeadlineOrder) {
     std::vector<TimerNode> nodes(40);
     for (TimerNode& n : nodes) wheel.schedule(n, at(Duration::milliseconds(6000)));
     for (std::size_t i = 0; i < nodes.size(); i += 2) {
-        wheel.schedule(nodes[i],
-                       at(Duration::milliseconds(6000 + 70 * static_cast<std::int64_t>(40 - i))));
+        wheel.schedule(nodes[i], at(Duration::milliseconds(6000 + 70 * static_cast<std::int64_t>(40 - i))));
     }
     EXPECT_EQ(wheel.size(), nodes.size());
     std::vector<Instant> fired_deadlines;
@@ -393,8 +385,7 @@ TEST(TimingWheel, MatchesReferenceModelUnderRandomOperations) {
     int earlier_rearms = 0;
     int earlier_after_later_rearms = 0;
     for (std::uint32_t seed = 1; seed <= 20; ++seed) {
-        std::set<const TimerNode*>
-            pushed_later;  // Re-armed later since last placed for real (approximately).
+        std::set<const TimerNode*> pushed_later;  // Re-armed later since last placed for real (approximately).
         std::mt19937_64 rng(seed);
         // With a 1 ms tick, 50 days exceed the wheel's 2^32 ticks: the overflow list is exercised.
         const Duration tick = seed % 2 == 0 ? Duration::milliseconds(1) : kTick;
@@ -413,19 +404,16 @@ TEST(TimingWheel, MatchesReferenceModelUnderRandomOperations) {
             if (op < 5) {
                 // Mostly short deadlines, some long ones that cross levels.
                 const std::int64_t scale = rng() % 4 == 0 ? 4'320'000'000'000'000 : 5'000'000'000;
-                Instant deadline =
-                    now + Duration::nanoseconds(static_cast<std::int64_t>(rng() % scale));
+                Instant deadline = now + Duration::nanoseconds(static_cast<std::int64_t>(rng() % scale));
                 auto armed = expected.find(&node);
                 if (armed != expected.end() && rng() % 2 == 0) {
                     // A heartbeat-like re-arm: its deadline nudged by up to 3 s
                     // either way (later ones are lazy inside the wheel).
-                    const auto nudge =
-                        static_cast<std::int64_t>(rng() % 6'000'000'000) - 3'000'000'000;
+                    const auto nudge = static_cast<std::int64_t>(rng() % 6'000'000'000) - 3'000'000'000;
                     deadline = std::max(now, armed->second + Duration::nanoseconds(nudge));
                 }
                 // Count the re-arms of nodes waiting in the wheel that the lazy paths see.
-                const bool in_wheel =
-                    armed != expected.end() && armed->second > wheel.current_time();
+                const bool in_wheel = armed != expected.end() && armed->second > wheel.current_time();
                 if (in_wheel && tick_ceil(deadline) > tick_ceil(armed->second)) {
                     ++later_rearms;
                     pushed_later.insert(&node);
@@ -433,8 +421,7 @@ TEST(TimingWheel, MatchesReferenceModelUnderRandomOperations) {
                     ++earlier_rearms;
                     if (pushed_later.count(&node) != 0) ++earlier_after_later_rearms;
                 }
-                if (!in_wheel || tick_ceil(deadline) <= tick_ceil(armed->second))
-                    pushed_later.erase(&node);
+                if (!in_wheel || tick_ceil(deadline) <= tick_ceil(armed->second)) pushed_later.erase(&node);
                 wheel.schedule(node, deadline);
                 expected[&node] = deadline;
             } else if (op < 7) {
@@ -443,10 +430,9 @@ TEST(TimingWheel, MatchesReferenceModelUnderRandomOperations) {
                 pushed_later.erase(&node);
             } else {
                 const std::int64_t jump = rng() % 3 == 0 ? 100'000'000'000'000 : 3'000'000'000;
-                const Instant next =
-                    rng() % 4 == 0
-                        ? wheel.next_expiry()
-                        : now + Duration::nanoseconds(static_cast<std::int64_t>(rng() % jump));
+                const Instant next = rng() % 4 == 0
+                                         ? wheel.next_expiry()
+                                         : now + Duration::nanoseconds(static_cast<std::int64_t>(rng() % jump));
                 if (next.is_never() || next < now) continue;
                 now = next;
                 const std::int64_t now_tick = (now - kStart).ns() / tick.ns();
@@ -458,26 +444,22 @@ TEST(TimingWheel, MatchesReferenceModelUnderRandomOperations) {
                 std::vector<std::int64_t> fired_ticks;
                 std::size_t count = 0;
                 wheel.advance(now, [&](TimerNode& n) {
-                    ASSERT_TRUE(expected.count(&n))
-                        << "seed=" << seed << " fired a node that is not armed";
-                    ASSERT_LE(tick_ceil(expected[&n]), now_tick)
-                        << "seed=" << seed << " fired early";
+                    ASSERT_TRUE(expected.count(&n)) << "seed=" << seed << " fired a node that is not armed";
+                    ASSERT_LE(tick_ceil(expected[&n]), now_tick) << "seed=" << seed << " fired early";
                     fired_ticks.push_back(tick_ceil(expected[&n]));
                     expected.erase(&n);
                     pushed_later.erase(&n);
                     ++count;
                 });
                 ASSERT_EQ(count, due.size()) << "seed=" << seed << " step=" << step;
-                ASSERT_TRUE(std::is_sorted(fired_ticks.begin(), fired_ticks.end()))
-                    << "seed=" << seed;
+                ASSERT_TRUE(std::is_sorted(fired_ticks.begin(), fired_ticks.end())) << "seed=" << seed;
             }
             ASSERT_EQ(wheel.size(), expected.size()) << "seed=" << seed;
             if (!expected.empty()) {
                 Instant earliest = Instant::never();
                 for (auto& [n, deadline] : expected) earliest = std::min(earliest, deadline);
                 // Never later than the earliest deadline (rounded to its tick).
-                ASSERT_LE(wheel.next_expiry(), kStart + tick * tick_ceil(earliest))
-                    << "seed=" << seed;
+                ASSERT_LE(wheel.next_expiry(), kStart + tick * tick_ceil(earliest)) << "seed=" << seed;
             }
         }
         for (TimerNode& n : nodes) wheel.cancel(n);
@@ -526,8 +508,7 @@ TEST(TimingWheel, MatchesReferenceModelUnderHeartbeatRearms) {
                 wheel.cancel(node);
                 expected.erase(&node);
             } else {
-                const Instant next =
-                    rng() % 3 == 0 ? wheel.next_expiry() : now + random_ns(300'000'000);
+                const Instant next = rng() % 3 == 0 ? wheel.next_expiry() : now + random_ns(300'000'000);
                 if (next.is_never() || next < now) continue;
                 now = next;
                 const std::int64_t now_tick = (now - kStart).ns() / tick.ns();
@@ -536,12 +517,10 @@ TEST(TimingWheel, MatchesReferenceModelUnderHeartbeatRearms) {
                 std::int64_t last_tick = -1;
                 std::size_t count = 0;
                 wheel.advance(now, [&](TimerNode& n) {
-                    ASSERT_TRUE(expected.count(&n))
-                        << "seed=" << seed << " fired a node that is not armed";
+                    ASSERT_TRUE(expected.count(&n)) << "seed=" << seed << " fired a node that is not armed";
                     const std::int64_t t = tick_ceil(expected[&n]);
                     ASSERT_LE(t, now_tick) << "seed=" << seed << " step=" << step << " fired early";
-                    ASSERT_GE(t, last_tick)
-                        << "seed=" << seed << " step=" << step << " out of order";
+                    ASSERT_GE(t, last_tick) << "seed=" << seed << " step=" << step << " out of order";
                     last_tick = t;
                     expected.erase(&n);
                     ++count;
@@ -559,8 +538,7 @@ TEST(TimingWheel, MatchesReferenceModelUnderHeartbeatRearms) {
             if (earliest.is_never()) {
                 ASSERT_EQ(wheel.next_expiry(), Instant::never()) << "seed=" << seed;
             } else {
-                ASSERT_LE(wheel.next_expiry(), kStart + tick * tick_ceil(earliest))
-                    << "seed=" << seed;
+                ASSERT_LE(wheel.next_expiry(), kStart + tick * tick_ceil(earliest)) << "seed=" << seed;
             }
         }
         for (TimerNode& n : nodes) wheel.cancel(n);

@@ -62,8 +62,7 @@ void check_bounds(const FrameDecoder& decoder, std::size_t max_body) {
     check(decoder.buffer_capacity() <= bound, "buffer_capacity() above header + max body");
 }
 
-void check_stays_failed(FrameDecoder& decoder, DecodeErrorKind kind,
-                        std::span<const std::uint8_t> some_input) {
+void check_stays_failed(FrameDecoder& decoder, DecodeErrorKind kind, std::span<const std::uint8_t> some_input) {
     check(decoder.failed(), "decoder not failed() after an error");
     const std::uint64_t frames = decoder.frames_decoded();
     auto again = decoder.next(some_input);
@@ -100,8 +99,7 @@ Outcome decode_whole(std::span<const std::uint8_t> stream, DecoderRole role, Dec
         check(lifeline::append_frame(encoded, *step.frame, limits.max_body_size).ok(),
               "append_frame refused a frame the decoder accepted");
         check(encoded.size() == lifeline::encoded_size(*step.frame), "encoded_size() is wrong");
-        check(encoded.size() == consumed.size() &&
-                  std::equal(encoded.begin(), encoded.end(), consumed.begin()),
+        check(encoded.size() == consumed.size() && std::equal(encoded.begin(), encoded.end(), consumed.begin()),
               "re-encoding differs from the bytes the frame was parsed from");
 
         FrameDecoder redecoder(DecoderRole::any, limits);
@@ -118,8 +116,7 @@ Outcome decode_whole(std::span<const std::uint8_t> stream, DecoderRole role, Dec
 // Feeds `stream` in chunks whose sizes come from a small LCG, each chunk in its
 // own heap buffer that dies after use, so a decoder that kept a view into an
 // old chunk trips AddressSanitizer.
-Outcome decode_split(std::span<const std::uint8_t> stream, DecoderRole role, DecoderLimits limits,
-                     std::uint32_t seed) {
+Outcome decode_split(std::span<const std::uint8_t> stream, DecoderRole role, DecoderLimits limits, std::uint32_t seed) {
     FrameDecoder decoder(role, limits);
     Outcome out;
     std::uint32_t state = seed * 2654435761u + 1;
@@ -127,12 +124,10 @@ Outcome decode_split(std::span<const std::uint8_t> stream, DecoderRole role, Dec
     while (at < stream.size() && !out.error) {
         state = state * 1664525u + 1013904223u;
         // Mostly tiny chunks (they hit every header/body boundary), sometimes big ones.
-        const std::size_t want =
-            (state >> 28) == 0 ? 1 + (state >> 8) % 4096 : 1 + (state >> 16) % 9;
+        const std::size_t want = (state >> 28) == 0 ? 1 + (state >> 8) % 4096 : 1 + (state >> 16) % 9;
         const std::size_t size = std::min(want, stream.size() - at);
-        const std::vector<std::uint8_t> chunk(
-            stream.begin() + static_cast<std::ptrdiff_t>(at),
-            stream.begin() + static_cast<std::ptrdiff_t>(at + size));
+        const std::vector<std::uint8_t> chunk(stream.begin() + static_cast<std::ptrdiff_t>(at),
+                                              stream.begin() + static_cast<std::ptrdiff_t>(at + size));
         at += size;
         std::span<const std::uint8_t> input(chunk);
         while (true) {
@@ -158,8 +153,8 @@ Outcome decode_split(std::span<const std::uint8_t> stream, DecoderRole role, Dec
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     const std::uint8_t config = data[0];
-    static constexpr DecoderRole kRoles[] = {DecoderRole::server, DecoderRole::client,
-                                             DecoderRole::any, DecoderRole::any};
+    static constexpr DecoderRole kRoles[] = {DecoderRole::server, DecoderRole::client, DecoderRole::any,
+                                             DecoderRole::any};
     // Small limits make frame_too_large reachable and exercise the boundary
     // between fixed-size bodies (16, up to 265) and the limit.
     static constexpr std::size_t kLimits[] = {lifeline::kDefaultMaxBodySize, 16, 40, 300};

@@ -29,7 +29,8 @@ TEST(LabExpectations, TransferCutNeedsTheUserTimeoutNotKeepaliveAlone) {
 
 TEST(LabExpectations, CablePullIsCaughtByAllButNone) {
     EXPECT_EQ(expect(Fault::cable_pull, Mechanism::none, kConfig).server.kind, Kind::not_detect);
-    for (Mechanism m : {Mechanism::keepalive, Mechanism::keepalive_user_timeout, Mechanism::heartbeat, Mechanism::all}) {
+    for (Mechanism m :
+         {Mechanism::keepalive, Mechanism::keepalive_user_timeout, Mechanism::heartbeat, Mechanism::all}) {
         const CellExpectation e = expect(Fault::cable_pull, m, kConfig);
         EXPECT_EQ(e.server.kind, Kind::detect) << to_string(m);
         EXPECT_EQ(e.client.kind, Kind::detect) << to_string(m);
@@ -60,20 +61,22 @@ CellResult detected(Fault f, Mechanism m, R reason, Duration latency) {
 }
 
 TEST(LabJudge, OnTimeWithTheRightReasonIsAsExpected) {
-    CellResult c = detected(Fault::cable_pull, Mechanism::heartbeat, R::heartbeat_timeout, Duration::milliseconds(1090));
+    CellResult c =
+        detected(Fault::cable_pull, Mechanism::heartbeat, R::heartbeat_timeout, Duration::milliseconds(1090));
     judge(c, expect(c.fault, c.mechanism, kConfig), kConfig.limit);
     EXPECT_TRUE(c.as_expected) << c.findings.front();
     EXPECT_EQ(c.budget, Duration::seconds(1));
 }
 
 TEST(LabJudge, LateWrongMissedAndUnexpectedAreFindings) {
-    CellResult late = detected(Fault::cable_pull, Mechanism::heartbeat, R::heartbeat_timeout, Duration::milliseconds(1101));
+    CellResult late =
+        detected(Fault::cable_pull, Mechanism::heartbeat, R::heartbeat_timeout, Duration::milliseconds(1101));
     judge(late, expect(late.fault, late.mechanism, kConfig), kConfig.limit);
     ASSERT_FALSE(late.as_expected);
     EXPECT_NE(late.findings.front().find("LATE"), std::string::npos);
 
-    CellResult wrong = detected(Fault::transfer_cut, Mechanism::keepalive_user_timeout, R::keepalive_timeout,
-                                Duration::seconds(4));
+    CellResult wrong =
+        detected(Fault::transfer_cut, Mechanism::keepalive_user_timeout, R::keepalive_timeout, Duration::seconds(4));
     judge(wrong, expect(wrong.fault, wrong.mechanism, kConfig), kConfig.limit);
     ASSERT_FALSE(wrong.as_expected);
     EXPECT_NE(wrong.findings.front().find("WRONG REASON keepalive_timeout"), std::string::npos);

@@ -61,7 +61,8 @@ TEST(Lab, EveryFaultAgainstEveryMechanism) {
         SCOPED_TRACE("every cell as expected");
         ASSERT_EQ(run["cells"].size(), 9u * 5u);
         for (const Json& c : run["cells"]) {
-            EXPECT_TRUE(c["as_expected"].get<bool>()) << c["fault"] << "/" << c["mechanism"] << ": " << c["findings"].dump();
+            EXPECT_TRUE(c["as_expected"].get<bool>())
+                << c["fault"] << "/" << c["mechanism"] << ": " << c["findings"].dump();
         }
     }
     {

@@ -34,18 +34,14 @@ LabRun sample_run() {
     run.elapsed = Duration::seconds(192);
     run.captured = true;
 
-    CellResult cable_none{
-        Fault::cable_pull, Mechanism::none, {}, {}, std::nullopt, ms(0), ms(-120), {}, true, {}};
-    cable_none.wire = {packet(-300, Side::server, WireKind::data, 40),
-                       packet(-290, Side::client, WireKind::ack),
+    CellResult cable_none{Fault::cable_pull, Mechanism::none, {}, {}, std::nullopt, ms(0), ms(-120), {}, true, {}};
+    cable_none.wire = {packet(-300, Side::server, WireKind::data, 40), packet(-290, Side::client, WireKind::ack),
                        packet(500, Side::server, WireKind::data, 40)};
 
     CellResult cable_keepalive{
         Fault::cable_pull, Mechanism::keepalive, {}, {}, ms(4000), ms(1000), ms(-5), {}, true, {}};
-    cable_keepalive.server =
-        detected(DisconnectReason::keepalive_timeout, 4012, "Connection timed out");
-    cable_keepalive.wire = {packet(-500, Side::client, WireKind::data, 12),
-                            packet(-499, Side::server, WireKind::ack),
+    cable_keepalive.server = detected(DisconnectReason::keepalive_timeout, 4012, "Connection timed out");
+    cable_keepalive.wire = {packet(-500, Side::client, WireKind::data, 12), packet(-499, Side::server, WireKind::ack),
                             packet(2010, Side::server, WireKind::keepalive_probe),
                             packet(1010, Side::server, WireKind::keepalive_probe),
                             packet(3010, Side::server, WireKind::keepalive_probe)};
@@ -70,15 +66,12 @@ LabRun sample_run() {
     freeze_heartbeat.server = detected(DisconnectReason::heartbeat_timeout, 1500);
     freeze_heartbeat.findings = {"server: LATE, 1500 ms > budget 1000 ms + 100 ms"};
 
-    CellResult crash_none{Fault::crash, Mechanism::none, {}, {},    ms(100),
-                          ms(100),      ms(-30),         {}, false, {}};
+    CellResult crash_none{Fault::crash, Mechanism::none, {}, {}, ms(100), ms(100), ms(-30), {}, false, {}};
     crash_none.server = detected(DisconnectReason::peer_reset, 3);
-    crash_none.findings = {
-        "server: WRONG REASON peer_reset, expected peer_closed <script>alert(1)</script>"};
+    crash_none.findings = {"server: WRONG REASON peer_reset, expected peer_closed <script>alert(1)</script>"};
     crash_none.wire = {packet(2, Side::client, WireKind::rst)};
 
-    run.cells = {cable_none,       cable_keepalive,  cable_heartbeat,
-                 freeze_keepalive, freeze_heartbeat, crash_none};
+    run.cells = {cable_none, cable_keepalive, cable_heartbeat, freeze_keepalive, freeze_heartbeat, crash_none};
     return run;
 }
 
@@ -90,9 +83,8 @@ std::vector<std::string> lines_of(const std::string& text) {
 }
 
 std::size_t code_points(const std::string& text) {
-    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-        return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-    }));
+    return static_cast<std::size_t>(
+        std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 // The table's lines: from the header row to the first empty line after it.
@@ -107,8 +99,7 @@ std::vector<std::string> table_lines(const std::string& table) {
     return out;
 }
 
-std::string row_of(const std::string& table, const std::string& fault,
-                   const std::string& mechanism) {
+std::string row_of(const std::string& table, const std::string& fault, const std::string& mechanism) {
     for (const std::string& line : table_lines(table)) {
         std::istringstream words(line);
         std::string first;
@@ -121,9 +112,7 @@ std::string row_of(const std::string& table, const std::string& fault,
 
 std::size_t count_of(const std::string& text, const std::string& needle) {
     std::size_t n = 0;
-    for (std::size_t at = text.find(needle); at != std::string::npos;
-         at = text.find(needle, at + 1))
-        ++n;
+    for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
     return n;
 }
 
@@ -131,17 +120,13 @@ TEST(ReportTable, HasOneRowPerCellGroupedByFault) {
     const LabRun run = sample_run();
     const std::string table = render_table(run, false);
     for (const CellResult& cell : run.cells) {
-        EXPECT_FALSE(row_of(table, std::string(to_string(cell.fault)),
-                            std::string(to_string(cell.mechanism)))
-                         .empty())
+        EXPECT_FALSE(row_of(table, std::string(to_string(cell.fault)), std::string(to_string(cell.mechanism))).empty())
             << to_string(cell.fault) << "/" << to_string(cell.mechanism) << " missing from\n"
             << table;
     }
     // Header, rule under it, six rows and a rule between each pair of faults.
     EXPECT_EQ(table_lines(table).size(), 2U + 6U + 2U) << table;
-    EXPECT_NE(table.find("keepalive 1s/1s×3, user timeout 4s, heartbeat 250ms/1s"),
-              std::string::npos)
-        << table;
+    EXPECT_NE(table.find("keepalive 1s/1s×3, user timeout 4s, heartbeat 250ms/1s"), std::string::npos) << table;
     EXPECT_NE(table.find("kernel 6.1.0-test"), std::string::npos);
     EXPECT_NE(table.find("6 cells, 4 as expected"), std::string::npos) << table;
     EXPECT_NE(table.find("tolerance +100 ms heartbeats, +1 s kernel"), std::string::npos) << table;
@@ -151,8 +136,7 @@ TEST(ReportTable, RowsShowWhoDetectedFirstAndHowFast) {
     const std::string table = render_table(sample_run(), false);
     const std::string heartbeat = row_of(table, "cable_pull", "heartbeat");
     EXPECT_NE(heartbeat.find("yes"), std::string::npos) << heartbeat;
-    EXPECT_NE(heartbeat.find("client+server"), std::string::npos)
-        << heartbeat;  // The client was 9 ms earlier.
+    EXPECT_NE(heartbeat.find("client+server"), std::string::npos) << heartbeat;  // The client was 9 ms earlier.
     EXPECT_NE(heartbeat.find("heartbeat_timeout"), std::string::npos);
     EXPECT_NE(heartbeat.find("1003 ms"), std::string::npos);
     EXPECT_NE(heartbeat.find("1000 ms"), std::string::npos);
@@ -165,8 +149,7 @@ TEST(ReportTable, RowsShowWhoDetectedFirstAndHowFast) {
 
     const std::string keepalive = row_of(table, "cable_pull", "keepalive");
     EXPECT_NE(keepalive.find("4012 ms"), std::string::npos) << keepalive;
-    EXPECT_NE(keepalive.find("   3  "), std::string::npos)
-        << keepalive;  // Three probes, right-aligned.
+    EXPECT_NE(keepalive.find("   3  "), std::string::npos) << keepalive;  // Three probes, right-aligned.
 }
 
 TEST(ReportTable, BadCellsNameTheTroubleAndFootnoteTheFindings) {
@@ -176,29 +159,24 @@ TEST(ReportTable, BadCellsNameTheTroubleAndFootnoteTheFindings) {
     EXPECT_NE(late.find("1.50"), std::string::npos) << late;
     const std::string wrong = row_of(table, "crash", "none");
     EXPECT_NE(wrong.find("✗ WRONG REASON [2]"), std::string::npos) << wrong;
-    EXPECT_NE(
-        table.find("\n[1] freeze/heartbeat: server: LATE, 1500 ms > budget 1000 ms + 100 ms\n"),
-        std::string::npos)
+    EXPECT_NE(table.find("\n[1] freeze/heartbeat: server: LATE, 1500 ms > budget 1000 ms + 100 ms\n"),
+              std::string::npos)
         << table;
-    EXPECT_NE(table.find("\n[2] crash/none: server: WRONG REASON peer_reset"), std::string::npos)
-        << table;
+    EXPECT_NE(table.find("\n[2] crash/none: server: WRONG REASON peer_reset"), std::string::npos) << table;
 }
 
 TEST(ReportTable, VerdictIsTheKindEachFindingNamesFirst) {
     LabRun run = sample_run();
     // The lab's own wording: the explanation mentions "no detection", but the kind comes first.
-    run.cells[4].findings = {
-        "server: UNEXPECTED peer_closed after 3 ms (expected no detection within 12000 ms)",
-        "client: MISSED, expected heartbeat_timeout within 1100 ms",
-        "server: LATE, 1500 ms > budget 1000 ms + 100 ms"};
+    run.cells[4].findings = {"server: UNEXPECTED peer_closed after 3 ms (expected no detection within 12000 ms)",
+                             "client: MISSED, expected heartbeat_timeout within 1100 ms",
+                             "server: LATE, 1500 ms > budget 1000 ms + 100 ms"};
     // Free wording is read by its words; "latency" is not "late".
     run.cells[5].findings = {"the server's latency was fine but it went away for the wrong reason"};
     const std::string table = render_table(run, false);
-    EXPECT_NE(row_of(table, "freeze", "heartbeat").find("✗ UNEXPECTED, MISSED, LATE [1,2,3]"),
-              std::string::npos)
+    EXPECT_NE(row_of(table, "freeze", "heartbeat").find("✗ UNEXPECTED, MISSED, LATE [1,2,3]"), std::string::npos)
         << table;
-    EXPECT_NE(row_of(table, "crash", "none").find("✗ WRONG REASON [4]"), std::string::npos)
-        << table;
+    EXPECT_NE(row_of(table, "crash", "none").find("✗ WRONG REASON [4]"), std::string::npos) << table;
 }
 
 TEST(ReportTable, VerdictWithoutRecognisableFindingsComesFromTheData) {
@@ -206,15 +184,13 @@ TEST(ReportTable, VerdictWithoutRecognisableFindingsComesFromTheData) {
     run.cells[1].as_expected = false;  // cable_pull/keepalive, now as if nothing had been detected.
     run.cells[1].server = {};
     const std::string table = render_table(run, false);
-    EXPECT_NE(row_of(table, "cable_pull", "keepalive").find("✗ MISSED"), std::string::npos)
-        << table;
+    EXPECT_NE(row_of(table, "cable_pull", "keepalive").find("✗ MISSED"), std::string::npos) << table;
 }
 
 TEST(ReportTable, EveryTableLineHasTheSameDisplayWidth) {
     const std::vector<std::string> lines = table_lines(render_table(sample_run(), false));
     ASSERT_GT(lines.size(), 6U);
-    for (const std::string& line : lines)
-        EXPECT_EQ(code_points(line), code_points(lines.front())) << line;
+    for (const std::string& line : lines) EXPECT_EQ(code_points(line), code_points(lines.front())) << line;
 }
 
 TEST(ReportTable, ColourWrapsTheVerdictOnly) {
@@ -226,8 +202,7 @@ TEST(ReportTable, ColourWrapsTheVerdictOnly) {
     EXPECT_EQ(count_of(colored, "\x1b[31m"), 2U);
     std::string stripped = colored;
     for (const char* code : {"\x1b[32m", "\x1b[31m", "\x1b[0m"}) {
-        for (std::size_t at = stripped.find(code); at != std::string::npos;
-             at = stripped.find(code))
+        for (std::size_t at = stripped.find(code); at != std::string::npos; at = stripped.find(code))
             stripped.erase(at, std::string(code).size());
     }
     EXPECT_EQ(stripped, plain);
@@ -253,15 +228,11 @@ TEST(ReportWireSummary, ListsProbeOffsetsSpacingAndTheEnd) {
     const std::string summary = render_wire_summary(sample_run());
     const std::vector<std::string> lines = lines_of(summary);
     ASSERT_EQ(lines.size(), 2U) << summary;  // Only the keepalive cells with probes.
-    EXPECT_EQ(
-        lines[0],
-        "cable_pull/keepalive: server probes at +1.01s +2.01s +3.01s (spacing 1.00s), then server "
-        "keepalive_timeout at +4.01s");
-    EXPECT_NE(lines[1].find("freeze/keepalive:     server probes at +1.00s +2.00s"),
-              std::string::npos)
-        << lines[1];
-    EXPECT_NE(lines[1].find("+11.00s (spacing 1.00s), not detected within 12s"), std::string::npos)
-        << lines[1];
+    EXPECT_EQ(lines[0],
+              "cable_pull/keepalive: server probes at +1.01s +2.01s +3.01s (spacing 1.00s), then server "
+              "keepalive_timeout at +4.01s");
+    EXPECT_NE(lines[1].find("freeze/keepalive:     server probes at +1.00s +2.00s"), std::string::npos) << lines[1];
+    EXPECT_NE(lines[1].find("+11.00s (spacing 1.00s), not detected within 12s"), std::string::npos) << lines[1];
 }
 
 TEST(ReportWireSummary, IsEmptyWithoutCapture) {
@@ -338,7 +309,7 @@ TEST(ReportHtml, IsOneSelfContainedPageWithOneSvgPerCell) {
 TEST(ReportHtml, MatrixColoursCellsByOutcome) {
     const std::string html = render_html(sample_run());
     EXPECT_EQ(count_of(html, "<td class=\"ok\""),
-              2U);  // cable_pull/keepalive, cable_pull/heartbeat.
+              2U);                                         // cable_pull/keepalive, cable_pull/heartbeat.
     EXPECT_EQ(count_of(html, "<td class=\"quiet\""), 2U);  // cable_pull/none, freeze/keepalive.
     EXPECT_EQ(count_of(html, "<td class=\"bad\""), 2U);    // freeze/heartbeat, crash/none.
     EXPECT_EQ(count_of(html, "<td class=\"absent\""),
@@ -357,10 +328,9 @@ TEST(ReportHtml, StaysSmallForAFullRun) {
             CellResult cell{fault, mechanism, {}, {}, ms(1000), ms(100), ms(-100), {}, true, {}};
             cell.server = detected(DisconnectReason::heartbeat_timeout, 1010);
             for (int i = 0; i < 200; ++i) {
-                const WireKind kind = i % 20 == 0 ? WireKind::keepalive_probe
-                                                  : (i % 2 ? WireKind::ack : WireKind::data);
-                cell.wire.push_back(
-                    packet(-2000 + i * 70, i % 2 ? Side::client : Side::server, kind, 100));
+                const WireKind kind =
+                    i % 20 == 0 ? WireKind::keepalive_probe : (i % 2 ? WireKind::ack : WireKind::data);
+                cell.wire.push_back(packet(-2000 + i * 70, i % 2 ? Side::client : Side::server, kind, 100));
             }
             run.cells.push_back(std::move(cell));
         }
@@ -375,8 +345,7 @@ TEST(ReportHtml, StaysSmallForAFullRun) {
 class ReportFiles : public ::testing::Test {
 protected:
     void SetUp() override {
-        std::string pattern =
-            (std::filesystem::temp_directory_path() / "lifeline-report-XXXXXX").string();
+        std::string pattern = (std::filesystem::temp_directory_path() / "lifeline-report-XXXXXX").string();
         ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
         root_ = pattern;
     }
@@ -414,8 +383,7 @@ TEST_F(ReportFiles, InvalidUtf8DoesNotThrow) {
 TEST_F(ReportFiles, UnwritablePathIsAnErrorValue) {
     const Result<void> written = write_report(sample_run(), "/proc/forbidden/x");
     ASSERT_FALSE(written.ok());
-    EXPECT_NE(written.error().message.find("/proc/forbidden"), std::string::npos)
-        << written.error().message;
+    EXPECT_NE(written.error().message.find("/proc/forbidden"), std::string::npos) << written.error().message;
     EXPECT_NE(written.error().sys_errno, 0);
 }
 

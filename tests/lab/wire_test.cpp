@@ -24,12 +24,12 @@ TcpSegment seg(bool from_server, std::uint32_t seq, std::uint32_t len, std::uint
 
 TEST(WireClassifier, TellsDataAcksProbesAndRetransmissionsApart) {
     WireClassifier w;
-    EXPECT_EQ(w.classify(seg(true, 1000, 100)), WireKind::data);             // next = 1100
+    EXPECT_EQ(w.classify(seg(true, 1000, 100)), WireKind::data);  // next = 1100
     EXPECT_EQ(w.classify(seg(false, 5000, 0)), WireKind::ack);
-    EXPECT_EQ(w.classify(seg(true, 1099, 0)), WireKind::keepalive_probe);    // seq = next - 1, empty
-    EXPECT_EQ(w.classify(seg(true, 1000, 100)), WireKind::retransmission);   // already sent
+    EXPECT_EQ(w.classify(seg(true, 1099, 0)), WireKind::keepalive_probe);   // seq = next - 1, empty
+    EXPECT_EQ(w.classify(seg(true, 1000, 100)), WireKind::retransmission);  // already sent
     EXPECT_EQ(w.classify(seg(true, 1100, 50)), WireKind::data);
-    EXPECT_EQ(w.classify(seg(true, 0xFFFFFFF0u, 0)), WireKind::ack);         // Not next - 1.
+    EXPECT_EQ(w.classify(seg(true, 0xFFFFFFF0u, 0)), WireKind::ack);  // Not next - 1.
 }
 
 TEST(WireClassifier, AProbeOfAZeroWindowIsAWindowProbe) {
@@ -63,12 +63,12 @@ TEST(ParseIpv4Tcp, ReadsTheHeadersAndThePayloadLengthFromTheIpHeader) {
     p[9] = 6;                    // TCP
     p[12] = 198, p[13] = 18, p[14] = 0, p[15] = 2;
     p[16] = 198, p[17] = 18, p[18] = 0, p[19] = 1;
-    p[20] = 0x9c, p[21] = 0x40;  // 40000
-    p[22] = 0x1b, p[23] = 0x58;  // 7000
+    p[20] = 0x9c, p[21] = 0x40;                        // 40000
+    p[22] = 0x1b, p[23] = 0x58;                        // 7000
     p[24] = 0, p[25] = 0, p[26] = 0x03, p[27] = 0xe8;  // seq 1000
-    p[32] = 0x50;                // 20-byte TCP header
-    p[33] = 0x04;                // RST
-    p[34] = 0, p[35] = 0;        // window 0
+    p[32] = 0x50;                                      // 20-byte TCP header
+    p[33] = 0x04;                                      // RST
+    p[34] = 0, p[35] = 0;                              // window 0
     const auto s = parse_ipv4_tcp(p.data(), p.size());
     ASSERT_TRUE(s);
     EXPECT_EQ(s->src_ip, kClient);

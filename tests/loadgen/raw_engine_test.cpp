@@ -4,8 +4,8 @@
 // responder that records every CONNECT and answers PINGREQs. Waits are on the
 // engine's stats or the servers' records, polled with generous upper bounds.
 #include <arpa/inet.h>
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -76,7 +76,9 @@ public:
     PollServer& operator=(const PollServer&) = delete;
 
     std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-    void start() { thread_ = std::thread([this] { serve(); }); }
+    void start() {
+        thread_ = std::thread([this] { serve(); });
+    }
     // Stops the thread and closes every socket; subclasses call it first in their destructor.
     void shut_down() {
         if (thread_.joinable()) {

@@ -131,7 +131,8 @@ TEST(NetnsKeepalive, PeerLostWithDataInFlightIsUserTimeoutWithinBudget) {
     Result<TcpInfo> info = read_tcp_info(c.client);
     ASSERT_TRUE(info.ok());
     EXPECT_EQ(classify_socket_error(err, &*info), DisconnectReason::user_timeout)
-        << "unacked=" << info->unacked << " retransmits=" << int(info->retransmits) << " backoff=" << int(info->backoff);
+        << "unacked=" << info->unacked << " retransmits=" << int(info->retransmits)
+        << " backoff=" << int(info->backoff);
     EXPECT_LE(elapsed, std::chrono::seconds(4));
     EXPECT_GE(elapsed, std::chrono::milliseconds(2500));
     std::printf("peer lost with data in flight: user timeout auto (3s) -> ETIMEDOUT after %lld ms\n",
@@ -160,8 +161,8 @@ TEST(NetnsSysctl, ApplyChangesOnlyTheTestNamespace) {
     SwitchedNetwork net(1);
     const auto host_before = run_command("cat /proc/sys/net/ipv4/tcp_keepalive_time").output;
     const std::string conf = "/tmp/lifeline-test-" + std::to_string(::getpid()) + ".conf";
-    const auto apply = run_command(net.in_host(0, std::string(LIFELINE_BINARY) +
-                                                      " sysctl apply --target 10s --json --conf " + conf));
+    const auto apply =
+        run_command(net.in_host(0, std::string(LIFELINE_BINARY) + " sysctl apply --target 10s --json --conf " + conf));
     ASSERT_EQ(apply.status, 0) << apply.output;
     const auto j = nlohmann::json::parse(apply.output);
     EXPECT_FALSE(j["dry_run"].get<bool>());

@@ -34,7 +34,7 @@ constexpr int kEventTimeoutMs = 5000;
 constexpr int kBacklog = 8;
 
 class Fd {
-  public:
+public:
     explicit Fd(int fd = -1) : fd_(fd) {}
     Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
     Fd& operator=(Fd&& other) noexcept {
@@ -46,7 +46,7 @@ class Fd {
     }
     int get() const { return fd_; }
 
-  private:
+private:
     int fd_;
 };
 
@@ -73,17 +73,13 @@ sockaddr_storage loopback(int family, std::uint16_t port) {
     return storage;
 }
 
-socklen_t address_length(int family) {
-    return family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-}
+socklen_t address_length(int family) { return family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6); }
 
 std::uint16_t local_port(int fd) {
     sockaddr_storage storage{};
     socklen_t len = sizeof(storage);
-    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &len), 0)
-        << std::strerror(errno);
-    if (storage.ss_family == AF_INET)
-        return ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
+    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &len), 0) << std::strerror(errno);
+    if (storage.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
     return ntohs(reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port);
 }
 
@@ -108,9 +104,7 @@ int make_listener(int family, Connection& c) {
     c.listener = Fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (c.listener.get() < 0) return errno;
     const sockaddr_storage addr = loopback(family, 0);  // Port 0: an ephemeral port.
-    if (::bind(c.listener.get(), reinterpret_cast<const sockaddr*>(&addr),
-               address_length(family)) != 0)
-        return errno;
+    if (::bind(c.listener.get(), reinterpret_cast<const sockaddr*>(&addr), address_length(family)) != 0) return errno;
     if (::listen(c.listener.get(), kBacklog) != 0) return errno;
     c.listener_port = local_port(c.listener.get());
     return 0;
@@ -120,9 +114,7 @@ void connect_client(int family, Connection& c) {
     c.client = Fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     ASSERT_GE(c.client.get(), 0) << std::strerror(errno);
     const sockaddr_storage addr = loopback(family, c.listener_port);
-    ASSERT_EQ(
-        ::connect(c.client.get(), reinterpret_cast<const sockaddr*>(&addr), address_length(family)),
-        0)
+    ASSERT_EQ(::connect(c.client.get(), reinterpret_cast<const sockaddr*>(&addr), address_length(family)), 0)
         << std::strerror(errno);
     c.client_port = local_port(c.client.get());
 }
@@ -405,15 +397,14 @@ TEST(SockDiag, ReceiveQueueCountsUnreadBytes) {
 
 // Without IPv6 (disabled, or no ::1) the IPv6 tests skip, except in CI, where
 // a skipped test would hide a whole family from coverage.
-#define SKIP_WITHOUT_IPV6(err)                                                           \
-    do {                                                                                 \
-        if ((err) == EAFNOSUPPORT || (err) == EADDRNOTAVAIL) {                           \
-            const std::string reason =                                                   \
-                std::string("cannot bind an IPv6 loopback address (IPv6 disabled?): ") + \
-                std::strerror(err);                                                      \
-            if (in_ci()) FAIL() << reason << "; CI must run the IPv6 tests";             \
-            GTEST_SKIP() << reason;                                                      \
-        }                                                                                \
+#define SKIP_WITHOUT_IPV6(err)                                                                               \
+    do {                                                                                                     \
+        if ((err) == EAFNOSUPPORT || (err) == EADDRNOTAVAIL) {                                               \
+            const std::string reason =                                                                       \
+                std::string("cannot bind an IPv6 loopback address (IPv6 disabled?): ") + std::strerror(err); \
+            if (in_ci()) FAIL() << reason << "; CI must run the IPv6 tests";                                 \
+            GTEST_SKIP() << reason;                                                                          \
+        }                                                                                                    \
     } while (false)
 
 TEST(SockDiag, Ipv6Loopback) {
@@ -456,15 +447,12 @@ TEST(SockDiag, Ipv4MappedAddressOnDualStackSocket) {
     SKIP_WITHOUT_IPV6(c.listener.get() < 0 ? errno : 0);
     ASSERT_GE(c.listener.get(), 0) << std::strerror(errno);
     const int off = 0;
-    ASSERT_EQ(::setsockopt(c.listener.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0)
-        << std::strerror(errno);
+    ASSERT_EQ(::setsockopt(c.listener.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0) << std::strerror(errno);
     sockaddr_in6 mapped{};
     mapped.sin6_family = AF_INET6;
     ASSERT_EQ(::inet_pton(AF_INET6, "::ffff:127.0.0.1", &mapped.sin6_addr), 1);
     const int bound =
-        ::bind(c.listener.get(), reinterpret_cast<const sockaddr*>(&mapped), sizeof(mapped)) == 0
-            ? 0
-            : errno;
+        ::bind(c.listener.get(), reinterpret_cast<const sockaddr*>(&mapped), sizeof(mapped)) == 0 ? 0 : errno;
     SKIP_WITHOUT_IPV6(bound);
     ASSERT_EQ(bound, 0) << std::strerror(bound);
     ASSERT_EQ(::listen(c.listener.get(), kBacklog), 0) << std::strerror(errno);
@@ -480,8 +468,7 @@ TEST(SockDiag, Ipv4MappedAddressOnDualStackSocket) {
     ASSERT_EQ(sockets.size(), 1u);
     EXPECT_EQ(sockets[0].local.family, AF_INET6);
     EXPECT_EQ(sockets[0].inode, inode_of(c.server.get()));
-    EXPECT_EQ(sockets[0].local.to_string(),
-              "[::ffff:127.0.0.1]:" + std::to_string(c.listener_port));
+    EXPECT_EQ(sockets[0].local.to_string(), "[::ffff:127.0.0.1]:" + std::to_string(c.listener_port));
     EXPECT_EQ(sockets[0].remote.to_string(), "[::ffff:127.0.0.1]:" + std::to_string(c.client_port));
 
     // The client is a plain IPv4 socket and shows up in the IPv4 dump only.
@@ -507,8 +494,7 @@ TEST(SockDiag, ReadOwnerKeepaliveErrorsNamePidAndFd) {
     EXPECT_EQ(no_fd.error().sys_errno, EBADF);
     EXPECT_NE(no_fd.error().message.find("fd " + std::to_string(kUnusedFd)), std::string::npos)
         << no_fd.error().message;
-    EXPECT_NE(no_fd.error().message.find(std::strerror(EBADF)), std::string::npos)
-        << no_fd.error().message;
+    EXPECT_NE(no_fd.error().message.find(std::strerror(EBADF)), std::string::npos) << no_fd.error().message;
 
     // A descriptor that is not a socket: getsockopt fails, and the error still
     // names where the descriptor came from.
@@ -517,8 +503,7 @@ TEST(SockDiag, ReadOwnerKeepaliveErrorsNamePidAndFd) {
     Result<EffectiveKeepalive> not_socket = read_owner_keepalive({::getpid(), file.get(), ""});
     ASSERT_FALSE(not_socket.ok());
     EXPECT_EQ(not_socket.error().sys_errno, ENOTSOCK);
-    EXPECT_NE(not_socket.error().message.find("fd " + std::to_string(file.get())),
-              std::string::npos)
+    EXPECT_NE(not_socket.error().message.find("fd " + std::to_string(file.get())), std::string::npos)
         << not_socket.error().message;
 }
 

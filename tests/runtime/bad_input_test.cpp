@@ -71,9 +71,7 @@ void require(bool ok, const std::string& what) {
     if (!ok) throw std::runtime_error(what);
 }
 
-std::string errno_text(int err) {
-    return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
-}
+std::string errno_text(int err) { return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")"; }
 
 std::int64_t ms_between(Steady::time_point a, Steady::time_point b) {
     return std::chrono::duration_cast<milliseconds>(b - a).count();
@@ -83,17 +81,14 @@ std::int64_t ms_between(Steady::time_point a, Steady::time_point b) {
 
 // Milliseconds since the epoch, as the binaries stamp their events.
 std::int64_t wall_ms_now() {
-    return std::chrono::duration_cast<milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+    return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // "2026-11-22T04:35:31.551Z" -> milliseconds since the epoch; -1 if malformed.
 std::int64_t event_ms(const Json& e) {
     const std::string ts = e.value("ts", "");
     int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, milli = 0;
-    if (std::sscanf(ts.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &year, &month, &day, &hour, &minute,
-                    &second, &milli) != 7)
+    if (std::sscanf(ts.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &year, &month, &day, &hour, &minute, &second, &milli) != 7)
         return -1;
     std::tm tm{};
     tm.tm_year = year - 1900;
@@ -124,8 +119,7 @@ public:
         path_ = path;
         inotify_ = Fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
         require(inotify_.get() >= 0, "inotify_init1: " + errno_text(errno));
-        require(::inotify_add_watch(inotify_.get(), path, IN_MODIFY) >= 0,
-                "inotify_add_watch: " + errno_text(errno));
+        require(::inotify_add_watch(inotify_.get(), path, IN_MODIFY) >= 0, "inotify_add_watch: " + errno_text(errno));
     }
     EventLog(const EventLog&) = delete;
     EventLog& operator=(const EventLog&) = delete;
@@ -152,8 +146,7 @@ public:
     }
 
     // Skips events until one matches; returns it, or nullopt at the deadline.
-    std::optional<Json> wait_for(const std::function<bool(const Json&)>& match,
-                                 milliseconds limit) {
+    std::optional<Json> wait_for(const std::function<bool(const Json&)>& match, milliseconds limit) {
         const auto deadline = Steady::now() + limit;
         while (true) {
             const std::int64_t left = ms_between(Steady::now(), deadline);
@@ -179,11 +172,9 @@ private:
             partial_.append(buf, static_cast<std::size_t>(n));
         }
         std::size_t start = 0;
-        for (std::size_t nl; (nl = partial_.find('\n', start)) != std::string::npos;
-             start = nl + 1) {
-            Json j =
-                Json::parse(partial_.begin() + static_cast<std::ptrdiff_t>(start),
-                            partial_.begin() + static_cast<std::ptrdiff_t>(nl), nullptr, false);
+        for (std::size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
+            Json j = Json::parse(partial_.begin() + static_cast<std::ptrdiff_t>(start),
+                                 partial_.begin() + static_cast<std::ptrdiff_t>(nl), nullptr, false);
             if (!j.is_discarded()) events_.push_back(std::move(j));
         }
         partial_.erase(0, start);
@@ -203,8 +194,7 @@ struct ServerProcess {
     std::uint16_t port = 0;
 };
 
-ServerProcess start_server(const std::vector<std::string>& flags,
-                           const std::string& shell_prefix = "") {
+ServerProcess start_server(const std::vector<std::string>& flags, const std::string& shell_prefix = "") {
     std::vector<std::string> argv{LIFELINE_BINARY, "serve", "--listen", "127.0.0.1:0"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     for (const std::string& flag : lifeline::testing::serve_io_flags()) argv.push_back(flag);
@@ -212,8 +202,7 @@ ServerProcess start_server(const std::vector<std::string>& flags,
     s.log = std::make_unique<EventLog>();
     // The shell execs the server, so the child's pid is the server's.
     s.proc = std::make_unique<ChildProcess>(argv, "exec >'" + s.log->path() + "'; " + shell_prefix);
-    const std::optional<Json> listening =
-        s.log->wait_for([](const Json& j) { return kind_of(j) == "listening"; }, 10s);
+    const std::optional<Json> listening = s.log->wait_for([](const Json& j) { return kind_of(j) == "listening"; }, 10s);
     require(listening.has_value(), "the server did not report `listening` within 10 s");
     const std::string address = listening->value("address", "");
     s.port = static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
@@ -230,17 +219,14 @@ struct HealthyClient {
 HealthyClient start_healthy(ServerProcess& server) {
     HealthyClient h;
     h.proc = std::make_unique<ChildProcess>(std::vector<std::string>{
-        LIFELINE_BINARY, "connect", "127.0.0.1:" + std::to_string(server.port), "--id", "healthy",
-        "--heartbeat", "100ms", "--timeout", std::to_string(kHealthyTimeoutMs) + "ms",
-        "--no-stdin"});
-    require(h.proc->wait_for_event("hello", 10s).has_value(),
-            "the healthy client got no WELCOME within 10 s");
+        LIFELINE_BINARY, "connect", "127.0.0.1:" + std::to_string(server.port), "--id", "healthy", "--heartbeat",
+        "100ms", "--timeout", std::to_string(kHealthyTimeoutMs) + "ms", "--no-stdin"});
+    require(h.proc->wait_for_event("hello", 10s).has_value(), "the healthy client got no WELCOME within 10 s");
     const std::optional<Json> hello = server.log->wait_for(
         [](const Json& j) { return kind_of(j) == "hello" && j.value("id", "") == "healthy"; }, 10s);
     require(hello.has_value(), "the server reported no `hello` for the healthy client");
     h.server_conn = (*hello)["conn"].get<std::uint64_t>();
-    require(h.proc->wait_for_event("rtt", 5s).has_value(),
-            "the healthy client's first heartbeat got no answer");
+    require(h.proc->wait_for_event("rtt", 5s).has_value(), "the healthy client's first heartbeat got no answer");
     return h;
 }
 
@@ -248,22 +234,18 @@ HealthyClient start_healthy(ServerProcess& server) {
 // taken just before the misbehaviour) until a settling period after `to_ms`
 // (just after it) that is longer than its timeout, so that a late `dead`
 // verdict caused by the misbehaviour would show up too.
-void expect_healthy(HealthyClient& h, ServerProcess& server, std::int64_t from_ms,
-                    std::int64_t to_ms, const std::string& phase) {
+void expect_healthy(HealthyClient& h, ServerProcess& server, std::int64_t from_ms, std::int64_t to_ms,
+                    const std::string& phase) {
     const std::int64_t until_ms = to_ms + kHealthyTimeoutMs + 100;
     const auto limit = milliseconds(std::max<std::int64_t>(0, until_ms - wall_ms_now()) + 3000);
-    const std::optional<Json> last =
-        h.proc->wait_for([&](const Json& j) { return event_ms(j) >= until_ms; }, limit);
-    EXPECT_TRUE(last.has_value())
-        << phase << ": the healthy client stopped printing events (no heartbeats?)";
+    const std::optional<Json> last = h.proc->wait_for([&](const Json& j) { return event_ms(j) >= until_ms; }, limit);
+    EXPECT_TRUE(last.has_value()) << phase << ": the healthy client stopped printing events (no heartbeats?)";
 
     std::vector<std::int64_t> rtts;
     for (const Json& e : h.proc->events()) {
         const std::string kind = kind_of(e);
-        EXPECT_NE(kind, "dead") << phase
-                                << ": the healthy client declared the server dead: " << e.dump();
-        EXPECT_NE(kind, "closed") << phase
-                                  << ": the healthy client's connection closed: " << e.dump();
+        EXPECT_NE(kind, "dead") << phase << ": the healthy client declared the server dead: " << e.dump();
+        EXPECT_NE(kind, "closed") << phase << ": the healthy client's connection closed: " << e.dump();
         if (kind == "rtt") {
             const std::int64_t t = event_ms(e);
             if (t >= from_ms && t <= until_ms) rtts.push_back(t);
@@ -280,39 +262,34 @@ void expect_healthy(HealthyClient& h, ServerProcess& server, std::int64_t from_m
     auto timeline = [&] {
         std::string out;
         for (const Json& e : h.proc->events()) {
-            if (event_ms(e) >= from_ms)
-                out += " " + kind_of(e) + "@+" + std::to_string(event_ms(e) - from_ms) + "ms";
+            if (event_ms(e) >= from_ms) out += " " + kind_of(e) + "@+" + std::to_string(event_ms(e) - from_ms) + "ms";
         }
         out += "\n  server stalls:";
         for (const Json& e : server.log->events()) {
             if (kind_of(e) == "stall")
-                out +=
-                    " +" + std::to_string(event_ms(e) - from_ms) + "ms:" + e.value("message", "");
+                out += " +" + std::to_string(event_ms(e) - from_ms) + "ms:" + e.value("message", "");
         }
         return out;
     };
-    EXPECT_LT(max_gap, kHealthyTimeoutMs)
-        << phase << ": the healthy client went " << max_gap
-        << " ms without a heartbeat answer; its events:" << timeline();
+    EXPECT_LT(max_gap, kHealthyTimeoutMs) << phase << ": the healthy client went " << max_gap
+                                          << " ms without a heartbeat answer; its events:" << timeline();
     // Nominally one answer per 100 ms; ask for well under half of that.
     EXPECT_GE(static_cast<std::int64_t>(rtts.size()), window / 250)
         << phase << ": only " << rtts.size() << " heartbeat answers in " << window << " ms";
 
     for (const Json& e : server.log->events()) {
         const std::string kind = kind_of(e);
-        if ((kind == "dead" || kind == "closed") &&
-            e.value("conn", std::uint64_t{0}) == h.server_conn) {
+        if ((kind == "dead" || kind == "closed") && e.value("conn", std::uint64_t{0}) == h.server_conn) {
             ADD_FAILURE() << phase << ": the server disconnected the healthy client: " << e.dump();
         }
     }
-    std::printf("[ healthy  ] %s: %zu rtt events in %lld ms, longest gap %lld ms\n", phase.c_str(),
-                rtts.size(), static_cast<long long>(window), static_cast<long long>(max_gap));
+    std::printf("[ healthy  ] %s: %zu rtt events in %lld ms, longest gap %lld ms\n", phase.c_str(), rtts.size(),
+                static_cast<long long>(window), static_cast<long long>(max_gap));
 }
 
 // The first event of `kind` about the connection from `peer`, among those
 // already read or arriving within `limit`.
-std::optional<Json> await_event(EventLog& p, const std::string& kind, const std::string& peer,
-                                milliseconds limit) {
+std::optional<Json> await_event(EventLog& p, const std::string& kind, const std::string& peer, milliseconds limit) {
     auto match = [&](const Json& j) { return kind_of(j) == kind && j.value("peer", "") == peer; };
     for (const Json& j : p.events()) {
         if (match(j)) return j;
@@ -361,8 +338,7 @@ Fd connect_raw(std::uint16_t port, int rcvbuf = 0) {
 std::uint16_t free_port() {
     Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in addr = loopback_address(0);
-    require(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0,
-            "bind: " + errno_text(errno));
+    require(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0, "bind: " + errno_text(errno));
     socklen_t len = sizeof(addr);
     require(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0, "getsockname");
     return ntohs(addr.sin_port);
@@ -479,15 +455,13 @@ std::vector<std::uint8_t> encode(const Frame& frame) {
 }
 
 // HELLO -> WELCOME on a raw socket; the WELCOME, or nullopt.
-std::optional<Welcome> handshake(int fd, const std::string& id, std::uint32_t interval_ms,
-                                 std::uint32_t timeout_ms) {
-    const std::vector<std::uint8_t> hello =
-        encode(Hello{kProtocolVersion, interval_ms, timeout_ms, id});
+std::optional<Welcome> handshake(int fd, const std::string& id, std::uint32_t interval_ms, std::uint32_t timeout_ms) {
+    const std::vector<std::uint8_t> hello = encode(Hello{kProtocolVersion, interval_ms, timeout_ms, id});
     if (send_all(fd, hello, 2s) != 0) return std::nullopt;
     std::vector<std::uint8_t> bytes = read_exact(fd, 4, 3s);
     if (bytes.size() != 4) return std::nullopt;
-    const std::size_t length = (std::size_t{bytes[0]} << 24) | (std::size_t{bytes[1]} << 16) |
-                               (std::size_t{bytes[2]} << 8) | bytes[3];
+    const std::size_t length =
+        (std::size_t{bytes[0]} << 24) | (std::size_t{bytes[1]} << 16) | (std::size_t{bytes[2]} << 8) | bytes[3];
     if (length > 1024) return std::nullopt;
     const std::vector<std::uint8_t> rest = read_exact(fd, length, 3s);
     bytes.insert(bytes.end(), rest.begin(), rest.end());
@@ -498,8 +472,7 @@ std::optional<Welcome> handshake(int fd, const std::string& id, std::uint32_t in
 double duration_ms(const Json& closed) { return closed.value("duration_ms", -1.0); }
 
 void report(const std::string& test, Steady::time_point started) {
-    std::printf("[ timing   ] %s: %lld ms\n", test.c_str(),
-                static_cast<long long>(ms_between(started, Steady::now())));
+    std::printf("[ timing   ] %s: %lld ms\n", test.c_str(), static_cast<long long>(ms_between(started, Steady::now())));
 }
 
 // ---- 1. Garbage as the first bytes ------------------------------------------------
@@ -560,16 +533,13 @@ TEST_P(BadInputGarbage, ClosesWithProtocolErrorAndACloseFrame) {
 }
 
 INSTANTIATE_TEST_SUITE_P(FirstBytes, BadInputGarbage, ::testing::ValuesIn(garbage_cases()),
-                         [](const ::testing::TestParamInfo<GarbageCase>& param) {
-                             return param.param.name;
-                         });
+                         [](const ::testing::TestParamInfo<GarbageCase>& param) { return param.param.name; });
 
 // ---- 2. An oversized length ---------------------------------------------------------
 
 TEST(BadInput, OversizedLengthIsRefusedAtTheHeader) {
     const auto started = Steady::now();
-    ServerProcess server =
-        start_server({});  // Handshake timeout 5 s: a close before that is the length check.
+    ServerProcess server = start_server({});  // Handshake timeout 5 s: a close before that is the length check.
     HealthyClient healthy = start_healthy(server);
     const std::int64_t from = wall_ms_now();
 
@@ -581,8 +551,7 @@ TEST(BadInput, OversizedLengthIsRefusedAtTheHeader) {
     ASSERT_EQ(send_all(fd.get(), header, 2s), 0);
     const Received r = read_until_closed(fd.get(), 3s);
     EXPECT_TRUE(r.eof) << "error " << errno_text(r.error);
-    EXPECT_LT(ms_between(sent_at, r.end), 1000)
-        << "the server waited for a body instead of refusing the header";
+    EXPECT_LT(ms_between(sent_at, r.end), 1000) << "the server waited for a body instead of refusing the header";
     const Frames frames = decode_frames(r.bytes);
     ASSERT_TRUE(frames.close.has_value());
     EXPECT_EQ(frames.close->code, static_cast<std::uint16_t>(CloseCode::protocol_error));
@@ -645,8 +614,7 @@ TEST(BadInput, SlowlorisHelloDoesNotExtendTheHandshakeDeadline) {
     const std::int64_t from = wall_ms_now();
 
     // 24 bytes: 2.4 s at this pace, eight times the handshake timeout.
-    const std::vector<std::uint8_t> hello =
-        encode(Hello{kProtocolVersion, 1000, 5000, "slowloris"});
+    const std::vector<std::uint8_t> hello = encode(Hello{kProtocolVersion, 1000, 5000, "slowloris"});
     Fd fd = connect_raw(server.port);
     const auto connected_at = Steady::now();
     const std::string peer = local_name(fd.get());
@@ -680,8 +648,8 @@ TEST(BadInput, SlowlorisHelloDoesNotExtendTheHandshakeDeadline) {
     EXPECT_THAT(error->value("message", ""), HasSubstr("no HELLO within 300ms"));
 
     expect_healthy(healthy, server, from, wall_ms_now(), "Slowloris");
-    std::printf("[ measured ] %zu of %zu bytes dribbled, closed %lld ms after connect\n", dribbled,
-                hello.size(), static_cast<long long>(elapsed));
+    std::printf("[ measured ] %zu of %zu bytes dribbled, closed %lld ms after connect\n", dribbled, hello.size(),
+                static_cast<long long>(elapsed));
     report("Slowloris", started);
 }
 
@@ -705,8 +673,8 @@ TEST(BadInput, TenThousandSilentConnectsCostOnlyThemselves) {
     constexpr int kConnections = 10'000;
     constexpr int kBatch = 250;  // Connects in flight at once.
     const std::uint16_t http_port = free_port();
-    ServerProcess server = start_server(
-        {"--handshake-timeout", "2s", "--http", "127.0.0.1:" + std::to_string(http_port)});
+    ServerProcess server =
+        start_server({"--handshake-timeout", "2s", "--http", "127.0.0.1:" + std::to_string(http_port)});
     HealthyClient healthy = start_healthy(server);
     const std::int64_t from = wall_ms_now();
 
@@ -725,15 +693,14 @@ TEST(BadInput, TenThousandSilentConnectsCostOnlyThemselves) {
             const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
             ASSERT_GE(fd, 0) << "socket #" << i << ": " << errno_text(errno);
             sockets.emplace_back(fd);
-            if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 &&
-                errno != EINPROGRESS)
+            if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 && errno != EINPROGRESS)
                 FAIL() << "connect #" << i << ": " << errno_text(errno);
             pending.push_back({fd, POLLOUT, 0});
         }
         const auto deadline = Steady::now() + 10s;
         while (!pending.empty()) {
-            ASSERT_LT(Steady::now(), deadline) << pending.size() << " connects of batch "
-                                               << first / kBatch << " still pending after 10 s";
+            ASSERT_LT(Steady::now(), deadline)
+                << pending.size() << " connects of batch " << first / kBatch << " still pending after 10 s";
             if (::poll(pending.data(), pending.size(), 100) <= 0) continue;
             for (const pollfd& p : pending) {
                 if (p.revents == 0) continue;
@@ -745,8 +712,7 @@ TEST(BadInput, TenThousandSilentConnectsCostOnlyThemselves) {
                 epoll_event ev{};
                 ev.events = EPOLLRDHUP | EPOLLONESHOT;
                 ev.data.fd = p.fd;
-                ASSERT_EQ(::epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, p.fd, &ev), 0)
-                    << errno_text(errno);
+                ASSERT_EQ(::epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, p.fd, &ev), 0) << errno_text(errno);
             }
             std::erase_if(pending, [](const pollfd& p) { return p.revents != 0; });
         }
@@ -759,8 +725,7 @@ TEST(BadInput, TenThousandSilentConnectsCostOnlyThemselves) {
     const auto deadline = all_connected + 20s;
     std::vector<epoll_event> ready(1024);
     while (ended < kConnections && Steady::now() < deadline) {
-        const int n =
-            ::epoll_wait(epoll_fd.get(), ready.data(), static_cast<int>(ready.size()), 500);
+        const int n = ::epoll_wait(epoll_fd.get(), ready.data(), static_cast<int>(ready.size()), 500);
         for (int i = 0; i < n; ++i) {
             if (ready[static_cast<std::size_t>(i)].events & (EPOLLRDHUP | EPOLLHUP)) ++ended;
         }
@@ -774,8 +739,7 @@ TEST(BadInput, TenThousandSilentConnectsCostOnlyThemselves) {
         if (!peers.contains(e.value("peer", ""))) continue;
         const std::string kind = kind_of(e);
         if (kind == "connect") ++connects;
-        if (kind == "error" &&
-            e.value("message", "").find("no HELLO within 2s") != std::string::npos)
+        if (kind == "error" && e.value("message", "").find("no HELLO within 2s") != std::string::npos)
             ++no_hello_errors;
         if (kind == "closed") ++closed_by_reason[e.value("reason", "")];
     }
@@ -793,8 +757,7 @@ TEST(BadInput, TenThousandSilentConnectsCostOnlyThemselves) {
     http.set_read_timeout(5s);
     const httplib::Result res = http.Get("/metrics");
     ASSERT_TRUE(res) << "GET /metrics failed: " << httplib::to_string(res.error());
-    EXPECT_EQ(metric(res->body, "lifeline_connections_closed_total{reason=\"protocol_error\"}"),
-              kConnections);
+    EXPECT_EQ(metric(res->body, "lifeline_connections_closed_total{reason=\"protocol_error\"}"), kConnections);
     EXPECT_EQ(metric(res->body, "lifeline_connections_accepted_total"), kConnections + 1);
     EXPECT_EQ(metric(res->body, "lifeline_connections_open"), 1);
     EXPECT_EQ(metric(res->body, "lifeline_protocol_errors_total"), kConnections);
@@ -827,8 +790,7 @@ TEST(BadInput, PeerThatStopsReadingIsClosedAsSlowConsumer) {
     int send_error = 0;
     const auto deadline = Steady::now() + 15s;
     while (sent < kMaxBytes && Steady::now() < deadline) {
-        const ssize_t n = ::send(fd.get(), frame.data() + offset, frame.size() - offset,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        const ssize_t n = ::send(fd.get(), frame.data() + offset, frame.size() - offset, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             sent += static_cast<std::size_t>(n);
             offset = (offset + static_cast<std::size_t>(n)) % frame.size();
@@ -842,8 +804,7 @@ TEST(BadInput, PeerThatStopsReadingIsClosedAsSlowConsumer) {
         ::poll(&p, 1, 100);
     }
     EXPECT_TRUE(send_error == ECONNRESET || send_error == EPIPE)
-        << "the server did not drop the connection: sent " << sent << " bytes, error "
-        << errno_text(send_error);
+        << "the server did not drop the connection: sent " << sent << " bytes, error " << errno_text(send_error);
 
     const std::optional<Json> error = await_event(*server.log, "error", peer, 5s);
     ASSERT_TRUE(error.has_value());
@@ -854,8 +815,7 @@ TEST(BadInput, PeerThatStopsReadingIsClosedAsSlowConsumer) {
     EXPECT_EQ(closed->value("reason", ""), "slow_consumer");
 
     expect_healthy(healthy, server, from, wall_ms_now(), "StopsReading");
-    std::printf("[ measured ] %zu bytes written before the server dropped us; server sent %llu\n",
-                sent,
+    std::printf("[ measured ] %zu bytes written before the server dropped us; server sent %llu\n", sent,
                 static_cast<unsigned long long>(closed->value("bytes_out", std::uint64_t{0})));
     report("StopsReading", started);
 }
@@ -969,8 +929,7 @@ TEST(BadInput, ServerThatFallsBehindDoesNotConvictAHealthyPinger) {
     }
     expect_healthy(healthy, server, from, wall_ms_now(), "ServerFallsBehind");
     for (const Json& e : server.log->events()) {
-        EXPECT_NE(kind_of(e), "error")
-            << "the server complained about the healthy client: " << e.dump();
+        EXPECT_NE(kind_of(e), "error") << "the server complained about the healthy client: " << e.dump();
     }
     report("ServerFallsBehind", started);
 }
@@ -987,8 +946,7 @@ double cpu_seconds(pid_t pid) {
     std::vector<std::string> f;
     for (std::string s; fields >> s;) f.push_back(s);
     require(f.size() > 12, "short /proc/PID/stat");
-    const double ticks =
-        static_cast<double>(std::stoull(f[11]) + std::stoull(f[12]));  // Fields 14 and 15.
+    const double ticks = static_cast<double>(std::stoull(f[11]) + std::stoull(f[12]));  // Fields 14 and 15.
     return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
@@ -1010,19 +968,16 @@ TEST(BadInput, OutOfFileDescriptorsAtAcceptPausesThenRecovers) {
     }
     const std::optional<Json> paused = server.log->wait_for(
         [](const Json& j) {
-            return kind_of(j) == "error" &&
-                   j.value("message", "").find("accept") != std::string::npos;
+            return kind_of(j) == "error" && j.value("message", "").find("accept") != std::string::npos;
         },
         5s);
-    ASSERT_TRUE(paused.has_value())
-        << "no accept error with " << kConnections << " connections and ulimit -n 32";
+    ASSERT_TRUE(paused.has_value()) << "no accept error with " << kConnections << " connections and ulimit -n 32";
     EXPECT_THAT(paused->value("message", ""), HasSubstr("Too many open files"));
     EXPECT_THAT(paused->value("message", ""), HasSubstr("paused"));
     auto accepted = [&] {
-        return std::count_if(
-            server.log->events().begin(), server.log->events().end(), [&](const Json& j) {
-                return kind_of(j) == "connect" && peers.contains(j.value("peer", ""));
-            });
+        return std::count_if(server.log->events().begin(), server.log->events().end(), [&](const Json& j) {
+            return kind_of(j) == "connect" && peers.contains(j.value("peer", ""));
+        });
     };
     const auto accepted_before = accepted();
     EXPECT_GT(accepted_before, 0);
@@ -1036,8 +991,7 @@ TEST(BadInput, OutOfFileDescriptorsAtAcceptPausesThenRecovers) {
     }
     const double cpu_used = cpu_seconds(server.proc->pid()) - cpu_before;
     EXPECT_LT(cpu_used, 0.3) << "the server spun on a listener it cannot accept from";
-    EXPECT_EQ(accepted(), accepted_before)
-        << "descriptors came free during the window: the CPU check proves less";
+    EXPECT_EQ(accepted(), accepted_before) << "descriptors came free during the window: the CPU check proves less";
 
     // Let go of most connections: the server must accept again.
     conns.erase(conns.begin(), conns.begin() + 30);

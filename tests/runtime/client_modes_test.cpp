@@ -15,8 +15,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <ostream>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -144,7 +144,9 @@ public:
         thread_.join();
     }
     std::string address() const { return server_->local_address(); }
-    std::optional<Event> wait_for(EventKind kind, std::chrono::milliseconds limit) { return log_.wait_for(kind, limit); }
+    std::optional<Event> wait_for(EventKind kind, std::chrono::milliseconds limit) {
+        return log_.wait_for(kind, limit);
+    }
 
 private:
     EventLog log_;
@@ -275,8 +277,8 @@ public:
         auto last_write = SteadyClock::now();
         while (SteadyClock::now() < deadline && !gone_) {
             while (true) {
-                const ssize_t n = ::send(fd_.get(), frame.data() + offset, frame.size() - offset,
-                                         MSG_DONTWAIT | MSG_NOSIGNAL);
+                const ssize_t n =
+                    ::send(fd_.get(), frame.data() + offset, frame.size() - offset, MSG_DONTWAIT | MSG_NOSIGNAL);
                 if (n <= 0) break;
                 last_write = SteadyClock::now();
                 offset = (offset + static_cast<std::size_t>(n)) % frame.size();
@@ -443,7 +445,9 @@ TEST(ClientModes, StoppedReaderEndsOnceWhenTheServerGivesUp) {
     server.handshake(100, 400);
     ASSERT_TRUE(log.wait_for(EventKind::hello, 5s)) << log.dump();
     client->stop_reading();
-    ASSERT_TRUE(server.push_until_blocked(500ms, 3, [] { return true; }, 20s)) << log.dump();
+    ASSERT_TRUE(server.push_until_blocked(
+        500ms, 3, [] { return true; }, 20s))
+        << log.dump();
 
     // What `serve` does to a slow consumer: close, with data still unsent
     // behind the client's zero window. The client cannot see the FIN (it is

@@ -1,7 +1,6 @@
 #include "runtime/monotonic_clock.hpp"
 
 #include <gtest/gtest.h>
-
 #include <time.h>
 
 namespace lifeline {

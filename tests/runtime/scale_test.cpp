@@ -51,8 +51,8 @@ TEST(Scale, NineteenThousandIdleConnectionsThirtySecondsNoSpuriousDeaths) {
     ASSERT_EQ(::stat(LIFELINE_RELEASE_BINARY, &st), 0)
         << LIFELINE_RELEASE_BINARY << " is missing: build the release preset first (`make test` does)";
     Namespace ns;
-    ChildProcess server(ns.exec({LIFELINE_RELEASE_BINARY, "serve", "--listen", "127.0.0.1:0", "--heartbeat", "1s",
-                                 "--timeout", "3s"}));
+    ChildProcess server(
+        ns.exec({LIFELINE_RELEASE_BINARY, "serve", "--listen", "127.0.0.1:0", "--heartbeat", "1s", "--timeout", "3s"}));
     auto listening = server.wait_for_event("listening", 10s);
     ASSERT_TRUE(listening);
     const std::string address = (*listening)["address"];
@@ -81,7 +81,8 @@ TEST(Scale, NineteenThousandIdleConnectionsThirtySecondsNoSpuriousDeaths) {
     // Hold for 30 s: any server event in that window other than none is a failure.
     const auto hold_end = std::chrono::steady_clock::now() + 30s;
     while (std::chrono::steady_clock::now() < hold_end) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(hold_end - std::chrono::steady_clock::now());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(hold_end - std::chrono::steady_clock::now());
         auto e = server.next_event(left);
         if (!e) continue;
         const std::string kind = (*e)["event"];

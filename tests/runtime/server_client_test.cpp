@@ -69,8 +69,8 @@ TEST(ServerClient, HeartbeatsFlowAndRttIsReported) {
 // client keeps pinging: on waking it must forgive the silence it caused and
 // the PINGs that piled up meanwhile (not too_many_pings), convicting no one.
 TEST(ServerClient, AStalledServerConvictsNoLiveClient) {
-    Server server = start_server({"--heartbeat", "100ms", "--timeout", "500ms", "--max-timeout", "500ms",
-                                  "--min-interval", "100ms"});
+    Server server = start_server(
+        {"--heartbeat", "100ms", "--timeout", "500ms", "--max-timeout", "500ms", "--min-interval", "100ms"});
     ASSERT_FALSE(server.address.empty());
     auto client = start_client(server.address, {"--id", "patient", "--heartbeat", "100ms", "--timeout", "5s"});
     ASSERT_TRUE(server.process->wait_for(is("hello", "patient"), 10s));
@@ -133,8 +133,8 @@ TEST(ServerClient, KilledClientIsPeerClosedOrReset) {
 TEST(ServerClient, ClientNoticesDeadServerAndReconnects) {
     Server first = start_server({});
     const std::string address = first.address;
-    auto client = start_client(address, {"--id", "phoenix", "--heartbeat", "100ms", "--timeout", "500ms",
-                                         "--reconnect", "--backoff-initial", "50ms", "--backoff-max", "200ms"});
+    auto client = start_client(address, {"--id", "phoenix", "--heartbeat", "100ms", "--timeout", "500ms", "--reconnect",
+                                         "--backoff-initial", "50ms", "--backoff-max", "200ms"});
     ASSERT_TRUE(client->wait_for_event("hello", 10s));
     // A stopped server is silent: the client must notice by heartbeat.
     first.process->signal(SIGSTOP);
@@ -269,7 +269,8 @@ TEST(ServerClient, SeveralLoopsShareTheConnections) {
     auto http_listening = server.process->wait_for_event("listening", 5s);
     ASSERT_TRUE(http_listening);
     const std::string url = (*http_listening)["address"];
-    auto clients = start_client(server.address, {"--count", "40", "--id", "t", "--heartbeat", "100ms", "--timeout", "500ms"});
+    auto clients =
+        start_client(server.address, {"--count", "40", "--id", "t", "--heartbeat", "100ms", "--timeout", "500ms"});
     int hellos = 0;
     while (hellos < 40 && server.process->wait_for_event("hello", 10s)) ++hellos;
     ASSERT_EQ(hellos, 40);

@@ -61,8 +61,7 @@ constexpr std::string_view kFillerStart = "lifeline push filler";
 std::string kind_of(const Json& e) { return e.value("event", ""); }
 
 auto about(const std::string& kind, const std::string& peer) {
-    return
-        [kind, peer](const Json& j) { return kind_of(j) == kind && j.value("peer", "") == peer; };
+    return [kind, peer](const Json& j) { return kind_of(j) == kind && j.value("peer", "") == peer; };
 }
 
 struct ServerProcess {
@@ -88,14 +87,12 @@ ServerProcess start_server(const std::vector<std::string>& flags) {
 Fd connect_to(std::uint16_t port, int rcvbuf = 0) {
     Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (fd.get() < 0) return fd;
-    if (rcvbuf > 0 && ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0)
-        return Fd();
+    if (rcvbuf > 0 && ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0) return Fd();
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = htons(port);
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0)
-        return Fd();
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) return Fd();
     if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) != 0) return Fd();
     return fd;
 }
@@ -130,8 +127,7 @@ struct Received {
 
 // Reads until `want` bytes arrived, the connection ended, or `deadline`
 // passed (with a deadline already past: whatever is available now).
-Received read_raw(int fd, std::size_t want, Steady::time_point deadline,
-                  std::size_t keep_head = 0) {
+Received read_raw(int fd, std::size_t want, Steady::time_point deadline, std::size_t keep_head = 0) {
     Received r;
     std::vector<std::uint8_t> buf(64 * kKiB);
     while (r.bytes < want) {
@@ -139,8 +135,8 @@ Received read_raw(int fd, std::size_t want, Steady::time_point deadline,
         if (n > 0) {
             const auto got = static_cast<std::size_t>(n);
             if (r.head.size() < keep_head)
-                r.head.append(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(std::min(
-                                                             got, keep_head - r.head.size())));
+                r.head.append(buf.begin(),
+                              buf.begin() + static_cast<std::ptrdiff_t>(std::min(got, keep_head - r.head.size())));
             r.bytes += got;
             continue;
         }
@@ -178,8 +174,7 @@ struct FramedStream {
                 data_bytes += d->payload.size();
                 largest_payload = std::max(largest_payload, d->payload.size());
                 const std::size_t n = std::min(d->payload.size(), kFillerStart.size());
-                if (std::string_view(reinterpret_cast<const char*>(d->payload.data()), n) !=
-                    kFillerStart.substr(0, n))
+                if (std::string_view(reinterpret_cast<const char*>(d->payload.data()), n) != kFillerStart.substr(0, n))
                     ++payloads_not_filler;
             }
             if (const auto* c = std::get_if<Close>(&*step.frame)) close = *c;
@@ -205,13 +200,11 @@ void read_frames(int fd, FramedStream& s, std::size_t want, Steady::time_point d
     }
 }
 
-bool send_hello(int fd, std::uint32_t interval_ms, std::uint32_t timeout_ms,
-                const std::string& id) {
+bool send_hello(int fd, std::uint32_t interval_ms, std::uint32_t timeout_ms, const std::string& id) {
     std::vector<std::uint8_t> bytes;
     if (!append_frame(bytes, Hello{kProtocolVersion, interval_ms, timeout_ms, id})) return false;
     // A HELLO is tiny: a fresh socket's buffer takes it at once.
-    return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
+    return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
 }
 
 // Reads (and discards) everything that arrives on `fd`, on a thread of its
@@ -246,8 +239,7 @@ public:
 private:
     void run(int fd) {
         while (!stop_.load()) {
-            const Received r =
-                read_raw(fd, std::numeric_limits<std::size_t>::max(), Steady::now() + 50ms);
+            const Received r = read_raw(fd, std::numeric_limits<std::size_t>::max(), Steady::now() + 50ms);
             std::lock_guard lock(mutex_);
             bytes_ += r.bytes;
             ended_ = ended_ || r.ended;
@@ -280,21 +272,16 @@ TEST(ServerPush, RawModeStreamsFillerAtTheRate) {
     // Drain what queued up, then count over a window: the rate is credited by
     // elapsed time, so it holds however the server's turns fall. The band is
     // broad (a shared machine), but an unpaced or a much too slow push fails it.
-    const Received backlog =
-        read_raw(fd.get(), std::numeric_limits<std::size_t>::max(), Steady::now());
+    const Received backlog = read_raw(fd.get(), std::numeric_limits<std::size_t>::max(), Steady::now());
     ASSERT_FALSE(backlog.ended);
     const auto window_start = Steady::now();
-    const Received window =
-        read_raw(fd.get(), std::numeric_limits<std::size_t>::max(), window_start + 1500ms);
+    const Received window = read_raw(fd.get(), std::numeric_limits<std::size_t>::max(), window_start + 1500ms);
     const double seconds = std::chrono::duration<double>(Steady::now() - window_start).count();
     ASSERT_FALSE(window.ended);
     const double rate = static_cast<double>(window.bytes) / seconds;
-    EXPECT_GE(rate, 0.5 * static_cast<double>(kMiB))
-        << window.bytes << " bytes in " << seconds << " s";
-    EXPECT_LE(rate, 1.5 * static_cast<double>(kMiB))
-        << window.bytes << " bytes in " << seconds << " s";
-    std::printf("[ measured ] %zu bytes in %.3f s: %.0f B/s (asked 1048576)\n", window.bytes,
-                seconds, rate);
+    EXPECT_GE(rate, 0.5 * static_cast<double>(kMiB)) << window.bytes << " bytes in " << seconds << " s";
+    EXPECT_LE(rate, 1.5 * static_cast<double>(kMiB)) << window.bytes << " bytes in " << seconds << " s";
+    std::printf("[ measured ] %zu bytes in %.3f s: %.0f B/s (asked 1048576)\n", window.bytes, seconds, rate);
 
     // Pushed bytes are the connection's bytes_out.
     const std::size_t received = first.bytes + backlog.bytes + window.bytes;
@@ -325,8 +312,7 @@ TEST(ServerPush, FramedModePushesDataFramesOnlyAfterHello) {
     ASSERT_GE(stream.data_bytes, 64 * kKiB) << "ended: " << stream.ended;
     ASSERT_FALSE(stream.types.empty());
     EXPECT_EQ(stream.types.front(), FrameType::welcome);
-    for (std::size_t i = 1; i < stream.types.size(); ++i)
-        EXPECT_EQ(stream.types[i], FrameType::data) << "frame " << i;
+    for (std::size_t i = 1; i < stream.types.size(); ++i) EXPECT_EQ(stream.types[i], FrameType::data) << "frame " << i;
     // 16 KiB or 10 ms worth of the rate, whichever is smaller.
     EXPECT_LE(stream.largest_payload, std::size_t{1 * kMiB / 100});
     EXPECT_EQ(stream.payloads_not_filler, 0u);
@@ -354,8 +340,7 @@ TEST(ServerPush, ClientThatStopsReadingIsClosedAsSlowConsumerAndReaderStaysOpen)
     // 4 MiB/s against a 512 KiB budget: the reader's worst burst (100 ms of
     // credit after a late wake-up, 400 KiB) still fits, the stuck client's
     // backlog passes it within a fraction of a second.
-    ServerProcess server =
-        start_server({"--mode", "raw", "--push", "4M", "--output-budget", "524288"});
+    ServerProcess server = start_server({"--mode", "raw", "--push", "4M", "--output-budget", "524288"});
     ASSERT_NE(server.port, 0) << "the server did not start";
 
     Fd reader_fd = connect_to(server.port);
@@ -398,8 +383,7 @@ TEST(ServerPush, PushedBytesAreNotHearingFromThePeerFramed) {
     FramedStream stream;
     read_frames(fd.get(), stream, std::numeric_limits<std::size_t>::max(), Steady::now() + 10s);
     ASSERT_EQ(stream.error, "");
-    ASSERT_TRUE(stream.close.has_value())
-        << "no CLOSE within 10 s; DATA received: " << stream.data_bytes;
+    ASSERT_TRUE(stream.close.has_value()) << "no CLOSE within 10 s; DATA received: " << stream.data_bytes;
     EXPECT_EQ(stream.close->code, static_cast<std::uint16_t>(CloseCode::heartbeat_timeout));
     EXPECT_GE(stream.data_bytes, 64 * kKiB) << "filler was not flowing meanwhile";
 
@@ -410,14 +394,12 @@ TEST(ServerPush, PushedBytesAreNotHearingFromThePeerFramed) {
 }
 
 TEST(ServerPush, PushedBytesAreNotHearingFromThePeerRaw) {
-    ServerProcess server =
-        start_server({"--mode", "raw", "--push", "1M", "--idle-timeout", "300ms"});
+    ServerProcess server = start_server({"--mode", "raw", "--push", "1M", "--idle-timeout", "300ms"});
     ASSERT_NE(server.port, 0) << "the server did not start";
     Fd fd = connect_to(server.port);
     ASSERT_GE(fd.get(), 0);
     const std::string peer = local_name(fd.get());
-    const Received r =
-        read_raw(fd.get(), std::numeric_limits<std::size_t>::max(), Steady::now() + 10s);
+    const Received r = read_raw(fd.get(), std::numeric_limits<std::size_t>::max(), Steady::now() + 10s);
     EXPECT_TRUE(r.ended) << "not closed within 10 s";
     EXPECT_GE(r.bytes, 32 * kKiB) << "filler was not flowing meanwhile";
     const std::optional<Json> closed = server.proc->wait_for(about("closed", peer), 5s);
@@ -433,8 +415,8 @@ TEST(ServerPush, ByteRateParser) {
         const char* text;
         std::uint64_t value;
     };
-    for (const Good& g : {Good{"0", 0}, Good{"4096", 4096}, Good{"64K", 65536}, Good{"64k", 65536},
-                          Good{"1M", 1048576}, Good{"4m", 4194304}, Good{"1G", 1073741824}}) {
+    for (const Good& g : {Good{"0", 0}, Good{"4096", 4096}, Good{"64K", 65536}, Good{"64k", 65536}, Good{"1M", 1048576},
+                          Good{"4m", 4194304}, Good{"1G", 1073741824}}) {
         const Result<std::uint64_t> r = parse_byte_rate(g.text);
         ASSERT_TRUE(r.ok()) << g.text << ": " << r.error().message;
         EXPECT_EQ(*r, g.value) << g.text;
@@ -442,8 +424,7 @@ TEST(ServerPush, ByteRateParser) {
     for (const char* bad : {"abc", "-1", "", "1.5M", "1MB", "M", " 1M", "1M ", "1T", "0x10"}) {
         const Result<std::uint64_t> r = parse_byte_rate(bad);
         ASSERT_FALSE(r.ok()) << "'" << bad << "' parsed as " << *r;
-        EXPECT_EQ(r.error().message,
-                  "expected a byte rate like 64K or 1M, got '" + std::string(bad) + "'");
+        EXPECT_EQ(r.error().message, "expected a byte rate like 64K or 1M, got '" + std::string(bad) + "'");
     }
     for (const char* huge : {"18446744073709551616", "17179869184G"}) {
         const Result<std::uint64_t> r = parse_byte_rate(huge);
@@ -491,9 +472,7 @@ TEST(ServerPush, CliParsesPushAndNamesItInErrors) {
     for (const std::string bad : {"abc", "-1", "1.5M"}) {
         const CliRun r = run_cli(serve + "--push=" + bad);
         EXPECT_NE(r.status, 0) << bad;
-        EXPECT_THAT(r.output,
-                    HasSubstr("--push: expected a byte rate like 64K or 1M, got '" + bad + "'"))
-            << bad;
+        EXPECT_THAT(r.output, HasSubstr("--push: expected a byte rate like 64K or 1M, got '" + bad + "'")) << bad;
     }
     const CliRun too_fast = run_cli(serve + "--push 2G");
     EXPECT_NE(too_fast.status, 0);

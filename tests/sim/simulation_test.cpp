@@ -32,7 +32,8 @@ TEST_P(SimulationSeed, TenThousandConnectionsEveryDeadPeerCaughtNoLivePeerConvic
         config.connections = 10'000;
         config.duration = Duration::seconds(40);
         const SimulationReport report = run_simulation(config);
-        ASSERT_TRUE(report.violations.empty()) << report.violations.size() << " violations:\n" << joined(report.violations);
+        ASSERT_TRUE(report.violations.empty()) << report.violations.size() << " violations:\n"
+                                               << joined(report.violations);
         ASSERT_FALSE(report.hit_event_limit);
         ASSERT_EQ(report.connections.size(), 10'000u);
 

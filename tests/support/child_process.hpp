@@ -127,7 +127,8 @@ public:
     }
 
     // Like wait_for, but an event already read (and skipped by an earlier wait) counts too.
-    std::optional<Json> seen_or_wait_for(const std::function<bool(const Json&)>& match, std::chrono::milliseconds limit) {
+    std::optional<Json> seen_or_wait_for(const std::function<bool(const Json&)>& match,
+                                         std::chrono::milliseconds limit) {
         for (const Json& e : events_) {
             if (match(e)) return e;
         }

@@ -44,7 +44,8 @@ inline CommandResult run_command(const std::string& command) {
 
 inline void must(const std::string& command) {
     const CommandResult r = run_command(command);
-    if (r.status != 0) throw std::runtime_error("`" + command + "` failed (" + std::to_string(r.status) + "): " + r.output);
+    if (r.status != 0)
+        throw std::runtime_error("`" + command + "` failed (" + std::to_string(r.status) + "): " + r.output);
 }
 
 // Why a netns test cannot run here, or "" when it can.
@@ -60,13 +61,13 @@ inline bool in_ci() {
 }
 
 // In a test body: skips with the reason, except in CI where a skip is a failure.
-#define LIFELINE_REQUIRE_NETNS()                                                             \
-    do {                                                                                     \
-        const std::string why = ::lifeline::testing::netns_unavailable_reason();             \
-        if (!why.empty()) {                                                                  \
-            if (::lifeline::testing::in_ci()) FAIL() << "CI=true and " << why;               \
-            GTEST_SKIP() << why;                                                             \
-        }                                                                                    \
+#define LIFELINE_REQUIRE_NETNS()                                                 \
+    do {                                                                         \
+        const std::string why = ::lifeline::testing::netns_unavailable_reason(); \
+        if (!why.empty()) {                                                      \
+            if (::lifeline::testing::in_ci()) FAIL() << "CI=true and " << why;   \
+            GTEST_SKIP() << why;                                                 \
+        }                                                                        \
     } while (0)
 
 // Deletes namespaces left by earlier runs of tests with this prefix whose
@@ -135,7 +136,9 @@ public:
     }
 
     // "ip netns exec <host i> <command>"
-    std::string in_host(int i, const std::string& command) const { return "ip netns exec " + host_ns(i) + " " + command; }
+    std::string in_host(int i, const std::string& command) const {
+        return "ip netns exec " + host_ns(i) + " " + command;
+    }
 
 private:
     static int& counter() {

@@ -1,0 +1,27 @@
+# Fails when a C++ source under ROOT's src, include, tests, bench or examples
+# differs from what clang-format (the repository's .clang-format) makes of it.
+# `make format` fixes them all.
+find_program(CLANG_FORMAT NAMES clang-format clang-format-14 REQUIRED)
+set(sources "")
+foreach(dir src include tests bench examples)
+  file(GLOB_RECURSE found "${ROOT}/${dir}/*.cpp" "${ROOT}/${dir}/*.hpp" "${ROOT}/${dir}/*.h" "${ROOT}/${dir}/*.c")
+  list(APPEND sources ${found})
+endforeach()
+list(LENGTH sources count)
+if(count EQUAL 0)
+  message(FATAL_ERROR "no sources found under ${ROOT}")
+endif()
+set(unformatted "")
+foreach(src IN LISTS sources)
+  execute_process(COMMAND ${CLANG_FORMAT} --dry-run -Werror --style=file "${src}"
+                  WORKING_DIRECTORY "${ROOT}" RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
+  if(NOT rc EQUAL 0)
+    file(RELATIVE_PATH rel "${ROOT}" "${src}")
+    list(APPEND unformatted "${rel}")
+  endif()
+endforeach()
+if(unformatted)
+  string(REPLACE ";" "\n  " text "${unformatted}")
+  message(FATAL_ERROR "not clang-formatted (run `make format`):\n  ${text}")
+endif()
+message(STATUS "checked ${count} files: all clang-formatted")
