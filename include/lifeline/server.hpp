@@ -51,7 +51,20 @@ struct ServerOptions {
     KeepalivePolicy keepalive;                          // Applied to every accepted socket.
     int threads = 1;
     IoBackend io = IoBackend::epoll;
-    std::size_t output_budget = 1 << 20;  // Bytes queued for a peer that does not read; then slow_consumer.
+    // Output backpressure. With more than the budget queued for a peer, the
+    // server stops reading from it (so it stops echoing into it) and pushing
+    // to it, until the queue is down to half. A peer that keeps more than the
+    // budget queued for `slow_consumer_after` is judged by the kernel's view of the socket
+    // (tcp_info, docs/TUNING.md): alive and not reading (a zero window, window
+    // probes answered) is closed as slow_consumer; a dead path (data
+    // retransmitted, no ACK) is left to TCP_USER_TIMEOUT (user_timeout),
+    // keepalive or heartbeats, which say what really happened.
+    std::size_t output_budget = 1 << 20;
+    // Zero: the detection budget in force (framed: the connection's heartbeat
+    // timeout; raw: --idle-timeout, else the keepalive budget, else `timeout`),
+    // and at most half the user timeout, so that the verdict on a live peer
+    // behind a zero window is ours and not the kernel's abort racing it.
+    Duration slow_consumer_after = Duration::zero();
     std::size_t max_body_size = 64 * 1024;
     std::size_t max_connections = 1'000'000;
     bool echo = false;  // Echo DATA (framed) or bytes (raw) back.

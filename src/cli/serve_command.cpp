@@ -174,8 +174,16 @@ void add_serve_command(CLI::App& app, Action& run) {
         ->capture_default_str()
         ->check(CLI::Range(1, 256));
     sub->add_option("--output-budget", s.output_budget,
-                    "Bytes queued for a peer that does not read before slow_consumer")
+                    "Bytes queued for a client before the server stops reading from it (and echoing or pushing\n"
+                    "to it) until half has drained. A client that keeps more queued for --slow-consumer-after\n"
+                    "is judged by the kernel's view (tcp_info): alive behind a zero window = slow_consumer; a\n"
+                    "dead path (data retransmitted, nothing acknowledged) is left to the user timeout")
         ->capture_default_str();
+    add_duration_option(*sub, "--slow-consumer-after", s.slow_consumer_after,
+                        "How long a client may keep more than --output-budget queued (0 = the detection budget\n"
+                        "in force: the heartbeat timeout, raw: --idle-timeout or the keepalive budget; at most\n"
+                        "half the user timeout, so that the verdict is ours, not the kernel's abort)")
+        ->default_str("0 (auto)");
     sub->add_option_function<std::string>(
            "--push",
            [&s](const std::string& text) {

@@ -211,6 +211,14 @@ void TimingWheel::collect_expired(Instant now) {
     }
 }
 
+void TimingWheel::defer_ready() {
+    // Ready nodes were due before anything a callback scheduled onto due_.
+    TimerList order;
+    order.splice_back(ready_);
+    order.splice_back(due_);
+    due_.splice_back(order);
+}
+
 void TimingWheel::process_tick(std::uint64_t tick) {
     const Instant current = current_time();
     // Higher levels first: a timer cascaded from level 3 may land in a level-2

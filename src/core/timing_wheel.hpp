@@ -137,6 +137,27 @@ public:
         return fired;
     }
 
+    // advance(), bounded: before each timer after the first it asks
+    // keep_going(), and once that says false it stops, leaving the timers not
+    // yet handed out due: they fire first, in order, at the next advance().
+    // A loop uses it to cap the work one turn spends on timers.
+    template <class Callback, class KeepGoing>
+    std::size_t advance_while(Instant now, Callback&& on_expired, KeepGoing&& keep_going) {
+        collect_expired(now);
+        std::size_t fired = 0;
+        while (TimerNode* node = ready_.front()) {
+            if (fired > 0 && !keep_going()) {
+                defer_ready();
+                break;
+            }
+            TimerList::unlink(node);
+            --size_;
+            ++fired;
+            on_expired(*node);
+        }
+        return fired;
+    }
+
     // The earliest instant at which advance() has work, Instant::never() when
     // no timer is armed. Never later than the earliest deadline, and exact when
     // the earliest timer is on the lowest level. For a later level it is the
@@ -171,6 +192,8 @@ private:
     // requeue()s every node of `pending`, emptying it.
     void requeue_all(TimerList& pending, Instant current);
     void collect_expired(Instant now);
+    // Moves the ready timers not handed out to the front of due_.
+    void defer_ready();
     struct NextEvent {
         std::uint64_t tick;  // > current_tick_, or UINT64_MAX when nothing is armed.
         int level;           // kLevels for the overflow list.

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 
@@ -68,9 +69,39 @@ Result<TcpInfo> read_tcp_info(int fd) {
     return from_kernel(k);
 }
 
+std::string_view to_string(OutputStall stall) {
+    switch (stall) {
+        case OutputStall::peer_not_reading:
+            return "peer_not_reading";
+        case OutputStall::path_dead:
+            return "path_dead";
+    }
+    return "unknown";
+}
+
+OutputStall classify_output_stall(const TcpInfo& info) {
+    // 200 ms is the kernel's minimum RTO (TCP_RTO_MIN): no retransmission,
+    // and so no verdict about one, comes sooner.
+    const Duration ack_silence = std::max(Duration::milliseconds(200), info.rtt * 2);
+    if (info.unacked > 0 && info.retransmits > 0 && info.last_ack_received >= ack_silence)
+        return OutputStall::path_dead;
+    if (info.snd_wnd == 0 && info.probes >= 2) return OutputStall::path_dead;
+    return OutputStall::peer_not_reading;
+}
+
+namespace {
+
+// ETIMEDOUT from the zero-window probe timer of a peer that kept answering.
+bool zero_window_timed_out(const TcpInfo& info) {
+    return info.snd_wnd == 0 && info.unacked == 0 && info.notsent_bytes > 0 && info.probes <= 1;
+}
+
+}  // namespace
+
 DisconnectReason classify_socket_error(int err, const TcpInfo* info) {
     switch (err) {
         case ETIMEDOUT:
+            if (info != nullptr && zero_window_timed_out(*info)) return DisconnectReason::slow_consumer;
             // Both mechanisms end with ETIMEDOUT; what was outstanding tells them apart.
             if (info != nullptr && (info->unacked > 0 || info->retransmits > 0 || info->backoff > 0))
                 return DisconnectReason::user_timeout;

@@ -54,6 +54,21 @@ TcpInfo from_kernel(const struct tcp_info& info);
 // getsockopt(fd, IPPROTO_TCP, TCP_INFO).
 Result<TcpInfo> read_tcp_info(int fd);
 
+// Why a connection's output stopped draining, as the kernel sees it.
+enum class OutputStall : std::uint8_t {
+    peer_not_reading,  // ACKs still arrive (a zero window, window probes answered): a slow consumer.
+    path_dead,         // Data or window probes go unanswered: the path or the host is gone.
+};
+std::string_view to_string(OutputStall stall);
+
+// The rule (docs/TUNING.md, "Slow consumer or dead path"): the path is dead
+// when data is outstanding (tcpi_unacked), its head has been retransmitted
+// (tcpi_retransmits) and no ACK came for max(200 ms, 2 x tcpi_rtt)
+// (tcpi_last_ack_recv); or when the peer advertises a zero window
+// (tcpi_snd_wnd) and two or more window probes went unanswered (tcpi_probes,
+// which every ACK resets). Anything else is a live peer that does not read.
+OutputStall classify_output_stall(const TcpInfo& info);
+
 // Maps a socket's pending error (SO_ERROR, or errno from recv/send) to a reason.
 // ETIMEDOUT is ambiguous: keepalive and TCP_USER_TIMEOUT both end a connection
 // with it. With `info` read after the error: unacknowledged data means the user

@@ -30,7 +30,8 @@ constexpr int kDeferredPerEnter = 20;
 
 // Completion tags: an owner's address with the operation in its low bits
 // (LoopObjects are 8-byte aligned), or one of these, which no address is.
-constexpr std::uint64_t kEpollTag = 4;  // The epoll set became readable.
+constexpr std::uint64_t kEpollTag = 4;   // The epoll set became readable.
+constexpr std::uint64_t kCancelTag = 6;  // A cancellation finished (the cancelled operation reports itself).
 constexpr std::uint64_t kOpMask = 7;
 
 static_assert(alignof(LoopObject) > kOpMask, "an owner's address must leave the tag's op bits free");
@@ -141,6 +142,17 @@ void IoRing::send(int fd, std::span<const std::uint8_t> bytes, LoopObject& owner
     io_uring_sqe_set_data64(sqe, tag(owner, RingOp::send));
 }
 
+void IoRing::cancel_receive(LoopObject& owner) {
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_cancel64(sqe, tag(owner, RingOp::receive), 0);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
+    // Now, not at the next turn's enter: a multishot receive keeps filling
+    // buffers while this turn dispatches (up to thousands of completions),
+    // and each would be input taken from a peer we meant to stop reading.
+    // Rare (a peer crossing its output budget), so the system call is cheap.
+    io_uring_submit(&ring_);
+}
+
 bool IoRing::more_deferred(int reaped_since_enter) const {
     // The kernel flags pending deferred work; and an enter that ran a full
     // batch of it may have left more behind.
@@ -181,6 +193,7 @@ int IoRing::dispatch(int limit, bool& epoll_ready) {
         const int result = cqe->res;
         const std::uint32_t flags = cqe->flags;
         io_uring_cqe_seen(&ring_, cqe);
+        if (data == kCancelTag) continue;  // 0, -ENOENT (already ended) or -EALREADY: all fine.
         if (data == kEpollTag) {
             epoll_ready = true;
             if (!(flags & IORING_CQE_F_MORE)) arm_epoll_poll();

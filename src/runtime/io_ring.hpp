@@ -42,6 +42,10 @@ public:
     // Queued until the next wait(); completions go to `owner`.
     void receive(int fd, LoopObject& owner);
     void send(int fd, std::span<const std::uint8_t> bytes, LoopObject& owner);
+    // Asks the kernel to end `owner`'s armed receive: it completes (without
+    // IORING_CQE_F_MORE) with -ECANCELED, or with whatever it was finishing.
+    // The cancellation's own completion is consumed here.
+    void cancel_receive(LoopObject& owner);
     // Hands what is queued to the kernel now, without waiting.
     void submit() { io_uring_submit(&ring_); }
     // Submits what is queued, then waits until `wanted` completions are

@@ -3,6 +3,7 @@
 // connection, for takeover) and the metrics are shared.
 #include "lifeline/server.hpp"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,6 +55,7 @@ Result<void> ServerOptions::validate() const {
     if (handshake_timeout <= Duration::zero()) return Error{"handshake timeout must be > 0"};
     if (idle_timeout < Duration::zero()) return Error{"--idle-timeout must be >= 0"};
     if (output_budget < 1024) return Error{"output budget must be at least 1 KiB"};
+    if (slow_consumer_after < Duration::zero()) return Error{"--slow-consumer-after must be >= 0"};
     if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max body size must be 16 B..16 MiB"};
     if (tick <= Duration::zero() || tick > Duration::seconds(1)) return Error{"tick must be in (0, 1s]"};
     if (push_rate > kMaxPushRate)
@@ -103,7 +105,8 @@ constexpr std::uint8_t kPingBurst = 4;  // PINGs a client may send at once.
 
 class Connection final : public LoopObject {
 public:
-    Connection(Worker& worker, int fd, std::uint64_t id, std::uint32_t slot, Instant now, Duration idle_timeout);
+    Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, std::uint32_t slot, Instant now,
+               Duration idle_timeout);
     ~Connection() override;
 
     void on_io(std::uint32_t events) override;
@@ -122,6 +125,9 @@ public:
     // sent, never as bytes received. May close the connection (slow_consumer,
     // a send error).
     void push_filler(std::span<const std::uint8_t> bytes) { transmit(bytes, false); }
+    // Backpressured (reading paused, or more than the budget refused by the
+    // kernel): pushing more would only grow the queue.
+    bool over_budget() const { return over_budget_ms_ != 0; }
     void forgive_stall(Instant now, Duration lag);
     nlohmann::json describe(Instant now) const;
 
@@ -133,6 +139,8 @@ public:
     bool ring_busy() const { return socket_.ring_busy(); }
     // The id the client chose, or the one the server assigned ("c<conn>"); empty before HELLO.
     std::string client_id() const;
+    // "198.18.0.2:40122", recorded at accept: still right after a reset.
+    std::string peer() const;
 
 private:
     void read_available();
@@ -148,6 +156,16 @@ private:
     void transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort = false);
     void flush();
     void close_on_socket_error(int err);
+    // Output backpressure (ServerOptions::output_budget): pause or resume
+    // reading, start or clear the slow-consumer clock.
+    void check_backlog();
+    // The slow-consumer clock ran out: ask the kernel who is at fault.
+    void judge_stalled_output(Instant now);
+    Duration slow_consumer_grace() const;
+    Instant over_budget_deadline() const;
+    // While reading is paused, bytes the kernel received for us are the peer's
+    // sign of life (tcp_info's last_data_recv), not silence.
+    void credit_unread_input(Instant now);
     void rearm();
     Event event(EventKind kind) const;
     // Heartbeat RTT when the server pings; else the kernel's smoothed RTT.
@@ -161,19 +179,32 @@ private:
     LivenessMachine liveness_;
     FrameDecoder decoder_;
     StreamSocket socket_;
-    // Only ids the client chose are stored (server-assigned ones are derived),
-    // so a connection without one pays 8 bytes here instead of a std::string's 32.
-    std::unique_ptr<std::string> chosen_id_;
+    // What few connections need: the id a client chose (server-assigned ones
+    // are derived) and an IPv6 peer's address. A connection without either
+    // pays 8 bytes here.
+    struct Extras {
+        std::string chosen_id;
+        std::string peer;  // Formatted; set for peers that are not IPv4.
+    };
+    Extras& extras();
+    std::unique_ptr<Extras> extras_;
     Instant accepted_at_;
     std::uint64_t id_;
     std::uint32_t slot_;
     std::uint32_t last_ping_ms_ = 0;  // Last token refill, ms since accept (wrapping).
+    // When the queue went over the output budget, ms since accept + 1 (0: it is not).
+    std::uint32_t over_budget_ms_ = 0;
+    std::uint32_t peer_v4_ = 0;  // An IPv4 peer's address, network byte order.
+    std::uint16_t peer_port_ = 0;
     ConnState state_ = ConnState::handshake;
     std::uint8_t ping_tokens_ = kPingBurst;
-    bool greeted_ = false;  // HELLO received.
-    bool pinged_ = false;   // A PING arrived (the bucket's clock has started).
-    bool draining_ = false;
+    bool greeted_ : 1 = false;   // HELLO received.
+    bool pinged_ : 1 = false;    // A PING arrived (the bucket's clock has started).
+    bool draining_ : 1 = false;  // Reading what the peer sent before a send error.
 };
+// Every idle connection pays for each byte: 216 is the most that still fits
+// glibc's 224-byte allocation class.
+static_assert(sizeof(Connection) <= 216, "Connection grew past its allocation class");
 
 class Listener final : public LoopObject {
 public:
@@ -309,7 +340,7 @@ public:
     std::vector<std::uint8_t>& encode_buffer() { return encode_; }
     bool shutting_down() const { return shutting_down_; }
 
-    void adopt(int fd) {
+    void adopt(int fd, const sockaddr_storage& peer) {
         const std::uint64_t id = server_.next_conn_id.fetch_add(1, std::memory_order_relaxed);
         std::uint32_t slot = static_cast<std::uint32_t>(slots_.size());
         if (!free_slots_.empty()) {
@@ -318,7 +349,7 @@ public:
         } else {
             slots_.emplace_back();
         }
-        slots_[slot] = std::make_unique<Connection>(*this, fd, id, slot, loop_->now(), options().idle_timeout);
+        slots_[slot] = std::make_unique<Connection>(*this, fd, peer, id, slot, loop_->now(), options().idle_timeout);
         ++live_;
         slots_[slot]->start();
     }
@@ -441,7 +472,7 @@ public:
             const PushRef ref = pushing_[i];
             Connection* conn = find(ref.slot, ref.conn);
             if (conn == nullptr || conn->state() != ConnState::open) continue;
-            for (std::uint64_t k = 0; k < chunks && conn->state() == ConnState::open; ++k) {
+            for (std::uint64_t k = 0; k < chunks && conn->state() == ConnState::open && !conn->over_budget(); ++k) {
                 conn->push_filler(push_chunk_);
             }
             if (conn->state() == ConnState::open) pushing_[kept++] = ref;
@@ -541,7 +572,9 @@ void Listener::close_fd() {
 void Listener::on_io(std::uint32_t) {
     Server::Impl& server = worker_.server();
     for (int i = 0; i < kMaxAcceptsPerEvent && fd_ >= 0; ++i) {
-        const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        sockaddr_storage peer{};
+        socklen_t peer_len = sizeof(peer);
+        const int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             if (server.metrics.connections_open.load(std::memory_order_relaxed) >=
                 static_cast<std::int64_t>(server.options.max_connections)) {
@@ -549,7 +582,7 @@ void Listener::on_io(std::uint32_t) {
                 server.metrics.accept_errors_total.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            worker_.adopt(fd);
+            worker_.adopt(fd, peer);
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -586,14 +619,34 @@ Worker& Connection::worker() {
     return *tls_worker;
 }
 
-Connection::Connection(Worker& worker, int fd, std::uint64_t id, std::uint32_t slot, Instant now, Duration idle_timeout)
+Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, std::uint32_t slot,
+                       Instant now, Duration idle_timeout)
     : detector_(idle_timeout > Duration::zero() ? idle_timeout : worker.options().timeout, now),
       liveness_(LivenessConfig{worker.options().heartbeat, false}, detector_, now),
       decoder_(DecoderRole::server, DecoderLimits{worker.options().max_body_size}),
       socket_(fd, worker.options().mode == ServerMode::framed),
       accepted_at_(now),
       id_(id),
-      slot_(slot) {}
+      slot_(slot) {
+    if (peer.ss_family == AF_INET) {
+        const auto& v4 = reinterpret_cast<const sockaddr_in&>(peer);
+        peer_v4_ = v4.sin_addr.s_addr;
+        peer_port_ = ntohs(v4.sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+        const auto& v6 = reinterpret_cast<const sockaddr_in6&>(peer);
+        extras().peer = net::format_address(AF_INET6, &v6.sin6_addr, ntohs(v6.sin6_port));
+    }
+}
+
+Connection::Extras& Connection::extras() {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    return *extras_;
+}
+
+std::string Connection::peer() const {
+    if (extras_ && !extras_->peer.empty()) return extras_->peer;
+    return net::format_address(AF_INET, &peer_v4_, peer_port_);
+}
 
 // Connections are destroyed after close() (which cancelled the timer) or by
 // their Worker, which cancels every timer first.
@@ -603,13 +656,13 @@ Event Connection::event(EventKind kind) const {
     Event e;
     e.kind = kind;
     e.conn = id_;
-    e.peer = net::peer_address(socket_.fd());
+    e.peer = peer();
     e.client_id = client_id();
     return e;
 }
 
 std::string Connection::client_id() const {
-    if (chosen_id_) return *chosen_id_;
+    if (extras_ && !extras_->chosen_id.empty()) return extras_->chosen_id;
     return greeted_ ? "c" + std::to_string(id_) : std::string();
 }
 
@@ -650,8 +703,9 @@ void Connection::start() {
 void Connection::rearm() {
     // Raw mode without --idle-timeout has no liveness timer at all.
     const ServerOptions& o = worker().options();
-    if (o.mode == ServerMode::raw && o.idle_timeout <= Duration::zero()) return;
-    const Instant next = liveness_.next_deadline();
+    const bool liveness_timer = o.mode == ServerMode::framed || o.idle_timeout > Duration::zero();
+    Instant next = liveness_timer ? liveness_.next_deadline() : Instant::never();
+    if (over_budget_ms_ != 0) next = std::min(next, over_budget_deadline());
     if (next.is_never()) {
         worker().loop().cancel(*this);
     } else {
@@ -674,6 +728,15 @@ void Connection::on_timer() {
         close_with_frame(DisconnectReason::protocol_error, CloseCode::handshake_timeout, e.message);
         return;
     }
+    if (over_budget_ms_ != 0 && now >= over_budget_deadline()) {
+        judge_stalled_output(now);
+        if (state_ == ConnState::closed) return;
+    }
+    if (o.mode == ServerMode::raw && o.idle_timeout <= Duration::zero()) {
+        rearm();
+        return;
+    }
+    if (socket_.reading_paused()) credit_unread_input(now);
     const LivenessStep step = liveness_.on_timer(now);
     switch (step.action) {
         case LivenessAction::declare_dead: {
@@ -857,7 +920,7 @@ void Connection::handle_hello(const Hello& hello) {
     timeout = std::clamp(timeout, interval * 2, o.max_timeout);
     detector_ = FixedTimeoutDetector(timeout, now);
     liveness_ = LivenessMachine(LivenessConfig{interval, o.server_pings}, detector_, now);
-    if (!hello.id.empty()) chosen_id_ = std::make_unique<std::string>(hello.id);
+    if (!hello.id.empty()) extras().chosen_id = hello.id;
     greeted_ = true;
     state_ = ConnState::open;
     send_frame(Welcome{kProtocolVersion, static_cast<std::uint32_t>(interval.ms()),
@@ -869,7 +932,7 @@ void Connection::handle_hello(const Hello& hello) {
     e.timeout = timeout;
     worker().server().emit(e);
     if (!hello.id.empty())
-        worker().server().take_over_session(*chosen_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
+        worker().server().take_over_session(hello.id, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
     if (state_ == ConnState::closed) return;
     rearm();
     // After the WELCOME: no DATA ever precedes the handshake.
@@ -937,14 +1000,81 @@ void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, boo
         return;
     }
     if (r.written_now > 0) liveness_.on_bytes_sent(worker().loop().now());
-    const std::size_t queued = socket_.backlog_bytes(worker().loop());
-    if (queued > worker().options().output_budget) {
-        Event e = event(EventKind::error);
-        e.message = "peer is not reading: " + std::to_string(queued) + " bytes queued, budget " +
-                    std::to_string(worker().options().output_budget);
-        worker().server().emit(e);
-        close(DisconnectReason::slow_consumer, e.message);
+    check_backlog();
+}
+
+void Connection::check_backlog() {
+    if (state_ != ConnState::open) return;
+    EventLoop& loop = worker().loop();
+    const std::size_t budget = worker().options().output_budget;
+    // High and low water marks: past the budget reading stops, so an echo
+    // (or anything the peer's input makes us send) cannot grow the queue by
+    // more than one read, and it resumes at half the budget, with room to
+    // spare. They count all that is queued (on an io_uring loop also a turn's
+    // output not yet offered to the kernel). The slow-consumer clock runs
+    // while reading is paused, or while what the kernel refused
+    // (backlog_bytes()) is over the budget: output we generate ourselves
+    // (push, PINGs) reaches it without any input.
+    const std::size_t queued = socket_.queued_bytes();
+    if (!socket_.reading_paused() && queued > budget) {
+        socket_.pause_reading(loop, *this);
+    } else if (socket_.reading_paused() && queued <= budget / 2) {
+        socket_.resume_reading(loop, *this);
     }
+    const bool over = socket_.reading_paused() || socket_.backlog_bytes(loop) > budget;
+    if (over == (over_budget_ms_ != 0)) return;
+    over_budget_ms_ = over ? static_cast<std::uint32_t>((loop.now() - accepted_at_).ms()) + 1 : 0;
+    rearm();
+}
+
+Duration Connection::slow_consumer_grace() const {
+    const ServerOptions& o = worker().options();
+    if (o.slow_consumer_after > Duration::zero()) return o.slow_consumer_after;
+    Duration grace = o.timeout;
+    if (o.mode == ServerMode::framed) {
+        grace = detector_.timeout();
+    } else if (o.idle_timeout > Duration::zero()) {
+        grace = o.idle_timeout;
+    } else if (o.keepalive.enabled) {
+        grace = o.keepalive.budget();
+    }
+    // TCP_USER_TIMEOUT also aborts a live peer behind a zero window (its
+    // window probes count): judging at half of it makes the verdict ours.
+    const Duration user_timeout = o.keepalive.user_timeout_value();
+    if (user_timeout > Duration::zero()) grace = std::min(grace, user_timeout / 2);
+    return grace;
+}
+
+Instant Connection::over_budget_deadline() const {
+    return accepted_at_ + Duration::milliseconds(over_budget_ms_ - 1) + slow_consumer_grace();
+}
+
+void Connection::judge_stalled_output(Instant now) {
+    const std::size_t queued = socket_.backlog_bytes(worker().loop());
+    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
+    if (info && net::classify_output_stall(*info) == net::OutputStall::path_dead) {
+        // Not the peer's fault: unacknowledged data is being retransmitted
+        // and nothing comes back. TCP_USER_TIMEOUT (user_timeout), keepalive
+        // or heartbeats end it with the reason that is true; reading stays
+        // paused, so the queue does not grow meanwhile. Look again later, in
+        // case the path comes back and the peer then does not read.
+        over_budget_ms_ = static_cast<std::uint32_t>((now - accepted_at_).ms()) + 1;
+        return;
+    }
+    Event e = event(EventKind::error);
+    e.message = "peer is not reading: " + std::to_string(queued) + " bytes queued for " +
+                to_string(slow_consumer_grace()) + ", budget " + std::to_string(worker().options().output_budget);
+    if (info) {
+        e.message += "; its window is " + std::to_string(info->snd_wnd) + " bytes and it still acknowledges (" +
+                     std::to_string(info->last_ack_received.ms()) + " ms ago)";
+    }
+    worker().server().emit(e);
+    close(DisconnectReason::slow_consumer, e.message);
+}
+
+void Connection::credit_unread_input(Instant now) {
+    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
+    if (info) liveness_.on_bytes_received(now - info->last_data_received);
 }
 
 void Connection::flush() {
@@ -959,7 +1089,11 @@ void Connection::after_send(std::size_t written, int error) {
         return;
     }
     // Shutting down: the CLOSE frame (and whatever was before it) is out.
-    if (!output_pending() && worker().shutting_down()) close(DisconnectReason::shutdown);
+    if (!output_pending() && worker().shutting_down()) {
+        close(DisconnectReason::shutdown);
+        return;
+    }
+    check_backlog();
 }
 
 void Connection::close_with_frame(DisconnectReason reason, CloseCode code, const std::string& text) {
@@ -986,7 +1120,8 @@ void Connection::close(DisconnectReason reason, const std::string& message) {
     server.metrics.count_closed(reason);
     server.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
     server.emit(e);
-    if (chosen_id_) server.release_session(*chosen_id_, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
+    if (extras_ && !extras_->chosen_id.empty())
+        server.release_session(extras_->chosen_id, {static_cast<std::uint32_t>(worker().index()), slot_, id_});
     worker().loop().cancel(*this);
     // A send still in flight delays the FIN (and what follows it) a little;
     // the timer bounds it for a peer that does not read.
@@ -998,7 +1133,7 @@ nlohmann::json Connection::describe(Instant now) const {
     const Result<net::EffectiveKeepalive> ka = net::read_keepalive(socket_.fd());
     nlohmann::json j{
         {"conn", id_},
-        {"peer", net::peer_address(socket_.fd())},
+        {"peer", peer()},
         {"id", client_id()},
         {"state", state_ == ConnState::handshake ? "handshake" : "open"},
         {"age_ms", (now - accepted_at_).ms_f()},

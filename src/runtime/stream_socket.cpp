@@ -22,8 +22,40 @@ Result<void> StreamSocket::watch(EventLoop& loop, LoopObject& owner, bool writab
 void StreamSocket::watch_writable(EventLoop& loop, LoopObject& owner, bool on) {
     if (watching_writable_ == on || fd_ < 0) return;
     watching_writable_ = on;
-    // Cannot fail for a registered fd; if it did, the next send's error closes the connection.
-    [[maybe_unused]] auto r = loop.modify(fd_, EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), &owner);
+    update_epoll(loop, owner);
+}
+
+void StreamSocket::update_epoll(EventLoop& loop, LoopObject& owner) {
+    // Paused: not even EPOLLRDHUP, which stays ready (level-triggered) while
+    // the peer's FIN waits behind unread bytes. EPOLLERR and EPOLLHUP are
+    // always reported.
+    const std::uint32_t input = reading_paused_ ? 0u : EPOLLIN | EPOLLRDHUP;
+    // EPOLL_CTL_MOD fails only for an fd that is not registered (a bug) or
+    // ENOMEM; then the fd would keep its old interest, so end the connection
+    // rather than spin or go deaf: the next send or read reports EBADF.
+    if (auto r = loop.modify(fd_, input | (watching_writable_ ? EPOLLOUT : 0u), &owner); !r) {
+        ::shutdown(fd_, SHUT_RDWR);
+    }
+}
+
+void StreamSocket::pause_reading(EventLoop& loop, LoopObject& owner) {
+    if (reading_paused_ || fd_ < 0 || ring_closing_) return;
+    reading_paused_ = true;
+    if (!ring_) {
+        update_epoll(loop, owner);
+    } else if (ring_receiving_) {
+        loop.ring()->cancel_receive(owner);
+    }
+}
+
+void StreamSocket::resume_reading(EventLoop& loop, LoopObject& owner) {
+    if (!reading_paused_ || fd_ < 0 || ring_closing_) return;
+    reading_paused_ = false;
+    if (!ring_) {
+        update_epoll(loop, owner);
+    } else if (!ring_receiving_) {
+        arm_ring_receive(loop, owner);  // Else the cancelled one re-arms when it ends.
+    }
 }
 
 StreamSocket::SendResult StreamSocket::send(EventLoop& loop, LoopObject& owner, std::span<const std::uint8_t> bytes,
@@ -87,6 +119,7 @@ StreamSocket::ReadResult StreamSocket::read(std::span<std::uint8_t> into) {
 
 void StreamSocket::arm_ring_receive(EventLoop& loop, LoopObject& owner) {
     loop.ring()->receive(fd_, owner);
+    ring_receiving_ = true;
     ++ring_ops_;
 }
 
@@ -108,20 +141,27 @@ void StreamSocket::start_ring_send(EventLoop& loop, LoopObject& owner) {
 }
 
 StreamSocket::ReadResult StreamSocket::received(EventLoop& loop, LoopObject& owner, const RingCompletion& c) {
-    if (!c.more) --ring_ops_;
+    if (!c.more) {
+        --ring_ops_;
+        ring_receiving_ = false;
+    }
     if (ring_closing_) {
         finish_ring_close_if_idle();
         return {ReadStatus::would_block, 0, 0};
     }
+    // The receive ended without an error of the socket's: armed again unless
+    // reading is paused (resume_reading() arms it then).
+    const bool rearm = !c.more && !reading_paused_;
     if (c.result > 0) {
         bytes_in_ += static_cast<std::uint64_t>(c.result);
-        if (!c.more) arm_ring_receive(loop, owner);
+        if (rearm) arm_ring_receive(loop, owner);
         return {ReadStatus::data, static_cast<std::size_t>(c.result), 0};
     }
     if (c.result == 0) return {ReadStatus::eof, 0, 0};
-    if (c.result == -ENOBUFS) {
-        // Every buffer of the loop's ring was in use: the bytes wait in the socket.
-        arm_ring_receive(loop, owner);
+    // ENOBUFS: every buffer of the loop's ring was in use, the bytes wait in
+    // the socket. ECANCELED: pause_reading() ended it.
+    if (c.result == -ENOBUFS || c.result == -ECANCELED) {
+        if (rearm) arm_ring_receive(loop, owner);
         return {ReadStatus::would_block, 0, 0};
     }
     return {ReadStatus::error, 0, -c.result};

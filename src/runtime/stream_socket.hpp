@@ -56,6 +56,14 @@ public:
     };
     ReadResult read(std::span<std::uint8_t> into);
 
+    // Input backpressure: stop taking input from the peer (epoll: stop
+    // watching EPOLLIN; io_uring: cancel the armed receive) until
+    // resume_reading(). Errors and hang-ups are still reported. What was
+    // already received may still arrive once after pause_reading().
+    void pause_reading(EventLoop& loop, LoopObject& owner);
+    void resume_reading(EventLoop& loop, LoopObject& owner);
+    bool reading_paused() const { return reading_paused_; }
+
     // io_uring loops, from the owner's on_ring(). received(): what a receive
     // completion means (data is in the completion's bytes); it re-arms the
     // receive when the kernel ended it. sent(): a send finished; starts the next.
@@ -105,6 +113,7 @@ public:
 
 private:
     void watch_writable(EventLoop& loop, LoopObject& owner, bool on);
+    void update_epoll(EventLoop& loop, LoopObject& owner);
     void start_ring_send(EventLoop& loop, LoopObject& owner);
     void arm_ring_receive(EventLoop& loop, LoopObject& owner);
     void finish_ring_close_if_idle();
@@ -123,6 +132,8 @@ private:
     bool ring_lingering_ : 1 = false;  // Closing, the queue still to follow the send in flight.
     bool ring_refused_ : 1 = false;    // The last send came back short: the peer is behind.
     std::uint8_t ring_ops_ : 2 = 0;    // Receive armed + send in flight + flush due (at most 3).
+    bool ring_receiving_ : 1 = false;  // The multishot receive is armed (it counts in ring_ops_).
+    bool reading_paused_ : 1 = false;  // pause_reading(): no input taken until resume_reading().
     std::uint8_t ring_send_turn_ = 0;  // Low bits of the loop turn the send in flight left in.
 };
 

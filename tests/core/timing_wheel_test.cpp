@@ -54,6 +54,33 @@ TEST(TimingWheel, FiresInDeadlineOrderAcrossLevels) {
     EXPECT_EQ(fired.nodes, (std::vector<const TimerNode*>{&a, &b, &c, &d}));
 }
 
+// A loop caps the timers one turn fires: those not handed out stay due and
+// fire first, in deadline order, at the next advance, before anything a
+// callback scheduled meanwhile; nothing is lost or fired twice.
+TEST(TimingWheel, AdvanceWhileStopsAndKeepsTheRestDueInOrder) {
+    TimingWheel wheel(kStart, {kTick});
+    TimerNode nodes[5];
+    for (int i = 0; i < 5; ++i) wheel.schedule(nodes[i], at(Duration::milliseconds(10 * (i + 1))));
+    TimerNode late;
+    Fired fired;
+    std::size_t asked = 0;
+    const std::size_t first = wheel.advance_while(
+        at(Duration::milliseconds(100)),
+        [&](TimerNode& n) {
+            fired.nodes.push_back(&n);
+            if (fired.nodes.size() == 1) wheel.schedule(late, at(Duration::milliseconds(100)));  // "Now".
+        },
+        [&] { return ++asked < 2; });
+    EXPECT_EQ(first, 2u);
+    EXPECT_EQ(wheel.size(), 4u);  // Three deferred and the one scheduled in a callback.
+    EXPECT_TRUE(nodes[2].armed());
+    EXPECT_LE(wheel.next_expiry(), at(Duration::milliseconds(100)));
+    EXPECT_EQ(wheel.advance(at(Duration::milliseconds(100)), fired.recorder()), 4u);
+    EXPECT_EQ(fired.nodes,
+              (std::vector<const TimerNode*>{&nodes[0], &nodes[1], &nodes[2], &nodes[3], &nodes[4], &late}));
+    EXPECT_EQ(wheel.size(), 0u);
+}
+
 TEST(TimingWheel, CancelDisarmsAndIsIdempotent) {
     TimingWheel wheel(kStart, {kTick});
     TimerNode a, b;

@@ -51,8 +51,10 @@ TEST(TcpInfo, ErrorNamesTheSocket) {
 
 TEST(ClassifySocketError, TellsKeepaliveFromUserTimeoutByUnackedData) {
     TcpInfo idle;
+    idle.snd_wnd = 65535;
     EXPECT_EQ(classify_socket_error(ETIMEDOUT, &idle), DisconnectReason::keepalive_timeout);
     TcpInfo busy;
+    busy.snd_wnd = 65535;
     busy.unacked = 3;
     EXPECT_EQ(classify_socket_error(ETIMEDOUT, &busy), DisconnectReason::user_timeout);
     EXPECT_EQ(classify_socket_error(ETIMEDOUT, nullptr), DisconnectReason::keepalive_timeout);
@@ -61,6 +63,56 @@ TEST(ClassifySocketError, TellsKeepaliveFromUserTimeoutByUnackedData) {
     EXPECT_EQ(classify_socket_error(ECONNRESET, nullptr), DisconnectReason::peer_reset);
     EXPECT_EQ(classify_socket_error(EPIPE, nullptr), DisconnectReason::peer_reset);
     EXPECT_EQ(classify_socket_error(0, nullptr), DisconnectReason::peer_closed);
+}
+
+// TCP_USER_TIMEOUT also ends a peer that is alive but advertises a zero
+// window: the last window probe was answered, nothing is unacknowledged, and
+// data waits to go. Unanswered probes mean the peer vanished meanwhile.
+TEST(ClassifySocketError, UserTimeoutOnALiveZeroWindowIsSlowConsumer) {
+    TcpInfo stuck;
+    stuck.snd_wnd = 0;
+    stuck.notsent_bytes = 4096;
+    stuck.probes = 1;
+    stuck.backoff = 5;
+    EXPECT_EQ(classify_socket_error(ETIMEDOUT, &stuck), DisconnectReason::slow_consumer);
+    TcpInfo vanished = stuck;  // The probes backed off and went unanswered: the user timeout's verdict.
+    vanished.probes = 4;
+    EXPECT_EQ(classify_socket_error(ETIMEDOUT, &vanished), DisconnectReason::user_timeout);
+    TcpInfo nothing_to_send = stuck;
+    nothing_to_send.notsent_bytes = 0;
+    EXPECT_EQ(classify_socket_error(ETIMEDOUT, &nothing_to_send), DisconnectReason::user_timeout);
+}
+
+TEST(ClassifyOutputStall, RetransmittingWithoutAcksIsADeadPath) {
+    TcpInfo dead;
+    dead.snd_wnd = 65535;
+    dead.unacked = 10;
+    dead.retransmits = 3;
+    dead.rtt = Duration::milliseconds(1);
+    dead.last_ack_received = Duration::milliseconds(1500);
+    EXPECT_EQ(classify_output_stall(dead), OutputStall::path_dead);
+    TcpInfo just_lost = dead;  // One retransmission, the ACK may still come.
+    just_lost.last_ack_received = Duration::milliseconds(50);
+    EXPECT_EQ(classify_output_stall(just_lost), OutputStall::peer_not_reading);
+    TcpInfo far = dead;  // A long path: two RTTs have not passed yet.
+    far.rtt = Duration::milliseconds(900);
+    EXPECT_EQ(classify_output_stall(far), OutputStall::peer_not_reading);
+}
+
+TEST(ClassifyOutputStall, ZeroWindowIsNotReadingUntilProbesGoUnanswered) {
+    TcpInfo stuck;
+    stuck.snd_wnd = 0;
+    stuck.probes = 1;
+    stuck.backoff = 4;
+    stuck.last_ack_received = Duration::milliseconds(800);
+    EXPECT_EQ(classify_output_stall(stuck), OutputStall::peer_not_reading);
+    stuck.probes = 2;
+    EXPECT_EQ(classify_output_stall(stuck), OutputStall::path_dead);
+    TcpInfo slow;  // A small open window, data unacknowledged but ACKs arriving.
+    slow.snd_wnd = 512;
+    slow.unacked = 2;
+    slow.last_ack_received = Duration::milliseconds(5);
+    EXPECT_EQ(classify_output_stall(slow), OutputStall::peer_not_reading);
 }
 
 TEST(ClassifySocketError, RealResetIsPeerReset) {
