@@ -13,6 +13,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/check.hpp"
+
 namespace lifeline {
 
 namespace {
@@ -381,7 +383,7 @@ bool is_valid_utf8(std::string_view bytes) { return first_invalid_utf8(bytes) ==
 
 FrameDecoder::FrameDecoder(DecoderRole role, DecoderLimits limits)
     : max_body_size_(static_cast<std::uint32_t>(limits.max_body_size)), role_(role) {
-    assert(limits.max_body_size <= kMaxEncodableBody && "max_body_size must fit the length field");
+    LIFELINE_CHECK(limits.max_body_size <= kMaxEncodableBody, "max_body_size fits the length field");
 }
 
 FrameDecoder::Step FrameDecoder::fail(DecodeError error) {
@@ -414,7 +416,7 @@ std::optional<DecodeError> FrameDecoder::check_header(std::uint32_t length, std:
 void FrameDecoder::buffer(std::span<const std::uint8_t> bytes, std::size_t frame_size) {
     if (!partial_) partial_ = std::make_unique<std::vector<std::uint8_t>>();
     std::vector<std::uint8_t>& partial = *partial_;
-    assert(partial.size() + bytes.size() <= frame_size);
+    LIFELINE_CHECK(partial.size() + bytes.size() <= frame_size, "a partial frame never grows past its announced size");
     // Grow geometrically but never past the frame being assembled, so the
     // buffer's capacity stays within header + max body even though a peer that
     // announces a large frame and then trickles it costs only what it sent.

@@ -4,6 +4,8 @@
 #include <bit>
 #include <limits>
 
+#include "core/check.hpp"
+
 namespace lifeline {
 
 namespace {
@@ -23,7 +25,7 @@ int level_for(std::uint64_t deadline_tick, std::uint64_t current_tick) {
 }  // namespace
 
 void TimerList::push_back(TimerNode* node) {
-    assert(!node->armed());
+    LIFELINE_CHECK(!node->armed(), "a node is linked into one timer list at a time");
     node->prev_ = sentinel_.prev_;
     node->next_ = &sentinel_;
     sentinel_.prev_->next_ = node;
@@ -109,7 +111,7 @@ void TimingWheel::schedule(TimerNode& node, Instant deadline) {
 }
 
 void TimingWheel::place(TimerNode& node, std::uint64_t tick) {
-    assert(tick > current_tick_);
+    LIFELINE_CHECK(tick > current_tick_, "a timer is placed after the current tick, never on or before it");
     node.slot_tick_ = tick;
     const int level = level_for(tick, current_tick_);
     if (level >= kLevels) {

@@ -49,6 +49,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/check.hpp"
 #include "lifeline/time.hpp"
 
 namespace lifeline {
@@ -60,7 +61,9 @@ public:
     TimerNode() = default;
     TimerNode(const TimerNode&) = delete;
     TimerNode& operator=(const TimerNode&) = delete;
-    ~TimerNode() { assert(!armed() && "destroying an armed TimerNode"); }
+    ~TimerNode() {
+        LIFELINE_CHECK(!armed(), "a TimerNode is destroyed while armed (its wheel would point at freed memory)");
+    }
 
     bool armed() const { return next_ != nullptr; }
     // The instant the timer was scheduled for (valid while armed).

@@ -28,6 +28,7 @@
 #include <optional>
 #include <span>
 
+#include "core/check.hpp"
 #include "loadgen/load_engine.hpp"
 #include "net/endpoint.hpp"
 #include "runtime/event_loop.hpp"
@@ -324,8 +325,9 @@ void RawConnection::send_connect() {
     std::array<std::uint8_t, kMaxConnectSize> packet{};
     std::size_t n = 0;
     const std::size_t remaining = 10 + 2 + id_size;
-    assert(remaining < 128 && 2 + remaining <= packet.size());  // One-byte remaining length.
-    packet[n++] = 0x10;                                         // CONNECT
+    LIFELINE_CHECK(remaining < 128 && 2 + remaining <= packet.size(),
+                   "an MQTT packet fits its one-byte remaining length");
+    packet[n++] = 0x10;  // CONNECT
     packet[n++] = static_cast<std::uint8_t>(remaining);
     constexpr std::array<std::uint8_t, 6> kProtocolName = {0x00, 0x04, 'M', 'Q', 'T', 'T'};  // 3.1.2.1.
     for (const std::uint8_t b : kProtocolName) packet[n++] = b;
@@ -369,7 +371,7 @@ void RawConnection::send_ping() {
 }
 
 bool RawConnection::write_now(std::span<const std::uint8_t> bytes) {
-    assert(bytes.size() <= pending_.size());
+    LIFELINE_CHECK(bytes.size() <= pending_.size(), "a send consumes at most what is pending");
     if (pending_size_ > 0) {
         const std::optional<std::size_t> flushed = send_some({pending_.data(), pending_size_});
         if (!flushed) return false;

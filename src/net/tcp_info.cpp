@@ -93,7 +93,7 @@ namespace {
 
 // ETIMEDOUT from the zero-window probe timer of a peer that kept answering.
 bool zero_window_timed_out(const TcpInfo& info) {
-    return info.snd_wnd == 0 && info.unacked == 0 && info.notsent_bytes > 0 && info.probes <= 1;
+    return info.snd_wnd == 0 && info.retransmits == 0 && info.notsent_bytes > 0 && info.probes <= 1;
 }
 
 }  // namespace

@@ -73,7 +73,11 @@ OutputStall classify_output_stall(const TcpInfo& info);
 // ETIMEDOUT is ambiguous: keepalive and TCP_USER_TIMEOUT both end a connection
 // with it. With `info` read after the error: unacknowledged data means the user
 // timeout (or retransmission limit) fired, none means keepalive probes went
-// unanswered. Without `info`, ETIMEDOUT is keepalive_timeout.
+// unanswered. One exception: TCP_USER_TIMEOUT also ends a live peer that has
+// advertised a zero window for that long (its window probes count), so a zero
+// window with data waiting to go (tcpi_notsent_bytes), no data retransmission
+// under way and the last window probe answered is slow_consumer. Without
+// `info`, ETIMEDOUT is keepalive_timeout.
 DisconnectReason classify_socket_error(int err, const TcpInfo* info);
 
 }  // namespace lifeline::net

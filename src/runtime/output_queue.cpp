@@ -5,11 +5,13 @@
 #include <cassert>
 #include <cerrno>
 
+#include "core/check.hpp"
+
 namespace lifeline::runtime {
 
 void OutputQueue::push(std::span<const std::uint8_t> bytes, bool control, bool already_started) {
     if (already_started) {
-        assert(current_pos_ == current_.size());
+        LIFELINE_CHECK(current_pos_ == current_.size(), "the frame being sent is finished before the next");
         current_.assign(bytes.begin(), bytes.end());
         current_pos_ = 0;
         return;
@@ -25,11 +27,11 @@ std::size_t OutputQueue::queued_bytes() const {
 std::size_t OutputQueue::next_data_len() const {
     const std::size_t len = data_.size() - data_pos_;
     if (!framed_) return len;  // Raw bytes: no boundaries to keep.
-    assert(len >= 4);
+    LIFELINE_CHECK(len >= 4, "a queued frame has its 4-byte length header");
     const std::uint8_t* p = data_.data() + data_pos_;
     const std::size_t frame =
         4 + ((std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3]);
-    assert(frame <= len);
+    LIFELINE_CHECK(frame <= len, "a frame lies within the queued bytes");
     return frame;
 }
 

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/check.hpp"
 #include "core/codec.hpp"
 #include "core/failure_detector.hpp"
 #include "core/liveness.hpp"
@@ -462,7 +463,7 @@ public:
         const std::size_t chunk_payload = push_chunk_payload_;
         const std::uint64_t chunks = push_credit_bytes_ / chunk_payload;
         push_credit_bytes_ -= chunks * chunk_payload;
-        assert(push_credit_bytes_ < chunk_payload);
+        LIFELINE_CHECK(push_credit_bytes_ < chunk_payload, "push credit left over is less than one chunk");
 
         // Compacts in place as it goes. Entries appended meanwhile (none are
         // expected: only a HELLO adds one) are kept after the walked part.
@@ -615,7 +616,7 @@ void PushTimer::on_timer() { worker_.push_tick(); }
 // ---- Connection ---------------------------------------------------------------
 
 Worker& Connection::worker() {
-    assert(tls_worker != nullptr && "Connection used off its loop thread");
+    LIFELINE_CHECK(tls_worker != nullptr, "a Connection is used on its loop thread only");
     return *tls_worker;
 }
 
@@ -847,6 +848,14 @@ void Connection::close_on_socket_error(int err) {
     }
     Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
     const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr);
+    if (reason == DisconnectReason::slow_consumer) {
+        // TCP_USER_TIMEOUT ended a live peer behind a zero window before our
+        // own grace ran out (net::classify_socket_error).
+        Event e = event(EventKind::error);
+        e.message = "peer is not reading: the kernel's user timeout ended its zero window (" +
+                    std::to_string(socket_.queued_bytes()) + " bytes still queued here)";
+        worker().server().emit(e);
+    }
     if (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout) {
         Event e = event(EventKind::dead);
         e.reason = reason;
@@ -1021,7 +1030,11 @@ void Connection::check_backlog() {
     } else if (socket_.reading_paused() && queued <= budget / 2) {
         socket_.resume_reading(loop, *this);
     }
-    const bool over = socket_.reading_paused() || socket_.backlog_bytes(loop) > budget;
+    // It stops only once the queue is empty: while the kernel's send buffer
+    // grows (autotuning, up to net.ipv4.tcp_wmem's maximum) it takes a stuck
+    // peer's queue again and again, and every resume would restart the clock.
+    const bool over =
+        socket_.reading_paused() || socket_.backlog_bytes(loop) > budget || (over_budget_ms_ != 0 && queued > 0);
     if (over == (over_budget_ms_ != 0)) return;
     over_budget_ms_ = over ? static_cast<std::uint32_t>((loop.now() - accepted_at_).ms()) + 1 : 0;
     rearm();
