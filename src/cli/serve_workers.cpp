@@ -64,8 +64,13 @@ Result<std::pair<int, std::string>> reserve_address(const std::string& listen) {
     const int fd = ::socket(e->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return system_error("socket", errno);
     const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    // Without SO_REUSEPORT here the workers' listeners could not share the port.
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
+        const int err = errno;
+        ::close(fd);
+        return system_error("setsockopt(SO_REUSEPORT/SO_REUSEADDR) for " + listen, err);
+    }
     if (::bind(fd, reinterpret_cast<const sockaddr*>(&e->addr), e->len) != 0) {
         const int err = errno;
         ::close(fd);
@@ -73,7 +78,11 @@ Result<std::pair<int, std::string>> reserve_address(const std::string& listen) {
     }
     sockaddr_storage bound{};
     socklen_t len = sizeof(bound);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
+        const int err = errno;
+        ::close(fd);
+        return system_error("getsockname " + listen, err);
+    }
     net::Endpoint resolved = *e;
     std::memcpy(&resolved.addr, &bound, len);
     resolved.len = len;
@@ -198,7 +207,11 @@ private:
             w.restart_at = Clock::now() + w.backoff;
             return;
         }
-        ::fcntl(child->stdout_fd, F_SETFL, O_NONBLOCK);
+        // Cannot fail for a pipe we just made; if it did, a blocking read
+        // would stall the supervisor, so say so and treat it as a failed start.
+        if (::fcntl(child->stdout_fd, F_SETFL, O_NONBLOCK) != 0) {
+            emit_error(w, "fcntl(O_NONBLOCK) on a worker's stdout: " + std::string(std::strerror(errno)));
+        }
         w.pid = child->pid;
         w.out = child->stdout_fd;
         w.started = Clock::now();

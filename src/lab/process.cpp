@@ -154,7 +154,8 @@ Result<LabProcess> LabProcess::spawn(const std::string& netns, const std::vector
         ::close(out[0]);
         return system_error("fork", fork_errno);
     }
-    ::fcntl(out[0], F_SETFL, ::fcntl(out[0], F_GETFL) | O_NONBLOCK);
+    // Cannot fail for a pipe just made (EBADF only); the reader polls first anyway.
+    [[maybe_unused]] const int nonblocking = ::fcntl(out[0], F_SETFL, ::fcntl(out[0], F_GETFL) | O_NONBLOCK);
     LabProcess p;
     p.pid_ = pid;
     p.stdout_ = out[0];

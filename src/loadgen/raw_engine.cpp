@@ -316,10 +316,15 @@ void RawConnection::send_connect() {
         *p++ = 'l';
         *p++ = 'l';
         *p++ = '-';
-        p = std::to_chars(p, end, engine_->options().seed).ptr;
+        // A 64-bit seed and index take at most 20 digits each: 3 + 20 + 1 + 20
+        // = 44 of the 48 bytes, so neither conversion can fail.
+        const std::to_chars_result seed = std::to_chars(p, end - 1, engine_->options().seed);
+        LIFELINE_CHECK(seed.ec == std::errc{}, "an MQTT client id fits its buffer");
+        p = seed.ptr;
         *p++ = '-';
-        p = std::to_chars(p, end, index_).ptr;
-        id_size = static_cast<std::size_t>(p - id.data());
+        const std::to_chars_result index = std::to_chars(p, end, index_);
+        LIFELINE_CHECK(index.ec == std::errc{}, "an MQTT client id fits its buffer");
+        id_size = static_cast<std::size_t>(index.ptr - id.data());
     }
     const std::uint16_t keep_alive = engine_->keep_alive_s();
     std::array<std::uint8_t, kMaxConnectSize> packet{};

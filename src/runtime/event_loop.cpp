@@ -66,7 +66,11 @@ Result<void> EventLoop::modify(int fd, std::uint32_t events, LoopObject* handler
     return {};
 }
 
-void EventLoop::remove(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) {
+    // Ignored on purpose: DEL fails only for an fd that is not (or no longer)
+    // registered, and then nothing watches it, which is what was asked.
+    [[maybe_unused]] const int r = ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 void EventLoop::stop() {
     stopping_.store(true, std::memory_order_release);
@@ -121,6 +125,7 @@ void EventLoop::dispatch_epoll(int n) {
         auto* handler = static_cast<LoopObject*>(events_[static_cast<std::size_t>(i)].data.ptr);
         if (handler == nullptr) {
             std::uint64_t counter = 0;
+            // Ignored on purpose: EAGAIN means another turn already reset the counter.
             [[maybe_unused]] const ssize_t r = ::read(wake_fd_, &counter, sizeof(counter));
             continue;
         }

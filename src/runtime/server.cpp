@@ -596,7 +596,12 @@ void Listener::on_io(std::uint32_t) {
             // A level-triggered listener with a pending connection we cannot take
             // would wake us forever: stop listening for a moment instead of spinning.
             e.message += "; accepting paused for " + to_string(kAcceptPause);
-            [[maybe_unused]] auto r = worker_.loop().modify(fd_, 0, this);
+            if (auto r = worker_.loop().modify(fd_, 0, this); !r) {
+                // Still watched, it would wake us at once: take it out instead
+                // (on_timer() adds it back).
+                worker_.loop().remove(fd_);
+                e.message += " (" + r.error().message + ": unwatched instead)";
+            }
             worker_.loop().schedule(*this, worker_.loop().now() + kAcceptPause);
         }
         server.emit(e);
@@ -605,8 +610,17 @@ void Listener::on_io(std::uint32_t) {
 }
 
 void Listener::on_timer() {
-    if (fd_ >= 0) [[maybe_unused]]
-        auto r = worker_.loop().modify(fd_, EPOLLIN, this);
+    if (fd_ < 0) return;
+    if (worker_.loop().modify(fd_, EPOLLIN, this)) return;
+    // Unwatched after a failed pause (or MOD failing now): add it back, or say
+    // why accepting stays paused and try again after another pause.
+    if (worker_.loop().add(fd_, EPOLLIN, this)) return;
+    Event e;
+    e.kind = EventKind::error;
+    e.message = "accept: cannot watch the listener again (" + std::string(std::strerror(errno)) + "); retrying in " +
+                to_string(kAcceptPause);
+    worker_.server().emit(e);
+    worker_.loop().schedule(*this, worker_.loop().now() + kAcceptPause);
 }
 
 void ShutdownDeadline::on_timer() { worker_.finish_shutdown(); }
@@ -686,6 +700,8 @@ void Connection::start() {
         close(DisconnectReason::local_close, k.error().message);
         return;
     }
+    // Ignored on purpose: TCP_NODELAY only makes small writes leave sooner; a
+    // socket that refuses it (it cannot, once accepted) still works.
     [[maybe_unused]] auto nd = net::set_nodelay(socket_.fd());
     if (auto r = socket_.watch(worker().loop(), *this); !r) {
         close(DisconnectReason::local_close, r.error().message);

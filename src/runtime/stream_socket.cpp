@@ -9,6 +9,11 @@
 
 namespace lifeline::runtime {
 
+// shutdown(2) on a connected socket fails only with ENOTCONN, when the peer
+// already reset it: then the ring operations it is meant to end have ended
+// (or fail) on their own, and the socket is as shut as it gets. So its result
+// is ignored everywhere below, on purpose.
+
 Result<void> StreamSocket::watch(EventLoop& loop, LoopObject& owner, bool writable) {
     if (loop.ring() != nullptr) {
         ring_ = true;
@@ -211,6 +216,9 @@ void StreamSocket::finish_ring_close_if_idle() {
 
 void StreamSocket::close() {
     if (fd_ < 0) return;
+    // Ignored on purpose: Linux frees the descriptor even when close() reports
+    // an error (EINTR, EIO), so there is nothing to retry; a socket's unsent
+    // data is the kernel's from here on.
     ::close(fd_);
     fd_ = -1;
     out_.reset();

@@ -220,7 +220,9 @@ TEST_P(Backpressure, AReaderThatStopsIsSlowConsumerAfterTheGraceAndCostsOnlyItse
     EXPECT_GE(stream(bystander, true, 1u << 20, 10s), 1u << 20);
     EXPECT_GT(bystander_echoed, 0u);
     for (const Json& e : server_->events()) {
-        if (e.value("peer", "") == bystander_peer) EXPECT_NE(e.value("event", ""), "closed") << e.dump();
+        if (e.value("peer", "") == bystander_peer) {
+            EXPECT_NE(e.value("event", ""), "closed") << e.dump();
+        }
     }
     std::printf("[ measured ] %s/%s: slow_consumer %.0f ms after the reader stopped (grace %lld ms)\n",
                 GetParam().mode.c_str(), GetParam().io.c_str(), latency_ms,
