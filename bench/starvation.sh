@@ -20,7 +20,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds=${1:-3}
 bin=build/release/src/cli/lifeline
 tests=build/release/tests/runtime/runtime_bad_input_test
-for f in "$bin" "$tests"; do
+tests2=build/release/tests/runtime/runtime_backpressure_test
+for f in "$bin" "$tests" "$tests2"; do
   [[ -x $f ]] || { echo "bench/starvation.sh: $f is missing; run: make build-release" >&2; exit 1; }
 done
 out=$(mktemp -d /tmp/lifeline-starvation.XXXXXX)
@@ -65,7 +66,8 @@ printf '%-6s %-5s %-28s %s\n' io round scenario longest_gap_ms
 for io in epoll uring; do
   for r in $(seq 1 "$rounds"); do
     printf '%-6s %-5s %-28s %s\n' "$io" "$r" "baseline (idle server)" "$(baseline "$io")" | tee -a "$out/all.txt"
-    LIFELINE_TEST_IO=$io "$tests" --gtest_filter="$filter" 2>/dev/null |
+    { LIFELINE_TEST_IO=$io "$tests" --gtest_filter="$filter" 2>/dev/null
+      LIFELINE_TEST_IO=$io "$tests2" --gtest_filter='*StopsReading*' 2>/dev/null; } |
       sed -n 's/^\[ healthy  \] \([A-Za-z]*\): .* longest gap \([0-9]*\) ms$/\1 \2/p' |
       while read -r scenario gap; do
         printf '%-6s %-5s %-28s %s\n' "$io" "$r" "$scenario" "$gap"

@@ -98,12 +98,17 @@ bool zero_window_timed_out(const TcpInfo& info) {
 
 }  // namespace
 
-DisconnectReason classify_socket_error(int err, const TcpInfo* info) {
+DisconnectReason classify_socket_error(int err, const TcpInfo* info, bool output_pending) {
     switch (err) {
         case ETIMEDOUT:
             if (info != nullptr && zero_window_timed_out(*info)) return DisconnectReason::slow_consumer;
-            // Both mechanisms end with ETIMEDOUT; what was outstanding tells them apart.
-            if (info != nullptr && (info->unacked > 0 || info->retransmits > 0 || info->backoff > 0))
+            if (output_pending) return DisconnectReason::user_timeout;
+            // Both mechanisms end with ETIMEDOUT; what was outstanding tells them
+            // apart. The kernel may already have emptied its retransmission
+            // queue (tcpi_unacked 0) when we look, but the timestamps stay:
+            // new data sent after the last ACK arrived was never acknowledged.
+            if (info != nullptr && (info->unacked > 0 || info->retransmits > 0 || info->backoff > 0 ||
+                                    info->last_data_sent < info->last_ack_received))
                 return DisconnectReason::user_timeout;
             return DisconnectReason::keepalive_timeout;
         case EHOSTUNREACH:

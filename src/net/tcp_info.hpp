@@ -73,11 +73,15 @@ OutputStall classify_output_stall(const TcpInfo& info);
 // ETIMEDOUT is ambiguous: keepalive and TCP_USER_TIMEOUT both end a connection
 // with it. With `info` read after the error: unacknowledged data means the user
 // timeout (or retransmission limit) fired, none means keepalive probes went
-// unanswered. One exception: TCP_USER_TIMEOUT also ends a live peer that has
-// advertised a zero window for that long (its window probes count), so a zero
-// window with data waiting to go (tcpi_notsent_bytes), no data retransmission
-// under way and the last window probe answered is slow_consumer. Without
-// `info`, ETIMEDOUT is keepalive_timeout.
-DisconnectReason classify_socket_error(int err, const TcpInfo* info);
+// unanswered; data sent after the last ACK arrived (tcpi_last_data_sent <
+// tcpi_last_ack_recv) counts as unacknowledged too, since the kernel may have
+// emptied its queue (and tcpi_unacked) by the time `info` is read. One exception: TCP_USER_TIMEOUT also ends a live
+// peer that has advertised a zero window for that long (its window probes count), so a zero window with data waiting to
+// go (tcpi_notsent_bytes), no data retransmission under way and the last window probe answered is slow_consumer.
+// Without `info`, ETIMEDOUT is keepalive_timeout. `output_pending`: the caller still had bytes queued for the socket
+// when it failed, so data was in flight and keepalive (which only probes an idle connection) cannot have fired: the
+// user timeout did, even if the kernel already emptied its retransmission
+// queue (and so tcpi_unacked) by the time `info` was read.
+DisconnectReason classify_socket_error(int err, const TcpInfo* info, bool output_pending = false);
 
 }  // namespace lifeline::net

@@ -469,7 +469,8 @@ void ClientConnection::fail_socket(int err) {
         if (!socket_ || !socket_->open() || state_ == State::waiting || state_ == State::finished) return;
     }
     Result<net::TcpInfo> info = socket_ ? net::read_tcp_info(socket_->fd()) : Result<net::TcpInfo>(Error{"closed"});
-    const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr);
+    const DisconnectReason reason =
+        net::classify_socket_error(err, info ? &*info : nullptr, socket_ && socket_->queued_bytes() > 0);
     if (state_ == State::open &&
         (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout)) {
         Event e = event(EventKind::dead);

@@ -164,8 +164,8 @@ private:
     void judge_stalled_output(Instant now);
     Duration slow_consumer_grace() const;
     Instant over_budget_deadline() const;
-    // While reading is paused, bytes the kernel received for us are the peer's
-    // sign of life (tcp_info's last_data_recv), not silence.
+    // While reading is paused, a live peer as the kernel sees it (window
+    // probes answered) is not silent: its heartbeats wait unread behind us.
     void credit_unread_input(Instant now);
     void rearm();
     Event event(EventKind kind) const;
@@ -863,7 +863,7 @@ void Connection::close_on_socket_error(int err) {
         if (state_ == ConnState::closed) return;
     }
     Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
-    const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr);
+    const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr, output_pending());
     if (reason == DisconnectReason::slow_consumer) {
         // TCP_USER_TIMEOUT ended a live peer behind a zero window before our
         // own grace ran out (net::classify_socket_error).
@@ -1102,8 +1102,16 @@ void Connection::judge_stalled_output(Instant now) {
 }
 
 void Connection::credit_unread_input(Instant now) {
+    // The peer's heartbeats wait unread behind the pause, and once our receive
+    // window is full its kernel can only send window probes, further and
+    // further apart (exponential backoff). So while the kernel's view is a live
+    // peer that does not read (ACKs still come, window probes are answered),
+    // the pause is ours and its silence is not held against the peer; a dead
+    // path (net::classify_output_stall) is convicted as usual.
     Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
-    if (info) liveness_.on_bytes_received(now - info->last_data_received);
+    if (info && net::classify_output_stall(*info) == net::OutputStall::peer_not_reading) {
+        liveness_.on_bytes_received(now);
+    }
 }
 
 void Connection::flush() {

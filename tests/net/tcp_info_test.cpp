@@ -58,6 +58,18 @@ TEST(ClassifySocketError, TellsKeepaliveFromUserTimeoutByUnackedData) {
     busy.unacked = 3;
     EXPECT_EQ(classify_socket_error(ETIMEDOUT, &busy), DisconnectReason::user_timeout);
     EXPECT_EQ(classify_socket_error(ETIMEDOUT, nullptr), DisconnectReason::keepalive_timeout);
+    // Our own queue was not empty: data was in flight, so it was the user
+    // timeout even when the kernel had already purged what tcp_info reports.
+    EXPECT_EQ(classify_socket_error(ETIMEDOUT, &idle, /*output_pending=*/true), DisconnectReason::user_timeout);
+    // The kernel already emptied its queue, but data left after the last ACK came.
+    TcpInfo purged = idle;
+    purged.last_ack_received = Duration::milliseconds(3200);
+    purged.last_data_sent = Duration::milliseconds(3150);
+    EXPECT_EQ(classify_socket_error(ETIMEDOUT, &purged), DisconnectReason::user_timeout);
+    TcpInfo keepalive = idle;  // Idle: the last data was acknowledged, probes followed.
+    keepalive.last_ack_received = Duration::milliseconds(3000);
+    keepalive.last_data_sent = Duration::milliseconds(9000);
+    EXPECT_EQ(classify_socket_error(ETIMEDOUT, &keepalive), DisconnectReason::keepalive_timeout);
     EXPECT_EQ(classify_socket_error(EHOSTUNREACH, nullptr), DisconnectReason::unreachable);
     EXPECT_EQ(classify_socket_error(ENETUNREACH, nullptr), DisconnectReason::unreachable);
     EXPECT_EQ(classify_socket_error(ECONNRESET, nullptr), DisconnectReason::peer_reset);
