@@ -37,6 +37,11 @@ struct Event {
     Duration timeout;   // hello: the timeout this side judges by (server: granted; client: max(asked, granted))
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
+    std::uint64_t bytes_unsent = 0;  // closed: output still queued here, dropped unsent
+    // closed: application bytes (DATA payloads; in raw mode every byte)
+    // received, and handed over for sending (sent or not).
+    std::uint64_t data_in = 0;
+    std::uint64_t data_out = 0;
     std::string message;
 };
 

@@ -213,8 +213,9 @@ void add_lab_command(CLI::App& app, Action& run) {
         "Build a small network of Linux network namespaces (a bridge as the switch, a server host,\n"
         "one client host per fault), run the real `lifeline serve` and `lifeline connect` in it, inject\n"
         "the faults production sees, and measure how long each mechanism takes to notice, against\n"
-        "the budget it promised. Prints a fault x mechanism table; --report DIR also writes lab.json\n"
-        "and a self-contained lab.html with a timeline per cell.\n\nFaults:\n" +
+        "the budget it promised, and how much application data was lost on the way. Prints a fault x\n"
+        "mechanism table; --report DIR also writes lab.json and a self-contained lab.html with a\n"
+        "timeline per cell.\n\nFaults:\n" +
             names_of_faults() +
             "\nMechanisms: none (default sockets), keepalive (SO_KEEPALIVE idle/interval/count),\n"
             "keepalive+user_timeout (plus TCP_USER_TIMEOUT), heartbeat (framed protocol only), all.\n\n"
@@ -231,6 +232,9 @@ void add_lab_command(CLI::App& app, Action& run) {
     add_duration_option(*sub, "--timeout", o->config.heartbeat_timeout, "Heartbeat timeout");
     add_duration_option(*sub, "--limit", o->config.limit, "How long to watch after the faults");
     add_duration_option(*sub, "--settle", o->config.settle, "Healthy traffic before the faults");
+    add_duration_option(*sub, "--nat-timeout", o->config.nat_timeout,
+                        "nat_expiry: the NAT forgets a flow idle this long (keep heartbeats and keepalive shorter)");
+    sub->add_flag("--ipv6", o->config.ipv6, "Run the lab over IPv6 (2001:2::/64) instead of IPv4 (198.18.0.0/24)");
     sub->add_option("--report", o->report, "Write lab.json and lab.html (and the children's logs) here");
     sub->add_option("--logs", o->logs, "Directory for the children's stderr (default: report/logs or /tmp)");
     sub->add_flag("--json", o->json, "Print the results as JSON instead of the table");

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "lab/wire.hpp"
@@ -35,7 +36,7 @@ Result<pcap_t*> open_in_namespace(const std::string& netns) {
             result = Error{std::string("pcap_create(any): ") + err};
             return;
         }
-        // Headers only: 16 (cooked) + 60 (IPv4 max) + 20 (TCP) bytes.
+        // Headers only: 16 (cooked) + 60 (IPv4 max; IPv6 is 40) + 20 (TCP) bytes, and some options.
         pcap_set_snaplen(p, 128);
         pcap_set_immediate_mode(p, 1);
         pcap_set_buffer_size(p, 32 << 20);
@@ -45,7 +46,7 @@ Result<pcap_t*> open_in_namespace(const std::string& netns) {
             return;
         }
         bpf_program filter{};
-        if (pcap_compile(p, &filter, "ip and tcp", 1, PCAP_NETMASK_UNKNOWN) != 0 || pcap_setfilter(p, &filter) != 0) {
+        if (pcap_compile(p, &filter, "tcp", 1, PCAP_NETMASK_UNKNOWN) != 0 || pcap_setfilter(p, &filter) != 0) {
             result = Error{std::string("pcap filter: ") + pcap_geterr(p)};
             pcap_close(p);
             return;
@@ -63,20 +64,27 @@ Result<pcap_t*> open_in_namespace(const std::string& netns) {
 
 }  // namespace
 
-Result<std::unique_ptr<WireCapture>> WireCapture::start(const std::string& switch_ns, const std::string& server_ip,
+Result<std::unique_ptr<WireCapture>> WireCapture::start(const std::string& switch_ns,
+                                                        const std::vector<std::string>& server_ips,
                                                         std::map<std::uint16_t, int> cell_by_server_port) {
-    in_addr addr{};
-    if (::inet_pton(AF_INET, server_ip.c_str(), &addr) != 1) return Error{"bad server address " + server_ip};
+    std::unique_ptr<WireCapture> capture(new WireCapture());
+    for (const std::string& ip : server_ips) {
+        const auto a = parse_ip_address(ip.c_str());
+        if (!a) return Error{"bad server address " + ip};
+        capture->server_ips_.push_back(*a);
+    }
     Result<pcap_t*> p = open_in_namespace(switch_ns);
     if (!p) return p.error();
-    std::unique_ptr<WireCapture> capture(new WireCapture());
-    capture->server_ip_ = ntohl(addr.s_addr);
     capture->cells_ = std::move(cell_by_server_port);
     capture->thread_ = std::thread([c = capture.get(), pcap = *p] { c->run(pcap); });
     return capture;
 }
 
 WireCapture::~WireCapture() { finish(); }
+
+bool WireCapture::is_server(const IpAddress& ip) const {
+    return std::find(server_ips_.begin(), server_ips_.end(), ip) != server_ips_.end();
+}
 
 std::map<int, std::vector<CapturedPacket>> WireCapture::finish() {
     stop_.store(true);
@@ -94,10 +102,10 @@ void WireCapture::run(void* handle) {
         // Each bridged frame shows up twice: entering from its sender and
         // leaving towards its receiver. Keep the first, before any drop rule.
         if (packet_type == LINUX_SLL_OUTGOING) return;
-        const auto s = parse_ipv4_tcp(bytes + SLL_HDR_LEN, h->caplen - SLL_HDR_LEN);
+        const auto s = parse_ip_tcp(bytes + SLL_HDR_LEN, h->caplen - SLL_HDR_LEN);
         if (!s) return;
-        const bool from_server = s->src_ip == server_ip_;
-        if (!from_server && s->dst_ip != server_ip_) return;
+        const bool from_server = is_server(s->src_ip);
+        if (!from_server && !is_server(s->dst_ip)) return;
         const auto cell = cells_.find(from_server ? s->src_port : s->dst_port);
         if (cell == cells_.end()) return;
         const WireKind kind = classifier.classify(*s);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lab/lab_result.hpp"
+#include "lab/wire.hpp"
 #include "lifeline/result.hpp"
 
 namespace lifeline::lab {
@@ -25,9 +26,10 @@ struct CapturedPacket {
 
 class WireCapture {
 public:
-    // Captures TCP between `server_ip` (dotted) and anyone, attributing each
-    // segment to the cell whose server port it uses.
-    static Result<std::unique_ptr<WireCapture>> start(const std::string& switch_ns, const std::string& server_ip,
+    // Captures TCP (over IPv4 or IPv6) between the `server_ips` and anyone,
+    // attributing each segment to the cell whose server port it uses.
+    static Result<std::unique_ptr<WireCapture>> start(const std::string& switch_ns,
+                                                      const std::vector<std::string>& server_ips,
                                                       std::map<std::uint16_t, int> cell_by_server_port);
     ~WireCapture();
     WireCapture(const WireCapture&) = delete;
@@ -42,7 +44,9 @@ private:
     WireCapture() = default;
     void run(void* pcap);
 
-    std::uint32_t server_ip_ = 0;
+    bool is_server(const IpAddress& ip) const;
+
+    std::vector<IpAddress> server_ips_;
     std::map<std::uint16_t, int> cells_;
     std::atomic<bool> stop_{false};
     std::atomic<std::uint64_t> dropped_{0};

@@ -99,6 +99,32 @@ CellExpectation make(Fault fault, Mechanism m, const LabConfig& c) {
             e.server = not_detect();
             e.client = not_detect();
             break;
+        case Fault::nat_expiry:
+            if (keeps_nat_flow(m, c)) {
+                // Heartbeats or keepalive probes refresh the flow: it never
+                // idles out, the messages arrive, nothing ends.
+                e.server = not_detect();
+                e.client = not_detect();
+                e.loss = Loss::none;
+            } else {
+                // The flow was forgotten: the messages vanish. Whoever notices
+                // does so by its own silence or the user timeout.
+                e.server = either(kAnyLoss);
+                e.client = either(kAnyLoss);
+                e.loss = Loss::some;
+            }
+            break;
+        case Fault::server_reboot:
+            // The mirror of host_reboot: only a client that sends meets the RST.
+            if (has_heartbeat(m)) {
+                e.client = detect({R::peer_reset, R::heartbeat_timeout}, heartbeat_budget(c));
+            } else if (has_keepalive(m)) {
+                e.client = detect({R::peer_reset, R::keepalive_timeout}, keepalive_budget(c));
+            } else {
+                e.client = not_detect();
+            }
+            e.server = ignore();
+            break;
     }
     return e;
 }
@@ -147,9 +173,32 @@ void judge_side(Side side, const SideOutcome& got, const SideExpectation& want, 
     }
 }
 
+void judge_loss(std::optional<std::uint64_t> lost, Loss want, std::vector<std::string>& findings) {
+    if (want == Loss::any) return;
+    if (!lost) {
+        findings.push_back("lost: UNEXPECTED: no byte counts (a side did not report its closed event)");
+    } else if (want == Loss::none && *lost > 0) {
+        findings.push_back(fmt::format("lost: UNEXPECTED loss of {} bytes (expected none)", *lost));
+    } else if (want == Loss::some && *lost == 0) {
+        findings.push_back("lost: UNEXPECTED: nothing lost (expected the fault to eat messages)");
+    }
+}
+
 }  // namespace
 
 Duration heartbeat_budget(const LabConfig& c) { return c.heartbeat_timeout; }
+
+bool carries_application_data(Fault fault) {
+    return fault == Fault::transfer_cut || fault == Fault::stuck_reader || fault == Fault::nat_expiry;
+}
+
+bool keeps_nat_flow(Mechanism m, const LabConfig& c) {
+    // The quiet gap on the flow: a heartbeat interval, or keepalive's idle
+    // time then its interval. A probe and its ACK take far less than the margin.
+    if (has_heartbeat(m)) return c.heartbeat_interval < c.nat_timeout;
+    if (has_keepalive(m)) return std::max(c.keepalive_idle, c.keepalive_interval) < c.nat_timeout;
+    return false;
+}
 
 Duration keepalive_budget(const LabConfig& c) { return c.keepalive_idle + c.keepalive_interval * c.keepalive_count; }
 
@@ -172,6 +221,7 @@ void judge(CellResult& cell, const CellExpectation& expectation, Duration limit)
     };
     judge_side(Side::server, cell.server, expectation.server, tolerance_for(expectation.server), limit, cell.findings);
     judge_side(Side::client, cell.client, expectation.client, tolerance_for(expectation.client), limit, cell.findings);
+    judge_loss(cell.lost_bytes, expectation.loss, cell.findings);
     cell.as_expected = cell.findings.empty();
 }
 

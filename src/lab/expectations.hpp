@@ -22,9 +22,17 @@ struct SideExpectation {
     std::optional<Duration> budget;  // Only for `detect`.
 };
 
+// What the cell may lose of the application data handed over (CellResult::lost_bytes).
+enum class Loss : unsigned char {
+    any,   // Not judged (no application data, or loss is not the point).
+    none,  // Nothing may be lost: the mechanism kept the connection working.
+    some,  // Something must be lost: the fault ate messages and nothing told the sender in time.
+};
+
 struct CellExpectation {
     SideExpectation server;
     SideExpectation client;
+    Loss loss = Loss::any;
     std::optional<Duration> budget;  // For the table: the tightest promise that applies.
     Duration tolerance;
 };
@@ -39,6 +47,14 @@ inline constexpr Duration kHeartbeatTolerance = Duration::milliseconds(100);
 inline constexpr Duration kKernelTolerance = Duration::seconds(1);
 
 CellExpectation expect(Fault fault, Mechanism mechanism, const LabConfig& config);
+
+// Whether an application hands data over in this fault's cells (a push, or
+// the client's messages), so that the cell can lose some.
+bool carries_application_data(Fault fault);
+
+// nat_expiry: whether the mechanism sends something on an idle flow at least
+// once per NAT timeout, so the NAT never forgets it.
+bool keeps_nat_flow(Mechanism mechanism, const LabConfig& config);
 
 // Fills cell.budget, cell.tolerance, cell.as_expected and cell.findings.
 void judge(CellResult& cell, const CellExpectation& expectation, Duration limit);

@@ -26,18 +26,14 @@ namespace lifeline::lab {
 namespace {
 
 constexpr int kFirstPort = 7000;
-// How long a rebooting host stays off the network: shorter than every
-// budget, so what the server meets is the RST, not its own timeout.
-constexpr Duration kRebootDowntime = Duration::milliseconds(300);
-// Bytes per second the server streams in transfer_cut: little enough that
-// its output budget lasts the whole limit, so only the kernel can end it.
-constexpr const char* kTransferRate = "16K";
-// In stuck_reader: fast enough to fill the client's receive buffer, the
-// server's send buffer and the output budget within a few seconds. The budget
-// must hold the largest burst a late push tick may queue (100 ms worth) so
-// that a reading client is never mistaken for a slow one.
-constexpr const char* kStuckReaderRate = "4M";
-constexpr const char* kStuckReaderBudget = "1048576";
+// nat_expiry: the client hands over one message this often once the NAT has
+// had time to forget an idle flow, and stops this long before the watch ends,
+// so that a message still in flight then is not counted as lost.
+constexpr Duration kNatMessageInterval = Duration::milliseconds(500);
+constexpr Duration kNatQuietBeforeEnd = Duration::seconds(1);
+// At the end, each process gets SIGTERM and this long to report its
+// connection's final counts (the server flushes for up to 1.5 s).
+constexpr Duration kFinalReportWait = Duration::seconds(4);
 
 std::int64_t wall_ns_now() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -54,17 +50,6 @@ std::optional<std::int64_t> parse_event_ts(const std::string& ts) {
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     return (std::int64_t{::timegm(&tm)} * 1000 + ms) * 1'000'000;
-}
-
-bool framed(Mechanism m) { return m == Mechanism::heartbeat || m == Mechanism::all; }
-
-std::string keepalive_spec(Mechanism m, const LabConfig& c) {
-    if (m == Mechanism::none || m == Mechanism::heartbeat) return "off";
-    return fmt::format("{}:{}:{}", to_string(c.keepalive_idle), to_string(c.keepalive_interval), c.keepalive_count);
-}
-
-std::string user_timeout_spec(Mechanism m, const LabConfig& c) {
-    return m == Mechanism::keepalive_user_timeout || m == Mechanism::all ? to_string(c.user_timeout) : "off";
 }
 
 std::string iso_now() {
@@ -88,12 +73,17 @@ struct Endpoint {
     std::optional<std::int64_t> closed_ns;
     std::optional<DisconnectReason> reason;
     std::string message;
+    // Application bytes of the connection's `closed` event, whenever it came
+    // (within the limit, or at the final SIGTERM); unset if it never came.
+    std::optional<std::uint64_t> data_in;
+    std::optional<std::uint64_t> data_out;
 };
 
 struct Cell {
     Fault fault;
     Mechanism mechanism;
-    int host;  // Client host index = fault index.
+    Host client_host;  // Client host index = fault index.
+    Host server_host;  // Server host 1 for server_reboot, else 0.
     std::uint16_t port;
     Endpoint server;
     Endpoint client;
@@ -114,11 +104,12 @@ public:
         if (int stale = LabNetwork::remove_stale_labs(); stale > 0)
             say(fmt::format("removed {} namespaces left by an earlier lab that did not finish", stale));
         say(fmt::format("building the network: switch, server host, {} client hosts", options_.faults.size()));
-        Result<LabNetwork> net = LabNetwork::create(static_cast<int>(options_.faults.size()));
+        Result<LabNetwork> net = LabNetwork::create(static_cast<int>(options_.faults.size()), config_.ipv6);
         if (!net) return net.error();
         network_.emplace(std::move(*net));
 
         build_cells();
+        if (auto r = add_nats(); !r) return r.error();
         if (options_.capture) start_capture();
         result.captured = capture_ != nullptr;
         if (auto r = start_servers(); !r) return r.error();
@@ -135,6 +126,7 @@ public:
 
         // A closing event written just before the deadline may still sit in a pipe.
         if (auto r = pump(Duration::zero()); !r) return r.error();
+        if (auto r = collect_final_counts(); !r) return r.error();
         std::map<int, std::vector<CapturedPacket>> packets;
         if (capture_) {
             packets = capture_->finish();
@@ -163,20 +155,34 @@ private:
     void build_cells() {
         int host = 0;
         for (Fault f : options_.faults) {
+            const Host server = Host::server_host(f == Fault::server_reboot ? 1 : 0);
             for (Mechanism m : options_.mechanisms) {
-                Cell c{f, m, host, static_cast<std::uint16_t>(kFirstPort + cells_.size()), {}, {}};
+                Cell c{f,  m, Host::client_host(host), server, static_cast<std::uint16_t>(kFirstPort + cells_.size()),
+                       {}, {}};
                 c.server.is_server = true;
-                c.server.is_framed = c.client.is_framed = framed(m);
+                c.server.is_framed = c.client.is_framed = is_framed(m);
                 cells_.push_back(std::move(c));
             }
             ++host;
         }
     }
 
+    // The NAT sits in the switch from the start: flows are learnt from their SYN.
+    Result<void> add_nats() {
+        for (std::size_t i = 0; i < options_.faults.size(); ++i) {
+            if (options_.faults[i] != Fault::nat_expiry) continue;
+            if (auto r = network_->add_nat(Host::client_host(static_cast<int>(i)), config_.nat_timeout); !r)
+                return r.error().with_context("adding the NAT");
+        }
+        return {};
+    }
+
     void start_capture() {
         std::map<std::uint16_t, int> by_port;
         for (std::size_t i = 0; i < cells_.size(); ++i) by_port[cells_[i].port] = static_cast<int>(i);
-        auto c = WireCapture::start(network_->switch_ns(), LabNetwork::server_address(), std::move(by_port));
+        std::vector<std::string> servers;
+        for (int i = 0; i < LabNetwork::kServerHosts; ++i) servers.push_back(network_->address(Host::server_host(i)));
+        auto c = WireCapture::start(network_->switch_ns(), servers, std::move(by_port));
         if (!c) {
             say("warning: no wire evidence: " + c.error().message);
             return;
@@ -188,11 +194,12 @@ private:
         return fmt::format("{}/{}.{}.{}.log", options_.log_directory, to_string(c.fault), to_string(c.mechanism), role);
     }
 
-    Result<void> spawn(Endpoint& e, const std::string& netns, std::vector<std::string> args, std::string log) {
+    Result<void> spawn(Endpoint& e, const std::string& netns, std::vector<std::string> args, std::string log,
+                       bool with_stdin = false) {
         args.insert(args.begin(), options_.binary);
         e.log_path = std::move(log);
         e.events = std::make_unique<std::ofstream>(e.log_path.substr(0, e.log_path.size() - 4) + ".events.jsonl");
-        Result<LabProcess> p = LabProcess::spawn(netns, args, e.log_path);
+        Result<LabProcess> p = LabProcess::spawn(netns, args, e.log_path, with_stdin);
         if (!p) return p.error();
         e.process = std::make_unique<LabProcess>(std::move(*p));
         return {};
@@ -201,9 +208,9 @@ private:
     Result<void> start_servers() {
         say(fmt::format("starting {} servers and {} clients", cells_.size(), cells_.size()));
         for (Cell& c : cells_) {
-            const std::string listen = fmt::format("{}:{}", LabNetwork::server_address(), c.port);
-            if (auto r = spawn(c.server, network_->server_ns(), server_arguments(c.fault, c.mechanism, config_, listen),
-                               log_path(c, "server"));
+            const std::string listen = network_->endpoint(c.server_host, c.port);
+            if (auto r = spawn(c.server, network_->ns(c.server_host),
+                               server_arguments(c.fault, c.mechanism, config_, listen), log_path(c, "server"));
                 !r)
                 return r;
         }
@@ -212,9 +219,10 @@ private:
 
     Result<void> start_clients() {
         for (Cell& c : cells_) {
-            const std::string server = fmt::format("{}:{}", LabNetwork::server_address(), c.port);
-            if (auto r = spawn(c.client, network_->client_ns(c.host),
-                               client_arguments(c.fault, c.mechanism, config_, server), log_path(c, "client"));
+            const std::string server = network_->endpoint(c.server_host, c.port);
+            if (auto r = spawn(c.client, network_->ns(c.client_host),
+                               client_arguments(c.fault, c.mechanism, config_, server), log_path(c, "client"),
+                               /*with_stdin=*/c.fault == Fault::nat_expiry);
                 !r)
                 return r;
         }
@@ -276,6 +284,10 @@ private:
             e.closed_ns = parse_event_ts(j.value("ts", ""));
             e.reason = parse_disconnect_reason(j.value("reason", ""));
             e.message = j.value("message", "");
+            if (j.contains("data_in") && j.contains("data_out")) {
+                e.data_in = j.value("data_in", std::uint64_t{0});
+                e.data_out = j.value("data_out", std::uint64_t{0});
+            }
         }
     }
 
@@ -318,11 +330,12 @@ private:
 
     Result<void> inject_faults() {
         fault_ns_ = wall_ns_now();
-        std::vector<int> to_wipe;
+        std::vector<Host> to_wipe;
         for (std::size_t i = 0; i < options_.faults.size(); ++i) {
             const Fault f = options_.faults[i];
-            const int host = static_cast<int>(i);
+            const Host host = Host::client_host(static_cast<int>(i));
             const std::int64_t before_ns = wall_ns_now();
+            std::optional<std::int64_t> at_ns;  // When the fault takes effect, if not when injected.
             Result<void> r;
             switch (f) {
                 case Fault::cable_pull:
@@ -354,6 +367,15 @@ private:
                                             for (Cell* c : cells_of(f)) c->server.process->signal(SIGCONT);
                                         }});
                     break;
+                case Fault::nat_expiry:
+                    at_ns = schedule_nat_messages(before_ns + config_.nat_timeout.ns());
+                    break;
+                case Fault::server_reboot: {
+                    const Host server = Host::server_host(1);
+                    r = network_->pull_cable(server);
+                    to_wipe.push_back(server);
+                    break;
+                }
             }
             if (!r) return r.error().with_context(std::string("injecting ") + std::string(to_string(f)));
             // Each fault's own instant. A signal acts at once (a killed
@@ -361,15 +383,59 @@ private:
             // takes milliseconds, and the fault is surely in effect only once it returns.
             const bool by_signal =
                 f == Fault::freeze || f == Fault::crash || f == Fault::stuck_reader || f == Fault::server_stall;
-            injected_ns_[f] = by_signal ? before_ns : wall_ns_now();
+            injected_ns_[f] = at_ns ? *at_ns : by_signal ? before_ns : wall_ns_now();
         }
         // The slow part of a reboot comes after every other fault is in place.
-        for (int host : to_wipe) {
-            for (Cell* c : cells_of(Fault::host_reboot)) c->client.process->kill_and_reap();
+        for (const Host host : to_wipe) {
+            const Fault f = host.server ? Fault::server_reboot : Fault::host_reboot;
+            for (Cell* c : cells_of(f)) (host.server ? c->server : c->client).process->kill_and_reap();
             if (auto r = network_->wipe_host(host); !r) return r.error().with_context("rebooting a host");
-            actions_.push_back({injected_ns_[Fault::host_reboot] + kRebootDowntime.ns(), [this, host] {
+            actions_.push_back({injected_ns_[f] + kRebootDowntime.ns(), [this, host] {
                                     if (auto p = network_->plug_cable(host); !p) say("warning: " + p.error().message);
                                 }});
+        }
+        return {};
+    }
+
+    // nat_expiry: from `first_ns` (when an idle flow is surely forgotten) the
+    // clients hand over a numbered message every kNatMessageInterval, as an
+    // application with something to say would. Returns `first_ns`.
+    std::int64_t schedule_nat_messages(std::int64_t first_ns) {
+        const std::int64_t last_ns = first_ns + (config_.limit - kNatQuietBeforeEnd).ns();
+        int n = 0;
+        for (std::int64_t at = first_ns; at <= last_ns; at += kNatMessageInterval.ns(), ++n) {
+            actions_.push_back({at, [this, n] {
+                                    for (Cell* c : cells_of(Fault::nat_expiry)) {
+                                        if (c->client.process && !c->client.closed_ns)
+                                            c->client.process->write_stdin(fmt::format("message {}\n", n));
+                                    }
+                                }});
+        }
+        return first_ns;
+    }
+
+    // Every process still running gets SIGTERM (SIGCONT first, for a frozen
+    // one) and a few seconds to write its connection's `closed` event, whose
+    // counts tell what reached the application on each side.
+    Result<void> collect_final_counts() {
+        for (Cell& c : cells_) {
+            for (Endpoint* e : {&c.server, &c.client}) {
+                if (!e->process || e->process->eof()) continue;
+                e->process->signal(SIGCONT);
+                e->process->signal(SIGTERM);
+            }
+        }
+        const std::int64_t deadline = wall_ns_now() + kFinalReportWait.ns();
+        auto running = [this] {
+            for (const Cell& c : cells_) {
+                for (const Endpoint* e : {&c.server, &c.client}) {
+                    if (e->process && !e->process->eof()) return true;
+                }
+            }
+            return false;
+        };
+        while (running() && wall_ns_now() < deadline) {
+            if (auto r = pump(Duration::milliseconds(50)); !r) return r;
         }
         return {};
     }
@@ -388,6 +454,18 @@ private:
         return o;
     }
 
+    // What each side's application handed over minus what the other side's
+    // received, both ways. Only for faults that carry application data: in
+    // the others nothing is handed over, so nothing can be lost.
+    static std::optional<std::uint64_t> lost_bytes(const Cell& c) {
+        if (!carries_application_data(c.fault)) return std::nullopt;
+        const Endpoint& s = c.server;
+        const Endpoint& k = c.client;
+        if (!s.data_in || !s.data_out || !k.data_in || !k.data_out) return std::nullopt;
+        const auto short_by = [](std::uint64_t sent, std::uint64_t got) { return sent > got ? sent - got : 0; };
+        return short_by(*s.data_out, *k.data_in) + short_by(*k.data_out, *s.data_in);
+    }
+
     CellResult measure(const Cell& c, const std::vector<CapturedPacket>& packets) const {
         CellResult r;
         r.fault = c.fault;
@@ -395,6 +473,7 @@ private:
         const std::int64_t fault_ns = injected_ns_.at(c.fault);
         r.server = outcome(c.server, fault_ns);
         r.client = outcome(c.client, fault_ns);
+        r.lost_bytes = lost_bytes(c);
         std::map<std::pair<int, std::int64_t>, int> sampled;  // (side, 100 ms bucket) -> data/ack kept
         for (const CapturedPacket& p : packets) {
             const Duration at = Duration::nanoseconds(p.wall_ns - fault_ns);
@@ -427,83 +506,6 @@ private:
 };
 
 }  // namespace
-
-Result<void> LabOptions::validate() const {
-    const LabConfig& c = config;
-    if (faults.empty() || mechanisms.empty()) return Error{"nothing to run: no faults or no mechanisms"};
-    if (faults.size() > 200) return Error{"at most 200 faults (one client host each)"};
-    if (faults.size() * mechanisms.size() > 1000) return Error{"at most 1000 cells (one port each)"};
-    if (binary.empty()) return Error{"no lifeline binary to run"};
-    if (c.heartbeat_timeout <= c.heartbeat_interval * 2)
-        return Error{"--timeout must be more than twice --heartbeat (room for a lost PING)"};
-    if (c.limit <= Duration::zero() || c.settle < Duration::zero())
-        return Error{"--limit must be > 0 and --settle >= 0"};
-    if (c.limit < c.heartbeat_timeout * 2 + kRebootDowntime)
-        return Error{"--limit must cover the server stall (twice --timeout) and a reboot"};
-    const Duration slowest = std::max({keepalive_budget(c), c.user_timeout, c.heartbeat_timeout});
-    if (c.limit < slowest + kKernelTolerance)
-        return Error{
-            fmt::format("--limit ({}) must be at least the slowest budget ({}) + 1s, or every cell "
-                        "that relies on it would be MISSED",
-                        to_string(c.limit), to_string(slowest))};
-    for (std::size_t i = 0; i < faults.size(); ++i) {
-        if (std::find(faults.begin() + i + 1, faults.end(), faults[i]) != faults.end())
-            return Error{"--faults: " + std::string(to_string(faults[i])) + " is listed twice"};
-    }
-    for (std::size_t i = 0; i < mechanisms.size(); ++i) {
-        if (std::find(mechanisms.begin() + i + 1, mechanisms.end(), mechanisms[i]) != mechanisms.end())
-            return Error{"--mechanisms: " + std::string(to_string(mechanisms[i])) + " is listed twice"};
-    }
-    return {};
-}
-
-std::vector<std::string> server_arguments(Fault fault, Mechanism m, const LabConfig& c, const std::string& listen) {
-    std::vector<std::string> a = {"serve",
-                                  "--listen",
-                                  listen,
-                                  "--log",
-                                  "json",
-                                  "--keepalive",
-                                  keepalive_spec(m, c),
-                                  "--user-timeout",
-                                  user_timeout_spec(m, c)};
-    if (framed(m)) {
-        // The server pings too, so a rebooted client's RST reaches it as fast as heartbeats allow.
-        a.insert(a.end(),
-                 {"--mode", "framed", "--heartbeat", to_string(c.heartbeat_interval), "--timeout",
-                  to_string(c.heartbeat_timeout), "--max-timeout", to_string(c.heartbeat_timeout), "--min-interval",
-                  to_string(std::min(c.heartbeat_interval, Duration::milliseconds(100))), "--server-pings"});
-    } else {
-        a.insert(a.end(), {"--mode", "raw"});
-    }
-    if (fault == Fault::transfer_cut) a.insert(a.end(), {"--push", kTransferRate});
-    if (fault == Fault::stuck_reader)
-        a.insert(a.end(), {"--push", kStuckReaderRate, "--output-budget", kStuckReaderBudget});
-    return a;
-}
-
-std::vector<std::string> client_arguments(Fault fault, Mechanism m, const LabConfig& c, const std::string& server) {
-    std::vector<std::string> a = {"connect",
-                                  server,
-                                  "--no-stdin",
-                                  "--log",
-                                  "json",
-                                  "--keepalive",
-                                  keepalive_spec(m, c),
-                                  "--user-timeout",
-                                  user_timeout_spec(m, c)};
-    if (framed(m)) {
-        // In server_stall the clients are more patient than the server they
-        // ping: what is tested is the server's guard against its own stall.
-        const Duration timeout = fault == Fault::server_stall ? c.heartbeat_timeout * 4 : c.heartbeat_timeout;
-        a.insert(a.end(),
-                 {"--mode", "framed", "--heartbeat", to_string(c.heartbeat_interval), "--timeout", to_string(timeout)});
-    } else {
-        a.insert(a.end(), {"--mode", "raw"});
-    }
-    if (fault == Fault::stuck_reader) a.push_back("--stop-reading-on-sigusr1");
-    return a;
-}
 
 Result<LabRun> run_lab(const LabOptions& options) {
     if (auto v = options.validate(); !v) return v.error();

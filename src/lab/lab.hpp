@@ -32,6 +32,13 @@ struct LabOptions {
 // Runs the matrix once. Always tears down what it built, also on error and stop.
 Result<LabRun> run_lab(const LabOptions& options);
 
+// How long a rebooting host stays off the network: shorter than every
+// budget, so what the other side meets is the RST, not its own timeout.
+inline constexpr Duration kRebootDowntime = Duration::milliseconds(300);
+
+// The framed protocol (heartbeats) or raw TCP.
+inline bool is_framed(Mechanism m) { return m == Mechanism::heartbeat || m == Mechanism::all; }
+
 // The arguments of the server and the client of one cell (without the binary).
 std::vector<std::string> server_arguments(Fault fault, Mechanism mechanism, const LabConfig& config,
                                           const std::string& listen);

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,13 +113,26 @@ Result<std::string> run_command(const std::vector<std::string>& argv, const std:
 }
 
 Result<LabProcess> LabProcess::spawn(const std::string& netns, const std::vector<std::string>& argv,
-                                     const std::string& stderr_path) {
+                                     const std::string& stderr_path, bool with_stdin) {
+    int in[2] = {-1, -1};
+    if (with_stdin && ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0)
+        return system_error("socketpair", errno);
+    const auto close_stdin = [&] {
+        for (int fd : in) {
+            if (fd >= 0) ::close(fd);
+        }
+    };
     const int ns = ::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
-    if (ns < 0) return system_error("open network namespace " + netns, errno);
+    if (ns < 0) {
+        const int e = errno;
+        close_stdin();
+        return system_error("open network namespace " + netns, e);
+    }
     const int err_fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (err_fd < 0) {
         const int e = errno;
         ::close(ns);
+        close_stdin();
         return system_error("open " + stderr_path, e);
     }
     int out[2];
@@ -126,6 +140,7 @@ Result<LabProcess> LabProcess::spawn(const std::string& netns, const std::vector
         const int e = errno;
         ::close(ns);
         ::close(err_fd);
+        close_stdin();
         return system_error("pipe", e);
     }
     const pid_t parent = ::getpid();
@@ -139,8 +154,11 @@ Result<LabProcess> LabProcess::spawn(const std::string& netns, const std::vector
         if (::getppid() != parent) ::_exit(126);
         ::dup2(out[1], STDOUT_FILENO);
         ::dup2(err_fd, STDERR_FILENO);
-        const int null = ::open("/dev/null", O_RDONLY);
-        if (null >= 0) ::dup2(null, STDIN_FILENO);
+        if (in[1] >= 0) {
+            ::dup2(in[1], STDIN_FILENO);
+        } else if (const int null = ::open("/dev/null", O_RDONLY); null >= 0) {
+            ::dup2(null, STDIN_FILENO);
+        }
         if (::setns(ns, CLONE_NEWNET) != 0) child_failed("lab: entering the network namespace", 125);
         close_inherited_descriptors();
         ::execv(args[0], args.data());
@@ -150,8 +168,10 @@ Result<LabProcess> LabProcess::spawn(const std::string& netns, const std::vector
     ::close(ns);
     ::close(err_fd);
     ::close(out[1]);
+    if (in[1] >= 0) ::close(in[1]);
     if (pid < 0) {
         ::close(out[0]);
+        if (in[0] >= 0) ::close(in[0]);
         return system_error("fork", fork_errno);
     }
     // Cannot fail for a pipe just made (EBADF only); the reader polls first anyway.
@@ -159,12 +179,14 @@ Result<LabProcess> LabProcess::spawn(const std::string& netns, const std::vector
     LabProcess p;
     p.pid_ = pid;
     p.stdout_ = out[0];
+    p.stdin_ = in[0];
     return p;
 }
 
 LabProcess::LabProcess(LabProcess&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
       stdout_(std::exchange(other.stdout_, -1)),
+      stdin_(std::exchange(other.stdin_, -1)),
       eof_(other.eof_),
       partial_(std::move(other.partial_)) {}
 
@@ -172,8 +194,10 @@ LabProcess& LabProcess::operator=(LabProcess&& other) noexcept {
     if (this != &other) {
         kill_and_reap();
         if (stdout_ >= 0) ::close(stdout_);
+        if (stdin_ >= 0) ::close(stdin_);
         pid_ = std::exchange(other.pid_, -1);
         stdout_ = std::exchange(other.stdout_, -1);
+        stdin_ = std::exchange(other.stdin_, -1);
         eof_ = other.eof_;
         partial_ = std::move(other.partial_);
     }
@@ -183,10 +207,17 @@ LabProcess& LabProcess::operator=(LabProcess&& other) noexcept {
 LabProcess::~LabProcess() {
     kill_and_reap();
     if (stdout_ >= 0) ::close(stdout_);
+    if (stdin_ >= 0) ::close(stdin_);
 }
 
 void LabProcess::signal(int sig) const {
     if (pid_ > 0) ::kill(pid_, sig);
+}
+
+bool LabProcess::write_stdin(const std::string& text) const {
+    if (stdin_ < 0) return false;
+    const ssize_t n = ::send(stdin_, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n == static_cast<ssize_t>(text.size());
 }
 
 void LabProcess::kill_and_reap() {

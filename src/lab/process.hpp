@@ -24,11 +24,12 @@ Result<std::string> run_command(const std::vector<std::string>& argv, const std:
 // "ip netns exec"-like, without a process in between: the child enters
 // /run/netns/<netns> and execs `argv`. It dies with the lab (PR_SET_PDEATHSIG),
 // has its own process group, the default signal mask, stdout on a pipe and
-// stderr appended to `stderr_path` (for post-mortems).
+// stderr appended to `stderr_path` (for post-mortems). Its stdin is
+// /dev/null, or with `with_stdin` a stream the lab writes to (write_stdin).
 class LabProcess {
 public:
     static Result<LabProcess> spawn(const std::string& netns, const std::vector<std::string>& argv,
-                                    const std::string& stderr_path);
+                                    const std::string& stderr_path, bool with_stdin = false);
     LabProcess(LabProcess&& other) noexcept;
     LabProcess& operator=(LabProcess&& other) noexcept;
     LabProcess(const LabProcess&) = delete;
@@ -38,6 +39,9 @@ public:
     pid_t pid() const { return pid_; }
     int stdout_fd() const { return stdout_; }
     void signal(int sig) const;
+    // Hands `text` to the child's stdin (spawned with_stdin), without blocking;
+    // false when the child is gone or its stdin is full. Never raises SIGPIPE.
+    bool write_stdin(const std::string& text) const;
 
     // Reads what is available (non-blocking) and returns the complete lines.
     // Returns an empty vector at EAGAIN; sets eof() at end of output.
@@ -51,6 +55,7 @@ private:
     LabProcess() = default;
     pid_t pid_ = -1;
     int stdout_ = -1;
+    int stdin_ = -1;  // Our end of the child's stdin (a socket, so a write cannot raise SIGPIPE).
     bool eof_ = false;
     std::string partial_;
 };

@@ -2,6 +2,7 @@
 // Pure logic over parsed headers, so it is unit-tested without a capture.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -11,9 +12,15 @@
 
 namespace lifeline::lab {
 
+// An IPv6 address in network byte order; IPv4 as ::ffff:a.b.c.d (RFC 4291 2.5.5.2).
+using IpAddress = std::array<std::uint8_t, 16>;
+IpAddress ipv4_mapped(std::uint32_t host_order);
+// Parses "198.18.0.1" or "2001:2::1"; nullopt when neither.
+std::optional<IpAddress> parse_ip_address(const char* text);
+
 struct TcpSegment {
-    std::uint32_t src_ip = 0;  // Host byte order.
-    std::uint32_t dst_ip = 0;
+    IpAddress src_ip{};
+    IpAddress dst_ip{};
     std::uint16_t src_port = 0;
     std::uint16_t dst_port = 0;
     std::uint32_t seq = 0;
@@ -23,9 +30,10 @@ struct TcpSegment {
     std::uint32_t payload_bytes = 0;
 };
 
-// Parses an IPv4 packet (starting at the IP header) carrying TCP; nullopt for
-// anything else or a truncated header.
-std::optional<TcpSegment> parse_ipv4_tcp(const std::uint8_t* data, std::size_t length);
+// Parses an IPv4 or IPv6 packet (starting at the IP header) carrying TCP;
+// nullopt for anything else, a truncated header, or an IPv6 extension header
+// (the lab's hosts send none).
+std::optional<TcpSegment> parse_ip_tcp(const std::uint8_t* data, std::size_t length);
 
 // Remembers, per direction of each flow, the highest sequence sent and the
 // window the other side last advertised. A zero-length segment one below the
@@ -41,7 +49,7 @@ private:
         std::uint32_t next_seq = 0;  // Highest seq + length sent so far.
         std::uint16_t last_window = 1;
     };
-    using Key = std::tuple<std::uint32_t, std::uint16_t, std::uint32_t, std::uint16_t>;
+    using Key = std::tuple<IpAddress, std::uint16_t, IpAddress, std::uint16_t>;
     std::map<Key, Direction> directions_;
 };
 

@@ -100,6 +100,7 @@ public:
     void on_timer() override;
     void send_data(std::span<const std::uint8_t> payload) {
         if (state_ != State::open) return;
+        data_out_ += payload.size();
         if (raw()) {
             transmit(payload, false);
         } else {
@@ -149,6 +150,9 @@ private:
     std::string peer_;
     Instant connected_at_;
     std::uint64_t number_ = 0;  // Event "conn" number of the current attempt.
+    // Application bytes of the current attempt (DATA payloads; raw: every byte).
+    std::uint64_t data_in_ = 0;
+    std::uint64_t data_out_ = 0;
     int attempt_ = 0;
     State state_ = State::waiting;
     bool draining_ = false;
@@ -166,6 +170,7 @@ Event ClientConnection::event(EventKind kind) const {
 
 void ClientConnection::start() {
     number_ = client_.next_conn_number++;
+    data_in_ = data_out_ = 0;
     silent_ = false;
     peer_ = client_.endpoint.to_string();
     Result<int> fd =
@@ -262,7 +267,8 @@ void ClientConnection::read_available() {
                 if (state_ == State::open) liveness_.on_bytes_received(client_.loop->now());
                 std::span<const std::uint8_t> input(client_.scratch.data(), r.bytes);
                 if (raw()) {
-                    // Counted (StreamSocket::bytes_in) and handed over; nothing to decode.
+                    // Counted and handed over; nothing to decode.
+                    data_in_ += r.bytes;
                     if (client_.callbacks.on_message) client_.callbacks.on_message(index_, input);
                     if (r.bytes < client_.scratch.size()) return;
                     break;
@@ -330,6 +336,7 @@ void ClientConnection::handle_frame(const Frame& frame) {
     } else if (const auto* ping = std::get_if<Ping>(&frame)) {
         send_frame(Pong{ping->seq, ping->sent_at}, true);
     } else if (const auto* data = std::get_if<Data>(&frame)) {
+        data_in_ += data->payload.size();
         if (client_.callbacks.on_message) client_.callbacks.on_message(index_, data->payload);
     } else if (const auto* close = std::get_if<Close>(&frame)) {
         DisconnectReason reason = DisconnectReason::peer_closed;
@@ -493,6 +500,9 @@ void ClientConnection::down(DisconnectReason reason, const std::string& message)
         e.duration = client_.loop->now() - connected_at_;
         e.bytes_in = socket_ ? socket_->bytes_in() : 0;
         e.bytes_out = socket_ ? socket_->bytes_out() : 0;
+        e.bytes_unsent = socket_ ? socket_->queued_bytes() : 0;
+        e.data_in = data_in_;
+        e.data_out = data_out_;
         e.message = message;
         client_.emit(e);
     } else if (state_ != State::finished) {

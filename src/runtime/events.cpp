@@ -66,6 +66,9 @@ std::string to_json_line(const Event& e) {
             j["duration_ms"] = ms(e.duration);
             j["bytes_in"] = e.bytes_in;
             j["bytes_out"] = e.bytes_out;
+            if (e.bytes_unsent > 0) j["bytes_unsent"] = e.bytes_unsent;
+            j["data_in"] = e.data_in;
+            j["data_out"] = e.data_out;
             break;
         case EventKind::stall:
             j["stall_ms"] = ms(e.silence);
@@ -95,6 +98,7 @@ std::string to_text_line(const Event& e) {
             break;
         case EventKind::closed:
             out += fmt::format(" duration={} in={}B out={}B", to_string(e.duration), e.bytes_in, e.bytes_out);
+            if (e.bytes_unsent > 0) out += fmt::format(" unsent={}B", e.bytes_unsent);
             break;
         case EventKind::stall:
             out += " stall=" + to_string(e.silence);

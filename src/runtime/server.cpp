@@ -125,7 +125,10 @@ public:
     // ordinary output path: it counts toward the output budget and as bytes
     // sent, never as bytes received. May close the connection (slow_consumer,
     // a send error).
-    void push_filler(std::span<const std::uint8_t> bytes) { transmit(bytes, false); }
+    void push_filler(std::span<const std::uint8_t> bytes, std::size_t payload) {
+        count_data(0, payload);
+        transmit(bytes, false);
+    }
     // Backpressured (reading paused, or more than the budget refused by the
     // kernel): pushing more would only grow the queue.
     bool over_budget() const { return over_budget_ms_ != 0; }
@@ -186,8 +189,12 @@ private:
     struct Extras {
         std::string chosen_id;
         std::string peer;  // Formatted; set for peers that are not IPv4.
+        std::uint64_t data_in = 0;
+        std::uint64_t data_out = 0;
     };
     Extras& extras();
+    // Application bytes in and out (Extras: an idle connection pays nothing).
+    void count_data(std::size_t in, std::size_t out);
     std::unique_ptr<Extras> extras_;
     Instant accepted_at_;
     std::uint64_t id_;
@@ -474,7 +481,7 @@ public:
             Connection* conn = find(ref.slot, ref.conn);
             if (conn == nullptr || conn->state() != ConnState::open) continue;
             for (std::uint64_t k = 0; k < chunks && conn->state() == ConnState::open && !conn->over_budget(); ++k) {
-                conn->push_filler(push_chunk_);
+                conn->push_filler(push_chunk_, chunk_payload);
             }
             if (conn->state() == ConnState::open) pushing_[kept++] = ref;
         }
@@ -656,6 +663,12 @@ Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std
 Connection::Extras& Connection::extras() {
     if (!extras_) extras_ = std::make_unique<Extras>();
     return *extras_;
+}
+
+void Connection::count_data(std::size_t in, std::size_t out) {
+    Extras& x = extras();
+    x.data_in += in;
+    x.data_out += out;
 }
 
 std::string Connection::peer() const {
@@ -890,6 +903,7 @@ void Connection::handle_bytes(std::span<const std::uint8_t> bytes) {
     const ServerOptions& o = worker().options();
     if (o.mode == ServerMode::raw) {
         liveness_.on_bytes_received(now);
+        count_data(bytes.size(), o.echo ? bytes.size() : 0);
         if (worker().server().callbacks.on_message) worker().server().callbacks.on_message(id_, bytes);
         if (o.echo) transmit(bytes, false);
         return;
@@ -924,6 +938,7 @@ void Connection::handle_frame(const Frame& frame) {
                 if (auto rtt = liveness_.on_pong(worker().loop().now(), f)) worker().server().metrics.rtt.observe(*rtt);
             } else if constexpr (std::is_same_v<T, Data>) {
                 auto& server = worker().server();
+                count_data(f.payload.size(), server.options.echo ? f.payload.size() : 0);
                 if (server.callbacks.on_message) server.callbacks.on_message(id_, f.payload);
                 if (server.options.echo) send_frame(f, false);
             } else if constexpr (std::is_same_v<T, Close>) {
@@ -1152,6 +1167,9 @@ void Connection::close(DisconnectReason reason, const std::string& message) {
     e.duration = worker().loop().now() - accepted_at_;
     e.bytes_in = socket_.bytes_in();
     e.bytes_out = socket_.bytes_out();
+    e.bytes_unsent = socket_.queued_bytes();
+    e.data_in = extras_ ? extras_->data_in : 0;
+    e.data_out = extras_ ? extras_->data_out : 0;
     e.message = message;
     state_ = ConnState::closed;
     server.metrics.count_closed(reason);

@@ -53,8 +53,51 @@ TEST(LabExpectations, NoLiveClientIsConvictedDuringAServerStall) {
     }
 }
 
+TEST(LabExpectations, NatExpiryKeepsFlowsThatTalkMoreOftenThanTheNatForgets) {
+    // Default: NAT 2 s; heartbeats every 250 ms, keepalive idle 1 s.
+    EXPECT_FALSE(keeps_nat_flow(Mechanism::none, kConfig));
+    for (Mechanism m :
+         {Mechanism::keepalive, Mechanism::keepalive_user_timeout, Mechanism::heartbeat, Mechanism::all}) {
+        const CellExpectation e = expect(Fault::nat_expiry, m, kConfig);
+        EXPECT_EQ(e.loss, Loss::none) << to_string(m);
+        EXPECT_EQ(e.server.kind, Kind::not_detect) << to_string(m);
+        EXPECT_EQ(e.client.kind, Kind::not_detect) << to_string(m);
+    }
+    EXPECT_EQ(expect(Fault::nat_expiry, Mechanism::none, kConfig).loss, Loss::some);
+    // A NAT quicker than keepalive's idle time forgets keepalive flows, not heartbeat ones.
+    LabConfig quick = kConfig;
+    quick.nat_timeout = Duration::milliseconds(800);
+    EXPECT_FALSE(keeps_nat_flow(Mechanism::keepalive, quick));
+    EXPECT_EQ(expect(Fault::nat_expiry, Mechanism::keepalive, quick).loss, Loss::some);
+    EXPECT_EQ(expect(Fault::nat_expiry, Mechanism::keepalive, quick).server.kind, Kind::either);
+    EXPECT_TRUE(keeps_nat_flow(Mechanism::heartbeat, quick));
+}
+
+TEST(LabExpectations, ServerRebootIsMetByTheClientThatSends) {
+    EXPECT_EQ(expect(Fault::server_reboot, Mechanism::none, kConfig).client.kind, Kind::not_detect);
+    const CellExpectation ka = expect(Fault::server_reboot, Mechanism::keepalive, kConfig);
+    EXPECT_EQ(ka.client.kind, Kind::detect);
+    EXPECT_EQ(ka.client.reasons.front(), R::peer_reset);
+    EXPECT_EQ(ka.server.kind, Kind::ignore);  // Its process died with the host.
+    EXPECT_EQ(expect(Fault::server_reboot, Mechanism::heartbeat, kConfig).client.budget, Duration::seconds(1));
+}
+
+TEST(LabExpectations, OnlyFaultsWithApplicationDataCanLoseIt) {
+    for (Fault f : kAllFaults) {
+        const bool data = f == Fault::transfer_cut || f == Fault::stuck_reader || f == Fault::nat_expiry;
+        EXPECT_EQ(carries_application_data(f), data) << to_string(f);
+    }
+}
+
+CellResult cell_of(Fault f, Mechanism m) {
+    CellResult c;
+    c.fault = f;
+    c.mechanism = m;
+    return c;
+}
+
 CellResult detected(Fault f, Mechanism m, R reason, Duration latency) {
-    CellResult c{f, m, {}, {}, {}, {}, {}, {}, true, {}};
+    CellResult c = cell_of(f, m);
     c.server = SideOutcome{true, reason, latency, ""};
     c.client = SideOutcome{true, reason, latency, ""};
     return c;
@@ -81,7 +124,7 @@ TEST(LabJudge, LateWrongMissedAndUnexpectedAreFindings) {
     ASSERT_FALSE(wrong.as_expected);
     EXPECT_NE(wrong.findings.front().find("WRONG REASON keepalive_timeout"), std::string::npos);
 
-    CellResult missed{Fault::freeze, Mechanism::heartbeat, {}, {}, {}, {}, {}, {}, true, {}};
+    CellResult missed = cell_of(Fault::freeze, Mechanism::heartbeat);
     judge(missed, expect(missed.fault, missed.mechanism, kConfig), kConfig.limit);
     ASSERT_FALSE(missed.as_expected);
     EXPECT_NE(missed.findings.front().find("MISSED"), std::string::npos);
@@ -90,6 +133,26 @@ TEST(LabJudge, LateWrongMissedAndUnexpectedAreFindings) {
     judge(stall, expect(stall.fault, stall.mechanism, kConfig), kConfig.limit);
     ASSERT_EQ(stall.findings.size(), 2u);  // Both sides convicted a live peer.
     EXPECT_NE(stall.findings.front().find("UNEXPECTED"), std::string::npos);
+}
+
+TEST(LabJudge, LossIsJudgedWhereTheCellExpectsNoneOrSome) {
+    CellResult kept = cell_of(Fault::nat_expiry, Mechanism::heartbeat);
+    kept.lost_bytes = 0;
+    judge(kept, expect(kept.fault, kept.mechanism, kConfig), kConfig.limit);
+    EXPECT_TRUE(kept.as_expected);
+    kept.lost_bytes = 11;
+    judge(kept, expect(kept.fault, kept.mechanism, kConfig), kConfig.limit);
+    ASSERT_FALSE(kept.as_expected);
+    EXPECT_NE(kept.findings.front().find("UNEXPECTED loss of 11 bytes"), std::string::npos);
+
+    CellResult forgotten = cell_of(Fault::nat_expiry, Mechanism::none);
+    forgotten.lost_bytes = 0;
+    judge(forgotten, expect(forgotten.fault, forgotten.mechanism, kConfig), kConfig.limit);
+    ASSERT_FALSE(forgotten.as_expected);
+    EXPECT_NE(forgotten.findings.front().find("nothing lost"), std::string::npos);
+    forgotten.lost_bytes = std::nullopt;  // A side never reported.
+    judge(forgotten, expect(forgotten.fault, forgotten.mechanism, kConfig), kConfig.limit);
+    EXPECT_FALSE(forgotten.as_expected);
 }
 
 TEST(LabJudge, AClosingBeforeTheFaultIsAFinding) {

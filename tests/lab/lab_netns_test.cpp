@@ -7,9 +7,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "lab/lab_result.hpp"
 #include "lab/topology.hpp"
 #include "support/child_process.hpp"
 #include "support/netns.hpp"
@@ -59,7 +61,7 @@ TEST(Lab, EveryFaultAgainstEveryMechanism) {
 
     {
         SCOPED_TRACE("every cell as expected");
-        ASSERT_EQ(run["cells"].size(), 9u * 5u);
+        ASSERT_EQ(run["cells"].size(), std::size(kAllFaults) * std::size(kAllMechanisms));
         for (const Json& c : run["cells"]) {
             EXPECT_TRUE(c["as_expected"].get<bool>())
                 << c["fault"] << "/" << c["mechanism"] << ": " << c["findings"].dump();
@@ -98,6 +100,31 @@ TEST(Lab, EveryFaultAgainstEveryMechanism) {
         }
     }
     {
+        SCOPED_TRACE("a NAT that forgets idle flows eats the messages of a connection nothing keeps alive");
+        EXPECT_GT(cell(run, "nat_expiry", "none")["lost_bytes"].get<std::uint64_t>(), 0u);
+        for (const char* m : {"keepalive", "keepalive+user_timeout", "heartbeat", "all"}) {
+            const Json& c = cell(run, "nat_expiry", m);
+            EXPECT_EQ(c["lost_bytes"].get<std::uint64_t>(), 0u) << m;
+            EXPECT_FALSE(c["server"]["detected"].get<bool>()) << m;
+        }
+    }
+    {
+        SCOPED_TRACE("a rebooted server resets the client that sends; an idle raw client never learns");
+        EXPECT_FALSE(cell(run, "server_reboot", "none")["client"]["detected"].get<bool>());
+        for (const char* m : {"keepalive", "heartbeat"}) {
+            const Json& c = cell(run, "server_reboot", m)["client"];
+            EXPECT_EQ(c["reason"], "peer_reset") << m;
+        }
+    }
+    {
+        SCOPED_TRACE("lost: what a sender handed over that never arrived");
+        EXPECT_TRUE(cell(run, "cable_pull", "heartbeat")["lost_bytes"].is_null());  // No application data.
+        const std::uint64_t none = cell(run, "transfer_cut", "none")["lost_bytes"].get<std::uint64_t>();
+        const std::uint64_t heartbeat = cell(run, "transfer_cut", "heartbeat")["lost_bytes"].get<std::uint64_t>();
+        EXPECT_GT(heartbeat, 0u);
+        EXPECT_GT(none, heartbeat) << "a sender never told keeps handing over data for the whole limit";
+    }
+    {
         SCOPED_TRACE("keepalive probes are seen on the wire");
         ASSERT_TRUE(run["captured"].get<bool>());
         int probes = 0;
@@ -118,6 +145,33 @@ TEST(Lab, EveryFaultAgainstEveryMechanism) {
         EXPECT_NE(table.str().find("transfer_cut"), std::string::npos);
         EXPECT_TRUE(namespaces_of(lab.pid()).empty());
     }
+}
+
+// Every cell again over IPv6: addresses, nftables rules, capture and the
+// peers named in events are all IPv6.
+TEST(Lab, EveryCellWorksOverIpv6) {
+    LIFELINE_REQUIRE_NETNS();
+    const std::string dir = temp_dir("lifeline-lab-ipv6");
+    ChildProcess lab({LIFELINE_RELEASE_BINARY, "lab", "--ipv6", "--json", "--logs", dir + "/logs"}, "",
+                     dir + "/out.json");
+    const int exit_status = lab.wait_exit(180s);
+    std::ifstream in(dir + "/out.json");
+    const Json run = in ? Json::parse(in, nullptr, false) : Json();
+    ASSERT_TRUE(run.is_object()) << "no JSON; lab exited " << exit_status << ", see " << dir;
+    EXPECT_EQ(exit_status, 0) << "see " << dir;
+    EXPECT_TRUE(run["config"]["ipv6"].get<bool>());
+    ASSERT_EQ(run["cells"].size(), std::size(kAllFaults) * std::size(kAllMechanisms));
+    for (const Json& c : run["cells"]) {
+        EXPECT_TRUE(c["as_expected"].get<bool>())
+            << c["fault"] << "/" << c["mechanism"] << ": " << c["findings"].dump();
+    }
+    EXPECT_TRUE(run["captured"].get<bool>());
+    EXPECT_FALSE(cell(run, "cable_pull", "keepalive")["wire"].empty()) << "the capture parses IPv6";
+    std::ifstream events(dir + "/logs/cable_pull.heartbeat.server.events.jsonl");
+    std::stringstream text;
+    text << events.rdbuf();
+    EXPECT_NE(text.str().find("\"peer\":\"[2001:2::2]:"), std::string::npos) << text.str();
+    EXPECT_TRUE(namespaces_of(lab.pid()).empty());
 }
 
 TEST(LabTeardown, AnInterruptedLabLeavesNoNamespaces) {

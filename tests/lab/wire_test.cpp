@@ -7,8 +7,8 @@
 namespace lifeline::lab {
 namespace {
 
-constexpr std::uint32_t kServer = 0xC6120001;  // 198.18.0.1
-constexpr std::uint32_t kClient = 0xC6120002;
+const IpAddress kServer = ipv4_mapped(0xC6120001);  // 198.18.0.1
+const IpAddress kClient = ipv4_mapped(0xC6120002);
 
 TcpSegment seg(bool from_server, std::uint32_t seq, std::uint32_t len, std::uint16_t window = 500) {
     TcpSegment s;
@@ -56,7 +56,7 @@ TEST(WireClassifier, RstAndFinWin) {
     EXPECT_EQ(w.classify(fin), WireKind::fin);
 }
 
-TEST(ParseIpv4Tcp, ReadsTheHeadersAndThePayloadLengthFromTheIpHeader) {
+TEST(ParseIpTcp, Ipv4ReadsTheHeadersAndThePayloadLengthFromTheIpHeader) {
     std::array<std::uint8_t, 40> p{};
     p[0] = 0x45;                 // IPv4, 20-byte header
     p[2] = 0x00, p[3] = 40 + 8;  // total length: headers + 8 payload bytes not captured
@@ -69,7 +69,7 @@ TEST(ParseIpv4Tcp, ReadsTheHeadersAndThePayloadLengthFromTheIpHeader) {
     p[32] = 0x50;                                      // 20-byte TCP header
     p[33] = 0x04;                                      // RST
     p[34] = 0, p[35] = 0;                              // window 0
-    const auto s = parse_ipv4_tcp(p.data(), p.size());
+    const auto s = parse_ip_tcp(p.data(), p.size());
     ASSERT_TRUE(s);
     EXPECT_EQ(s->src_ip, kClient);
     EXPECT_EQ(s->dst_port, 7000);
@@ -77,9 +77,42 @@ TEST(ParseIpv4Tcp, ReadsTheHeadersAndThePayloadLengthFromTheIpHeader) {
     EXPECT_TRUE(s->rst);
     EXPECT_EQ(s->window, 0);
     EXPECT_EQ(s->payload_bytes, 8u);
-    EXPECT_FALSE(parse_ipv4_tcp(p.data(), 30));  // Truncated TCP header.
-    p[9] = 17;                                   // UDP
-    EXPECT_FALSE(parse_ipv4_tcp(p.data(), p.size()));
+    EXPECT_FALSE(parse_ip_tcp(p.data(), 30));  // Truncated TCP header.
+    p[9] = 17;                                 // UDP
+    EXPECT_FALSE(parse_ip_tcp(p.data(), p.size()));
+}
+
+TEST(ParseIpTcp, Ipv6ReadsAddressesPortsAndThePayloadLengthFromTheIpHeader) {
+    std::array<std::uint8_t, 60> p{};
+    p[0] = 0x60;                                           // IPv6
+    p[4] = 0x00, p[5] = 20 + 16;                           // payload length: TCP header + 16 bytes not captured
+    p[6] = 6;                                              // next header: TCP
+    p[8] = 0x20, p[9] = 0x01, p[10] = 0x00, p[11] = 0x02;  // 2001:2::2
+    p[23] = 0x02;
+    p[24] = 0x20, p[25] = 0x01, p[26] = 0x00, p[27] = 0x02;  // 2001:2::1
+    p[39] = 0x01;
+    p[40] = 0x9c, p[41] = 0x40;  // 40000
+    p[42] = 0x1b, p[43] = 0x58;  // 7000
+    p[47] = 0x07;                // seq 7
+    p[52] = 0x50;                // 20-byte TCP header
+    p[53] = 0x01;                // FIN
+    const auto s = parse_ip_tcp(p.data(), p.size());
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->src_ip, *parse_ip_address("2001:2::2"));
+    EXPECT_EQ(s->dst_ip, *parse_ip_address("2001:2::1"));
+    EXPECT_EQ(s->src_port, 40000);
+    EXPECT_EQ(s->seq, 7u);
+    EXPECT_TRUE(s->fin);
+    EXPECT_EQ(s->payload_bytes, 16u);
+    EXPECT_FALSE(parse_ip_tcp(p.data(), 50));  // Truncated TCP header.
+    p[6] = 0;                                  // A hop-by-hop extension header: not the lab's traffic.
+    EXPECT_FALSE(parse_ip_tcp(p.data(), p.size()));
+}
+
+TEST(ParseIpAddress, MapsIpv4IntoIpv6AndRejectsNames) {
+    EXPECT_EQ(*parse_ip_address("198.18.0.1"), ipv4_mapped(0xC6120001));
+    EXPECT_EQ(*parse_ip_address("::ffff:198.18.0.2"), ipv4_mapped(0xC6120002));
+    EXPECT_FALSE(parse_ip_address("localhost"));
 }
 
 }  // namespace

@@ -58,6 +58,12 @@ TEST(Backpressure, PeerThatStopsReadingIsClosedAsSlowConsumer) {
     // instead of taking in everything we sent; what it read is its budget,
     // the socket buffers and what was in flight, not the 64 MiB we offered.
     EXPECT_LT(closed->value("bytes_in", std::uint64_t{0}), std::uint64_t{4} << 20) << closed->dump();
+    // What it echoed was handed over (data_out), and what never left its
+    // queue is reported as dropped unsent: past the budget, at most a frame or so more.
+    const std::uint64_t unsent = closed->value("bytes_unsent", std::uint64_t{0});
+    EXPECT_GT(unsent, 65536u) << closed->dump();
+    EXPECT_LE(closed->value("data_out", std::uint64_t{0}), closed->value("data_in", std::uint64_t{0}));
+    EXPECT_GE(closed->value("data_out", std::uint64_t{0}) + 4096, unsent) << closed->dump();
 
     expect_healthy(healthy, server, from, wall_ms_now(), "StopsReading");
     std::printf("[ measured ] %zu bytes written before the server dropped us; server sent %llu\n", sent,

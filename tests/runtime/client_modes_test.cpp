@@ -346,8 +346,14 @@ TEST(ClientModes, RawClientTalksToRawServerAndSeesItsClose) {
     EXPECT_EQ(closed->reason, DisconnectReason::peer_closed) << log.dump();
     EXPECT_EQ(closed->bytes_out, line.size());
     EXPECT_EQ(closed->bytes_in, line.size());
+    // Raw mode: every byte is application data.
+    EXPECT_EQ(closed->data_out, line.size());
+    EXPECT_EQ(closed->data_in, line.size());
+    EXPECT_EQ(closed->bytes_unsent, 0u);
     auto server_closed = server.wait_for(EventKind::closed, 5s);
     ASSERT_TRUE(server_closed);
+    EXPECT_EQ(server_closed->data_in, line.size());
+    EXPECT_EQ(server_closed->data_out, line.size());  // The echo.
     EXPECT_EQ(server_closed->reason, DisconnectReason::idle_timeout);  // Not a protocol error: no HELLO arrived.
 
     ASSERT_TRUE(log.wait_run_returned(5s));  // Without --reconnect, the client is done.
@@ -431,6 +437,9 @@ TEST(ClientModes, StoppedReaderFillsItsWindowKeepsPingingAndNeverConvicts) {
     auto closed = log.wait_for(EventKind::closed, 5s);
     ASSERT_TRUE(closed) << log.dump();
     EXPECT_EQ(closed->reason, DisconnectReason::shutdown);
+    // Framed: DATA payloads count as application data, frame headers and PINGs do not.
+    EXPECT_EQ(closed->data_out, kChunks * chunk.size());
+    EXPECT_LT(closed->data_out, closed->bytes_out + closed->bytes_unsent);
     ASSERT_TRUE(log.wait_run_returned(5s));
     EXPECT_EQ(log.count(EventKind::closed), 1);
     EXPECT_EQ(log.count(EventKind::dead), 0);
