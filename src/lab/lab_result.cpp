@@ -22,6 +22,10 @@ std::string_view to_string(Fault fault) {
             return "stuck_reader";
         case Fault::server_stall:
             return "server_stall";
+        case Fault::nat_expiry:
+            return "nat_expiry";
+        case Fault::server_reboot:
+            return "server_reboot";
     }
     return "unknown";
 }
@@ -46,6 +50,10 @@ std::string_view describe(Fault fault) {
             return "the client stops reading while the server keeps sending";
         case Fault::server_stall:
             return "the server is stopped for twice its heartbeat timeout, then resumed";
+        case Fault::nat_expiry:
+            return "a NAT forgets flows idle past its timeout; then the client sends messages";
+        case Fault::server_reboot:
+            return "the server host loses all state and comes back: the client's next packet meets a RST";
     }
     return "unknown";
 }

@@ -24,11 +24,14 @@ enum class Fault : unsigned char {
     transfer_cut,   // The server streams to the client when the cable is pulled (unacknowledged data).
     stuck_reader,   // The client stops reading while the server keeps sending (zero window).
     server_stall,   // The server process is stopped for twice its heartbeat timeout, then resumed.
+    nat_expiry,     // A NAT in the switch forgets flows idle for LabConfig::nat_timeout; then the client sends.
+    server_reboot,  // The server host (a host of its own) loses all state and comes back: RST for the client.
 };
 
 inline constexpr Fault kAllFaults[] = {Fault::cable_pull,   Fault::blackhole_out, Fault::blackhole_in,
                                        Fault::freeze,       Fault::crash,         Fault::host_reboot,
-                                       Fault::transfer_cut, Fault::stuck_reader,  Fault::server_stall};
+                                       Fault::transfer_cut, Fault::stuck_reader,  Fault::server_stall,
+                                       Fault::nat_expiry,   Fault::server_reboot};
 
 // The detection mechanisms each fault is run against.
 enum class Mechanism : unsigned char {
@@ -94,6 +97,11 @@ struct CellResult {
     // Relative to the fault (<= 0): the last payload or heartbeat the server
     // got; unset when none was seen (raw clients send nothing, or no capture).
     std::optional<Duration> last_byte_from_client;
+    // Application bytes handed over after the fault that never reached the
+    // peer's application (both directions; a sender that was told stops
+    // counting then). Unset when the cell carries no application data, so
+    // there is nothing to lose, or when a side could not report its count.
+    std::optional<std::uint64_t> lost_bytes;
     std::vector<WirePacket> wire;       // Probes, RSTs, FINs and a sample of data/acks around the fault.
     bool as_expected = true;            // Every expectation held.
     std::vector<std::string> findings;  // Why not, for people ("server: wrong reason peer_closed, expected ...").
@@ -109,6 +117,11 @@ struct LabConfig {
     Duration heartbeat_timeout = Duration::seconds(1);
     Duration limit = Duration::seconds(12);  // How long the lab watches after the fault.
     Duration settle = Duration::seconds(2);  // Healthy traffic before the fault.
+    // nat_expiry: the NAT forgets a flow idle this long. Longer than every
+    // mechanism's quiet gap by default (heartbeat 250 ms, keepalive idle 1 s),
+    // so those flows survive and only `none` loses its messages.
+    Duration nat_timeout = Duration::seconds(2);
+    bool ipv6 = false;  // Hosts on 2001:2::/64 (RFC 5180) instead of 198.18.0.0/24 (RFC 2544).
 };
 
 struct LabRun {
