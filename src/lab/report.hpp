@@ -46,7 +46,8 @@ nlohmann::json to_json(const LabRun& run);
 // URLs): the fault × mechanism matrix in green / grey / red at the top, then
 // per fault one SVG timeline per cell (exactly one <svg> element per cell).
 // All text from the run is HTML-escaped. Data and ACK ticks are thinned to at
-// most 50 per cell, so 45 cells stay well under a megabyte.
+// most 50 per cell, so a full run (every fault × every mechanism) stays well
+// under a megabyte.
 std::string render_html(const LabRun& run);
 
 // Creates `directory` (and its parents) if missing and writes lab.json
