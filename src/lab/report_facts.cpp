@@ -176,13 +176,42 @@ std::string format_tolerance(Duration d) {
 
 std::string format_offset(Duration d) { return fmt::format("{:+.2f}s", d.seconds_f()); }
 
+std::string format_bytes(std::uint64_t bytes) {
+    static constexpr std::array<std::string_view, 7> kUnits = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes == 0) return "0";
+    if (bytes < 1000) return fmt::format("{} B", bytes);
+    // Promote while the rounded value would need a fourth digit. The double
+    // is exact enough: three digits are all that is shown.
+    auto value = static_cast<double>(bytes);
+    std::size_t unit = 0;
+    while (value >= 999.5 && unit + 1 < kUnits.size()) {
+        value /= 1024.0;
+        ++unit;
+    }
+    // One decimal below 10, none above: never more than three digits. A
+    // decimal that rounds to ".0" is dropped: "1 KiB", not "1.0 KiB".
+    if (value < 9.95) {
+        std::string number = fmt::format("{:.1f}", value);
+        if (number.size() > 2 && number.compare(number.size() - 2, 2, ".0") == 0) number.resize(number.size() - 2);
+        return fmt::format("{} {}", number, kUnits[unit]);
+    }
+    return fmt::format("{:.0f} {}", value, kUnits[unit]);
+}
+
+std::string lost_text(const CellResult& cell) {
+    return cell.lost_bytes ? format_bytes(*cell.lost_bytes) : std::string(kDash);
+}
+
 std::string config_text(const LabRun& run) {
     const LabConfig& c = run.config;
-    return fmt::format("keepalive {}/{}×{}, user timeout {}, heartbeat {}/{}, settle {}, limit {}",
-                       lifeline::to_string(c.keepalive_idle), lifeline::to_string(c.keepalive_interval),
-                       c.keepalive_count, lifeline::to_string(c.user_timeout),
-                       lifeline::to_string(c.heartbeat_interval), lifeline::to_string(c.heartbeat_timeout),
-                       lifeline::to_string(c.settle), lifeline::to_string(c.limit));
+    std::string out =
+        fmt::format("keepalive {}/{}×{}, user timeout {}, heartbeat {}/{}, settle {}, limit {}, nat timeout {}",
+                    lifeline::to_string(c.keepalive_idle), lifeline::to_string(c.keepalive_interval), c.keepalive_count,
+                    lifeline::to_string(c.user_timeout), lifeline::to_string(c.heartbeat_interval),
+                    lifeline::to_string(c.heartbeat_timeout), lifeline::to_string(c.settle),
+                    lifeline::to_string(c.limit), lifeline::to_string(c.nat_timeout));
+    if (c.ipv6) out += " · IPv6";
+    return out;
 }
 
 std::size_t count_as_expected(const LabRun& run) {

@@ -53,8 +53,17 @@ std::string format_ms(Duration d);
 std::string format_tolerance(Duration d);
 // "+0.21s", "-1.50s": an instant relative to the fault.
 std::string format_offset(Duration d);
+// A byte count for people, in binary units with at most three significant
+// digits: "0", "37 B", "999 B", "1 KiB", "1.2 KiB", "64 KiB", "3.1 MiB". A
+// value that would round to 1000 or more of a unit is given in the next one
+// ("1023 KiB" is "1 MiB"), so the text never grows past "999 KiB".
+std::string format_bytes(std::uint64_t bytes);
+// The cell's lost_bytes as format_bytes writes them, "—" when unset (the cell
+// carries no application data).
+std::string lost_text(const CellResult& cell);
 
-// The run's knobs on one line: "keepalive 1s/1s×3, user timeout 4s, …, limit 12s".
+// The run's knobs on one line: "keepalive 1s/1s×3, user timeout 4s, …, limit
+// 12s, nat timeout 2s", followed by " · IPv6" when the hosts used IPv6.
 std::string config_text(const LabRun& run);
 // The legend's tolerance part ("; tolerance +100 ms heartbeats, +1 s kernel"),
 // read from the cells rather than assumed; empty when no cell has a budget.

@@ -97,6 +97,7 @@ std::string cell_facts(const LabRun& run, const CellResult& cell) {
     facts.push_back(cell.budget
                         ? fmt::format("budget {} ({})", format_ms(*cell.budget), format_tolerance(cell.tolerance))
                         : std::string("no budget"));
+    facts.push_back("lost: " + lost_text(cell) + (cell.lost_bytes ? "" : " (no application data)"));
     if (run.captured) facts.push_back(fmt::format("{} keepalive probes", count_probes(cell)));
     facts.push_back(cell.last_byte_from_client
                         ? "last byte from the client at " + format_offset(*cell.last_byte_from_client)
@@ -123,6 +124,8 @@ std::string matrix_cell(const CellResult& cell) {
         out += "<b>" + html_escape(format_ms(first.latency)) + "</b><br>" + html_escape(reason) + " · " +
                html_escape(detected_by(found));
     }
+    // Only a loss earns a line: "lost 0" in every cell would drown the ones that matter.
+    if (cell.lost_bytes && *cell.lost_bytes > 0) out += "<br>lost " + html_escape(format_bytes(*cell.lost_bytes));
     return out + "</a></td>";
 }
 
@@ -177,7 +180,8 @@ std::string matrix(const LabRun& run) {
     out +=
         "<p class=\"legend\">latency: fault → first closing event; budget: what the fastest "
         "mechanism that should catch this fault promises" +
-        html_escape(tolerance_text(run)) + "</p>\n";
+        html_escape(tolerance_text(run)) +
+        "; lost: application bytes handed over after the fault that never arrived (shown when not zero)</p>\n";
     return out;
 }
 

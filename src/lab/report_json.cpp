@@ -49,6 +49,7 @@ nlohmann::json cell_json(const CellResult& cell, bool captured) {
     j["budget_ms"] = cell.budget ? ms_json(*cell.budget) : nullptr;
     j["tolerance_ms"] = ms_json(cell.tolerance);
     j["last_byte_from_client_ms"] = cell.last_byte_from_client ? ms_json(*cell.last_byte_from_client) : nullptr;
+    j["lost_bytes"] = cell.lost_bytes ? nlohmann::json(*cell.lost_bytes) : nullptr;
     j["probes"] = captured ? nlohmann::json(count_probes(cell)) : nullptr;
     nlohmann::json wire = nlohmann::json::array();
     for (const WirePacket& p : cell.wire) wire.push_back(packet_json(p));
@@ -69,6 +70,8 @@ nlohmann::json config_json(const LabConfig& c) {
     config["heartbeat_timeout_ms"] = ms_json(c.heartbeat_timeout);
     config["limit_ms"] = ms_json(c.limit);
     config["settle_ms"] = ms_json(c.settle);
+    config["nat_timeout_ms"] = ms_json(c.nat_timeout);
+    config["ipv6"] = c.ipv6;
     return config;
 }
 

@@ -41,6 +41,7 @@ enum ColumnIndex : std::size_t {
     kLatencyColumn,
     kBudgetColumn,
     kRatioColumn,
+    kLostColumn,
     kProbesColumn,
     kVerdictColumn,
 };
@@ -48,8 +49,8 @@ enum ColumnIndex : std::size_t {
 constexpr std::array kColumns = {
     Column{"fault", Align::left},   Column{"mechanism", Align::left}, Column{"detected", Align::left},
     Column{"by", Align::left},      Column{"reason", Align::left},    Column{"latency", Align::right},
-    Column{"budget", Align::right}, Column{"ratio", Align::right},    Column{"probes", Align::right},
-    Column{"verdict", Align::left},
+    Column{"budget", Align::right}, Column{"ratio", Align::right},    Column{"lost", Align::right},
+    Column{"probes", Align::right}, Column{"verdict", Align::left},
 };
 static_assert(kVerdictColumn == kColumns.size() - 1, "ColumnIndex names every column of kColumns, in order");
 constexpr std::string_view kColumnGap = "  ";
@@ -117,6 +118,7 @@ TableRow cell_row(const LabRun& run, const CellResult& cell, std::vector<std::st
     f[kLatencyColumn] = latency ? format_ms(*latency) : std::string(kDash);
     f[kBudgetColumn] = cell.budget ? format_ms(*cell.budget) : std::string(kDash);
     f[kRatioColumn] = ratio_text(latency, cell);
+    f[kLostColumn] = lost_text(cell);
     f[kProbesColumn] = run.captured ? std::to_string(count_probes(cell)) : std::string(kDash);
     f[kVerdictColumn] = verdict_field(cell, kinds, footnotes);
     return row;
@@ -177,7 +179,9 @@ std::string table_footer(const LabRun& run) {
     std::string out =
         "latency: fault → first closing event; budget: what the fastest mechanism that "
         "should catch this fault promises; ratio: latency ÷ budget" +
-        tolerance_text(run) + "\n";
+        tolerance_text(run) +
+        "; lost: application bytes handed over after the fault that never arrived (— no application data in the "
+        "cell)\n";
     out += fmt::format("{} cells, {} as expected", run.cells.size(), count_as_expected(run));
     if (!run.captured) out += "; no wire evidence captured";
     if (run.elapsed > Duration::zero()) out += " (run took " + to_human(run.elapsed) + ")";
