@@ -6,10 +6,14 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "lab/report_facts.hpp"
 
 namespace lifeline::lab {
 namespace {
@@ -26,7 +30,9 @@ SideOutcome detected(DisconnectReason reason, std::int64_t latency_ms, std::stri
 
 // Six cells over three faults: grey (none on cable_pull, keepalive on freeze),
 // green (keepalive and heartbeat on cable_pull), a late heartbeat on freeze and
-// a wrong reason on crash whose finding carries markup.
+// a wrong reason on crash whose finding carries markup. Lost bytes: none known
+// for cable_pull/none and freeze/keepalive, nothing for the other cable_pull
+// cells, 1.2 KiB for the late heartbeat and 37 B for the crash.
 LabRun sample_run() {
     LabRun run;
     run.kernel = "6.1.0-test";
@@ -34,40 +40,46 @@ LabRun sample_run() {
     run.elapsed = Duration::seconds(192);
     run.captured = true;
 
-    CellResult cable_none{Fault::cable_pull, Mechanism::none, {}, {}, std::nullopt, ms(0), ms(-120), {}, true, {}};
+    CellResult cable_none{
+        Fault::cable_pull, Mechanism::none, {}, {}, std::nullopt, ms(0), ms(-120), std::nullopt, {}, true, {}};
     cable_none.wire = {packet(-300, Side::server, WireKind::data, 40), packet(-290, Side::client, WireKind::ack),
                        packet(500, Side::server, WireKind::data, 40)};
 
     CellResult cable_keepalive{
-        Fault::cable_pull, Mechanism::keepalive, {}, {}, ms(4000), ms(1000), ms(-5), {}, true, {}};
+        Fault::cable_pull, Mechanism::keepalive, {}, {}, ms(4000), ms(1000), ms(-5), std::nullopt, {}, true, {}};
     cable_keepalive.server = detected(DisconnectReason::keepalive_timeout, 4012, "Connection timed out");
+    cable_keepalive.lost_bytes = 0;
     cable_keepalive.wire = {packet(-500, Side::client, WireKind::data, 12), packet(-499, Side::server, WireKind::ack),
                             packet(2010, Side::server, WireKind::keepalive_probe),
                             packet(1010, Side::server, WireKind::keepalive_probe),
                             packet(3010, Side::server, WireKind::keepalive_probe)};
 
-    CellResult cable_heartbeat{
-        Fault::cable_pull, Mechanism::heartbeat, {}, {}, ms(1000), ms(100), ms(-200), {}, true, {}};
+    CellResult cable_heartbeat{Fault::cable_pull, Mechanism::heartbeat, {}, {},   ms(1000), ms(100),
+                               ms(-200),          std::nullopt,         {}, true, {}};
     cable_heartbeat.server = detected(DisconnectReason::heartbeat_timeout, 1012);
+    cable_heartbeat.lost_bytes = 0;
     cable_heartbeat.client = detected(DisconnectReason::heartbeat_timeout, 1003);
     cable_heartbeat.wire = {packet(-250, Side::server, WireKind::data, 8),
                             packet(-200, Side::client, WireKind::data, 8),
                             packet(400, Side::server, WireKind::retransmission, 8)};
 
     CellResult freeze_keepalive{
-        Fault::freeze, Mechanism::keepalive, {}, {}, std::nullopt, ms(1000), ms(-10), {}, true, {}};
+        Fault::freeze, Mechanism::keepalive, {}, {}, std::nullopt, ms(1000), ms(-10), std::nullopt, {}, true, {}};
     for (int i = 1; i <= 11; ++i) {
         freeze_keepalive.wire.push_back(packet(i * 1000, Side::server, WireKind::keepalive_probe));
         freeze_keepalive.wire.push_back(packet(i * 1000 + 1, Side::client, WireKind::ack));
     }
 
-    CellResult freeze_heartbeat{
-        Fault::freeze, Mechanism::heartbeat, {}, {}, ms(1000), ms(100), ms(-240), {}, false, {}};
+    CellResult freeze_heartbeat{Fault::freeze, Mechanism::heartbeat, {}, {},    ms(1000), ms(100),
+                                ms(-240),      std::nullopt,         {}, false, {}};
     freeze_heartbeat.server = detected(DisconnectReason::heartbeat_timeout, 1500);
+    freeze_heartbeat.lost_bytes = 1229;
     freeze_heartbeat.findings = {"server: LATE, 1500 ms > budget 1000 ms + 100 ms"};
 
-    CellResult crash_none{Fault::crash, Mechanism::none, {}, {}, ms(100), ms(100), ms(-30), {}, false, {}};
+    CellResult crash_none{Fault::crash, Mechanism::none, {}, {},    ms(100), ms(100),
+                          ms(-30),      std::nullopt,    {}, false, {}};
     crash_none.server = detected(DisconnectReason::peer_reset, 3);
+    crash_none.lost_bytes = 37;
     crash_none.findings = {"server: WRONG REASON peer_reset, expected peer_closed <script>alert(1)</script>"};
     crash_none.wire = {packet(2, Side::client, WireKind::rst)};
 
@@ -108,6 +120,26 @@ std::string row_of(const std::string& table, const std::string& fault, const std
         if (first == fault && second == mechanism) return line;
     }
     return {};
+}
+
+// A table line's fields: columns are at least two spaces apart, and no field
+// holds two spaces in a row.
+std::vector<std::string> fields_of(const std::string& line) {
+    static const std::regex gap("  +");
+    std::vector<std::string> out;
+    const std::string trimmed = std::regex_replace(line, std::regex("^ +| +$"), "");
+    std::copy(std::sregex_token_iterator(trimmed.begin(), trimmed.end(), gap, -1), std::sregex_token_iterator(),
+              std::back_inserter(out));
+    return out;
+}
+
+// The field of `line` under the header's column `title`.
+std::string field_under(const std::string& table, const std::string& line, const std::string& title) {
+    const std::vector<std::string> titles = fields_of(table_lines(table).front());
+    const auto at = std::find(titles.begin(), titles.end(), title);
+    const std::vector<std::string> fields = fields_of(line);
+    if (at == titles.end() || fields.size() != titles.size()) return "(no column " + title + " in: " + line + ")";
+    return fields[static_cast<std::size_t>(at - titles.begin())];
 }
 
 std::size_t count_of(const std::string& text, const std::string& needle) {
@@ -224,6 +256,69 @@ TEST(ReportTable, TerminalControlCharactersInFindingsAreNeutralised) {
     EXPECT_NE(table.find("late [2Jand more"), std::string::npos) << table;
 }
 
+TEST(ReportTable, LostColumnIsADashWithoutApplicationDataElseAHumanSize) {
+    LabRun run = sample_run();
+    run.cells[3].lost_bytes = 65536;    // freeze/keepalive
+    run.cells[5].lost_bytes = 3250586;  // crash/none: 3.1 MiB
+    const std::string table = render_table(run, false);
+    const std::vector<std::string> titles = fields_of(table_lines(table).front());
+    const auto ratio = std::find(titles.begin(), titles.end(), "ratio");
+    ASSERT_LT(ratio + 1, titles.end()) << table;
+    EXPECT_EQ(*(ratio + 1), "lost") << table;  // Next to the detection time it goes with.
+    EXPECT_EQ(field_under(table, row_of(table, "cable_pull", "none"), "lost"), "—") << table;
+    EXPECT_EQ(field_under(table, row_of(table, "cable_pull", "keepalive"), "lost"), "0") << table;
+    EXPECT_EQ(field_under(table, row_of(table, "freeze", "heartbeat"), "lost"), "1.2 KiB") << table;
+    EXPECT_EQ(field_under(table, row_of(table, "freeze", "keepalive"), "lost"), "64 KiB") << table;
+    EXPECT_EQ(field_under(table, row_of(table, "crash", "none"), "lost"), "3.1 MiB") << table;
+    const std::vector<std::string> lines = table_lines(table);
+    for (const std::string& line : lines) EXPECT_EQ(code_points(line), code_points(lines.front())) << line;
+
+    run.cells[5].lost_bytes = 37;
+    const std::string bytes = render_table(run, false);
+    EXPECT_EQ(field_under(bytes, row_of(bytes, "crash", "none"), "lost"), "37 B") << bytes;
+}
+
+TEST(ReportTable, LegendExplainsLost) {
+    const std::string table = render_table(sample_run(), false);
+    EXPECT_NE(table.find("; lost: application bytes handed over after the fault that never arrived (— no "
+                         "application data in the cell)\n"),
+              std::string::npos)
+        << table;
+}
+
+TEST(ReportTable, ConfigLineNamesTheNatTimeoutAndIpv6AsThePageDoes) {
+    LabRun run = sample_run();
+    const std::string v4 = render_table(run, false);
+    EXPECT_NE(v4.find("settle 2s, limit 12s, nat timeout 2s; kernel 6.1.0-test"), std::string::npos) << v4;
+    EXPECT_EQ(v4.find("IPv6"), std::string::npos) << v4;
+
+    run.config.nat_timeout = Duration::milliseconds(1500);
+    run.config.ipv6 = true;
+    const std::string v6 = render_table(run, false);
+    EXPECT_NE(v6.find("limit 12s, nat timeout 1.5s · IPv6; kernel"), std::string::npos) << v6;
+    EXPECT_NE(render_html(run).find("<p class=\"meta\">keepalive 1s/1s×3, user timeout 4s, heartbeat 250ms/1s, "
+                                    "settle 2s, limit 12s, nat timeout 1.5s · IPv6</p>"),
+              std::string::npos);
+}
+
+TEST(ReportFacts, FormatBytesUsesBinaryUnitsAndAtMostThreeDigits) {
+    using report_detail::format_bytes;
+    EXPECT_EQ(format_bytes(0), "0");
+    EXPECT_EQ(format_bytes(1), "1 B");
+    EXPECT_EQ(format_bytes(37), "37 B");
+    EXPECT_EQ(format_bytes(999), "999 B");
+    EXPECT_EQ(format_bytes(1000), "1 KiB");  // "1000 B" would be a fourth digit.
+    EXPECT_EQ(format_bytes(1024), "1 KiB");
+    EXPECT_EQ(format_bytes(1229), "1.2 KiB");
+    EXPECT_EQ(format_bytes(10 * 1024 - 20), "10 KiB");  // 9.98 rounds into the next digit, not "10.0".
+    EXPECT_EQ(format_bytes(65536), "64 KiB");
+    EXPECT_EQ(format_bytes(999 * 1024), "999 KiB");
+    EXPECT_EQ(format_bytes(1023 * 1024), "1 MiB");
+    EXPECT_EQ(format_bytes(3250586), "3.1 MiB");
+    EXPECT_EQ(format_bytes(5ULL << 30), "5 GiB");
+    EXPECT_EQ(format_bytes(UINT64_MAX), "16 EiB");
+}
+
 TEST(ReportWireSummary, ListsProbeOffsetsSpacingAndTheEnd) {
     const std::string summary = render_wire_summary(sample_run());
     const std::vector<std::string> lines = lines_of(summary);
@@ -292,6 +387,25 @@ TEST(ReportJson, FractionalMillisecondsAndMissingCapture) {
     EXPECT_TRUE(j["cells"][1]["probes"].is_null());
 }
 
+TEST(ReportJson, LostBytesAndTheNatAndIpv6Config) {
+    LabRun run = sample_run();
+    run.cells[2].lost_bytes = 5'000'000'000ULL;  // Past 32 bits: still an exact integer.
+    const nlohmann::json j = nlohmann::json::parse(to_json(run).dump());
+    EXPECT_TRUE(j["cells"][0]["lost_bytes"].is_null());
+    EXPECT_TRUE(j["cells"][1]["lost_bytes"].is_number_integer());
+    EXPECT_EQ(j["cells"][1]["lost_bytes"], 0);
+    EXPECT_EQ(j["cells"][2]["lost_bytes"], 5'000'000'000ULL);
+    EXPECT_EQ(j["cells"][4]["lost_bytes"], 1229);
+    EXPECT_EQ(j["config"]["nat_timeout_ms"], 2000);
+    EXPECT_EQ(j["config"]["ipv6"], false);
+
+    run.config.nat_timeout = Duration::milliseconds(1500);
+    run.config.ipv6 = true;
+    const nlohmann::json v6 = to_json(run);
+    EXPECT_EQ(v6["config"]["nat_timeout_ms"], 1500);
+    EXPECT_EQ(v6["config"]["ipv6"], true);
+}
+
 TEST(ReportHtml, IsOneSelfContainedPageWithOneSvgPerCell) {
     const LabRun run = sample_run();
     const std::string html = render_html(run);
@@ -320,12 +434,23 @@ TEST(ReportHtml, MatrixColoursCellsByOutcome) {
     EXPECT_NE(html.find("id=\"cell-freeze_heartbeat\""), std::string::npos);
 }
 
+TEST(ReportHtml, FactsAndMatrixShowLostBytes) {
+    const std::string html = render_html(sample_run());
+    EXPECT_NE(html.find(" · lost: 1.2 KiB · "), std::string::npos);  // freeze/heartbeat
+    EXPECT_NE(html.find(" · lost: 0 · "), std::string::npos);        // cable_pull/keepalive
+    EXPECT_EQ(count_of(html, " · lost: — (no application data) · "), 2U);
+    // The matrix names a loss only when there is one.
+    EXPECT_NE(html.find("<br>lost 1.2 KiB</a></td>"), std::string::npos);
+    EXPECT_NE(html.find("<br>lost 37 B</a></td>"), std::string::npos);
+    EXPECT_EQ(count_of(html, "<br>lost "), 2U);
+}
+
 TEST(ReportHtml, StaysSmallForAFullRun) {
     LabRun run = sample_run();
     run.cells.clear();
     for (const Fault fault : kAllFaults) {
         for (const Mechanism mechanism : kAllMechanisms) {
-            CellResult cell{fault, mechanism, {}, {}, ms(1000), ms(100), ms(-100), {}, true, {}};
+            CellResult cell{fault, mechanism, {}, {}, ms(1000), ms(100), ms(-100), std::nullopt, {}, true, {}};
             cell.server = detected(DisconnectReason::heartbeat_timeout, 1010);
             for (int i = 0; i < 200; ++i) {
                 const WireKind kind =
@@ -335,11 +460,37 @@ TEST(ReportHtml, StaysSmallForAFullRun) {
             run.cells.push_back(std::move(cell));
         }
     }
-    ASSERT_EQ(run.cells.size(), 45U);
+    ASSERT_EQ(run.cells.size(), std::size(kAllFaults) * std::size(kAllMechanisms));
     const std::string html = render_html(run);
     EXPECT_LT(html.size(), 1'000'000U);
-    EXPECT_EQ(count_of(html, "<svg"), 45U);
+    EXPECT_EQ(count_of(html, "<svg"), run.cells.size());
     EXPECT_NE(html.find("data/ack ticks: 50 of"), std::string::npos);
+}
+
+TEST(Report, EveryFaultRendersInEveryView) {
+    LabRun run = sample_run();
+    run.cells.clear();
+    for (const Fault fault : kAllFaults) {
+        CellResult cell{fault, Mechanism::heartbeat, {}, {}, ms(1000), ms(100), ms(-100), std::nullopt, {}, true, {}};
+        cell.server = detected(DisconnectReason::heartbeat_timeout, 1010);
+        run.cells.push_back(std::move(cell));
+    }
+    const std::string table = render_table(run, false);
+    const nlohmann::json j = to_json(run);
+    const std::string html = render_html(run);
+    ASSERT_EQ(j["cells"].size(), std::size(kAllFaults));
+    for (std::size_t i = 0; i < std::size(kAllFaults); ++i) {
+        const std::string name(to_string(kAllFaults[i]));
+        EXPECT_FALSE(row_of(table, name, "heartbeat").empty()) << name << " missing from\n" << table;
+        EXPECT_EQ(j["cells"][i]["fault"], name);
+        EXPECT_NE(html.find("<h2>" + name + "</h2>"), std::string::npos) << name;
+        EXPECT_NE(html.find("id=\"cell-" + name + "_heartbeat\""), std::string::npos) << name;
+    }
+    for (const std::string name : {"nat_expiry", "server_reboot"})
+        EXPECT_NE(table.find(name), std::string::npos) << name << " missing from\n" << table;
+    EXPECT_EQ(count_of(html, "<svg"), std::size(kAllFaults));
+    const std::vector<std::string> lines = table_lines(table);
+    for (const std::string& line : lines) EXPECT_EQ(code_points(line), code_points(lines.front())) << line;
 }
 
 class ReportFiles : public ::testing::Test {
