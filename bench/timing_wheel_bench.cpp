@@ -50,7 +50,7 @@
 #include <string>
 #include <vector>
 
-#include "core/timing_wheel.hpp"
+#include "lifeline/engine/timing_wheel.hpp"
 #include "lifeline/time.hpp"
 
 namespace lifeline {

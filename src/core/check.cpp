@@ -1,4 +1,4 @@
-#include "core/check.hpp"
+#include "lifeline/check.hpp"
 
 #include <cstdio>
 #include <cstdlib>

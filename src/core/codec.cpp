@@ -4,7 +4,7 @@
 // 791 appendix B). Text fields are UTF-8 as RFC 3629 defines it: the decoder is
 // strict because a lenient decoder is how overlong encodings smuggle bytes past
 // later checks (RFC 3629 section 10).
-#include "core/codec.hpp"
+#include "lifeline/engine/codec.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -13,7 +13,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "core/check.hpp"
+#include "lifeline/check.hpp"
 
 namespace lifeline {
 
@@ -380,6 +380,12 @@ Result<void> append_frame(std::vector<std::uint8_t>& out, const Frame& frame, st
 }
 
 bool is_valid_utf8(std::string_view bytes) { return first_invalid_utf8(bytes) == kUtf8Valid; }
+
+std::string fit_close_reason(std::string_view text) {
+    std::string reason(text.substr(0, kMaxCloseReasonSize));
+    while (!reason.empty() && !is_valid_utf8(reason)) reason.pop_back();
+    return reason;
+}
 
 FrameDecoder::FrameDecoder(DecoderRole role, DecoderLimits limits)
     : max_body_size_(static_cast<std::uint32_t>(limits.max_body_size)), role_(role) {

@@ -1,4 +1,4 @@
-#include "core/failure_detector.hpp"
+#include "lifeline/engine/failure_detector.hpp"
 
 #include <algorithm>
 #include <cassert>

@@ -1,4 +1,4 @@
-#include "core/rtt_estimator.hpp"
+#include "lifeline/engine/rtt_estimator.hpp"
 
 #include <algorithm>
 #include <cstdlib>

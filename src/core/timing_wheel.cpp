@@ -1,10 +1,10 @@
-#include "core/timing_wheel.hpp"
+#include "lifeline/engine/timing_wheel.hpp"
 
 #include <algorithm>
 #include <bit>
 #include <limits>
 
-#include "core/check.hpp"
+#include "lifeline/check.hpp"
 
 namespace lifeline {
 

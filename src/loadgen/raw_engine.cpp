@@ -28,7 +28,7 @@
 #include <optional>
 #include <span>
 
-#include "core/check.hpp"
+#include "lifeline/check.hpp"
 #include "loadgen/load_engine.hpp"
 #include "net/endpoint.hpp"
 #include "runtime/event_loop.hpp"

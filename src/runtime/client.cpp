@@ -9,9 +9,9 @@
 #include <optional>
 #include <random>
 
-#include "core/codec.hpp"
-#include "core/failure_detector.hpp"
-#include "core/liveness.hpp"
+#include "lifeline/engine/codec.hpp"
+#include "lifeline/engine/failure_detector.hpp"
+#include "lifeline/engine/liveness.hpp"
 #include "net/endpoint.hpp"
 #include "net/socket_options.hpp"
 #include "net/tcp_info.hpp"

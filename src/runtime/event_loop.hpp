@@ -26,7 +26,7 @@
 #include <span>
 #include <vector>
 
-#include "core/timing_wheel.hpp"
+#include "lifeline/engine/timing_wheel.hpp"
 #include "lifeline/result.hpp"
 #include "lifeline/time.hpp"
 #include "runtime/monotonic_clock.hpp"

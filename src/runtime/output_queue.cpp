@@ -5,7 +5,7 @@
 #include <cassert>
 #include <cerrno>
 
-#include "core/check.hpp"
+#include "lifeline/check.hpp"
 
 namespace lifeline::runtime {
 

@@ -18,10 +18,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "core/check.hpp"
-#include "core/codec.hpp"
-#include "core/failure_detector.hpp"
-#include "core/liveness.hpp"
+#include "lifeline/check.hpp"
+#include "lifeline/engine/codec.hpp"
+#include "lifeline/engine/failure_detector.hpp"
+#include "lifeline/engine/liveness.hpp"
 #include "net/endpoint.hpp"
 #include "net/socket_options.hpp"
 #include "net/tcp_info.hpp"

@@ -9,10 +9,10 @@
 #include <random>
 #include <sstream>
 
-#include "core/codec.hpp"
-#include "core/failure_detector.hpp"
-#include "core/liveness.hpp"
-#include "core/timing_wheel.hpp"
+#include "lifeline/engine/client_session.hpp"
+#include "lifeline/engine/codec.hpp"
+#include "lifeline/engine/server_session.hpp"
+#include "lifeline/engine/timing_wheel.hpp"
 
 namespace lifeline::sim {
 
@@ -51,20 +51,21 @@ struct SimTimer : TimerNode {
     std::uint32_t conn = 0;
 };
 
+// One side: the public engine's session (the very object the runtime and
+// users' own loops drive), its timer, and the link towards the other side.
+template <class Session>
 struct Endpoint {
-    std::optional<FixedTimeoutDetector> detector;
-    std::optional<LivenessMachine> machine;
-    std::optional<FrameDecoder> decoder;
+    std::unique_ptr<Session> session;
     SimTimer timer;
     bool open = false;
-    Instant free_at;  // The in-order delivery time of the last frame sent this way.
+    Instant free_at;  // The in-order delivery time of the last bytes sent this way.
 };
 
 struct Connection {
     ConnectionOutcome outcome;
     Duration base_delay;
-    Endpoint server;
-    Endpoint client;
+    Endpoint<ServerSession> server;
+    Endpoint<ClientSession> client;
     Instant frozen_until;  // Client process stopped until then.
     bool crashed = false;
     std::vector<std::vector<std::uint8_t>> held_while_frozen;
@@ -74,6 +75,8 @@ class Simulation {
 public:
     explicit Simulation(const SimulationConfig& config)
         : config_(config),
+          server_config_(server_config(config)),
+          client_config_(client_config(config)),
           rng_(config.seed),
           server_wheel_(kEpoch, {config.tick}),
           client_wheel_(kEpoch, {config.tick}) {}
@@ -98,20 +101,44 @@ private:
     void push(Instant at, EventKind kind, std::uint32_t conn, std::vector<std::uint8_t> bytes = {}) {
         events_.push(Event{at, next_seq_++, kind, conn, std::move(bytes)});
     }
+    // The server grants what the simulated clients ask; `server_timeout_error`
+    // reaches the server as a different requested timeout (the client judges
+    // by it too), while the checks judge against `timeout`.
+    static ServerSessionConfig server_config(const SimulationConfig& c) {
+        ServerSessionConfig s;
+        s.heartbeat = c.interval;
+        s.timeout = c.timeout;
+        s.min_interval = std::min(c.interval, Duration::milliseconds(100));
+        s.max_timeout = Duration::hours(1);
+        s.handshake_timeout = c.duration;
+        return s;
+    }
+    static ClientSessionConfig client_config(const SimulationConfig& c) {
+        ClientSessionConfig s;
+        s.heartbeat = c.interval;
+        s.timeout = c.timeout + c.server_timeout_error;
+        s.handshake_timeout = c.duration;
+        return s;
+    }
+
     void setup_connections();
-    void send(Connection& c, bool from_client, const Frame& frame, Instant now);
+    void send(Connection& c, bool from_client, std::span<const std::uint8_t> wire, Instant now);
     void on_event(Event& e);
     void server_receive(Connection& c, const std::vector<std::uint8_t>& bytes, Instant now);
     void client_receive(Connection& c, const std::vector<std::uint8_t>& bytes, Instant now);
     void on_server_timer(Connection& c, Instant now);
     void on_client_timer(Connection& c, Instant now);
-    void close_server_side(Connection& c, DisconnectReason reason, Instant now);
-    void close_client_side(Connection& c, DisconnectReason reason);
+    // After any input to a session: send what it wrote, handle its events, re-arm its timer.
+    void after_server(Connection& c, Instant now);
+    void after_client(Connection& c, Instant now);
+    void on_server_dead(Connection& c, const SessionEvent& e, Instant now);
     void violation(const Connection& c, const std::string& what);
     void trace(Instant now, const Connection& c, const std::string& what);
     void final_checks(Instant end);
 
     SimulationConfig config_;
+    ServerSessionConfig server_config_;
+    ClientSessionConfig client_config_;
     std::mt19937_64 rng_;
     TimingWheel server_wheel_;
     TimingWheel client_wheel_;
@@ -153,16 +180,16 @@ void Simulation::setup_connections() {
     }
 }
 
-// Encodes `frame`, splits it into 1-3 segments and schedules their in-order
-// delivery after the link's delay, jitter and any retransmissions.
-void Simulation::send(Connection& c, bool from_client, const Frame& frame, Instant now) {
-    std::vector<std::uint8_t> wire;
-    const Result<void> encoded = append_frame(wire, frame);
-    assert(encoded.ok());
-    (void)encoded;
+// Splits `wire` into 1-3 segments and schedules their in-order delivery
+// after the link's delay, jitter and any retransmissions.
+void Simulation::send(Connection& c, bool from_client, std::span<const std::uint8_t> wire, Instant now) {
     ++report_.frames;
-    Endpoint& sender = from_client ? c.client : c.server;
-    sender.machine->on_bytes_sent(now);
+    if (from_client) {
+        c.client.session->on_sent(now);
+    } else {
+        c.server.session->on_sent(now);
+    }
+    Instant& free_at = from_client ? c.client.free_at : c.server.free_at;
     const NetworkProfile& n = config_.network;
     const std::size_t segments = std::min<std::size_t>(wire.size(), 1 + rng_() % 3);
     std::size_t offset = 0;
@@ -172,8 +199,8 @@ void Simulation::send(Connection& c, bool from_client, const Frame& frame, Insta
         Duration delay = c.base_delay + uniform(Duration::zero(), n.jitter);
         for (int loss = 0; loss < n.max_losses_per_frame && chance(n.loss); ++loss) delay += n.retransmit_delay;
         // TCP delivers in order: a segment never overtakes the one before it.
-        const Instant at = std::max(now + delay, sender.free_at);
-        sender.free_at = at;
+        const Instant at = std::max(now + delay, free_at);
+        free_at = at;
         push(at, from_client ? EventKind::to_server : EventKind::to_client, c.outcome.id,
              std::vector<std::uint8_t>(wire.begin() + static_cast<std::ptrdiff_t>(offset),
                                        wire.begin() + static_cast<std::ptrdiff_t>(offset + len)));
@@ -185,19 +212,12 @@ void Simulation::on_event(Event& e) {
     Connection& c = *conns_[e.conn];
     const Instant now = e.at;
     switch (e.kind) {
-        case EventKind::client_start: {
-            c.client.detector.emplace(config_.timeout, now);
-            c.client.machine.emplace(LivenessConfig{config_.interval, true}, *c.client.detector, now);
-            c.client.decoder.emplace(DecoderRole::client);
+        case EventKind::client_start:
+            c.client.session = std::make_unique<ClientSession>(client_config_, now);
             c.client.open = true;
             c.client.free_at = now;
-            send(c, true,
-                 Hello{kProtocolVersion, static_cast<std::uint32_t>(config_.interval.ms()),
-                       static_cast<std::uint32_t>(config_.timeout.ms()), "sim-" + std::to_string(e.conn)},
-                 now);
-            client_wheel_.schedule(c.client.timer, c.client.machine->next_deadline());
+            after_client(c, now);
             break;
-        }
         case EventKind::to_server:
             server_receive(c, e.bytes, now);
             break;
@@ -223,7 +243,8 @@ void Simulation::on_event(Event& e) {
             trace(now, c, "client process resumed");
             if (!c.client.open) break;
             // The runtime's stall guard: our own stop is not the server's fault.
-            c.client.machine->on_local_stall(now);
+            c.client.session->on_local_stall(now);
+            after_client(c, now);
             auto held = std::move(c.held_while_frozen);
             c.held_while_frozen.clear();
             for (const auto& bytes : held) {
@@ -240,7 +261,7 @@ void Simulation::on_event(Event& e) {
             }
             {
                 static const std::array<std::uint8_t, 64> payload{};
-                send(c, true, Data{payload}, now);
+                if (c.client.session->send(payload)) after_client(c, now);
             }
             push(now + config_.faults.busy_period, EventKind::busy_send, e.conn);
             break;
@@ -248,14 +269,11 @@ void Simulation::on_event(Event& e) {
 }
 
 void Simulation::server_receive(Connection& c, const std::vector<std::uint8_t>& bytes, Instant now) {
-    if (!c.server.machine) {  // accept(): the first segment of the HELLO.
-        c.server.detector.emplace(config_.timeout + config_.server_timeout_error, now);
-        c.server.machine.emplace(LivenessConfig{config_.interval, false}, *c.server.detector, now);
-        c.server.decoder.emplace(DecoderRole::server);
+    if (!c.server.session) {  // accept(): the first segment of the HELLO.
+        c.server.session = std::make_unique<ServerSession>(server_config_, c.outcome.id, now);
         c.server.open = true;
         c.server.free_at = now;
         c.outcome.last_arrival = now;
-        server_wheel_.schedule(c.server.timer, c.server.machine->next_deadline());
     }
     if (!c.server.open) return;
     const Duration gap = now - c.outcome.last_arrival;
@@ -264,71 +282,19 @@ void Simulation::server_receive(Connection& c, const std::vector<std::uint8_t>& 
         violation(c, "missed: " + to_string(gap) + " of silence passed without the server declaring the peer dead");
     }
     c.outcome.last_arrival = now;
-    c.server.machine->on_bytes_received(now);
-    std::span<const std::uint8_t> input(bytes);
-    while (c.server.open) {
-        FrameDecoder::Step step = c.server.decoder->next(input);
-        if (step.error) {
-            violation(c, "server decode error: " + step.error->detail);
-            close_server_side(c, DisconnectReason::protocol_error, now);
-            return;
-        }
-        if (!step.frame) break;
-        if (const auto* ping = std::get_if<Ping>(&*step.frame)) {
-            send(c, false, Pong{ping->seq, ping->sent_at}, now);
-        } else if (const auto* hello = std::get_if<Hello>(&*step.frame)) {
-            send(c, false, Welcome{kProtocolVersion, hello->interval_ms, hello->timeout_ms, hello->id}, now);
-        } else if (std::holds_alternative<Close>(*step.frame)) {
-            close_server_side(c, DisconnectReason::peer_closed, now);
-        }
-    }
+    c.server.session->receive(bytes, now);
+    after_server(c, now);
 }
 
 void Simulation::client_receive(Connection& c, const std::vector<std::uint8_t>& bytes, Instant now) {
-    c.client.machine->on_bytes_received(now);
-    std::span<const std::uint8_t> input(bytes);
-    while (c.client.open) {
-        FrameDecoder::Step step = c.client.decoder->next(input);
-        if (step.error) {
-            violation(c, "client decode error: " + step.error->detail);
-            close_client_side(c, DisconnectReason::protocol_error);
-            return;
-        }
-        if (!step.frame) break;
-        if (const auto* pong = std::get_if<Pong>(&*step.frame)) {
-            c.client.machine->on_pong(now, *pong);
-        } else if (const auto* ping = std::get_if<Ping>(&*step.frame)) {
-            send(c, true, Pong{ping->seq, ping->sent_at}, now);
-        } else if (std::holds_alternative<Close>(*step.frame)) {
-            close_client_side(c, DisconnectReason::peer_closed);
-        }
-    }
+    c.client.session->receive(bytes, now);
+    after_client(c, now);
 }
 
 void Simulation::on_server_timer(Connection& c, Instant now) {
     if (!c.server.open) return;
-    const LivenessStep step = c.server.machine->on_timer(now);
-    if (step.action == LivenessAction::declare_dead) {
-        const Duration silence = now - c.outcome.last_arrival;
-        c.outcome.longest_silence = std::max(c.outcome.longest_silence, silence);
-        if (silence < config_.timeout) {
-            violation(c, "early: declared dead after only " + to_string(silence) + " of silence");
-        }
-        if (silence > config_.timeout + config_.tick) {
-            violation(c, "late: declared dead after " + to_string(silence) + " of silence");
-        }
-        if ((c.outcome.fate == PeerFate::healthy || c.outcome.fate == PeerFate::busy) &&
-            c.outcome.longest_silence < config_.timeout) {
-            violation(c, "false positive: a live peer within tolerance was declared dead");
-        }
-        c.outcome.server_declared_at = now;
-        trace(now, c,
-              "server declared the client dead (heartbeat_timeout) after " + to_string(silence) + " of silence");
-        close_server_side(c, step.reason, now);
-        return;
-    }
-    if (step.action == LivenessAction::send_ping) send(c, false, step.ping, now);
-    server_wheel_.schedule(c.server.timer, step.next_deadline);
+    c.server.session->handle_timeout(now);
+    after_server(c, now);
 }
 
 void Simulation::on_client_timer(Connection& c, Instant now) {
@@ -337,31 +303,63 @@ void Simulation::on_client_timer(Connection& c, Instant now) {
         client_wheel_.schedule(c.client.timer, c.frozen_until);
         return;
     }
-    const LivenessStep step = c.client.machine->on_timer(now);
-    if (step.action == LivenessAction::declare_dead) {
-        if (c.server.open) violation(c, "client convicted the healthy server");
-        close_client_side(c, step.reason);
-        return;
-    }
-    if (step.action == LivenessAction::send_ping) send(c, true, step.ping, now);
-    client_wheel_.schedule(c.client.timer, step.next_deadline);
+    c.client.session->handle_timeout(now);
+    after_client(c, now);
 }
 
-void Simulation::close_server_side(Connection& c, DisconnectReason reason, Instant now) {
-    if (c.outcome.server_reason) return;
-    c.outcome.server_reason = reason;
-    if (reason != DisconnectReason::peer_closed) {
-        send(c, false, Close{static_cast<std::uint16_t>(CloseCode::heartbeat_timeout), "heartbeat timeout"}, now);
+void Simulation::after_server(Connection& c, Instant now) {
+    ServerSession& s = *c.server.session;
+    while (auto t = s.poll_transmit()) send(c, false, t->bytes, now);
+    while (auto e = s.poll_event()) {
+        if (e->kind == SessionEventKind::error) violation(c, "server: " + e->message);
+        if (e->kind == SessionEventKind::dead) on_server_dead(c, *e, now);
+        if (e->kind == SessionEventKind::closed && !c.outcome.server_reason) {
+            c.outcome.server_reason = e->reason;
+            c.server.open = false;
+        }
     }
-    c.server.open = false;
-    server_wheel_.cancel(c.server.timer);
+    if (c.server.open) {
+        server_wheel_.schedule(c.server.timer, s.next_timeout());
+    } else {
+        server_wheel_.cancel(c.server.timer);
+    }
 }
 
-void Simulation::close_client_side(Connection& c, DisconnectReason reason) {
-    if (c.outcome.client_reason) return;
-    c.outcome.client_reason = reason;
-    c.client.open = false;
-    client_wheel_.cancel(c.client.timer);
+void Simulation::after_client(Connection& c, Instant now) {
+    ClientSession& s = *c.client.session;
+    while (auto t = s.poll_transmit()) send(c, true, t->bytes, now);
+    while (auto e = s.poll_event()) {
+        if (e->kind == SessionEventKind::dead && c.server.open) violation(c, "client convicted the healthy server");
+        if (e->kind == SessionEventKind::closed && !c.outcome.client_reason) {
+            if (e->reason == DisconnectReason::protocol_error) violation(c, "client: " + e->message);
+            c.outcome.client_reason = e->reason;
+            c.client.open = false;
+        }
+    }
+    if (c.client.open) {
+        client_wheel_.schedule(c.client.timer, s.next_timeout());
+    } else {
+        client_wheel_.cancel(c.client.timer);
+    }
+}
+
+void Simulation::on_server_dead(Connection& c, const SessionEvent& e, Instant now) {
+    const Duration silence = now - c.outcome.last_arrival;
+    c.outcome.longest_silence = std::max(c.outcome.longest_silence, silence);
+    if (silence < config_.timeout) {
+        violation(c, "early: declared dead after only " + to_string(silence) + " of silence");
+    }
+    if (silence > config_.timeout + config_.tick) {
+        violation(c, "late: declared dead after " + to_string(silence) + " of silence");
+    }
+    if ((c.outcome.fate == PeerFate::healthy || c.outcome.fate == PeerFate::busy) &&
+        c.outcome.longest_silence < config_.timeout) {
+        violation(c, "false positive: a live peer within tolerance was declared dead");
+    }
+    c.outcome.server_declared_at = now;
+    trace(now, c,
+          "server declared the client dead (" + std::string(lifeline::to_string(e.reason)) + ") after " +
+              to_string(silence) + " of silence");
 }
 
 void Simulation::violation(const Connection& c, const std::string& what) {
@@ -378,7 +376,7 @@ void Simulation::trace(Instant now, const Connection& c, const std::string& what
 
 void Simulation::final_checks(Instant end) {
     for (auto& c : conns_) {
-        if (c->client.machine) c->outcome.rtt_smoothed = c->client.machine->rtt().smoothed();
+        if (c->client.session) c->outcome.rtt_smoothed = c->client.session->liveness().rtt().smoothed();
         if (!c->server.open) continue;
         const Duration silence = end - c->outcome.last_arrival;
         c->outcome.longest_silence = std::max(c->outcome.longest_silence, silence);

@@ -1,10 +1,10 @@
 // LIFELINE_CHECK holds in release builds too (the test binaries are built
 // with NDEBUG in the release preset): a broken invariant aborts with its name.
-#include "core/check.hpp"
+#include "lifeline/check.hpp"
 
 #include <gtest/gtest.h>
 
-#include "core/timing_wheel.hpp"
+#include "lifeline/engine/timing_wheel.hpp"
 
 namespace lifeline {
 namespace {

@@ -2,7 +2,7 @@
 // docs/PROTOCOL.md shows, checked here so the document cannot drift), round
 // trips, split invariance of the incremental decoder, every DecodeErrorKind,
 // the role rules, memory bounds and release, and the UTF-8 validator.
-#include "core/codec.hpp"
+#include "lifeline/engine/codec.hpp"
 
 #include <gtest/gtest.h>
 

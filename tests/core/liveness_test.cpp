@@ -1,4 +1,4 @@
-#include "core/liveness.hpp"
+#include "lifeline/engine/liveness.hpp"
 
 #include <gtest/gtest.h>
 

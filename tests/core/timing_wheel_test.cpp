@@ -1,4 +1,4 @@
-#include "core/timing_wheel.hpp"
+#include "lifeline/engine/timing_wheel.hpp"
 
 #include <gtest/gtest.h>
 

@@ -21,7 +21,7 @@
 #include <span>
 #include <vector>
 
-#include "core/codec.hpp"
+#include "lifeline/engine/codec.hpp"
 
 namespace {
 

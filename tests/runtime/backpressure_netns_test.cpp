@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "core/codec.hpp"
+#include "lifeline/engine/codec.hpp"
 #include "support/bounds.hpp"
 #include "support/child_process.hpp"
 #include "support/netns.hpp"

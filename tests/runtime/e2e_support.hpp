@@ -35,7 +35,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "core/codec.hpp"
+#include "lifeline/engine/codec.hpp"
 #include "net/loopback_pair.hpp"
 #include "support/child_process.hpp"
 #include "support/serve_io.hpp"

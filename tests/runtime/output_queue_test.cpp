@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/codec.hpp"
+#include "lifeline/engine/codec.hpp"
 
 namespace lifeline::runtime {
 namespace {

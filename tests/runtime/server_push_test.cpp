@@ -35,7 +35,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/codec.hpp"
+#include "lifeline/engine/codec.hpp"
 #include "lifeline/server.hpp"
 #include "net/loopback_pair.hpp"
 #include "support/child_process.hpp"

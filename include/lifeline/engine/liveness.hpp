@@ -25,10 +25,10 @@
 #include <cstdint>
 #include <optional>
 
-#include "core/codec.hpp"
-#include "core/failure_detector.hpp"
-#include "core/rtt_estimator.hpp"
 #include "lifeline/disconnect_reason.hpp"
+#include "lifeline/engine/codec.hpp"
+#include "lifeline/engine/failure_detector.hpp"
+#include "lifeline/engine/rtt_estimator.hpp"
 #include "lifeline/result.hpp"
 #include "lifeline/time.hpp"
 

@@ -213,4 +213,8 @@ private:
 // True when `bytes` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view bytes);
 
+// The longest prefix of `text` that a CLOSE frame can carry: at most
+// kMaxCloseReasonSize bytes, cut back to whole UTF-8 characters.
+std::string fit_close_reason(std::string_view text);
+
 }  // namespace lifeline

@@ -49,7 +49,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/check.hpp"
+#include "lifeline/check.hpp"
 #include "lifeline/time.hpp"
 
 namespace lifeline {

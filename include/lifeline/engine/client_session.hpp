@@ -1,0 +1,101 @@
+// The client's side of one connection, sans-IO: the rules `lifeline connect`
+// follows (docs/PROTOCOL.md), in one object that takes bytes and the time and
+// gives back bytes to send, events and when it next wants to be woken.
+//
+//   ClientSession s(config, now);                        // once TCP is connected: HELLO is queued
+//   s.receive(bytes_read, now);
+//   if (now >= s.next_timeout()) s.handle_timeout(now);
+//   while (auto t = s.poll_transmit()) write_all(fd, t->bytes);
+//   while (auto e = s.poll_event()) handle(*e);          // closed: close the socket
+//
+// The rules: HELLO first, asking for config.heartbeat and config.timeout;
+// WELCOME within config.handshake_timeout (else `closed` with unreachable);
+// the interval is the server's to grant, the timeout the longer of ours and
+// the granted one; a PING when quiet for the interval; PONG at once; any
+// byte is liveness; silence past the timeout is `dead` (heartbeat_timeout,
+// CLOSE heartbeat_timeout); a CLOSE from the server ends the session with its
+// reason (session_replaced, protocol_error, or peer_closed). Raw mode: no
+// protocol, no timer; the session only counts bytes as messages.
+//
+// Threads: none; one thread at a time per session. Errors: send() returns
+// them; a server that breaks the protocol ends the session (`closed`,
+// protocol_error). Not movable (it points into itself).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "lifeline/engine/codec.hpp"
+#include "lifeline/engine/failure_detector.hpp"
+#include "lifeline/engine/liveness.hpp"
+#include "lifeline/engine/session_event.hpp"
+#include "lifeline/result.hpp"
+#include "lifeline/time.hpp"
+
+namespace lifeline {
+
+struct ClientSessionConfig {
+    bool framed = true;                                 // false: raw TCP, no protocol.
+    Duration heartbeat = Duration::seconds(1);          // Interval to ask for (0: the server's default).
+    Duration timeout = Duration::seconds(3);            // Timeout to ask for and judge by (0: the server's).
+    std::string id;                                     // Session id to ask for (empty: the server assigns one).
+    Duration handshake_timeout = Duration::seconds(5);  // WELCOME must come within this.
+    std::size_t max_body_size = kDefaultMaxBodySize;
+
+    // Ranges; the message names the field.
+    Result<void> validate() const;
+};
+
+class ClientSession {
+public:
+    enum class State : std::uint8_t { handshake, open, closed };
+
+    // `config` must outlive the session and be valid. Framed: HELLO is queued.
+    ClientSession(const ClientSessionConfig& config, Instant now);
+    ClientSession(const ClientSession&) = delete;
+    ClientSession& operator=(const ClientSession&) = delete;
+
+    void receive(std::span<const std::uint8_t> bytes, Instant now);
+    void handle_timeout(Instant now);
+    // Errors: not open, or larger than config.max_body_size.
+    Result<void> send(std::span<const std::uint8_t> payload);
+    // With a CLOSE frame (framed), then `closed` with `reason`.
+    void close(CloseCode code, std::string_view text, DisconnectReason reason);
+    void abort(DisconnectReason reason, std::string_view message);
+    void on_sent(Instant now);
+    void on_local_stall(Instant now);
+    // Keep PINGing but never convict the server again (a reader that stopped
+    // reading on purpose cannot tell silence from its own deafness).
+    void stop_judging();
+
+    std::optional<Transmit> poll_transmit() { return outbox_.poll_transmit(); }
+    std::optional<SessionEvent> poll_event() { return outbox_.poll_event(); }
+    Instant next_timeout() const;
+
+    State state() const { return state_; }
+    // The id the server granted (empty before WELCOME, and in raw mode).
+    const std::string& granted_id() const { return granted_id_; }
+    const LivenessMachine& liveness() const { return liveness_; }
+    Duration timeout() const { return detector_.timeout(); }
+    std::size_t pending_bytes() const { return outbox_.pending_bytes(); }
+
+private:
+    void handle_frame(const Frame& frame, Instant now);
+    void handle_welcome(const Welcome& welcome, Instant now);
+    void control(const Frame& frame);
+    void finish(DisconnectReason reason, std::string message);
+
+    const ClientSessionConfig* config_;
+    FixedTimeoutDetector detector_;
+    LivenessMachine liveness_;
+    FrameDecoder decoder_;
+    SessionOutbox outbox_;
+    std::string granted_id_;
+    Instant started_at_;
+    State state_ = State::handshake;
+};
+
+}  // namespace lifeline

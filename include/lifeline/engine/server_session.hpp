@@ -1,0 +1,145 @@
+// The server's side of one connection, sans-IO: docs/PROTOCOL.md's rules in
+// one object that takes bytes and the time, and gives back bytes to send,
+// events and when it next wants to be woken (the model: ngtcp2, quinn-proto).
+//
+//   ServerSession s(config, /*number=*/7, now);         // at accept
+//   s.receive(bytes_read, now);                          // whenever bytes arrive
+//   if (now >= s.next_timeout()) s.handle_timeout(now);  // from your timer
+//   while (auto t = s.poll_transmit()) write_all(fd, t->bytes);
+//   while (auto e = s.poll_event()) handle(*e);          // closed: close the socket
+//
+// The rules it keeps: HELLO within the handshake timeout of accept (else
+// CLOSE handshake_timeout); the HELLO's interval and timeout granted within
+// the server's limits; a PING costs a token from a small bucket refilled at
+// the fastest allowed rate (else CLOSE too_many_pings); PONG at once; PINGs of
+// its own only when quiet (config.server_pings); any byte from the peer is
+// liveness; silence past the granted timeout is `dead` (heartbeat_timeout,
+// CLOSE heartbeat_timeout); RTT from PONGs (RFC 6298). In raw mode there is no
+// protocol: every byte is a message and liveness, and `idle_timeout` (if set)
+// ends a silent connection with idle_timeout.
+//
+// Threads: none. One session is used by one thread at a time; sessions share
+// nothing but their config. Errors: send() returns them; everything the peer
+// does wrong becomes events (`error`, then `closed` with protocol_error) and
+// costs only this session. Not movable: it holds pointers into itself (keep
+// it in place, in a unique_ptr, or in your connection object).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "lifeline/engine/codec.hpp"
+#include "lifeline/engine/failure_detector.hpp"
+#include "lifeline/engine/liveness.hpp"
+#include "lifeline/engine/session_event.hpp"
+#include "lifeline/result.hpp"
+#include "lifeline/time.hpp"
+
+namespace lifeline {
+
+// Counts shared by many sessions (for metrics); relaxed atomics, so any thread may read them.
+struct SessionCounters {
+    std::atomic<std::uint64_t> pings_received{0};   // PINGs from peers
+    std::atomic<std::uint64_t> heartbeats_sent{0};  // PINGs and PONGs we sent
+    std::atomic<std::uint64_t> protocol_errors{0};  // sessions ended by a peer breaking the protocol
+};
+
+struct ServerSessionConfig {
+    bool framed = true;                                   // false: raw TCP, no protocol.
+    Duration heartbeat = Duration::seconds(1);            // Interval granted when HELLO asks for 0.
+    Duration timeout = Duration::seconds(3);              // Timeout granted when HELLO asks for 0.
+    Duration min_interval = Duration::milliseconds(100);  // Fastest interval granted; one PING token per this.
+    Duration max_timeout = Duration::hours(1);            // Longest timeout granted.
+    Duration handshake_timeout = Duration::seconds(5);    // HELLO must arrive within this of accept.
+    Duration idle_timeout = Duration::zero();             // Raw: end after this long without a byte (0: never).
+    bool server_pings = false;                            // Also PING a quiet peer (framed).
+    std::size_t max_body_size = kDefaultMaxBodySize;      // Larger frames are a protocol error.
+    SessionCounters* counters = nullptr;                  // Optional; must outlive the sessions.
+
+    // Ranges and consistency; the message names the field (e.g. "timeout (2s)
+    // must be longer than heartbeat (3s)").
+    Result<void> validate() const;
+};
+
+// PINGs a client may send at once (the token bucket's depth).
+inline constexpr std::uint8_t kPingBurst = 4;
+
+class ServerSession {
+public:
+    enum class State : std::uint8_t { handshake, open, closed };
+
+    // `config` must outlive the session and be valid (validate()). `number`
+    // names the connection: a client without an id of its own is "c<number>".
+    ServerSession(const ServerSessionConfig& config, std::uint64_t number, Instant now);
+    ServerSession(const ServerSession&) = delete;
+    ServerSession& operator=(const ServerSession&) = delete;
+
+    // Inputs.
+    void receive(std::span<const std::uint8_t> bytes, Instant now);
+    // Call at (or after) next_timeout(); early calls are harmless.
+    void handle_timeout(Instant now);
+    // Queues application data (framed: one DATA frame). Errors: the session
+    // is not open, or the payload is larger than config.max_body_size.
+    Result<void> send(std::span<const std::uint8_t> payload);
+    // Ends the session with a CLOSE frame (framed) carrying `code` and `text`
+    // (cut to 120 bytes of valid UTF-8), then `closed` with `reason`.
+    void close(CloseCode code, std::string_view text, DisconnectReason reason);
+    // Ends the session at once, no frame: the transport already knows why (a
+    // reset, a kernel timeout, a slow consumer).
+    void abort(DisconnectReason reason, std::string_view message);
+    // Something of ours left for the peer at `now`: a busy sender needs no PING.
+    void on_sent(Instant now);
+    // Evidence from outside the byte stream that the peer is alive at `now`
+    // (for example, the kernel sees it acknowledge while we are not reading).
+    void on_peer_alive(Instant now);
+    // Our own process stalled for `lag` until `now`: the silence was ours, and
+    // PINGs that queued up meanwhile are not abuse.
+    void on_local_stall(Instant now, Duration lag);
+
+    // Outputs.
+    std::optional<Transmit> poll_transmit() { return outbox_.poll_transmit(); }
+    std::optional<SessionEvent> poll_event() { return outbox_.poll_event(); }
+    // never() when closed, or in raw mode without an idle timeout.
+    Instant next_timeout() const;
+
+    // Facts.
+    State state() const { return state_; }
+    std::uint64_t number() const { return number_; }
+    // The id the client chose, else "c<number>" once greeted; empty before HELLO.
+    std::string client_id() const;
+    // The id the client chose itself (for takeover); empty if none.
+    const std::string& chosen_id() const;
+    Instant accepted_at() const { return accepted_at_; }
+    const LivenessMachine& liveness() const { return liveness_; }
+    Duration timeout() const { return detector_.timeout(); }
+    std::size_t pending_bytes() const { return outbox_.pending_bytes(); }
+
+private:
+    void handle_frame(const Frame& frame, Instant now);
+    void handle_hello(const Hello& hello, Instant now);
+    void handle_ping(const Ping& ping, Instant now);
+    void protocol_violation(CloseCode code, const std::string& message);
+    void control(const Frame& frame);
+    void finish(DisconnectReason reason, std::string message);
+    void count(std::atomic<std::uint64_t> SessionCounters::*counter) const;
+
+    const ServerSessionConfig* config_;
+    FixedTimeoutDetector detector_;
+    LivenessMachine liveness_;
+    FrameDecoder decoder_;
+    SessionOutbox outbox_;
+    std::unique_ptr<std::string> chosen_id_;  // Few clients choose one: 8 bytes, not 32, for the rest.
+    Instant accepted_at_;
+    std::uint64_t number_;
+    std::uint32_t last_ping_ms_ = 0;  // Last token refill, ms since accept (wrapping).
+    State state_ = State::handshake;
+    std::uint8_t ping_tokens_ = kPingBurst;
+    bool pinged_ = false;  // A PING arrived (the bucket's clock has started).
+};
+
+}  // namespace lifeline
