@@ -353,7 +353,7 @@ TEST(ClientModes, RawClientTalksToRawServerAndSeesItsClose) {
     auto server_closed = server.wait_for(EventKind::closed, 5s);
     ASSERT_TRUE(server_closed);
     EXPECT_EQ(server_closed->data_in, line.size());
-    EXPECT_EQ(server_closed->data_out, line.size());  // The echo.
+    EXPECT_EQ(server_closed->data_out, line.size());                   // The echo.
     EXPECT_EQ(server_closed->reason, DisconnectReason::idle_timeout);  // Not a protocol error: no HELLO arrived.
 
     ASSERT_TRUE(log.wait_run_returned(5s));  // Without --reconnect, the client is done.
