@@ -84,7 +84,7 @@ struct TableRow {
 };
 
 // "1.50": latency ÷ budget, "—" without both (or with a zero budget).
-std::string ratio_text(const std::optional<Duration>& latency, const CellResult& cell) {
+std::string ratio_text(const Duration* latency, const CellResult& cell) {
     if (!latency || !cell.budget || *cell.budget <= Duration::zero()) return std::string(kDash);
     return fmt::format("{:.2f}", latency->seconds_f() / cell.budget->seconds_f());
 }
@@ -105,8 +105,8 @@ std::string verdict_field(const CellResult& cell, const std::vector<Verdict>& ki
 TableRow cell_row(const LabRun& run, const CellResult& cell, std::vector<std::string>& footnotes) {
     const std::vector<Detection> found = detections(cell);
     const std::vector<Verdict> kinds = verdicts(cell);
-    const std::optional<Duration> latency =
-        found.empty() ? std::nullopt : std::optional<Duration>(found.front().outcome->latency);
+    // A pointer, not an optional: GCC 12 misreads the optional as maybe uninitialized.
+    const Duration* latency = found.empty() ? nullptr : &found.front().outcome->latency;
     TableRow row;
     row.ok = kinds.empty();
     Fields& f = row.fields;
