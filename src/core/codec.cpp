@@ -388,13 +388,13 @@ std::string fit_close_reason(std::string_view text) {
 }
 
 FrameDecoder::FrameDecoder(DecoderRole role, DecoderLimits limits)
-    : max_body_size_(static_cast<std::uint32_t>(limits.max_body_size)), role_(role) {
+    : max_body_size_(static_cast<std::uint32_t>(limits.max_body_size)), role_(static_cast<std::uint32_t>(role) & 3u) {
     LIFELINE_CHECK(limits.max_body_size <= kMaxEncodableBody, "max_body_size fits the length field");
 }
 
 FrameDecoder::Step FrameDecoder::fail(DecodeError error) {
     failed_ = true;
-    failure_kind_ = error.kind;
+    failure_kind_ = static_cast<std::uint32_t>(error.kind) & 15u;
     // Nothing can view the buffer any more (this call returns no frame), and a
     // failed decoder must not keep holding a partial frame's memory.
     partial_.reset();
@@ -415,7 +415,7 @@ std::optional<DecodeError> FrameDecoder::check_header(std::uint32_t length, std:
         return make_error(DecodeErrorKind::unknown_type, "unknown frame type " + hex_byte(type_byte));
     }
     const auto type = static_cast<FrameType>(type_byte);
-    if (auto err = check_role(role_, type, frames_decoded_ == 0)) return err;
+    if (auto err = check_role(static_cast<DecoderRole>(role_), type, frames_decoded_ == 0)) return err;
     return check_body_size(type, body);
 }
 
@@ -436,7 +436,7 @@ void FrameDecoder::buffer(std::span<const std::uint8_t> bytes, std::size_t frame
 FrameDecoder::Step FrameDecoder::finish(FrameType type, std::span<const std::uint8_t> body) {
     auto parsed = parse_body(type, body);
     if (auto* err = std::get_if<DecodeError>(&parsed)) return fail(std::move(*err));
-    ++frames_decoded_;
+    if (frames_decoded_ < kMaxFramesCounted) ++frames_decoded_;
     return Step{std::move(std::get<Frame>(parsed)), std::nullopt};
 }
 
@@ -449,9 +449,10 @@ FrameDecoder::Step FrameDecoder::next(std::span<const std::uint8_t>& input) {
         release_partial_on_next_call_ = false;
     }
     if (failed_) {
-        return Step{std::nullopt,
-                    make_error(failure_kind_, "decoder already failed (" + std::string(to_string(failure_kind_)) +
-                                                  "); no further frames")};
+        return Step{std::nullopt, make_error(static_cast<DecodeErrorKind>(failure_kind_),
+                                             "decoder already failed (" +
+                                                 std::string(to_string(static_cast<DecodeErrorKind>(failure_kind_))) +
+                                                 "); no further frames")};
     }
 
     if (!partial_ || partial_->empty()) {

@@ -57,6 +57,7 @@ const std::string& ServerSession::chosen_id() const {
 }
 
 std::string ServerSession::client_id() const {
+    if (!config_->framed) return {};  // Raw: no protocol, no ids.
     if (chosen_id_) return *chosen_id_;
     return state_ == State::handshake && config_->framed ? std::string() : "c" + std::to_string(number_);
 }

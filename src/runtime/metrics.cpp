@@ -51,11 +51,11 @@ std::string ServerMetrics::prometheus_text(Duration loop_lag_max) const {
                            closed_total[static_cast<std::size_t>(r)].load(std::memory_order_relaxed));
     }
     counter("lifeline_heartbeats_received_total", "PING frames received.",
-            heartbeats_in_total.load(std::memory_order_relaxed));
+            sessions.pings_received.load(std::memory_order_relaxed));
     counter("lifeline_heartbeats_sent_total", "PING and PONG frames sent.",
-            heartbeats_out_total.load(std::memory_order_relaxed));
+            sessions.heartbeats_sent.load(std::memory_order_relaxed));
     counter("lifeline_protocol_errors_total", "Connections that broke the protocol.",
-            protocol_errors_total.load(std::memory_order_relaxed));
+            sessions.protocol_errors.load(std::memory_order_relaxed));
     counter("lifeline_accept_errors_total", "accept() failures (EMFILE and friends).",
             accept_errors_total.load(std::memory_order_relaxed));
     counter("lifeline_loop_stalls_total", "Event loop wake-ups late by more than the stall threshold.",

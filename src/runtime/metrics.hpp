@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lifeline/disconnect_reason.hpp"
+#include "lifeline/engine/server_session.hpp"
 #include "lifeline/time.hpp"
 
 namespace lifeline::runtime {
@@ -30,9 +31,7 @@ private:
 struct ServerMetrics {
     std::atomic<std::int64_t> connections_open{0};
     std::atomic<std::uint64_t> accepted_total{0};
-    std::atomic<std::uint64_t> protocol_errors_total{0};
-    std::atomic<std::uint64_t> heartbeats_in_total{0};   // PINGs received
-    std::atomic<std::uint64_t> heartbeats_out_total{0};  // PONGs and PINGs sent
+    SessionCounters sessions;  // PINGs received, PINGs and PONGs sent, protocol errors: the sessions count them.
     std::atomic<std::uint64_t> accept_errors_total{0};
     std::atomic<std::uint64_t> stalls_total{0};
     std::array<std::atomic<std::uint64_t>, kAllDisconnectReasons.size()> closed_total{};

@@ -191,7 +191,9 @@ public:
     // accounting and tests.
     std::size_t buffer_capacity() const { return partial_ ? partial_->capacity() : 0; }
     bool failed() const { return failed_; }
+    // Frames decoded so far, up to kMaxFramesCounted (it stops counting there).
     std::uint64_t frames_decoded() const { return frames_decoded_; }
+    static constexpr std::uint32_t kMaxFramesCounted = (1u << 24) - 1;
 
 private:
     Step fail(DecodeError error);
@@ -200,14 +202,15 @@ private:
     Step finish(FrameType type, std::span<const std::uint8_t> body);
 
     // Allocated only while a frame is split across reads: an idle connection's
-    // decoder is 24 bytes and owns no heap memory.
+    // decoder is 16 bytes and owns no heap memory.
     std::unique_ptr<std::vector<std::uint8_t>> partial_;
-    std::uint64_t frames_decoded_ = 0;
     std::uint32_t max_body_size_;
-    DecoderRole role_;
-    bool failed_ = false;
-    DecodeErrorKind failure_kind_ = DecodeErrorKind::empty_frame;
-    bool release_partial_on_next_call_ = false;
+    // Packed into one word: every connection holds a decoder.
+    std::uint32_t frames_decoded_ : 24 = 0;  // Saturates (kMaxFramesCounted): the rules only ask "any yet?".
+    std::uint32_t role_ : 2;                 // DecoderRole
+    std::uint32_t failure_kind_ : 4 = 0;     // DecodeErrorKind, once failed_
+    bool failed_ : 1 = false;
+    bool release_partial_on_next_call_ : 1 = false;
 };
 
 // True when `bytes` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).

@@ -110,7 +110,7 @@ public:
     // Facts.
     State state() const { return state_; }
     std::uint64_t number() const { return number_; }
-    // The id the client chose, else "c<number>" once greeted; empty before HELLO.
+    // The id the client chose, else "c<number>" once greeted; empty before HELLO and in raw mode.
     std::string client_id() const;
     // The id the client chose itself (for takeover); empty if none.
     const std::string& chosen_id() const;

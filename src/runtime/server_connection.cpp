@@ -1,0 +1,456 @@
+#include "runtime/server_connection.hpp"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "lifeline/check.hpp"
+#include "net/endpoint.hpp"
+#include "net/socket_options.hpp"
+#include "net/tcp_info.hpp"
+#include "runtime/server_impl.hpp"
+#include "runtime/server_worker.hpp"
+
+namespace lifeline::runtime {
+
+namespace {
+
+constexpr int kMaxReadsPerEvent = 16;  // 1 MiB per connection per turn: one busy peer cannot starve the rest.
+// io_uring: how long a closed connection's last output may wait behind a send
+// still in flight before the socket is shut down regardless.
+constexpr Duration kCloseLinger = Duration::milliseconds(250);
+
+}  // namespace
+
+// Every idle connection pays for each byte: 232 is the most that still fits
+// glibc's 240-byte allocation class (the engine's ServerSession is 136 of it).
+static_assert(sizeof(Connection) <= 232, "Connection grew past its allocation class");
+
+Worker& Connection::worker() { return Worker::current(); }
+
+Instant Connection::now() const { return worker().loop().now(); }
+
+Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, std::uint32_t slot,
+                       Instant now)
+    : session_(worker.server().session, id, now),
+      socket_(fd, worker.options().mode == ServerMode::framed),
+      slot_(slot) {
+    if (peer.ss_family == AF_INET) {
+        const auto& v4 = reinterpret_cast<const sockaddr_in&>(peer);
+        peer_v4_ = v4.sin_addr.s_addr;
+        peer_port_ = ntohs(v4.sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+        const auto& v6 = reinterpret_cast<const sockaddr_in6&>(peer);
+        extras().peer = net::format_address(AF_INET6, &v6.sin6_addr, ntohs(v6.sin6_port));
+    }
+}
+
+// Connections are destroyed after finish() (which cancelled the timer) or by
+// their Worker, which cancels every timer first.
+Connection::~Connection() = default;
+
+Connection::Extras& Connection::extras() {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    return *extras_;
+}
+
+void Connection::count_data(std::size_t in, std::size_t out) {
+    Extras& x = extras();
+    x.data_in += in;
+    x.data_out += out;
+}
+
+std::string Connection::peer() const {
+    if (extras_ && !extras_->peer.empty()) return extras_->peer;
+    return net::format_address(AF_INET, &peer_v4_, peer_port_);
+}
+
+Event Connection::event(EventKind kind) const {
+    Event e;
+    e.kind = kind;
+    e.conn = id();
+    e.peer = peer();
+    e.client_id = client_id();
+    return e;
+}
+
+Duration Connection::last_rtt() const {
+    if (session_.liveness().rtt().has_sample()) return session_.liveness().rtt().smoothed();
+    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
+    return info ? info->rtt : Duration::zero();
+}
+
+Duration Connection::judged_timeout() const {
+    const Duration t = session_.timeout();
+    return t == Duration::infinite() ? worker().options().timeout : t;
+}
+
+void Connection::start() {
+    Server::Impl& server = worker().server();
+    server.metrics.accepted_total.fetch_add(1, std::memory_order_relaxed);
+    server.metrics.connections_open.fetch_add(1, std::memory_order_relaxed);
+    server.emit(event(EventKind::connect));
+    if (auto k = net::apply_keepalive(socket_.fd(), server.options.keepalive); !k) {
+        Event e = event(EventKind::error);
+        e.message = k.error().message;
+        server.emit(e);
+        close(DisconnectReason::local_close, k.error().message);
+        return;
+    }
+    // Ignored on purpose: TCP_NODELAY only makes small writes leave sooner; a
+    // socket that refuses it (it cannot, once accepted) still works.
+    [[maybe_unused]] auto nd = net::set_nodelay(socket_.fd());
+    if (auto r = socket_.watch(worker().loop(), *this); !r) {
+        close(DisconnectReason::local_close, r.error().message);
+        return;
+    }
+    drain();  // Raw: the session is open already.
+}
+
+// ---- The session's side --------------------------------------------------------
+
+void Connection::drain() {
+    if (draining_session_) {
+        drain_again_ = true;
+        return;
+    }
+    draining_session_ = true;
+    do {
+        drain_again_ = false;
+        // Write each Transmit before anything else touches the session: its
+        // span is valid only until then. Once the session is closed, what is
+        // left (a CLOSE frame) goes out on a best-effort basis.
+        while (std::optional<Transmit> t = session_.poll_transmit()) {
+            transmit(t->bytes, t->control, session_.state() == ServerSession::State::closed);
+        }
+        while (std::optional<SessionEvent> e = session_.poll_event()) {
+            on_session_event(*e);
+            drain_again_ = true;  // An event may have queued output (an echo).
+        }
+    } while (drain_again_ && !finished_);
+    draining_session_ = false;
+    if (finished_) return;
+    // Only when it is sooner (a HELLO's deadline replacing the handshake's):
+    // a later one is taken when the armed timer fires (the lazy re-arm).
+    const Instant next = session_.next_timeout();
+    if (!armed() || next < deadline()) rearm();
+}
+
+void Connection::on_session_event(SessionEvent& e) {
+    Server::Impl& server = worker().server();
+    switch (e.kind) {
+        case SessionEventKind::opened:
+            on_opened(e);
+            return;
+        case SessionEventKind::message:
+            on_message(e);
+            return;
+        case SessionEventKind::rtt:
+            server.metrics.rtt.observe(e.rtt);
+            return;
+        case SessionEventKind::dead:
+            on_dead(e);
+            return;
+        case SessionEventKind::error: {
+            Event err = event(EventKind::error);
+            err.message = std::move(e.message);
+            server.emit(err);
+            return;
+        }
+        case SessionEventKind::closed:
+            // Shutting down: the CLOSE frame (and what was before it) leaves first.
+            if (shutdown_flush_ && output_pending()) return;
+            finish(e.reason, e.message);
+            return;
+    }
+}
+
+void Connection::on_opened(const SessionEvent& e) {
+    Server::Impl& server = worker().server();
+    if (server.options.mode == ServerMode::framed) {
+        Event hello = event(EventKind::hello);
+        hello.interval = e.interval;
+        hello.timeout = e.timeout;
+        server.emit(hello);
+        const std::string& chosen = session_.chosen_id();
+        if (!chosen.empty())
+            server.take_over_session(chosen, {static_cast<std::uint32_t>(worker().index()), slot_, id()});
+    }
+    // After the WELCOME: no DATA ever precedes the handshake.
+    if (open() && server.options.push_rate > 0) worker().start_push(*this);
+}
+
+void Connection::on_message(const SessionEvent& e) {
+    Server::Impl& server = worker().server();
+    const bool echo = server.options.echo;
+    count_data(e.payload.size(), echo ? e.payload.size() : 0);
+    if (server.callbacks.on_message) server.callbacks.on_message(id(), e.payload);
+    // Cannot fail while open: what came in fits the same size limit going out.
+    if (echo && open()) [[maybe_unused]]
+        Result<void> r = session_.send(e.payload);
+}
+
+void Connection::on_dead(const SessionEvent& e) {
+    Server::Impl& server = worker().server();
+    Event dead = event(EventKind::dead);
+    dead.reason = e.reason;
+    dead.silence = e.silence;
+    dead.budget = e.budget;
+    dead.rtt = last_rtt();
+    server.metrics.detection_latency.observe(e.silence);
+    server.emit(dead);
+}
+
+void Connection::close(DisconnectReason reason, const std::string& message) {
+    if (finished_) return;
+    if (session_.state() == ServerSession::State::closed) {
+        // Its `closed` event is pending (drain() finishes it), or it was put
+        // off until a shutdown's output left: this ends the wait.
+        if (!draining_session_) finish(reason, message);
+        return;
+    }
+    session_.abort(reason, message);
+    drain();
+}
+
+void Connection::close_with_frame(DisconnectReason reason, CloseCode code, const std::string& text) {
+    if (finished_ || session_.state() == ServerSession::State::closed) return;
+    session_.close(code, text, reason);
+    drain();
+}
+
+void Connection::shut_down() {
+    if (finished_) return;
+    shutdown_flush_ = true;
+    if (worker().options().mode == ServerMode::framed && open()) {
+        session_.close(CloseCode::shutdown, "server shutting down", DisconnectReason::shutdown);
+    } else {
+        session_.abort(DisconnectReason::shutdown, "");
+    }
+    drain();
+}
+
+void Connection::finish_shutdown() {
+    if (finished_) return;
+    session_.abort(DisconnectReason::shutdown, "");
+    drain();
+    if (!finished_) finish(DisconnectReason::shutdown, "");
+}
+
+void Connection::finish(DisconnectReason reason, const std::string& message) {
+    if (finished_) return;
+    socket_.send_before_close();  // First, so the event's bytes_out counts it.
+    Server::Impl& server = worker().server();
+    EventLoop& loop = worker().loop();
+    Event e = event(EventKind::closed);
+    e.reason = reason;
+    e.duration = loop.now() - session_.accepted_at();
+    e.bytes_in = socket_.bytes_in();
+    e.bytes_out = socket_.bytes_out();
+    e.bytes_unsent = socket_.queued_bytes();
+    e.data_in = extras_ ? extras_->data_in : 0;
+    e.data_out = extras_ ? extras_->data_out : 0;
+    e.message = message;
+    finished_ = true;
+    server.metrics.count_closed(reason);
+    server.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
+    server.emit(e);
+    if (!session_.chosen_id().empty())
+        server.release_session(session_.chosen_id(), {static_cast<std::uint32_t>(worker().index()), slot_, id()});
+    loop.cancel(*this);
+    // A send still in flight delays the FIN (and what follows it) a little;
+    // the timer bounds it for a peer that does not read.
+    if (socket_.close(loop)) loop.schedule(*this, loop.now() + kCloseLinger);
+    worker().retire(slot_);
+}
+
+// ---- Timers --------------------------------------------------------------------
+
+void Connection::rearm() {
+    Instant next = session_.next_timeout();
+    if (over_budget_ms_ != 0) next = std::min(next, over_budget_deadline());
+    if (next.is_never()) {
+        worker().loop().cancel(*this);
+    } else {
+        worker().loop().schedule(*this, next);
+    }
+}
+
+void Connection::on_timer() {
+    if (finished_) {
+        socket_.abort_linger();
+        return;
+    }
+    const Instant t = now();
+    if (over_budget_ms_ != 0 && t >= over_budget_deadline()) {
+        judge_stalled_output(t);
+        if (finished_) return;
+    }
+    if (socket_.reading_paused()) credit_unread_input(t);
+    session_.handle_timeout(t);
+    drain();
+    if (!finished_) rearm();
+}
+
+void Connection::forgive_stall(Instant t, Duration lag) {
+    if (!open()) return;
+    session_.on_local_stall(t, lag);
+    rearm();
+}
+
+// ---- The socket's side ---------------------------------------------------------
+
+void Connection::on_io(std::uint32_t events) {
+    if (finished_) return;
+    if (events & EPOLLERR) {
+        close_on_socket_error(net::connect_result(socket_.fd()));
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) read_available();
+    if (!finished_ && (events & EPOLLOUT)) flush();
+}
+
+void Connection::read_available() {
+    std::vector<std::uint8_t>& scratch = worker().scratch();
+    for (int i = 0; i < kMaxReadsPerEvent && !finished_; ++i) {
+        const StreamSocket::ReadResult r = socket_.read(scratch);
+        if (!take_read(r, scratch) || r.bytes < scratch.size()) return;  // < scratch: drained.
+    }
+}
+
+bool Connection::take_read(const StreamSocket::ReadResult& r, std::span<const std::uint8_t> bytes) {
+    switch (r.status) {
+        case StreamSocket::ReadStatus::data:
+            session_.receive(bytes.first(r.bytes), now());
+            drain();
+            return true;
+        case StreamSocket::ReadStatus::would_block:
+            return false;
+        case StreamSocket::ReadStatus::eof:
+            // While draining after ECONNRESET, end of stream is only the
+            // reset socket (its error already taken): the RST decides.
+            if (!draining_input_) close(DisconnectReason::peer_closed);
+            return false;
+        case StreamSocket::ReadStatus::error:
+            close_on_socket_error(r.error);
+            return false;
+    }
+    return false;
+}
+
+void Connection::on_ring(const RingCompletion& c) {
+    EventLoop& loop = worker().loop();
+    if (c.op == RingOp::receive) {
+        const StreamSocket::ReadResult r = socket_.received(loop, *this, c);
+        if (!finished_) take_read(r, c.bytes);
+    } else {
+        const StreamSocket::SentResult r = socket_.sent(loop, *this, c);
+        if (!finished_) after_send(r.written, r.error);
+    }
+    if (finished_ && !socket_.ring_busy()) worker().release(this);  // May free this.
+}
+
+void Connection::on_ring_flush() {
+    socket_.flush_turn(worker().loop(), *this);
+    if (finished_ && !socket_.ring_busy()) worker().release(this);  // May free this.
+}
+
+void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
+    if (finished_) return;
+    EventLoop& loop = worker().loop();
+    if (best_effort && socket_.backlog_bytes(loop) + bytes.size() > worker().options().output_budget) return;
+    const StreamSocket::SendResult r = socket_.send(loop, *this, bytes, control);
+    if (r.error != 0) {
+        if (!best_effort) close_on_socket_error(r.error);
+        return;
+    }
+    if (r.written_now > 0) session_.on_sent(loop.now());
+    check_backlog();
+}
+
+void Connection::flush() {
+    const OutputQueue::FlushResult r = socket_.flush(worker().loop(), *this);
+    after_send(r.written, r.error);
+}
+
+void Connection::after_send(std::size_t written, int error) {
+    if (written > 0) session_.on_sent(now());
+    if (error != 0) {
+        close_on_socket_error(error);
+        return;
+    }
+    // Shutting down: the CLOSE frame (and whatever was before it) is out.
+    if (shutdown_flush_ && !output_pending()) {
+        close(DisconnectReason::shutdown);
+        return;
+    }
+    check_backlog();
+}
+
+void Connection::close_on_socket_error(int err) {
+    // A failed send may only echo a close already waiting in the receive
+    // buffer (a CLOSE frame, a FIN): read that first so the reason is the peer's.
+    // Not on an io_uring loop: its receive is armed, and earlier bytes may
+    // still wait in the completion queue, so a read here could take later
+    // bytes first (there, a rare send error can win over the peer's CLOSE).
+    const bool session_closed = session_.state() == ServerSession::State::closed;
+    if (!draining_input_ && !finished_ && !session_closed && !socket_.served_by_ring() &&
+        (err == EPIPE || err == ECONNRESET)) {
+        draining_input_ = true;
+        read_available();
+        draining_input_ = false;
+        if (finished_ || session_.state() == ServerSession::State::closed) return;
+    }
+    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
+    const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr, output_pending());
+    Server::Impl& server = worker().server();
+    if (reason == DisconnectReason::slow_consumer) {
+        // TCP_USER_TIMEOUT ended a live peer behind a zero window before our
+        // own grace ran out (net::classify_socket_error).
+        Event e = event(EventKind::error);
+        e.message = "peer is not reading: the kernel's user timeout ended its zero window (" +
+                    std::to_string(socket_.queued_bytes()) + " bytes still queued here)";
+        server.emit(e);
+    }
+    if (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout) {
+        Event e = event(EventKind::dead);
+        e.reason = reason;
+        e.silence = now() - session_.liveness().last_received();
+        const KeepalivePolicy& k = server.options.keepalive;
+        e.budget = reason == DisconnectReason::user_timeout ? k.user_timeout_value() : k.budget();
+        e.rtt = last_rtt();
+        server.metrics.detection_latency.observe(e.silence);
+        server.emit(e);
+    }
+    close(reason, err != 0 ? std::strerror(err) : "");
+}
+
+nlohmann::json Connection::describe(Instant t) const {
+    const Result<net::EffectiveKeepalive> ka = net::read_keepalive(socket_.fd());
+    const LivenessMachine& liveness = session_.liveness();
+    nlohmann::json j{
+        {"conn", id()},
+        {"peer", peer()},
+        {"id", client_id()},
+        {"state", open() ? "open" : "handshake"},
+        {"age_ms", (t - session_.accepted_at()).ms_f()},
+        {"last_received_ms_ago", (t - liveness.last_received()).ms_f()},
+        {"rtt_ms", last_rtt().ms_f()},
+        {"suspicion", liveness.suspicion(t)},
+        {"timeout_ms", judged_timeout().ms_f()},
+        {"bytes_in", socket_.bytes_in()},
+        {"bytes_out", socket_.bytes_out()},
+    };
+    if (ka) {
+        j["keepalive"] = {{"enabled", ka->enabled},
+                          {"idle_s", ka->idle.ns() / 1'000'000'000},
+                          {"interval_s", ka->interval.ns() / 1'000'000'000},
+                          {"count", ka->count},
+                          {"user_timeout_ms", ka->user_timeout.ms()}};
+    }
+    return j;
+}
+
+}  // namespace lifeline::runtime

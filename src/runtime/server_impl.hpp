@@ -1,0 +1,62 @@
+// What the server's loops share: options, callbacks, metrics, and the session
+// table (client id -> connection) that takeover needs. Internal to
+// src/runtime; see server.cpp for the design.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lifeline/engine/server_session.hpp"
+#include "lifeline/server.hpp"
+#include "net/endpoint.hpp"
+#include "runtime/http_endpoint.hpp"
+#include "runtime/metrics.hpp"
+
+namespace lifeline::runtime {
+
+class Worker;
+
+// Where a connection lives: its loop, its slot there, and its number (a slot
+// is reused; the number is not).
+struct ConnectionRef {
+    std::uint32_t worker;
+    std::uint32_t slot;
+    std::uint64_t conn;
+};
+
+// The engine's rules, configured from the server's options.
+ServerSessionConfig session_config(const ServerOptions& options, SessionCounters* counters);
+
+}  // namespace lifeline::runtime
+
+namespace lifeline {
+
+struct Server::Impl {
+    ServerOptions options;
+    ServerSessionConfig session;  // From options; every connection's ServerSession uses it.
+    ServerCallbacks callbacks;
+    net::Endpoint endpoint;
+    std::vector<std::unique_ptr<runtime::Worker>> workers;
+    runtime::ServerMetrics metrics;
+    std::mutex sessions_mutex;
+    std::unordered_map<std::string, runtime::ConnectionRef> sessions;
+    std::atomic<std::uint64_t> next_conn_id{1};
+    std::atomic<bool> stop_requested{false};
+    std::unique_ptr<runtime::HttpEndpoint> http;
+
+    void emit(const Event& e) const {
+        if (callbacks.on_event) callbacks.on_event(e);
+    }
+    // `id` is now `owner`'s: the connection that held it (on any loop) ends with session_replaced.
+    void take_over_session(const std::string& id, runtime::ConnectionRef owner);
+    // `owner` closed: its id is free again, unless a newer connection took it.
+    void release_session(const std::string& id, runtime::ConnectionRef owner);
+    std::string metrics_text_unlocked() const;
+    std::string connections_json_unlocked() const;
+};
+
+}  // namespace lifeline
