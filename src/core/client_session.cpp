@@ -49,6 +49,7 @@ Instant ClientSession::next_timeout() const {
 void ClientSession::receive(std::span<const std::uint8_t> bytes, Instant now) {
     if (state_ == State::closed || bytes.empty()) return;
     if (!config_->framed) {
+        liveness_.on_bytes_received(now);  // Never judged, but the kernel's verdicts report the silence.
         SessionEvent e(SessionEventKind::message);
         e.payload.assign(bytes.begin(), bytes.end());
         outbox_.event(std::move(e));
