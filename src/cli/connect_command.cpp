@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/flag_names.hpp"
 #include "cli/stop_signals.hpp"
 #include "lifeline/client.hpp"
 #include "runtime/line_writer.hpp"
@@ -36,7 +37,8 @@ int run_connect(ConnectOptions& o) {
     c.mode = o.mode == "raw" ? ClientMode::raw : ClientMode::framed;
     Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
     if (!keepalive) {
-        fmt::print(stderr, "lifeline connect: {}\n", keepalive.error().message);
+        fmt::print(stderr, "lifeline connect: {}\n",
+                   cli::with_flag_names(keepalive.error().message, cli::kKeepaliveFlags));
         return 2;
     }
     c.keepalive = *keepalive;
@@ -56,7 +58,7 @@ int run_connect(ConnectOptions& o) {
 
     Result<std::unique_ptr<Client>> client = Client::create(c, callbacks);
     if (!client) {
-        fmt::print(stderr, "lifeline connect: {}\n", client.error().message);
+        fmt::print(stderr, "lifeline connect: {}\n", cli::with_flag_names(client.error().message, cli::kConnectFlags));
         return 2;
     }
     Client* raw = client->get();

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/flag_names.hpp"
 #include "cli/serve_workers.hpp"
 #include "cli/stop_signals.hpp"
 #include "core/kernel_budget.hpp"
@@ -45,12 +46,13 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         if (o.detect_within <= Duration::zero()) {
             Result<KeepalivePolicy> k = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
             if (!k) {
-                fmt::print(stderr, "lifeline serve: {}\n", k.error().message);
+                fmt::print(stderr, "lifeline serve: {}\n",
+                           cli::with_flag_names(k.error().message, cli::kKeepaliveFlags));
                 return 2;
             }
             check.keepalive = *k;
             if (auto v = check.validate(); !v) {
-                fmt::print(stderr, "lifeline serve: {}\n", v.error().message);
+                fmt::print(stderr, "lifeline serve: {}\n", cli::with_flag_names(v.error().message, cli::kServeFlags));
                 return 2;
             }
         }
@@ -67,7 +69,7 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
     if (o.detect_within > Duration::zero()) {
         Result<DetectionPlan> plan = plan_detection(o.detect_within);
         if (!plan) {
-            fmt::print(stderr, "lifeline serve: {}\n", plan.error().message);
+            fmt::print(stderr, "lifeline serve: --detect-within: {}\n", plan.error().message);
             return 2;
         }
         // Explicit flags override the plan.
@@ -82,7 +84,8 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
     }
     Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
     if (!keepalive) {
-        fmt::print(stderr, "lifeline serve: {}\n", keepalive.error().message);
+        fmt::print(stderr, "lifeline serve: {}\n",
+                   cli::with_flag_names(keepalive.error().message, cli::kKeepaliveFlags));
         return 2;
     }
     s.keepalive = *keepalive;
@@ -101,7 +104,7 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
 
     Result<std::unique_ptr<Server>> server = Server::create(s, callbacks);
     if (!server) {
-        fmt::print(stderr, "lifeline serve: {}\n", server.error().message);
+        fmt::print(stderr, "lifeline serve: {}\n", cli::with_flag_names(server.error().message, cli::kServeFlags));
         return 1;
     }
     fmt::print(stderr,

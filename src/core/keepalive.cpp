@@ -103,11 +103,11 @@ Result<KeepalivePolicy> KeepalivePolicy::parse(std::string_view spec) {
 
 Result<KeepalivePolicy> KeepalivePolicy::parse(std::string_view spec, std::string_view user_timeout) {
     Result<KeepalivePolicy> policy = parse(spec);
-    if (!policy) return Error{"--keepalive: " + policy.error().message};
+    if (!policy) return policy.error().with_context("keepalive");
     Result<UserTimeout> ut = UserTimeout::parse(user_timeout);
-    if (!ut) return Error{"--user-timeout: " + ut.error().message};
+    if (!ut) return ut.error().with_context("user_timeout");
     policy->user_timeout = !policy->enabled && ut->mode == UserTimeout::Mode::automatic ? UserTimeout::off() : *ut;
-    if (auto valid = policy->validate(); !valid) return Error{"--user-timeout: " + valid.error().message};
+    if (auto valid = policy->validate(); !valid) return valid.error().with_context("user_timeout");
     return policy;
 }
 

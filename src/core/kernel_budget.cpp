@@ -67,7 +67,7 @@ Result<KeepaliveAdvice> advise_keepalive(Duration target, std::optional<Duration
 
 Result<DetectionPlan> plan_detection(Duration target) {
     if (target < Duration::milliseconds(300))
-        return Error{"--detect-within " + to_string(target) +
+        return Error{"detection budget " + to_string(target) +
                      " is too short: heartbeats need at least 100 ms intervals (use >= 300ms)"};
     DetectionPlan plan;
     plan.heartbeat_timeout = target;

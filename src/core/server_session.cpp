@@ -210,14 +210,15 @@ void ServerSession::handle_timeout(Instant now) {
 }
 
 Result<void> ServerSession::send(std::span<const std::uint8_t> payload) {
-    if (state_ != State::open) return Error{"the session is not open"};
+    if (state_ != State::open) return make_error(Errc::not_open, "the session is not open");
     if (!config_->framed) {
         outbox_.bytes(payload);
         return {};
     }
     if (payload.size() > config_->max_body_size)
-        return Error{"message of " + std::to_string(payload.size()) + " bytes is larger than the " +
-                     std::to_string(config_->max_body_size) + "-byte limit"};
+        return make_error(Errc::too_large, "message of " + std::to_string(payload.size()) +
+                                               " bytes is larger than the " + std::to_string(config_->max_body_size) +
+                                               "-byte limit");
     return outbox_.frame(Data{payload}, false, config_->max_body_size);
 }
 

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "lifeline/engine/client_session.hpp"
 #include "lifeline/engine/codec.hpp"
 #include "net/endpoint.hpp"
 #include "runtime/client_connection.hpp"
@@ -14,24 +15,34 @@ namespace lifeline {
 using runtime::EventLoop;
 
 Result<void> ClientOptions::validate() const {
-    if (count < 1 || count > 20'000) return Error{"--count must be 1..20000 (got " + std::to_string(count) + ")"};
+    if (count < 1 || count > 20'000) return Error{"count must be 1..20000 (got " + std::to_string(count) + ")"};
     // Raw connections send no HELLO and run no heartbeat: these two are unused there.
     if (mode == ClientMode::framed) {
-        if (heartbeat <= Duration::zero()) return Error{"--heartbeat must be > 0"};
-        if (timeout <= heartbeat)
-            return Error{"--timeout (" + to_string(timeout) + ") must be longer than --heartbeat (" +
-                         to_string(heartbeat) + ")"};
+        // Stricter than the engine's (which lets 0 mean "the server's default"): they are sent as asked.
+        if (heartbeat <= Duration::zero()) return Error{"heartbeat must be > 0"};
         if (heartbeat.ms() > UINT32_MAX || timeout.ms() > UINT32_MAX)
             return Error{"heartbeat and timeout must fit in 32-bit ms"};
     }
+    ClientSessionConfig session;
+    session.framed = mode == ClientMode::framed;
+    session.heartbeat = session.framed ? heartbeat : Duration::zero();  // Raw: unused.
+    session.timeout = session.framed ? timeout : Duration::zero();
+    session.id = id;
+    session.handshake_timeout = connect_timeout;
+    session.max_body_size = max_body_size;
+    if (auto v = session.validate(); !v) return v.error();
+    if (session.framed && timeout <= Duration::zero()) return Error{"timeout must be > 0"};
     if (backoff_initial <= Duration::zero() || backoff_max < backoff_initial)
-        return Error{"backoff: need 0 < initial <= max"};
-    if (ramp_per_second < 0) return Error{"ramp must be >= 0 connections per second"};
-    if (connect_timeout <= Duration::zero()) return Error{"connect timeout must be > 0"};
-    if (id.size() > kMaxIdSize || !is_valid_utf8(id)) return Error{"--id must be valid UTF-8 of at most 255 bytes"};
-    if (auto k = keepalive.validate(); !k) return Error{"--keepalive: " + k.error().message};
+        return Error{"backoff_initial and backoff_max: need 0 < backoff_initial <= backoff_max"};
+    if (ramp_per_second < 0) return Error{"ramp_per_second must be >= 0 connections per second"};
+    if (connect_timeout <= Duration::zero()) return Error{"connect_timeout must be > 0"};
+    if (auto k = keepalive.validate(); !k) return k.error().with_context("keepalive");
     return {};
 }
+
+}  // namespace lifeline
+
+namespace lifeline {
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 

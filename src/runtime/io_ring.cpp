@@ -45,10 +45,12 @@ std::uint64_t tag(LoopObject& owner, RingOp op) {
 }
 
 Error ring_error(const std::string& what, int error) {
-    return system_error(what +
-                            " (io_uring needs Linux 6.1 or later and kernel.io_uring_disabled = 0; "
-                            "--io epoll works everywhere)",
-                        error);
+    Error e = system_error(what +
+                               " (io_uring needs Linux 6.1 or later and kernel.io_uring_disabled = 0; "
+                               "the epoll back-end works everywhere)",
+                           error);
+    e.code = Errc::unsupported;  // What a caller can act on: use epoll instead.
+    return e;
 }
 
 }  // namespace

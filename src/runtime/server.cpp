@@ -65,7 +65,7 @@ Server::~Server() = default;
 Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options, ServerCallbacks callbacks) {
     if (auto v = options.validate(); !v) return v.error();
     Result<net::Endpoint> endpoint = net::parse_endpoint(options.listen);
-    if (!endpoint) return Error{"--listen: " + endpoint.error().message};
+    if (!endpoint) return endpoint.error().with_context("listen");
     auto impl = std::make_unique<Impl>();
     impl->options = options;
     impl->session = runtime::session_config(options, &impl->metrics.sessions);
@@ -97,7 +97,7 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options, Ser
         Result<std::unique_ptr<runtime::HttpEndpoint>> http = runtime::HttpEndpoint::start(
             options.http, [raw] { return raw->metrics_text_unlocked(); },
             [raw] { return raw->connections_json_unlocked(); });
-        if (!http) return Error{"--http: " + http.error().message};
+        if (!http) return http.error().with_context("http");
         impl->http = std::move(*http);
     }
     return std::unique_ptr<Server>(new Server(std::move(impl)));

@@ -8,27 +8,17 @@
 namespace lifeline {
 
 Result<void> ServerOptions::validate() const {
-    if (threads < 1 || threads > 256) return Error{"--threads must be 1..256 (got " + std::to_string(threads) + ")"};
-    if (heartbeat <= Duration::zero()) return Error{"--heartbeat must be > 0"};
-    if (timeout <= heartbeat)
-        return Error{"--timeout (" + to_string(timeout) + ") must be longer than --heartbeat (" + to_string(heartbeat) +
-                     "): a healthy idle peer would be convicted between two heartbeats"};
-    if (min_interval <= Duration::zero() || min_interval > heartbeat)
-        return Error{"--min-interval (" + to_string(min_interval) + ") must be > 0 and <= --heartbeat (" +
-                     to_string(heartbeat) + ")"};
-    if (max_timeout < timeout) return Error{"--max-timeout must be >= --timeout"};
-    if (min_interval * 2 > max_timeout)
-        return Error{"--min-interval (" + to_string(min_interval) + ") must be at most half of --max-timeout (" +
-                     to_string(max_timeout) + ")"};
-    if (handshake_timeout <= Duration::zero()) return Error{"handshake timeout must be > 0"};
-    if (idle_timeout < Duration::zero()) return Error{"--idle-timeout must be >= 0"};
-    if (output_budget < 1024) return Error{"output budget must be at least 1 KiB"};
-    if (slow_consumer_after < Duration::zero()) return Error{"--slow-consumer-after must be >= 0"};
-    if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max body size must be 16 B..16 MiB"};
+    // The protocol's own limits (heartbeat, timeout, min_interval,
+    // max_timeout, handshake_timeout, idle_timeout, max_body_size) are the
+    // engine's to check; the fields have the same names here.
+    if (auto v = runtime::session_config(*this, nullptr).validate(); !v) return v.error();
+    if (threads < 1 || threads > 256) return Error{"threads must be 1..256 (got " + std::to_string(threads) + ")"};
+    if (output_budget < 1024) return Error{"output_budget must be at least 1 KiB"};
+    if (slow_consumer_after < Duration::zero()) return Error{"slow_consumer_after must be >= 0"};
     if (tick <= Duration::zero() || tick > Duration::seconds(1)) return Error{"tick must be in (0, 1s]"};
     if (push_rate > kMaxPushRate)
-        return Error{"--push must be at most 1G (1 GiB/s); got " + std::to_string(push_rate) + " bytes/s"};
-    if (auto k = keepalive.validate(); !k) return Error{"--keepalive: " + k.error().message};
+        return Error{"push_rate must be at most 1G (1 GiB/s); got " + std::to_string(push_rate) + " bytes/s"};
+    if (auto k = keepalive.validate(); !k) return k.error().with_context("keepalive");
     return {};
 }
 

@@ -440,11 +440,12 @@ TEST(ServerPush, PushRateAboveOneGiBPerSecondIsRejected) {
     o.push_rate = kMaxPushRate + 1;
     const Result<void> v = o.validate();
     ASSERT_FALSE(v.ok());
-    EXPECT_THAT(v.error().message, HasSubstr("--push"));
+    EXPECT_THAT(v.error().message, HasSubstr("push_rate"));  // The field: `serve` says --push (below).
+    EXPECT_EQ(v.error().code, Errc::invalid_argument);
     o.listen = "127.0.0.1:0";
     auto server = Server::create(o, {});
     ASSERT_FALSE(server.ok());
-    EXPECT_THAT(server.error().message, HasSubstr("--push"));
+    EXPECT_THAT(server.error().message, HasSubstr("push_rate"));
 }
 
 struct CliRun {

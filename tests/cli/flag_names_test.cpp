@@ -1,0 +1,40 @@
+#include "cli/flag_names.hpp"
+
+#include <gtest/gtest.h>
+
+#include "lifeline/client.hpp"
+#include "lifeline/server.hpp"
+
+namespace lifeline::cli {
+namespace {
+
+TEST(FlagNames, FieldsBecomeFlagsAsWholeWordsOnly) {
+    EXPECT_EQ(with_flag_names("timeout (2s) must be longer than heartbeat (3s)", kServeFlags),
+              "--timeout (2s) must be longer than --heartbeat (3s)");
+    // max_timeout is one word: its "timeout" is not touched on its own.
+    EXPECT_EQ(with_flag_names("max_timeout must be >= timeout", kServeFlags), "--max-timeout must be >= --timeout");
+    EXPECT_EQ(with_flag_names("push_rate must be at most 1G", kServeFlags), "--push must be at most 1G");
+    // Words that are not fields of this command stay: a plural, another command's field.
+    EXPECT_EQ(with_flag_names("two heartbeats; count", kServeFlags), "two heartbeats; count");
+    EXPECT_EQ(with_flag_names("count must be 1..20000", kConnectFlags), "--count must be 1..20000");
+}
+
+TEST(FlagNames, LibraryValidationNamesFieldsAndTheCliShowsFlags) {
+    ServerOptions s;
+    s.min_interval = Duration::seconds(5);  // Longer than the heartbeat.
+    const Result<void> v = s.validate();
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.error().code, Errc::invalid_argument);
+    EXPECT_EQ(v.error().message.find("--"), std::string::npos) << v.error().message;
+    EXPECT_NE(with_flag_names(v.error().message, kServeFlags).find("--min-interval"), std::string::npos);
+
+    ClientOptions c;
+    c.count = 0;
+    const Result<void> cv = c.validate();
+    ASSERT_FALSE(cv.ok());
+    EXPECT_EQ(cv.error().message.find("--"), std::string::npos) << cv.error().message;
+    EXPECT_EQ(with_flag_names(cv.error().message, kConnectFlags).rfind("--count must be", 0), 0u);
+}
+
+}  // namespace
+}  // namespace lifeline::cli
