@@ -44,7 +44,7 @@ volatile std::sig_atomic_t g_stop = 0;
 Result<std::uint32_t> states_mask(const std::string& name) {
     if (name == "all") return ~0u;
     for (int s = 1; s <= 12; ++s) {
-        if (net::to_string(static_cast<net::TcpState>(s)) == name) return 1u << s;
+        if (sys::to_string(static_cast<sys::TcpState>(s)) == name) return 1u << s;
     }
     return Error{"unknown --state '" + name +
                  "' (use all, established, listen, syn_sent, syn_recv, fin_wait1, fin_wait2, time_wait, "
@@ -65,9 +65,9 @@ Result<std::vector<Row>> collect(const InspectOptions& o, const TcpKernelSetting
     for (net::DiagSocket& s : *sockets) {
         if (o.pid > 0 && (!s.owner || s.owner->pid != o.pid)) continue;
         Row row;
-        std::optional<net::EffectiveKeepalive> read;
+        std::optional<sys::EffectiveKeepalive> read;
         if (s.owner && root && o.read_owners) {
-            Result<net::EffectiveKeepalive> r = net::read_owner_keepalive(*s.owner);
+            Result<sys::EffectiveKeepalive> r = net::read_owner_keepalive(*s.owner);
             if (r) {
                 read = *r;
             } else {
@@ -100,11 +100,11 @@ std::string time_left_cell(const net::HealthAssessment& h) {
 
 json to_json(const Row& r) {
     const net::DiagSocket& s = r.socket;
-    const net::TcpInfo info = s.info.value_or(net::TcpInfo{});
+    const sys::TcpInfo info = s.info.value_or(sys::TcpInfo{});
     json j{
         {"local", s.local.to_string()},
         {"remote", s.remote.to_string()},
-        {"state", std::string(net::to_string(s.state))},
+        {"state", std::string(sys::to_string(s.state))},
         {"keepalive",
          {{"enabled", r.keepalive.values.enabled},
           {"idle_s", r.keepalive.values.idle.ns() / 1'000'000'000},
@@ -136,14 +136,14 @@ void print_table(const std::vector<Row>& rows) {
                "PROCESS");
     for (const Row& r : rows) {
         const net::DiagSocket& s = r.socket;
-        const net::TcpInfo info = s.info.value_or(net::TcpInfo{});
+        const sys::TcpInfo info = s.info.value_or(sys::TcpInfo{});
         const int probes = std::max<int>(s.timer == net::SocketTimer::keepalive ? s.timer_retransmits : 0, info.probes);
         const int retrans =
             std::max<int>(s.timer == net::SocketTimer::retransmit ? s.timer_retransmits : 0, info.retransmits);
         const std::string owner =
             s.owner ? fmt::format("{}/{} fd {}", s.owner->pid, s.owner->command, s.owner->fd) : "-";
         fmt::print("{:<22} {:<22} {:<11} {:<16} {:>7} {:>7} {:>6} {:>7} {:>9} {:<14} {:>10}  {}\n", s.local.to_string(),
-                   s.remote.to_string(), net::to_string(s.state), keepalive_cell(r.keepalive),
+                   s.remote.to_string(), sys::to_string(s.state), keepalive_cell(r.keepalive),
                    user_timeout_cell(r.keepalive), info.unacked, probes, retrans, to_human(info.last_data_received),
                    net::to_string(r.health.verdict), time_left_cell(r.health), owner);
     }

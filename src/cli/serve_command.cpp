@@ -12,8 +12,8 @@
 #include "cli/flag_names.hpp"
 #include "cli/serve_workers.hpp"
 #include "cli/stop_signals.hpp"
-#include "core/kernel_budget.hpp"
 #include "lifeline/server.hpp"
+#include "lifeline/sys/detection_budget.hpp"
 #include "runtime/line_writer.hpp"
 
 namespace lifeline::cli {
@@ -67,7 +67,7 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
     ServerOptions& s = o.server;
     std::optional<KeepalivePolicy> planned_keepalive;
     if (o.detect_within > Duration::zero()) {
-        Result<DetectionPlan> plan = plan_detection(o.detect_within);
+        Result<DetectionPlan> plan = policy_for_budget(o.detect_within);
         if (!plan) {
             fmt::print(stderr, "lifeline serve: --detect-within: {}\n", plan.error().message);
             return 2;

@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "cli/commands.hpp"
-#include "core/kernel_budget.hpp"
+#include "lifeline/sys/detection_budget.hpp"
 #include "net/sysctl.hpp"
 
 namespace lifeline::cli {

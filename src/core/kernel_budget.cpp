@@ -1,6 +1,6 @@
-#include "core/kernel_budget.hpp"
-
 #include <algorithm>
+
+#include "lifeline/sys/detection_budget.hpp"
 
 namespace lifeline {
 
@@ -65,7 +65,7 @@ Result<KeepaliveAdvice> advise_keepalive(Duration target, std::optional<Duration
     return advice;
 }
 
-Result<DetectionPlan> plan_detection(Duration target) {
+Result<DetectionPlan> policy_for_budget(Duration target) {
     if (target < Duration::milliseconds(300))
         return Error{"detection budget " + to_string(target) +
                      " is too short: heartbeats need at least 100 ms intervals (use >= 300ms)"};

@@ -24,7 +24,7 @@ std::string_view to_string(Verdict verdict) {
     return "unknown";
 }
 
-KeepaliveView keepalive_view(const DiagSocket& s, const std::optional<EffectiveKeepalive>& read,
+KeepaliveView keepalive_view(const DiagSocket& s, const std::optional<sys::EffectiveKeepalive>& read,
                              const TcpKernelSettings& sysctls) {
     if (read) return {*read, false};
     KeepaliveView v;
@@ -41,9 +41,9 @@ KeepaliveView keepalive_view(const DiagSocket& s, const std::optional<EffectiveK
 
 HealthAssessment assess(const DiagSocket& s, const KeepaliveView& keepalive, const TcpKernelSettings& sysctls) {
     HealthAssessment a;
-    const EffectiveKeepalive& k = keepalive.values;
+    const sys::EffectiveKeepalive& k = keepalive.values;
     const bool has_user_timeout = k.user_timeout > Duration::zero();
-    const TcpInfo info = s.info.value_or(TcpInfo{});
+    const sys::TcpInfo info = s.info.value_or(sys::TcpInfo{});
     switch (s.timer) {
         case SocketTimer::retransmit: {
             const bool stuck = s.timer_retransmits > 0 || info.retransmits > 0;
@@ -83,7 +83,7 @@ HealthAssessment assess(const DiagSocket& s, const KeepaliveView& keepalive, con
         case SocketTimer::time_wait:
             break;
     }
-    if (s.state == TcpState::established && !k.enabled && !has_user_timeout) {
+    if (s.state == sys::TcpState::established && !k.enabled && !has_user_timeout) {
         a.verdict = Verdict::unprotected;
         a.time_left = Duration::infinite();
     }

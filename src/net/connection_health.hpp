@@ -8,9 +8,9 @@
 #include <string_view>
 
 #include "lifeline/keepalive.hpp"
+#include "lifeline/sys/socket_options.hpp"
 #include "lifeline/time.hpp"
 #include "net/sock_diag.hpp"
-#include "net/socket_options.hpp"
 
 namespace lifeline::net {
 
@@ -24,7 +24,7 @@ enum class Verdict : std::uint8_t {
 std::string_view to_string(Verdict verdict);
 
 struct KeepaliveView {
-    EffectiveKeepalive values;
+    sys::EffectiveKeepalive values;
     // True when the values were not read from the socket (no pidfd_getfd):
     // `enabled` is then inferred from the armed timer, the timings are the
     // sysctl defaults, and the user timeout is unknown (zero).
@@ -39,7 +39,7 @@ struct HealthAssessment {
 };
 
 // What is known of a socket's keepalive: read through its owner when possible, else inferred.
-KeepaliveView keepalive_view(const DiagSocket& s, const std::optional<EffectiveKeepalive>& read,
+KeepaliveView keepalive_view(const DiagSocket& s, const std::optional<sys::EffectiveKeepalive>& read,
                              const TcpKernelSettings& sysctls);
 
 HealthAssessment assess(const DiagSocket& s, const KeepaliveView& keepalive, const TcpKernelSettings& sysctls);

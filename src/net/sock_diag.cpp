@@ -12,7 +12,7 @@
 #include <linux/sock_diag.h>
 
 #include "net/endpoint.hpp"
-// glibc's struct tcp_info, the one from_kernel() takes. <linux/tcp.h> would
+// glibc's struct tcp_info, the one sys::from_kernel() takes. <linux/tcp.h> would
 // define a second, conflicting struct tcp_info, so it is not included.
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -49,7 +49,7 @@ constexpr std::size_t kReceiveBufferBytes = 32 * 1024;
 constexpr std::size_t kMaxSockets = std::size_t{1} << 20;
 
 // The kernel's struct tcp_info grew over the years. Before the fields
-// from_kernel() relies on most (up to tcpi_total_retrans, the Linux 2.6 layout)
+// sys::from_kernel() relies on most (up to tcpi_total_retrans, the Linux 2.6 layout)
 // the payload is not a tcp_info worth reading.
 constexpr std::size_t kMinTcpInfoBytes = offsetof(struct tcp_info, tcpi_total_retrans) + sizeof(std::uint32_t);
 
@@ -161,7 +161,7 @@ int on_diag_message(const nlmsghdr* nlh, void* data) {
     DiagSocket diag;
     diag.local = address_from_kernel(family, msg.id.idiag_src, msg.id.idiag_sport);
     diag.remote = address_from_kernel(family, msg.id.idiag_dst, msg.id.idiag_dport);
-    diag.state = static_cast<TcpState>(msg.idiag_state);
+    diag.state = static_cast<sys::TcpState>(msg.idiag_state);
     diag.timer = timer_from_kernel(msg.idiag_timer);
     // idiag_expires is milliseconds from now (jiffies_delta_to_msecs), never negative.
     diag.timer_expires = diag.timer == SocketTimer::none ? Duration::zero() : Duration::milliseconds(msg.idiag_expires);
@@ -183,7 +183,7 @@ int on_diag_message(const nlmsghdr* nlh, void* data) {
             // it did not send stay zero.
             struct tcp_info kernel_info {};
             std::memcpy(&kernel_info, mnl_attr_get_payload(attr), std::min(info_bytes, sizeof(kernel_info)));
-            diag.info = from_kernel(kernel_info);
+            diag.info = sys::from_kernel(kernel_info);
         }
     }
     ctx.sockets->push_back(std::move(diag));
@@ -446,7 +446,7 @@ Result<std::vector<DiagSocket>> dump_tcp_sockets(const DiagFilter& filter) {
     return sockets;
 }
 
-Result<EffectiveKeepalive> read_owner_keepalive(const SocketOwner& owner) {
+Result<sys::EffectiveKeepalive> read_owner_keepalive(const SocketOwner& owner) {
     const std::string where = "pid " + std::to_string(owner.pid) + ", fd " + std::to_string(owner.fd);
 #if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
     const long pidfd = ::syscall(SYS_pidfd_open, owner.pid, 0);
@@ -459,7 +459,7 @@ Result<EffectiveKeepalive> read_owner_keepalive(const SocketOwner& owner) {
     // descriptor still holds the socket open.
     const UniqueFd socket_fd(static_cast<int>(duplicate));
 
-    Result<EffectiveKeepalive> keepalive = read_keepalive(socket_fd.get());
+    Result<sys::EffectiveKeepalive> keepalive = sys::read_keepalive(socket_fd.get());
     if (!keepalive)
         return keepalive.error().with_context(where + " (duplicated here as fd " + std::to_string(socket_fd.get()) +
                                               ")");

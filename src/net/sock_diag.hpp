@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "lifeline/result.hpp"
+#include "lifeline/sys/socket_options.hpp"
+#include "lifeline/sys/tcp_info.hpp"
 #include "lifeline/time.hpp"
-#include "net/socket_options.hpp"
-#include "net/tcp_info.hpp"
 
 namespace lifeline::net {
 
@@ -50,7 +50,7 @@ struct SocketOwner {
 struct DiagSocket {
     SocketAddress local;
     SocketAddress remote;
-    TcpState state = TcpState::close;
+    sys::TcpState state = sys::TcpState::close;
     SocketTimer timer = SocketTimer::none;
     Duration timer_expires;  // from now; zero when no timer
     // idiag_retrans: keepalive or zero-window probes, or retransmissions, sent unanswered.
@@ -61,7 +61,7 @@ struct DiagSocket {
     std::uint32_t send_queue = 0;     // idiag_wqueue: bytes not yet acknowledged (sent or not)
     std::uint32_t uid = 0;
     std::uint64_t inode = 0;
-    std::optional<TcpInfo> info;       // INET_DIAG_INFO, when the kernel sent it
+    std::optional<sys::TcpInfo> info;  // INET_DIAG_INFO, when the kernel sent it
     std::optional<SocketOwner> owner;  // when find_owners was asked and it could be found
 };
 
@@ -69,7 +69,7 @@ struct DiagFilter {
     std::optional<std::uint16_t> local_port;
     std::optional<std::uint16_t> remote_port;
     std::optional<std::uint16_t> any_port;  // local or remote
-    std::uint32_t states = ~0u;             // bit (1 << TcpState) per wanted state
+    std::uint32_t states = ~0u;             // bit (1 << sys::TcpState) per wanted state
     bool ipv4 = true;
     bool ipv6 = true;
     bool find_owners = false;  // scan /proc/*/fd for the socket inodes
@@ -87,6 +87,6 @@ Result<std::vector<DiagSocket>> dump_tcp_sockets(const DiagFilter& filter);
 // As root: duplicates `owner.fd` out of `owner.pid` (pidfd_open + pidfd_getfd)
 // and reads its keepalive options. Errors name the pid/fd and errno (EPERM
 // without CAP_SYS_PTRACE, ENOSYS on kernels before 5.6).
-Result<EffectiveKeepalive> read_owner_keepalive(const SocketOwner& owner);
+Result<sys::EffectiveKeepalive> read_owner_keepalive(const SocketOwner& owner);
 
 }  // namespace lifeline::net

@@ -1,4 +1,4 @@
-#include "net/tcp_info.hpp"
+#include "lifeline/sys/tcp_info.hpp"
 
 // <linux/tcp.h>, not glibc's <netinet/tcp.h>: glibc's struct tcp_info stops
 // before tcpi_snd_wnd and tcpi_notsent_bytes. The two headers cannot be mixed.
@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <string>
 
-namespace lifeline::net {
+namespace lifeline::sys {
 
 std::string_view to_string(TcpState state) {
     switch (state) {
@@ -128,4 +128,4 @@ DisconnectReason classify_socket_error(int err, const TcpInfo* info, bool output
     }
 }
 
-}  // namespace lifeline::net
+}  // namespace lifeline::sys

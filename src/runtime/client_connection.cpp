@@ -4,8 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "net/socket_options.hpp"
-#include "net/tcp_info.hpp"
+#include "lifeline/sys/socket_options.hpp"
+#include "lifeline/sys/tcp_info.hpp"
 
 namespace lifeline::runtime {
 
@@ -71,7 +71,7 @@ void ClientConnection::start() {
 
 void ClientConnection::on_connected() {
     const Instant now = client_.loop->now();
-    if (auto k = net::apply_keepalive(socket_->fd(), client_.options.keepalive); !k) {
+    if (auto k = sys::apply_keepalive(socket_->fd(), client_.options.keepalive); !k) {
         down(DisconnectReason::local_close, k.error().message);
         return;
     }
@@ -339,9 +339,9 @@ void ClientConnection::fail_socket(int err) {
         draining_ = false;
         if (!socket_open() || state_ == State::waiting || state_ == State::finished) return;
     }
-    Result<net::TcpInfo> info = socket_ ? net::read_tcp_info(socket_->fd()) : Result<net::TcpInfo>(Error{"closed"});
+    Result<sys::TcpInfo> info = socket_ ? sys::read_tcp_info(socket_->fd()) : Result<sys::TcpInfo>(Error{"closed"});
     const DisconnectReason reason =
-        net::classify_socket_error(err, info ? &*info : nullptr, socket_ && socket_->queued_bytes() > 0);
+        sys::classify_socket_error(err, info ? &*info : nullptr, socket_ && socket_->queued_bytes() > 0);
     if (state_ == State::open && session_ &&
         (reason == DisconnectReason::keepalive_timeout || reason == DisconnectReason::user_timeout)) {
         Event e = event(EventKind::dead);

@@ -12,7 +12,7 @@
 #include <optional>
 #include <thread>
 
-#include "net/socket_options.hpp"
+#include "lifeline/sys/socket_options.hpp"
 #include "runtime/server_impl.hpp"
 #include "runtime/server_worker.hpp"
 

@@ -2,7 +2,7 @@
 // what we send (ServerOptions::output_budget, slow_consumer_after).
 #include <algorithm>
 
-#include "net/tcp_info.hpp"
+#include "lifeline/sys/tcp_info.hpp"
 #include "runtime/server_connection.hpp"
 #include "runtime/server_impl.hpp"
 #include "runtime/server_worker.hpp"
@@ -61,8 +61,8 @@ Instant Connection::over_budget_deadline() const {
 
 void Connection::judge_stalled_output(Instant now) {
     const std::size_t queued = socket_.backlog_bytes(worker().loop());
-    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
-    if (info && net::classify_output_stall(*info) == net::OutputStall::path_dead) {
+    Result<sys::TcpInfo> info = sys::read_tcp_info(socket_.fd());
+    if (info && sys::classify_output_stall(*info) == sys::OutputStall::path_dead) {
         // Not the peer's fault: unacknowledged data is being retransmitted
         // and nothing comes back. TCP_USER_TIMEOUT (user_timeout), keepalive
         // or heartbeats end it with the reason that is true; reading stays
@@ -88,9 +88,9 @@ void Connection::credit_unread_input(Instant now) {
     // further apart (exponential backoff). So while the kernel's view is a live
     // peer that does not read (ACKs still come, window probes are answered),
     // the pause is ours and its silence is not held against the peer; a dead
-    // path (net::classify_output_stall) is convicted as usual.
-    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
-    if (info && net::classify_output_stall(*info) == net::OutputStall::peer_not_reading) {
+    // path (sys::classify_output_stall) is convicted as usual.
+    Result<sys::TcpInfo> info = sys::read_tcp_info(socket_.fd());
+    if (info && sys::classify_output_stall(*info) == sys::OutputStall::peer_not_reading) {
         session_.on_peer_alive(now);
     }
 }

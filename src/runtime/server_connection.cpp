@@ -7,9 +7,9 @@
 #include <cstring>
 
 #include "lifeline/check.hpp"
+#include "lifeline/sys/socket_options.hpp"
+#include "lifeline/sys/tcp_info.hpp"
 #include "net/endpoint.hpp"
-#include "net/socket_options.hpp"
-#include "net/tcp_info.hpp"
 #include "runtime/server_impl.hpp"
 #include "runtime/server_worker.hpp"
 
@@ -78,7 +78,7 @@ Event Connection::event(EventKind kind) const {
 
 Duration Connection::last_rtt() const {
     if (session_.liveness().rtt().has_sample()) return session_.liveness().rtt().smoothed();
-    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
+    Result<sys::TcpInfo> info = sys::read_tcp_info(socket_.fd());
     return info ? info->rtt : Duration::zero();
 }
 
@@ -92,7 +92,7 @@ void Connection::start() {
     server.metrics.accepted_total.fetch_add(1, std::memory_order_relaxed);
     server.metrics.connections_open.fetch_add(1, std::memory_order_relaxed);
     server.emit(event(EventKind::connect));
-    if (auto k = net::apply_keepalive(socket_.fd(), server.options.keepalive); !k) {
+    if (auto k = sys::apply_keepalive(socket_.fd(), server.options.keepalive); !k) {
         Event e = event(EventKind::error);
         e.message = k.error().message;
         server.emit(e);
@@ -403,12 +403,12 @@ void Connection::close_on_socket_error(int err) {
         draining_input_ = false;
         if (finished_ || session_.state() == ServerSession::State::closed) return;
     }
-    Result<net::TcpInfo> info = net::read_tcp_info(socket_.fd());
-    const DisconnectReason reason = net::classify_socket_error(err, info ? &*info : nullptr, output_pending());
+    Result<sys::TcpInfo> info = sys::read_tcp_info(socket_.fd());
+    const DisconnectReason reason = sys::classify_socket_error(err, info ? &*info : nullptr, output_pending());
     Server::Impl& server = worker().server();
     if (reason == DisconnectReason::slow_consumer) {
         // TCP_USER_TIMEOUT ended a live peer behind a zero window before our
-        // own grace ran out (net::classify_socket_error).
+        // own grace ran out (sys::classify_socket_error).
         Event e = event(EventKind::error);
         e.message = "peer is not reading: the kernel's user timeout ended its zero window (" +
                     std::to_string(socket_.queued_bytes()) + " bytes still queued here)";
@@ -428,7 +428,7 @@ void Connection::close_on_socket_error(int err) {
 }
 
 nlohmann::json Connection::describe(Instant t) const {
-    const Result<net::EffectiveKeepalive> ka = net::read_keepalive(socket_.fd());
+    const Result<sys::EffectiveKeepalive> ka = sys::read_keepalive(socket_.fd());
     const LivenessMachine& liveness = session_.liveness();
     nlohmann::json j{
         {"conn", id()},

@@ -1,6 +1,6 @@
-#include "core/kernel_budget.hpp"
-
 #include <gtest/gtest.h>
+
+#include "lifeline/sys/detection_budget.hpp"
 
 namespace lifeline {
 namespace {
@@ -66,7 +66,7 @@ TEST(KernelBudget, RefusesTargetsKeepaliveCannotMeet) {
 }
 
 TEST(KernelBudget, OneTargetDerivesEveryKnob) {
-    auto plan = plan_detection(Duration::seconds(6));
+    auto plan = policy_for_budget(Duration::seconds(6));
     ASSERT_TRUE(plan.ok()) << plan.error().message;
     EXPECT_EQ(plan->heartbeat_timeout, Duration::seconds(6));
     EXPECT_EQ(plan->heartbeat_interval, Duration::seconds(2));
@@ -74,13 +74,13 @@ TEST(KernelBudget, OneTargetDerivesEveryKnob) {
     EXPECT_EQ(plan->keepalive.user_timeout.mode, UserTimeout::Mode::automatic);
     EXPECT_EQ(plan->explanation.size(), 2u);
 
-    auto fast = plan_detection(Duration::milliseconds(900));
+    auto fast = policy_for_budget(Duration::milliseconds(900));
     ASSERT_TRUE(fast.ok());
     EXPECT_EQ(fast->heartbeat_interval, Duration::milliseconds(300));
     EXPECT_LE(fast->keepalive.budget(), Duration::seconds(2));
     EXPECT_EQ(fast->explanation.size(), 3u);  // Says the kernel cannot follow.
 
-    EXPECT_FALSE(plan_detection(Duration::milliseconds(100)).ok());
+    EXPECT_FALSE(policy_for_budget(Duration::milliseconds(100)).ok());
 }
 
 }  // namespace

@@ -13,8 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "net/socket_options.hpp"
-#include "net/tcp_info.hpp"
+#include "lifeline/sys/socket_options.hpp"
+#include "lifeline/sys/tcp_info.hpp"
 #include "support/netns.hpp"
 
 namespace lifeline::net {
@@ -89,7 +89,7 @@ TEST(NetnsKeepalive, IdlePeerLostIsKeepaliveTimeoutWithinBudget) {
     SwitchedNetwork net(2);
     Connection c;
     ASSERT_NO_FATAL_FAILURE(connect_across(net, c));
-    Result<EffectiveKeepalive> ka = apply_keepalive(c.client, *KeepalivePolicy::parse("1s:1s:2"));
+    Result<sys::EffectiveKeepalive> ka = sys::apply_keepalive(c.client, *KeepalivePolicy::parse("1s:1s:2"));
     ASSERT_TRUE(ka.ok()) << ka.error().message;
     ASSERT_EQ(ka->budget(), Duration::seconds(3));
 
@@ -101,9 +101,9 @@ TEST(NetnsKeepalive, IdlePeerLostIsKeepaliveTimeoutWithinBudget) {
     const int err = wait_for_error(c.client, std::chrono::milliseconds(6000));
     const auto elapsed = Clock::now() - pulled;
     ASSERT_EQ(err, ETIMEDOUT) << "got " << std::strerror(err);
-    Result<TcpInfo> info = read_tcp_info(c.client);
+    Result<sys::TcpInfo> info = sys::read_tcp_info(c.client);
     ASSERT_TRUE(info.ok());
-    EXPECT_EQ(classify_socket_error(err, &*info), DisconnectReason::keepalive_timeout);
+    EXPECT_EQ(sys::classify_socket_error(err, &*info), DisconnectReason::keepalive_timeout);
     EXPECT_LE(elapsed, std::chrono::seconds(4));
     EXPECT_GE(elapsed, std::chrono::milliseconds(1900));  // It needed the probes, not luck.
     std::printf("idle peer lost: keepalive 1s:1s:2 (budget 3s) -> ETIMEDOUT after %lld ms\n",
@@ -115,7 +115,7 @@ TEST(NetnsKeepalive, PeerLostWithDataInFlightIsUserTimeoutWithinBudget) {
     SwitchedNetwork net(2);
     Connection c;
     ASSERT_NO_FATAL_FAILURE(connect_across(net, c));
-    Result<EffectiveKeepalive> ka = apply_keepalive(c.client, *KeepalivePolicy::parse("1s:1s:2"));
+    Result<sys::EffectiveKeepalive> ka = sys::apply_keepalive(c.client, *KeepalivePolicy::parse("1s:1s:2"));
     ASSERT_TRUE(ka.ok());
     ASSERT_EQ(ka->user_timeout, Duration::seconds(3));  // auto
 
@@ -128,9 +128,9 @@ TEST(NetnsKeepalive, PeerLostWithDataInFlightIsUserTimeoutWithinBudget) {
     const int err = wait_for_error(c.client, std::chrono::milliseconds(6000));
     const auto elapsed = Clock::now() - pulled;
     ASSERT_EQ(err, ETIMEDOUT) << "got " << std::strerror(err);
-    Result<TcpInfo> info = read_tcp_info(c.client);
+    Result<sys::TcpInfo> info = sys::read_tcp_info(c.client);
     ASSERT_TRUE(info.ok());
-    EXPECT_EQ(classify_socket_error(err, &*info), DisconnectReason::user_timeout)
+    EXPECT_EQ(sys::classify_socket_error(err, &*info), DisconnectReason::user_timeout)
         << "unacked=" << info->unacked << " retransmits=" << int(info->retransmits)
         << " backoff=" << int(info->backoff);
     EXPECT_LE(elapsed, std::chrono::seconds(4));
@@ -148,7 +148,7 @@ TEST(NetnsKeepalive, WithoutUserTimeoutDataInFlightOutlivesTheKeepaliveBudget) {
     ASSERT_NO_FATAL_FAILURE(connect_across(net, c));
     KeepalivePolicy policy = *KeepalivePolicy::parse("1s:1s:2");
     policy.user_timeout = UserTimeout::off();
-    ASSERT_TRUE(apply_keepalive(c.client, policy).ok());
+    ASSERT_TRUE(sys::apply_keepalive(c.client, policy).ok());
     net.pull_cable(1);
     const std::string payload(1000, 'x');
     ASSERT_EQ(::send(c.client, payload.data(), payload.size(), 0), static_cast<ssize_t>(payload.size()));

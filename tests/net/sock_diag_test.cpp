@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "lifeline/keepalive.hpp"
-#include "net/socket_options.hpp"
-#include "net/tcp_info.hpp"
+#include "lifeline/sys/socket_options.hpp"
+#include "lifeline/sys/tcp_info.hpp"
 
 namespace lifeline::net {
 namespace {
@@ -50,7 +50,7 @@ private:
     int fd_;
 };
 
-std::uint32_t state_bit(TcpState state) { return 1u << static_cast<unsigned>(state); }
+std::uint32_t state_bit(sys::TcpState state) { return 1u << static_cast<unsigned>(state); }
 
 bool in_ci() {
     const char* ci = std::getenv("CI");
@@ -204,13 +204,13 @@ TEST(SockDiag, ClientShowsKeepaliveTimerAndMatchesTcpInfo) {
     Connection c;
     ASSERT_NO_FATAL_FAILURE(connect_pair(AF_INET, c));
     const KeepalivePolicy policy = test_policy();
-    Result<EffectiveKeepalive> applied = apply_keepalive(c.client.get(), policy);
+    Result<sys::EffectiveKeepalive> applied = sys::apply_keepalive(c.client.get(), policy);
     ASSERT_TRUE(applied.ok()) << applied.error().message;
 
     DiagFilter filter = client_filter(c);
     filter.find_owners = true;
     const std::vector<DiagSocket> sockets = dump(filter);
-    Result<TcpInfo> direct = read_tcp_info(c.client.get());
+    Result<sys::TcpInfo> direct = sys::read_tcp_info(c.client.get());
     ASSERT_TRUE(direct.ok()) << direct.error().message;
     ASSERT_EQ(sockets.size(), 1u);
     const DiagSocket& s = sockets[0];
@@ -218,7 +218,7 @@ TEST(SockDiag, ClientShowsKeepaliveTimerAndMatchesTcpInfo) {
     EXPECT_EQ(s.local.family, AF_INET);
     EXPECT_EQ(s.local.to_string(), "127.0.0.1:" + std::to_string(c.client_port));
     EXPECT_EQ(s.remote.to_string(), "127.0.0.1:" + std::to_string(c.listener_port));
-    EXPECT_EQ(s.state, TcpState::established);
+    EXPECT_EQ(s.state, sys::TcpState::established);
     EXPECT_EQ(s.timer, SocketTimer::keepalive) << to_string(s.timer);
     EXPECT_GT(s.timer_expires, Duration::zero());
     EXPECT_LE(s.timer_expires, policy.idle) << lifeline::to_string(s.timer_expires);
@@ -269,8 +269,8 @@ TEST(SockDiag, AnyPortAndRemotePortFindBothEnds) {
     ASSERT_EQ(sockets.size(), 3u);
     int listeners = 0, established = 0;
     for (const DiagSocket& s : sockets) {
-        if (s.state == TcpState::listen) ++listeners;
-        if (s.state == TcpState::established) ++established;
+        if (s.state == sys::TcpState::listen) ++listeners;
+        if (s.state == sys::TcpState::established) ++established;
         if (s.inode == inode_of(c.server.get())) {
             // No keepalive on the server side: no timer armed.
             EXPECT_EQ(s.timer, SocketTimer::none) << to_string(s.timer);
@@ -285,11 +285,11 @@ TEST(SockDiag, GetsockoptTcpInfoAndSockDiagAgreeOnKeepalive) {
     Connection c;
     ASSERT_NO_FATAL_FAILURE(connect_pair(AF_INET, c));
     const KeepalivePolicy policy = test_policy();
-    Result<EffectiveKeepalive> applied = apply_keepalive(c.client.get(), policy);
+    Result<sys::EffectiveKeepalive> applied = sys::apply_keepalive(c.client.get(), policy);
     ASSERT_TRUE(applied.ok()) << applied.error().message;
 
     // View 1: getsockopt on our own descriptor.
-    Result<EffectiveKeepalive> direct = read_keepalive(c.client.get());
+    Result<sys::EffectiveKeepalive> direct = sys::read_keepalive(c.client.get());
     ASSERT_TRUE(direct.ok()) << direct.error().message;
     EXPECT_TRUE(direct->enabled);
     EXPECT_EQ(direct->idle, policy.idle);
@@ -306,7 +306,7 @@ TEST(SockDiag, GetsockoptTcpInfoAndSockDiagAgreeOnKeepalive) {
     ASSERT_EQ(sockets.size(), 1u);
     const DiagSocket& s = sockets[0];
     ASSERT_TRUE(s.owner.has_value());
-    Result<EffectiveKeepalive> remote = read_owner_keepalive(*s.owner);
+    Result<sys::EffectiveKeepalive> remote = read_owner_keepalive(*s.owner);
     ASSERT_TRUE(remote.ok()) << remote.error().message;
     EXPECT_EQ(remote->enabled, direct->enabled);
     EXPECT_EQ(remote->idle, direct->idle);
@@ -316,7 +316,7 @@ TEST(SockDiag, GetsockoptTcpInfoAndSockDiagAgreeOnKeepalive) {
 
     // View 3: the armed timer is the keepalive timer, due within the idle time,
     // and no probe has gone out, as tcp_info says too.
-    Result<TcpInfo> info = read_tcp_info(c.client.get());
+    Result<sys::TcpInfo> info = sys::read_tcp_info(c.client.get());
     ASSERT_TRUE(info.ok()) << info.error().message;
     EXPECT_EQ(s.timer, SocketTimer::keepalive) << to_string(s.timer);
     EXPECT_GT(s.timer_expires, Duration::zero());
@@ -337,18 +337,18 @@ TEST(SockDiag, ListenerStateAndStateFilter) {
 
     DiagFilter listeners;
     listeners.ipv6 = false;
-    listeners.states = state_bit(TcpState::listen);
+    listeners.states = state_bit(sys::TcpState::listen);
     listeners.local_port = c.listener_port;
     std::vector<DiagSocket> sockets = dump(listeners);
     ASSERT_EQ(sockets.size(), 1u);
-    EXPECT_EQ(sockets[0].state, TcpState::listen);
+    EXPECT_EQ(sockets[0].state, sys::TcpState::listen);
     EXPECT_EQ(sockets[0].inode, inode_of(c.listener.get()));
     EXPECT_EQ(sockets[0].remote.port, 0);
     // For a listener the queues are the accept queue and the backlog.
     EXPECT_EQ(sockets[0].receive_queue, 1u);
     EXPECT_EQ(sockets[0].send_queue, static_cast<std::uint32_t>(kBacklog));
     ASSERT_TRUE(sockets[0].info.has_value());
-    EXPECT_EQ(sockets[0].info->state, TcpState::listen);
+    EXPECT_EQ(sockets[0].info->state, sys::TcpState::listen);
 
     ASSERT_NO_FATAL_FAILURE(accept_server(c));
     sockets = dump(listeners);
@@ -358,16 +358,16 @@ TEST(SockDiag, ListenerStateAndStateFilter) {
     // Every state but established: the connection is hidden, the listener is not.
     DiagFilter not_established;
     not_established.ipv6 = false;
-    not_established.states = ~state_bit(TcpState::established);
+    not_established.states = ~state_bit(sys::TcpState::established);
     not_established.any_port = c.listener_port;
     sockets = dump(not_established);
     ASSERT_EQ(sockets.size(), 1u);
-    EXPECT_EQ(sockets[0].state, TcpState::listen);
+    EXPECT_EQ(sockets[0].state, sys::TcpState::listen);
 
     DiagFilter client = client_filter(c);
-    client.states = ~state_bit(TcpState::established);
+    client.states = ~state_bit(sys::TcpState::established);
     EXPECT_TRUE(dump(client).empty());
-    client.states = state_bit(TcpState::established);
+    client.states = state_bit(sys::TcpState::established);
     EXPECT_EQ(dump(client).size(), 1u);
 }
 
@@ -426,7 +426,7 @@ TEST(SockDiag, Ipv6Loopback) {
     EXPECT_EQ(s.local.family, AF_INET6);
     EXPECT_EQ(s.local.to_string(), "[::1]:" + std::to_string(c.client_port));
     EXPECT_EQ(s.remote.to_string(), "[::1]:" + std::to_string(c.listener_port));
-    EXPECT_EQ(s.state, TcpState::established);
+    EXPECT_EQ(s.state, sys::TcpState::established);
     EXPECT_EQ(s.inode, inode_of(c.client.get()));
     EXPECT_TRUE(s.info.has_value());
     ASSERT_TRUE(s.owner.has_value());
@@ -481,7 +481,7 @@ TEST(SockDiag, Ipv4MappedAddressOnDualStackSocket) {
 
 TEST(SockDiag, ReadOwnerKeepaliveErrorsNamePidAndFd) {
     // pid_max is at most 2^22, so INT_MAX names no process.
-    Result<EffectiveKeepalive> no_process = read_owner_keepalive({INT_MAX, 3, ""});
+    Result<sys::EffectiveKeepalive> no_process = read_owner_keepalive({INT_MAX, 3, ""});
     ASSERT_FALSE(no_process.ok());
     EXPECT_EQ(no_process.error().sys_errno, ESRCH);
     EXPECT_NE(no_process.error().message.find("pid " + std::to_string(INT_MAX)), std::string::npos)
@@ -489,7 +489,7 @@ TEST(SockDiag, ReadOwnerKeepaliveErrorsNamePidAndFd) {
 
     // A descriptor number far above anything this test opens.
     constexpr int kUnusedFd = 100000;
-    Result<EffectiveKeepalive> no_fd = read_owner_keepalive({::getpid(), kUnusedFd, ""});
+    Result<sys::EffectiveKeepalive> no_fd = read_owner_keepalive({::getpid(), kUnusedFd, ""});
     ASSERT_FALSE(no_fd.ok());
     EXPECT_EQ(no_fd.error().sys_errno, EBADF);
     EXPECT_NE(no_fd.error().message.find("fd " + std::to_string(kUnusedFd)), std::string::npos)
@@ -500,7 +500,7 @@ TEST(SockDiag, ReadOwnerKeepaliveErrorsNamePidAndFd) {
     // names where the descriptor came from.
     Fd file(::open("/proc/self/comm", O_RDONLY | O_CLOEXEC));
     ASSERT_GE(file.get(), 0) << std::strerror(errno);
-    Result<EffectiveKeepalive> not_socket = read_owner_keepalive({::getpid(), file.get(), ""});
+    Result<sys::EffectiveKeepalive> not_socket = read_owner_keepalive({::getpid(), file.get(), ""});
     ASSERT_FALSE(not_socket.ok());
     EXPECT_EQ(not_socket.error().sys_errno, ENOTSOCK);
     EXPECT_NE(not_socket.error().message.find("fd " + std::to_string(file.get())), std::string::npos)

@@ -1,11 +1,15 @@
-#include "net/socket_options.hpp"
+#include "lifeline/sys/socket_options.hpp"
 
 #include <gtest/gtest.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <system_error>
 
 #include "loopback_pair.hpp"
 
-namespace lifeline::net {
+namespace lifeline::sys {
 namespace {
 
 using lifeline::testing::make_loopback_pair;
@@ -75,5 +79,36 @@ TEST(SocketOptions, SyscallErrorsCarryOptionSocketAndErrno) {
     EXPECT_NE(r.error().message.find("987654"), std::string::npos);
 }
 
+TEST(SocketOptions, UserTimeoutAloneIsSetAndReadBack) {
+    auto pair = make_loopback_pair();
+    Result<Duration> kept = apply_user_timeout(pair.client.get(), Duration::milliseconds(1500));
+    ASSERT_TRUE(kept.ok()) << kept.error().message;
+    EXPECT_EQ(*kept, Duration::milliseconds(1500));
+    EXPECT_EQ(read_keepalive(pair.client.get())->user_timeout, Duration::milliseconds(1500));
+    EXPECT_EQ(*apply_user_timeout(pair.client.get(), Duration::zero()), Duration::zero());
+    const Result<Duration> negative = apply_user_timeout(pair.client.get(), Duration::milliseconds(-1));
+    ASSERT_FALSE(negative.ok());
+    EXPECT_EQ(negative.error().code, Errc::invalid_argument);
+}
+
+TEST(SocketOptions, AnOptionTheKernelRefusesIsNamedWithItsErrno) {
+    // A UDP socket has no TCP options: the kernel refuses the first one.
+    const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(udp, 0);
+    const Result<EffectiveKeepalive> r = apply_keepalive(udp, *KeepalivePolicy::parse("7s:3s:4"));
+    ::close(udp);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, Errc::refused_by_kernel);
+    EXPECT_NE(r.error().sys_errno, 0);
+    EXPECT_NE(r.error().message.find("setsockopt(TCP_KEEPIDLE, 7)"), std::string::npos) << r.error().message;
+}
+
+TEST(SocketOptions, ABadDescriptorIsTheCallersErrorNotTheKernels) {
+    const Result<EffectiveKeepalive> r = apply_keepalive(987654, *KeepalivePolicy::parse("7s:3s:4"));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, Errc::system);
+    EXPECT_EQ(r.error().error_code(), std::errc::bad_file_descriptor);
+}
+
 }  // namespace
-}  // namespace lifeline::net
+}  // namespace lifeline::sys

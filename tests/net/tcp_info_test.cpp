@@ -1,4 +1,4 @@
-#include "net/tcp_info.hpp"
+#include "lifeline/sys/tcp_info.hpp"
 
 #include <gtest/gtest.h>
 #include <netinet/tcp.h>
@@ -8,7 +8,7 @@
 
 #include "loopback_pair.hpp"
 
-namespace lifeline::net {
+namespace lifeline::sys {
 namespace {
 
 using lifeline::testing::make_loopback_pair;
@@ -143,4 +143,4 @@ TEST(ClassifySocketError, RealResetIsPeerReset) {
 }
 
 }  // namespace
-}  // namespace lifeline::net
+}  // namespace lifeline::sys

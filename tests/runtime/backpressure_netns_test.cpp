@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -106,11 +107,14 @@ protected:
 
     // Pushes `chunk` as fast as the socket takes it and, if `reading`, reads
     // the echo, until `bytes_echoed` came back (or, not reading, for `limit`).
-    // Returns the bytes read.
+    // Returns the bytes read. A chunk cut short by the end of one call is
+    // finished by the next: starting a fresh frame after half of one would
+    // break the framing (the server rightly closes that as protocol_error).
     std::size_t stream(int fd, bool reading, std::size_t bytes_echoed, milliseconds limit) {
         const std::vector<std::uint8_t> data = chunk();
         std::vector<std::uint8_t> in(256 * 1024);
-        std::size_t offset = 0, got = 0;
+        std::size_t& offset = send_offset_[fd];
+        std::size_t got = 0;
         const auto deadline = Clock::now() + limit;
         while (Clock::now() < deadline && (!reading || got < bytes_echoed)) {
             pollfd p{fd, static_cast<short>(POLLOUT | (reading ? POLLIN : 0)), 0};
@@ -139,6 +143,7 @@ protected:
     std::unique_ptr<SwitchedNetwork> net_;
     std::unique_ptr<ChildProcess> server_;
     std::vector<int> fds_;
+    std::map<int, std::size_t> send_offset_;  // Per socket: how much of the current chunk is sent.
 };
 
 std::string local_name(int fd) {

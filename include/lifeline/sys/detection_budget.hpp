@@ -1,6 +1,10 @@
 // What the kernel's TCP settings imply for dead-peer detection, and settings
 // that meet a target. Pure arithmetic on documented kernel behaviour, shared by
 // `lifeline sysctl`, `lifeline sysctl advise` and the server's --detect-within.
+//
+// Threads: any (pure functions). Errors: Errc::invalid_argument when the
+// target cannot be met (too short for heartbeats; a NAT timeout shorter than
+// the kernel's smallest keepalive), saying why.
 #pragma once
 
 #include <optional>
@@ -41,6 +45,6 @@ struct DetectionPlan {
     KeepalivePolicy keepalive;
     std::vector<std::string> explanation;  // One sentence per choice, for start-up output.
 };
-Result<DetectionPlan> plan_detection(Duration target);
+Result<DetectionPlan> policy_for_budget(Duration target);
 
 }  // namespace lifeline

@@ -1,6 +1,10 @@
 // The kernel's view of one TCP socket (getsockopt TCP_INFO / sock_diag
 // INET_DIAG_INFO), in lifeline's types, and the classification of a socket
 // error into a DisconnectReason.
+//
+// Threads: any. Errors: read_tcp_info() fails with Errc::system (the errno of
+// getsockopt: EBADF, ENOTSOCK, EOPNOTSUPP for a socket that is not TCP); the
+// classifiers are pure functions and never fail.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +16,7 @@
 
 struct tcp_info;
 
-namespace lifeline::net {
+namespace lifeline::sys {
 
 // TCP states as the kernel numbers them (include/net/tcp_states.h).
 enum class TcpState : std::uint8_t {
@@ -84,4 +88,4 @@ OutputStall classify_output_stall(const TcpInfo& info);
 // queue (and so tcpi_unacked) by the time `info` was read.
 DisconnectReason classify_socket_error(int err, const TcpInfo* info, bool output_pending = false);
 
-}  // namespace lifeline::net
+}  // namespace lifeline::sys
