@@ -1,11 +1,13 @@
 // examples/asio_server (lifeline/asio.hpp) against the real `lifeline
 // connect`: the handshake and an echo, then a client frozen by SIGSTOP is
 // declared dead with heartbeat_timeout within its timeout plus a slack only
-// starvation crosses (tests/support/bounds.hpp). Waits on output lines.
+// starvation crosses (tests/support/bounds.hpp). And the driver's client
+// side, in process, against `lifeline serve`. Waits on output and events.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <csignal>
+#include <lifeline/asio.hpp>
 #include <string>
 
 #include "support/bounds.hpp"
@@ -59,6 +61,47 @@ TEST(AsioServer, DeclaresAStoppedClientDeadWithinItsTimeout) {
     EXPECT_GE(latency, kTimeout / 2) << "declared dead before its timeout could have passed";
     EXPECT_TRUE(server.wait_for_line("closed frozen heartbeat_timeout", 5s));
     client.signal(SIGCONT);
+}
+
+TEST(AsioClient, HeartbeatsWithLifelineServeAndClosesCleanly) {
+    ChildProcess serve({LIFELINE_BINARY, "serve", "--listen", "127.0.0.1:0"});
+    const auto listening = serve.wait_for_event("listening", 10s);
+    ASSERT_TRUE(listening.has_value()) << "`lifeline serve` did not report `listening` within 10 s";
+    const std::string address = listening->value("address", "");
+    const auto colon = address.rfind(':');
+
+    asio::io_context io;
+    asio::ip::tcp::socket socket(io);
+    socket.connect({asio::ip::make_address(address.substr(0, colon)),
+                    static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1)))});
+    lifeline::ClientSessionConfig config;
+    config.id = "asio-client";
+    config.heartbeat = lifeline::Duration::milliseconds(100);
+    using Connection = lifeline::AsioConnection<lifeline::ClientSession>;
+    std::vector<lifeline::SessionEventKind> seen;
+    lifeline::DisconnectReason reason = lifeline::DisconnectReason::shutdown;
+    int rtts = 0;
+    auto connection = Connection::create(
+        std::move(socket), std::make_unique<lifeline::ClientSession>(config, lifeline::asio_now()),
+        [&](Connection& c, const lifeline::SessionEvent& e) {
+            seen.push_back(e.kind);
+            if (e.kind == lifeline::SessionEventKind::rtt && ++rtts == 3) {
+                c.close(lifeline::CloseCode::normal, "done", lifeline::DisconnectReason::local_close);
+            }
+            if (e.kind == lifeline::SessionEventKind::closed) reason = e.reason;
+        });
+    connection->start();
+    connection.reset();  // The pending handlers keep it alive until it is done.
+    io.run_for(10s);     // Returns early once the connection is done: no work is left.
+    ASSERT_FALSE(seen.empty());
+    EXPECT_EQ(seen.front(), lifeline::SessionEventKind::opened);
+    EXPECT_EQ(rtts, 3);
+    EXPECT_EQ(seen.back(), lifeline::SessionEventKind::closed);
+    EXPECT_EQ(reason, lifeline::DisconnectReason::local_close);
+    const auto closed = serve.wait_for_event("closed", 10s);
+    ASSERT_TRUE(closed.has_value()) << "`lifeline serve` did not see the connection close";
+    EXPECT_EQ(closed->value("id", ""), "asio-client");
+    EXPECT_EQ(closed->value("reason", ""), "peer_closed") << "the CLOSE frame did not arrive before the socket closed";
 }
 
 }  // namespace
