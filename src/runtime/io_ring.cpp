@@ -161,6 +161,8 @@ void IoRing::cancel_receive(LoopObject& owner) {
     io_uring_submit(&ring_);
 }
 
+void IoRing::submit() { io_uring_submit(&ring_); }
+
 bool IoRing::more_deferred(int reaped_since_enter) const {
     // The kernel flags pending deferred work; and an enter that ran a full
     // batch of it may have left more behind.
@@ -239,6 +241,8 @@ void IoRing::receive(int /*fd*/, LoopObject& /*owner*/) { std::abort(); }
 void IoRing::send(int /*fd*/, std::span<const std::uint8_t> /*bytes*/, LoopObject& /*owner*/) { std::abort(); }
 
 void IoRing::cancel_receive(LoopObject& /*owner*/) { std::abort(); }
+
+void IoRing::submit() {}
 
 Result<void> IoRing::wait(Duration /*timeout*/, unsigned /*wanted*/) {
     return make_error(Errc::unsupported, "built without liburing");
