@@ -35,8 +35,8 @@ target_include_directories(lifeline_static INTERFACE ${_lifeline_public_includes
 target_compile_features(lifeline_static INTERFACE cxx_std_20)
 # Installed, the pkg-config modules come from one PkgConfig::lifeline_private
 # target that lifelineConfig.cmake makes.
-target_link_libraries(lifeline_static INTERFACE $<BUILD_INTERFACE:${_lifeline_private_links}>
-                                                $<INSTALL_INTERFACE:fmt::fmt;Threads::Threads;PkgConfig::lifeline_private>)
+target_link_libraries(lifeline_static INTERFACE "$<BUILD_INTERFACE:${_lifeline_private_links}>"
+                                                "$<INSTALL_INTERFACE:fmt::fmt;Threads::Threads;PkgConfig::lifeline_private>")
 
 add_library(lifeline_shared SHARED ${_lifeline_objects})
 set_target_properties(lifeline_shared PROPERTIES OUTPUT_NAME lifeline EXPORT_NAME lifeline_shared
@@ -45,7 +45,7 @@ set_target_properties(lifeline_shared PROPERTIES OUTPUT_NAME lifeline EXPORT_NAM
 target_include_directories(lifeline_shared INTERFACE ${_lifeline_public_includes})
 target_compile_features(lifeline_shared INTERFACE cxx_std_20)
 # lifeline_build_options brings the sanitizer's link flags in the asan preset.
-target_link_libraries(lifeline_shared PRIVATE $<BUILD_INTERFACE:${_lifeline_private_links}>
+target_link_libraries(lifeline_shared PRIVATE "$<BUILD_INTERFACE:${_lifeline_private_links}>"
                                               $<BUILD_INTERFACE:lifeline_build_options>)
 
 # For projects that add_subdirectory() this one, as for those that find_package() it.
