@@ -11,7 +11,13 @@
 #include <cstdlib>
 #include <cstring>
 
+#ifndef LIFELINE_WITH_URING
+#define LIFELINE_WITH_URING 1
+#endif
+
 namespace lifeline::runtime {
+
+#if LIFELINE_WITH_URING
 
 namespace {
 
@@ -155,6 +161,8 @@ void IoRing::cancel_receive(LoopObject& owner) {
     io_uring_submit(&ring_);
 }
 
+void IoRing::submit() { io_uring_submit(&ring_); }
+
 bool IoRing::more_deferred(int reaped_since_enter) const {
     // The kernel flags pending deferred work; and an enter that ran a full
     // batch of it may have left more behind.
@@ -215,5 +223,36 @@ int IoRing::dispatch(int limit, bool& epoll_ready) {
     }
     return dispatched;
 }
+
+#else  // !LIFELINE_WITH_URING
+
+// Built with -DLIFELINE_WITH_URING=OFF or without liburing: no ring can be
+// made, so the loop keeps its epoll back-end and nothing below is ever reached.
+Result<std::unique_ptr<IoRing>> IoRing::create(int /*epoll_fd*/) {
+    return make_error(Errc::unsupported, "built without liburing");
+}
+
+IoRing::~IoRing() = default;
+
+Result<void> IoRing::enable() { return make_error(Errc::unsupported, "built without liburing"); }
+
+void IoRing::receive(int /*fd*/, LoopObject& /*owner*/) { std::abort(); }
+
+void IoRing::send(int /*fd*/, std::span<const std::uint8_t> /*bytes*/, LoopObject& /*owner*/) { std::abort(); }
+
+void IoRing::cancel_receive(LoopObject& /*owner*/) { std::abort(); }
+
+void IoRing::submit() {}
+
+Result<void> IoRing::wait(Duration /*timeout*/, unsigned /*wanted*/) {
+    return make_error(Errc::unsupported, "built without liburing");
+}
+
+int IoRing::dispatch(int /*limit*/, bool& epoll_ready) {
+    epoll_ready = false;
+    return 0;
+}
+
+#endif  // LIFELINE_WITH_URING
 
 }  // namespace lifeline::runtime

@@ -47,7 +47,7 @@ public:
     // The cancellation's own completion is consumed here.
     void cancel_receive(LoopObject& owner);
     // Hands what is queued to the kernel now, without waiting.
-    void submit() { io_uring_submit(&ring_); }
+    void submit();
     // Submits what is queued, then waits until `wanted` completions are
     // ready or `timeout` passes (zero: do not wait; negative: no limit).
     Result<void> wait(Duration timeout, unsigned wanted = 1);
