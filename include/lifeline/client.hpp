@@ -13,7 +13,8 @@
 //   (*client)->run();   // until stop(), or until every connection ended without --reconnect
 //
 // Threads: run() drives one event loop on the calling thread; callbacks run on
-// it. stop(), send() and stop_reading() may be called from any thread.
+// it. stop() and send() may be called from any thread. Fault injection for
+// labs and tests (silence, hung readers) is in lifeline/testing.hpp.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,10 @@
 #include "lifeline/time.hpp"
 
 namespace lifeline {
+
+namespace testing {
+struct Access;
+}
 
 enum class ClientMode : std::uint8_t {
     framed,  // docs/PROTOCOL.md: HELLO/WELCOME, PING/PONG, DATA, CLOSE; the client judges the server.
@@ -76,8 +81,6 @@ struct ClientCallbacks {
     // WELCOME in time, or closed during the handshake.
     std::function<void(int connection, DisconnectReason reason, const std::string& message)> on_connect_failed;
     std::function<void(int connection, Duration rtt)> on_rtt;
-    // silence() took effect; `last_sent` is when this connection last sent a byte.
-    std::function<void(int connection, Instant now, Instant last_sent)> on_silenced;
 };
 
 class Client {
@@ -88,29 +91,13 @@ public:
     void run();
     // Thread-safe: sends CLOSE on open connections and makes run() return.
     void stop();
-    // Thread-safe, for load generators and tests: `connection` goes
-    // application-silent, like a hung peer whose kernel is alive: it sends
-    // nothing more (no PINGs) and judges nothing, but keeps reading, so it
-    // sees the server close it (on_down). on_silenced reports when.
-    void silence(int connection);
     // Thread-safe: queues `payload` as one DATA frame (raw: as plain bytes) on
     // `connection` (dropped if it is not open).
     void send(int connection, std::span<const std::uint8_t> payload);
-    // Thread-safe fault injection (for `lifeline lab`): simulates a hung reader.
-    // Every connection stops reading its socket (EPOLLIN interest removed, so
-    // the kernel's receive buffer fills and the server sees a zero window) and
-    // stops judging the server (a hung reader cannot notice silence), but keeps
-    // sending its PINGs on schedule (framed) and flushing what it has queued.
-    // A connection still ends, once, on a socket error (the server giving up
-    // usually shows as a reset when our next PING reaches its closed socket),
-    // on the kernel's keepalive or user timeout, or on stop(). Sticky: there is
-    // no resume, and connections made afterwards (reconnects) do not read
-    // either. Idempotent.
-    void stop_reading();
-
     struct Impl;
 
 private:
+    friend struct testing::Access;  // lifeline/testing.hpp's fault injection.
     explicit Client(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };

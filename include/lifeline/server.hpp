@@ -25,6 +25,10 @@
 
 namespace lifeline {
 
+namespace testing {
+struct Access;
+}
+
 enum class ServerMode : std::uint8_t {
     framed,  // docs/PROTOCOL.md: HELLO/WELCOME, PING/PONG, DATA, CLOSE.
     raw,     // No protocol: any TCP client. Kernel keepalive + user timeout (+ idle timeout).
@@ -74,34 +78,10 @@ struct ServerOptions {
     Duration tick = Duration::milliseconds(1);
     Duration stall_threshold = Duration::milliseconds(250);
     std::string http;  // "127.0.0.1:9100": serve /metrics and /connections ("" = off)
-    // Push: stream this many bytes of filler per second to every open
-    // connection (framed: DATA payload bytes, after its HELLO; raw: plain
-    // bytes, from accept). 0 = off; at most kMaxPushRate. A stand-in for a push
-    // gateway's traffic, for labs and tests. Filler goes through the ordinary
-    // output path: it counts as bytes sent (bytes_out), never as hearing from
-    // the peer, and a peer that stops reading is closed with slow_consumer once
-    // `output_budget` is used up. One timer per event loop, at the loop tick
-    // (or 10 ms, whichever is coarser), walks that loop's open connections: it
-    // costs O(connections) per tick, fine for labs, not for 1M connections.
-    // A budget smaller than one tick's filler (rate x tick, or after a late
-    // wake-up up to rate x 100 ms) can close even a peer that keeps up.
-    std::uint64_t push_rate = 0;  // bytes per second
 
     // Checks ranges and consistency; errors name the option.
     Result<void> validate() const;
 };
-
-// The largest ServerOptions::push_rate: 1 GiB/s.
-inline constexpr std::uint64_t kMaxPushRate = std::uint64_t{1} << 30;
-
-// Parses a byte rate (bytes per second) as `lifeline serve --push` takes it: a
-// plain byte count ("4096") or one with a binary suffix, K = 1024, M = 1024^2,
-// G = 1024^3, either case ("64K" = 65536, "1M" = 1048576). No sign, fraction,
-// spaces or other unit. Errors: "expected a byte rate like 64K or 1M, got
-// '<text>'" (with "(too large)" when it does not fit 64 bits); the caller
-// prefixes the option's name. Range checks are ServerOptions::validate()'s.
-// Pure function; any thread.
-Result<std::uint64_t> parse_byte_rate(std::string_view text);
 
 struct ServerCallbacks {
     // Every event, from any loop thread (make it thread-safe).
@@ -132,6 +112,7 @@ public:
     struct Impl;
 
 private:
+    friend struct testing::Access;  // lifeline/testing.hpp's fault injection.
     explicit Server(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };

@@ -13,6 +13,7 @@
 #include "cli/flag_names.hpp"
 #include "cli/stop_signals.hpp"
 #include "lifeline/client.hpp"
+#include "lifeline/testing.hpp"
 #include "runtime/line_writer.hpp"
 
 namespace lifeline::cli {
@@ -68,7 +69,7 @@ int run_connect(ConnectOptions& o) {
                       [raw, still, stopped = false](int) mutable {
                           if (stopped) return;  // Sticky and idempotent: one line is enough.
                           stopped = true;
-                          raw->stop_reading();
+                          testing::stop_reading(*raw);
                           fmt::print(stderr, "lifeline connect: SIGUSR1: stopped reading (fault injection){}\n", still);
                       });
     if (o.stdin_data && c.count == 1) {

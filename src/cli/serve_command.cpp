@@ -14,6 +14,7 @@
 #include "cli/stop_signals.hpp"
 #include "lifeline/server.hpp"
 #include "lifeline/sys/detection_budget.hpp"
+#include "lifeline/testing.hpp"
 #include "runtime/line_writer.hpp"
 
 namespace lifeline::cli {
@@ -22,6 +23,7 @@ namespace {
 
 struct ServeOptions {
     ServerOptions server;
+    testing::ServerFaults faults;  // --push
     int workers = 1;
     std::string mode = "framed";
     std::string io = "epoll";
@@ -102,18 +104,19 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
     ServerCallbacks callbacks;
     callbacks.on_event = [&out, json](const Event& e) { out.write(json ? to_json_line(e) : to_text_line(e)); };
 
-    Result<std::unique_ptr<Server>> server = Server::create(s, callbacks);
+    Result<std::unique_ptr<Server>> server = testing::create_server(s, callbacks, o.faults);
     if (!server) {
         fmt::print(stderr, "lifeline serve: {}\n", cli::with_flag_names(server.error().message, cli::kServeFlags));
         return 1;
     }
-    fmt::print(stderr,
-               "lifeline serve: {} mode on {} ({}), heartbeat {} / timeout {} (min interval {}), keepalive {}, {} "
-               "thread{}{}{}\n",
-               o.mode, (*server)->local_address(), o.io, to_string(s.heartbeat), to_string(s.timeout),
-               to_string(s.min_interval), s.keepalive.to_string(), s.threads, s.threads == 1 ? "" : "s",
-               s.http.empty() ? "" : ", http on " + s.http,
-               s.push_rate == 0 ? "" : ", pushing " + std::to_string(s.push_rate) + " B/s to every client");
+    fmt::print(
+        stderr,
+        "lifeline serve: {} mode on {} ({}), heartbeat {} / timeout {} (min interval {}), keepalive {}, {} "
+        "thread{}{}{}\n",
+        o.mode, (*server)->local_address(), o.io, to_string(s.heartbeat), to_string(s.timeout),
+        to_string(s.min_interval), s.keepalive.to_string(), s.threads, s.threads == 1 ? "" : "s",
+        s.http.empty() ? "" : ", http on " + s.http,
+        o.faults.push_rate == 0 ? "" : ", pushing " + std::to_string(o.faults.push_rate) + " B/s to every client");
     Server* raw = server->get();
     signals.on_signal([raw] { raw->stop(); });
     raw->run();
@@ -189,10 +192,12 @@ void add_serve_command(CLI::App& app, Action& run) {
         ->default_str("0 (auto)");
     sub->add_option_function<std::string>(
            "--push",
-           [&s](const std::string& text) {
-               const Result<std::uint64_t> rate = parse_byte_rate(text);
+           [opts](const std::string& text) {
+               const Result<std::uint64_t> rate = testing::parse_byte_rate(text);
                if (!rate) throw CLI::ValidationError("--push", rate.error().message);
-               s.push_rate = *rate;
+               if (*rate > testing::kMaxPushRate)
+                   throw CLI::ValidationError("--push", "must be at most 1G (1 GiB/s), got " + text);
+               opts->faults.push_rate = *rate;
            },
            "Stream filler to every client at this rate (bytes per second: 4096, 64K, 1M; K/M/G are\n"
            "binary): a stand-in for a push gateway's traffic. framed: DATA frames after the HELLO; raw:\n"

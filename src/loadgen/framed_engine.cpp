@@ -2,6 +2,7 @@
 #include <mutex>
 
 #include "lifeline/client.hpp"
+#include "lifeline/testing.hpp"
 #include "loadgen/load_engine.hpp"
 #include "runtime/monotonic_clock.hpp"
 
@@ -32,13 +33,14 @@ public:
         callbacks.on_connect = [self](int conn) { self->on_connect(conn); };
         callbacks.on_rtt = [self](int, Duration) { self->round_trips_.fetch_add(1, std::memory_order_relaxed); };
         callbacks.on_down = [self](int conn, DisconnectReason reason) { self->on_down(conn, reason); };
-        callbacks.on_silenced = [self](int conn, Instant now, Instant last_sent) {
+        testing::ClientFaults faults;
+        faults.on_silenced = [self](int conn, Instant now, Instant last_sent) {
             self->on_silenced(conn, now, last_sent);
         };
         callbacks.on_connect_failed = [self](int, DisconnectReason, const std::string& message) {
             if (!self->stopping_.load()) self->on_connect_failure(message);
         };
-        Result<std::unique_ptr<Client>> client = Client::create(c, std::move(callbacks));
+        Result<std::unique_ptr<Client>> client = testing::create_client(c, std::move(callbacks), std::move(faults));
         if (!client) return client.error();
         engine->client_ = std::move(*client);
         return std::unique_ptr<LoadEngine>(std::move(engine));
@@ -52,7 +54,7 @@ public:
 
     void silence(double fraction) override {
         for (int i = 0; i < options_.connections; ++i) {
-            if (is_silenced(static_cast<std::uint64_t>(i), fraction)) client_->silence(i);
+            if (is_silenced(static_cast<std::uint64_t>(i), fraction)) testing::silence(*client_, i);
         }
     }
 

@@ -49,12 +49,22 @@ Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::create(const ClientOptions& options, ClientCallbacks callbacks) {
+    Result<std::unique_ptr<Impl>> impl = runtime::make_client(options, std::move(callbacks), {});
+    if (!impl) return impl.error();
+    return std::unique_ptr<Client>(new Client(std::move(*impl)));
+}
+
+namespace runtime {
+
+Result<std::unique_ptr<Client::Impl>> make_client(const ClientOptions& options, ClientCallbacks callbacks,
+                                                  testing::ClientFaults faults) {
     if (auto v = options.validate(); !v) return v.error();
     Result<net::Endpoint> endpoint = net::parse_endpoint(options.server);
     if (!endpoint) return endpoint.error();
-    auto impl = std::make_unique<Impl>();
+    auto impl = std::make_unique<Client::Impl>();
     impl->options = options;
     impl->callbacks = std::move(callbacks);
+    impl->faults = std::move(faults);
     impl->endpoint = *endpoint;
     for (const std::string& source : options.source_addresses) {
         Result<net::Endpoint> e = net::parse_endpoint(source.find(':') == std::string::npos ? source + ":0" : source);
@@ -67,7 +77,7 @@ Result<std::unique_ptr<Client>> Client::create(const ClientOptions& options, Cli
     Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(loop_config);
     if (!loop) return loop.error();
     impl->loop = std::move(*loop);
-    Impl* raw = impl.get();
+    Client::Impl* raw = impl.get();
     impl->loop->set_stall_callback([raw](Duration lag) {
         // Our own stop (SIGSTOP, suspend, a long callback) is not the server's silence.
         for (auto& c : raw->conns) c->forgive_stall(raw->loop->now());
@@ -80,8 +90,10 @@ Result<std::unique_ptr<Client>> Client::create(const ClientOptions& options, Cli
     });
     for (int i = 0; i < options.count; ++i)
         impl->conns.push_back(std::make_unique<runtime::ClientConnection>(*impl, i));
-    return std::unique_ptr<Client>(new Client(std::move(impl)));
+    return impl;
 }
+
+}  // namespace runtime
 
 void Client::run() {
     const double ramp = impl_->options.ramp_per_second;
@@ -99,21 +111,6 @@ void Client::stop() {
         for (auto& c : impl->conns) c->stop();
         impl->loop->stop();
     });
-}
-
-void Client::stop_reading() {
-    Impl* impl = impl_.get();
-    impl->loop->post([impl] {
-        if (impl->reading_stopped) return;
-        impl->reading_stopped = true;
-        for (auto& c : impl->conns) c->stop_reading();
-    });
-}
-
-void Client::silence(int connection) {
-    Impl* impl = impl_.get();
-    if (connection < 0 || connection >= static_cast<int>(impl->conns.size())) return;
-    impl->loop->post([impl, connection] { impl->conns[static_cast<std::size_t>(connection)]->silence(); });
 }
 
 void Client::send(int connection, std::span<const std::uint8_t> payload) {

@@ -288,8 +288,8 @@ void ClientConnection::silence() {
     silent_ = true;
     // No timer from now on: nothing to send, nobody to judge.
     client_.loop->cancel(*this);
-    if (client_.callbacks.on_silenced)
-        client_.callbacks.on_silenced(index_, client_.loop->now(), session_->liveness().last_sent());
+    if (client_.faults.on_silenced)
+        client_.faults.on_silenced(index_, client_.loop->now(), session_->liveness().last_sent());
 }
 
 void ClientConnection::forgive_stall(Instant now) {

@@ -15,6 +15,7 @@
 
 #include "lifeline/client.hpp"
 #include "lifeline/engine/client_session.hpp"
+#include "lifeline/testing.hpp"
 #include "net/endpoint.hpp"
 #include "runtime/event_loop.hpp"
 #include "runtime/stream_socket.hpp"
@@ -32,6 +33,7 @@ struct Client::Impl {
 
     ClientOptions options;
     ClientCallbacks callbacks;
+    testing::ClientFaults faults;
     net::Endpoint endpoint;
     std::vector<net::Endpoint> sources;
     std::unique_ptr<runtime::EventLoop> loop;
@@ -114,5 +116,13 @@ private:
     bool draining_ = false;
     bool silent_ = false;  // silence(): sends nothing, judges nothing, still reads.
 };
+
+}  // namespace lifeline::runtime
+
+namespace lifeline::runtime {
+
+// Client::create() and testing::create_client(): checks and builds, no I/O yet.
+Result<std::unique_ptr<Client::Impl>> make_client(const ClientOptions& options, ClientCallbacks callbacks,
+                                                  testing::ClientFaults faults);
 
 }  // namespace lifeline::runtime

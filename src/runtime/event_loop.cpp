@@ -103,6 +103,9 @@ void EventLoop::run() {
             std::fprintf(stderr, "lifeline: %s\n", r.error().message.c_str());
             std::abort();
         }
+        // Output queued before run() (a turn's output leaves at its end) must
+        // not wait for the first wake-up.
+        flush_ring_output();
     }
     while (!stopping_.load(std::memory_order_acquire)) run_turn();
     run_posted();  // Work posted before stop() (e.g. a shutdown step) still runs.

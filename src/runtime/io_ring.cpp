@@ -15,6 +15,12 @@
 #define LIFELINE_WITH_URING 1
 #endif
 
+#if LIFELINE_WITH_URING
+#include <liburing.h>
+#else
+struct io_uring {};  // Never made; complete so that ~IoRing's unique_ptr compiles.
+#endif
+
 namespace lifeline::runtime {
 
 #if LIFELINE_WITH_URING
@@ -64,6 +70,7 @@ Error ring_error(const std::string& what, int error) {
 Result<std::unique_ptr<IoRing>> IoRing::create(int epoll_fd) {
     std::unique_ptr<IoRing> ring(new IoRing());
     ring->epoll_fd_ = epoll_fd;
+    ring->ring_ = std::make_unique<io_uring>();
     io_uring_params params{};
     // DEFER_TASKRUN: completions are run only when the loop enters the
     // kernel to reap them, and a wait for N completions sleeps until N are
@@ -75,7 +82,7 @@ Result<std::unique_ptr<IoRing>> IoRing::create(int epoll_fd) {
     params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
                    IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE;
     params.cq_entries = kCompletionEntries;
-    if (const int r = io_uring_queue_init_params(kSubmissionEntries, &ring->ring_, &params); r < 0)
+    if (const int r = io_uring_queue_init_params(kSubmissionEntries, ring->ring_.get(), &params); r < 0)
         return ring_error("io_uring_setup", -r);
     ring->ring_ready_ = true;
 
@@ -88,7 +95,7 @@ Result<std::unique_ptr<IoRing>> IoRing::create(int epoll_fd) {
     reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
     reg.ring_entries = kBuffers;
     reg.bgid = kBufferGroup;
-    if (const int r = io_uring_register_buf_ring(&ring->ring_, &reg, 0); r < 0)
+    if (const int r = io_uring_register_buf_ring(ring->ring_.get(), &reg, 0); r < 0)
         return ring_error("io_uring_register_buf_ring", -r);
     ring->buffers_.resize(kBuffers * kBufferSize);
     for (unsigned id = 0; id < kBuffers; ++id) ring->give_back(id);
@@ -96,28 +103,28 @@ Result<std::unique_ptr<IoRing>> IoRing::create(int epoll_fd) {
 }
 
 IoRing::~IoRing() {
-    if (ring_ready_) io_uring_queue_exit(&ring_);
+    if (ring_ready_) io_uring_queue_exit(ring_.get());
     if (buffer_ring_ != nullptr) ::munmap(buffer_ring_, buffer_ring_bytes_);
 }
 
 Result<void> IoRing::enable() {
     // Debian's liburing 2.3 declares io_uring_enable_rings() but does not export it.
-    if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) != 0)
+    if (::syscall(__NR_io_uring_register, ring_->ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) != 0)
         return ring_error("io_uring_register(ENABLE_RINGS)", errno);
     arm_epoll_poll();
     return {};
 }
 
 io_uring_sqe* IoRing::next_sqe() {
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
     if (sqe != nullptr) return sqe;
     // The submission queue is full: hand it to the kernel now (rare: it holds
     // 4096 and is emptied every turn).
-    if (const int r = io_uring_submit(&ring_); r < 0) {
+    if (const int r = io_uring_submit(ring_.get()); r < 0) {
         std::fprintf(stderr, "lifeline: io_uring_submit: %s\n", std::strerror(-r));
         std::abort();  // Only EFAULT/EINVAL/EBADF-like errors: a bug, not a condition to ride out.
     }
-    sqe = io_uring_get_sqe(&ring_);
+    sqe = io_uring_get_sqe(ring_.get());
     if (sqe == nullptr) std::abort();  // Submitted, so there is room.
     return sqe;
 }
@@ -158,29 +165,29 @@ void IoRing::cancel_receive(LoopObject& owner) {
     // buffers while this turn dispatches (up to thousands of completions),
     // and each would be input taken from a peer we meant to stop reading.
     // Rare (a peer crossing its output budget), so the system call is cheap.
-    io_uring_submit(&ring_);
+    io_uring_submit(ring_.get());
 }
 
-void IoRing::submit() { io_uring_submit(&ring_); }
+void IoRing::submit() { io_uring_submit(ring_.get()); }
 
 bool IoRing::more_deferred(int reaped_since_enter) const {
     // The kernel flags pending deferred work; and an enter that ran a full
     // batch of it may have left more behind.
-    return (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0 || reaped_since_enter >= kDeferredPerEnter;
+    return (IO_URING_READ_ONCE(*ring_->sq.kflags) & IORING_SQ_TASKRUN) != 0 || reaped_since_enter >= kDeferredPerEnter;
 }
 
 Result<void> IoRing::wait(Duration timeout, unsigned wanted) {
     int r = 0;
     if (timeout == Duration::zero()) {
-        r = io_uring_submit_and_get_events(&ring_);
+        r = io_uring_submit_and_get_events(ring_.get());
     } else if (timeout < Duration::zero()) {
-        r = io_uring_submit_and_wait(&ring_, wanted);
+        r = io_uring_submit_and_wait(ring_.get(), wanted);
     } else {
         __kernel_timespec ts{};
         ts.tv_sec = timeout.ns() / 1'000'000'000;
         ts.tv_nsec = timeout.ns() % 1'000'000'000;
         io_uring_cqe* cqe = nullptr;
-        r = io_uring_submit_and_wait_timeout(&ring_, &cqe, wanted, &ts, nullptr);
+        r = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, wanted, &ts, nullptr);
     }
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return system_error("io_uring_enter", -r);
     return {};
@@ -192,17 +199,17 @@ int IoRing::dispatch(int limit, bool& epoll_ready) {
     int since_enter = 0;  // Completions reaped since the kernel last ran deferred ones.
     for (int i = 0; i < limit; ++i) {
         io_uring_cqe* cqe = nullptr;
-        if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) {
+        if (io_uring_peek_cqe(ring_.get(), &cqe) != 0 || cqe == nullptr) {
             if (!more_deferred(since_enter)) break;
-            io_uring_get_events(&ring_);
+            io_uring_get_events(ring_.get());
             since_enter = 0;
-            if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
+            if (io_uring_peek_cqe(ring_.get(), &cqe) != 0 || cqe == nullptr) break;
         }
         ++since_enter;
         const std::uint64_t data = cqe->user_data;
         const int result = cqe->res;
         const std::uint32_t flags = cqe->flags;
-        io_uring_cqe_seen(&ring_, cqe);
+        io_uring_cqe_seen(ring_.get(), cqe);
         if (data == kCancelTag) continue;  // 0, -ENOENT (already ended) or -EALREADY: all fine.
         if (data == kEpollTag) {
             epoll_ready = true;

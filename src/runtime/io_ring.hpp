@@ -12,8 +12,6 @@
 // down to end them).
 #pragma once
 
-#include <liburing.h>
-
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -22,6 +20,12 @@
 #include "lifeline/result.hpp"
 #include "lifeline/time.hpp"
 #include "runtime/event_loop.hpp"
+
+// liburing's types stay in io_ring.cpp: a build without liburing (the epoll
+// back-end only) compiles this header too.
+struct io_uring;
+struct io_uring_sqe;
+struct io_uring_buf_ring;
 
 namespace lifeline::runtime {
 
@@ -63,7 +67,7 @@ private:
     void give_back(unsigned buffer_id);
     bool more_deferred(int reaped_since_enter) const;
 
-    io_uring ring_{};
+    std::unique_ptr<io_uring> ring_;
     bool ring_ready_ = false;
     int epoll_fd_ = -1;
     io_uring_buf_ring* buffer_ring_ = nullptr;

@@ -63,11 +63,24 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 
 Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options, ServerCallbacks callbacks) {
+    Result<std::unique_ptr<Impl>> impl = runtime::make_server(options, std::move(callbacks), {});
+    if (!impl) return impl.error();
+    return std::unique_ptr<Server>(new Server(std::move(*impl)));
+}
+
+namespace runtime {
+
+Result<std::unique_ptr<Server::Impl>> make_server(const ServerOptions& options, ServerCallbacks callbacks,
+                                                  const testing::ServerFaults& faults) {
     if (auto v = options.validate(); !v) return v.error();
+    if (faults.push_rate > testing::kMaxPushRate)
+        return make_error(Errc::invalid_argument, "push_rate must be at most 1G (1 GiB/s); got " +
+                                                      std::to_string(faults.push_rate) + " bytes/s");
     Result<net::Endpoint> endpoint = net::parse_endpoint(options.listen);
     if (!endpoint) return endpoint.error().with_context("listen");
-    auto impl = std::make_unique<Impl>();
+    auto impl = std::make_unique<Server::Impl>();
     impl->options = options;
+    impl->faults = faults;
     impl->session = runtime::session_config(options, &impl->metrics.sessions);
     impl->callbacks = std::move(callbacks);
     impl->endpoint = *endpoint;
@@ -93,15 +106,17 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options, Ser
         if (auto s = impl->workers.back()->start(); !s) return s.error();
     }
     if (!options.http.empty()) {
-        Impl* raw = impl.get();
+        Server::Impl* raw = impl.get();
         Result<std::unique_ptr<runtime::HttpEndpoint>> http = runtime::HttpEndpoint::start(
             options.http, [raw] { return raw->metrics_text_unlocked(); },
             [raw] { return raw->connections_json_unlocked(); });
         if (!http) return http.error().with_context("http");
         impl->http = std::move(*http);
     }
-    return std::unique_ptr<Server>(new Server(std::move(impl)));
+    return impl;
 }
+
+}  // namespace runtime
 
 void Server::run() {
     Event listening;

@@ -179,7 +179,7 @@ void Connection::on_opened(const SessionEvent& e) {
             server.take_over_session(chosen, {static_cast<std::uint32_t>(worker().index()), slot_, id()});
     }
     // After the WELCOME: no DATA ever precedes the handshake.
-    if (open() && server.options.push_rate > 0) worker().start_push(*this);
+    if (open() && server.faults.push_rate > 0) worker().start_push(*this);
 }
 
 void Connection::on_message(const SessionEvent& e) {

@@ -12,6 +12,7 @@
 
 #include "lifeline/engine/server_session.hpp"
 #include "lifeline/server.hpp"
+#include "lifeline/testing.hpp"
 #include "net/endpoint.hpp"
 #include "runtime/http_endpoint.hpp"
 #include "runtime/metrics.hpp"
@@ -37,6 +38,7 @@ namespace lifeline {
 
 struct Server::Impl {
     ServerOptions options;
+    testing::ServerFaults faults;
     ServerSessionConfig session;  // From options; every connection's ServerSession uses it.
     ServerCallbacks callbacks;
     net::Endpoint endpoint;
@@ -60,3 +62,11 @@ struct Server::Impl {
 };
 
 }  // namespace lifeline
+
+namespace lifeline::runtime {
+
+// Server::create() and testing::create_server(): checks, binds, starts the loops.
+Result<std::unique_ptr<Server::Impl>> make_server(const ServerOptions& options, ServerCallbacks callbacks,
+                                                  const testing::ServerFaults& faults);
+
+}  // namespace lifeline::runtime

@@ -1,5 +1,4 @@
 // ServerOptions: checks, and what they mean for the protocol engine.
-#include <limits>
 #include <string>
 
 #include "lifeline/server.hpp"
@@ -16,39 +15,8 @@ Result<void> ServerOptions::validate() const {
     if (output_budget < 1024) return Error{"output_budget must be at least 1 KiB"};
     if (slow_consumer_after < Duration::zero()) return Error{"slow_consumer_after must be >= 0"};
     if (tick <= Duration::zero() || tick > Duration::seconds(1)) return Error{"tick must be in (0, 1s]"};
-    if (push_rate > kMaxPushRate)
-        return Error{"push_rate must be at most 1G (1 GiB/s); got " + std::to_string(push_rate) + " bytes/s"};
     if (auto k = keepalive.validate(); !k) return k.error().with_context("keepalive");
     return {};
-}
-
-Result<std::uint64_t> parse_byte_rate(std::string_view text) {
-    auto bad = [text](std::string_view why) {
-        return Error{"expected a byte rate like 64K or 1M, got '" + std::string(text) + "'" + std::string(why)};
-    };
-    std::size_t digits = 0;
-    std::uint64_t value = 0;
-    for (; digits < text.size() && text[digits] >= '0' && text[digits] <= '9'; ++digits) {
-        if (__builtin_mul_overflow(value, std::uint64_t{10}, &value) ||
-            __builtin_add_overflow(value, static_cast<std::uint64_t>(text[digits] - '0'), &value))
-            return bad(" (too large)");
-    }
-    if (digits == 0) return bad("");
-    const std::string_view suffix = text.substr(digits);
-    unsigned shift = 0;
-    if (suffix.empty()) {
-        shift = 0;
-    } else if (suffix == "K" || suffix == "k") {
-        shift = 10;
-    } else if (suffix == "M" || suffix == "m") {
-        shift = 20;
-    } else if (suffix == "G" || suffix == "g") {
-        shift = 30;
-    } else {
-        return bad("");
-    }
-    if (shift > 0 && value > (std::numeric_limits<std::uint64_t>::max() >> shift)) return bad(" (too large)");
-    return value << shift;
 }
 
 }  // namespace lifeline

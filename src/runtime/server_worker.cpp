@@ -42,7 +42,7 @@ Worker::Worker(Server::Impl& server, std::size_t index, std::unique_ptr<EventLoo
       push_interval_(kMinPushInterval) {
     scratch_.resize(kScratchSize);
     loop_->set_stall_callback([this](Duration lag) { on_stall(lag); });
-    if (options().push_rate > 0) prepare_push();
+    if (server_.faults.push_rate > 0) prepare_push();
 }
 
 Worker::~Worker() {
@@ -136,7 +136,7 @@ void Worker::begin_shutdown() {
 }
 
 void Worker::start_push(const Connection& conn) {
-    assert(options().push_rate > 0 && !push_chunk_.empty());
+    assert(server_.faults.push_rate > 0 && !push_chunk_.empty());
     if (shutting_down_) return;
     pushing_.push_back({conn.slot(), conn.id()});
     if (push_timer_.armed()) return;
@@ -157,8 +157,8 @@ void Worker::push_tick() {
     push_last_ = now;
     // rate <= 2^30 B/s and elapsed <= 10^8 ns: the product stays below 2^57.
     // The sub-byte remainder is carried, so the long-run rate is exact.
-    const std::uint64_t rate = options().push_rate;
-    assert(rate <= kMaxPushRate);
+    const std::uint64_t rate = server_.faults.push_rate;
+    assert(rate <= testing::kMaxPushRate);
     const std::uint64_t scaled = rate * static_cast<std::uint64_t>(elapsed.ns()) + push_credit_remainder_;
     push_credit_bytes_ += scaled / 1'000'000'000u;
     push_credit_remainder_ = scaled % 1'000'000'000u;
@@ -201,7 +201,8 @@ nlohmann::json Worker::describe_connections() {
 void Worker::prepare_push() {
     const ServerOptions& o = options();
     push_interval_ = std::max(o.tick, kMinPushInterval);
-    std::size_t payload = static_cast<std::size_t>(std::min<std::uint64_t>(kMaxPushChunk, o.push_rate / 100));
+    std::size_t payload =
+        static_cast<std::size_t>(std::min<std::uint64_t>(kMaxPushChunk, server_.faults.push_rate / 100));
     if (o.mode == ServerMode::framed) payload = std::min(payload, o.max_body_size);
     payload = std::max<std::size_t>(payload, 1);
     push_chunk_payload_ = payload;

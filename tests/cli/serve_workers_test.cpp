@@ -112,6 +112,7 @@ TEST(ServeWorkers, WorkerFlagsAreValidated) {
 
 // Workers inherit the I/O backend, and the supervisor stops them cleanly.
 TEST(ServeWorkers, WorkersRunTheChosenBackend) {
+    if (!LIFELINE_HAVE_URING) GTEST_SKIP() << "built without liburing (-DLIFELINE_WITH_URING=OFF): no uring back-end";
     ChildProcess server({LIFELINE_BINARY, "serve", "--workers", "2", "--listen", "127.0.0.1:0", "--io", "uring"},
                         "exec 2>/dev/null;");
     ASSERT_TRUE(server.wait_for_event("listening", 15s));

@@ -1,4 +1,4 @@
-// The client's raw mode, its stuck-reader fault injection (Client::stop_reading)
+// The client's raw mode, its stuck-reader fault injection (testing::stop_reading)
 // and its own timeout, on real loopback sockets: an in-process lifeline::Server
 // where a real server is what matters, a plain socket playing the server where
 // the test must control every byte (and read the client's PINGs itself).
@@ -24,6 +24,7 @@
 #include "lifeline/client.hpp"
 #include "lifeline/engine/codec.hpp"
 #include "lifeline/server.hpp"
+#include "lifeline/testing.hpp"
 
 namespace lifeline {
 
@@ -419,7 +420,7 @@ TEST(ClientModes, StoppedReaderFillsItsWindowKeepsPingingAndNeverConvicts) {
     server.handshake(100, 400);
     ASSERT_TRUE(log.wait_for(EventKind::hello, 5s)) << log.dump();
 
-    client->stop_reading();
+    testing::stop_reading(*client);
     // The client's own sends still leave, through EPOLLOUT, which must keep working.
     const std::vector<std::uint8_t> chunk(64 * 1024, 0x42);
     constexpr int kChunks = 128;
@@ -453,7 +454,7 @@ TEST(ClientModes, StoppedReaderEndsOnceWhenTheServerGivesUp) {
     ASSERT_GE(server.fd(), 0);
     server.handshake(100, 400);
     ASSERT_TRUE(log.wait_for(EventKind::hello, 5s)) << log.dump();
-    client->stop_reading();
+    testing::stop_reading(*client);
     ASSERT_TRUE(server.push_until_blocked(
         500ms, 3, [] { return true; }, 20s))
         << log.dump();

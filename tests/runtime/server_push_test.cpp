@@ -37,6 +37,7 @@
 
 #include "lifeline/engine/codec.hpp"
 #include "lifeline/server.hpp"
+#include "lifeline/testing.hpp"
 #include "net/loopback_pair.hpp"
 #include "support/child_process.hpp"
 #include "support/serve_io.hpp"
@@ -417,17 +418,17 @@ TEST(ServerPush, ByteRateParser) {
     };
     for (const Good& g : {Good{"0", 0}, Good{"4096", 4096}, Good{"64K", 65536}, Good{"64k", 65536}, Good{"1M", 1048576},
                           Good{"4m", 4194304}, Good{"1G", 1073741824}}) {
-        const Result<std::uint64_t> r = parse_byte_rate(g.text);
+        const Result<std::uint64_t> r = testing::parse_byte_rate(g.text);
         ASSERT_TRUE(r.ok()) << g.text << ": " << r.error().message;
         EXPECT_EQ(*r, g.value) << g.text;
     }
     for (const char* bad : {"abc", "-1", "", "1.5M", "1MB", "M", " 1M", "1M ", "1T", "0x10"}) {
-        const Result<std::uint64_t> r = parse_byte_rate(bad);
+        const Result<std::uint64_t> r = testing::parse_byte_rate(bad);
         ASSERT_FALSE(r.ok()) << "'" << bad << "' parsed as " << *r;
         EXPECT_EQ(r.error().message, "expected a byte rate like 64K or 1M, got '" + std::string(bad) + "'");
     }
     for (const char* huge : {"18446744073709551616", "17179869184G"}) {
-        const Result<std::uint64_t> r = parse_byte_rate(huge);
+        const Result<std::uint64_t> r = testing::parse_byte_rate(huge);
         ASSERT_FALSE(r.ok()) << huge;
         EXPECT_THAT(r.error().message, HasSubstr("(too large)"));
     }
@@ -435,17 +436,15 @@ TEST(ServerPush, ByteRateParser) {
 
 TEST(ServerPush, PushRateAboveOneGiBPerSecondIsRejected) {
     ServerOptions o;
-    o.push_rate = kMaxPushRate;
-    EXPECT_TRUE(o.validate().ok());
-    o.push_rate = kMaxPushRate + 1;
-    const Result<void> v = o.validate();
-    ASSERT_FALSE(v.ok());
-    EXPECT_THAT(v.error().message, HasSubstr("push_rate"));  // The field: `serve` says --push (below).
-    EXPECT_EQ(v.error().code, Errc::invalid_argument);
     o.listen = "127.0.0.1:0";
-    auto server = Server::create(o, {});
+    testing::ServerFaults faults;
+    faults.push_rate = testing::kMaxPushRate;
+    EXPECT_TRUE(testing::create_server(o, {}, faults).ok());
+    faults.push_rate = testing::kMaxPushRate + 1;
+    auto server = testing::create_server(o, {}, faults);
     ASSERT_FALSE(server.ok());
-    EXPECT_THAT(server.error().message, HasSubstr("push_rate"));
+    EXPECT_THAT(server.error().message, HasSubstr("push_rate"));  // The field: `serve` says --push (below).
+    EXPECT_EQ(server.error().code, Errc::invalid_argument);
 }
 
 struct CliRun {
@@ -477,7 +476,7 @@ TEST(ServerPush, CliParsesPushAndNamesItInErrors) {
     }
     const CliRun too_fast = run_cli(serve + "--push 2G");
     EXPECT_NE(too_fast.status, 0);
-    EXPECT_THAT(too_fast.output, HasSubstr("--push must be at most 1G"));
+    EXPECT_THAT(too_fast.output, HasSubstr("--push: must be at most 1G"));
     // A good rate gets past the flags (and the checks), to the impossible address.
     const CliRun good = run_cli(serve + "--push 64K");
     EXPECT_NE(good.status, 0);
