@@ -148,10 +148,10 @@ void BM_baseline_round_trip(benchmark::State& state) {
         p->next_ping = kStart + phases[i] + kInterval;
         // The decoders' first-frame rules: HELLO and WELCOME pass first, as on a real connection.
         wire.clear();
-        (void)append_frame(wire, Hello{kProtocolVersion, 1000, 3000, ids[i]});
+        (void)append_frame(wire, Hello{kProtocolVersion, 1000, 3000, ids[i], {}, {}});
         const bool hello = decode_one(p->at_server, wire).has_value();
         wire.clear();
-        (void)append_frame(wire, Welcome{kProtocolVersion, 1000, 3000, ids[i]});
+        (void)append_frame(wire, Welcome{kProtocolVersion, 1000, 3000, ids[i], {}});
         if (!hello || !decode_one(p->at_client, wire)) {
             state.SkipWithError("a handshake frame did not decode");
             return;

@@ -18,6 +18,8 @@ void on_event(Connection& c, const lifeline::SessionEvent& e) {
     using K = lifeline::SessionEventKind;
     const std::string id = c.session().client_id();
     switch (e.kind) {
+        case K::hello:  // Only with ServerSessionConfig::admission, which this server leaves off.
+            break;
         case K::opened:
             std::printf("opened id=%s timeout=%s\n", e.client_id.c_str(), to_string(e.timeout).c_str());
             break;

@@ -44,7 +44,12 @@ enum class ClientMode : std::uint8_t {
 struct ClientOptions {
     std::string server = "127.0.0.1:8888";
     ClientMode mode = ClientMode::framed;
-    std::string id;                             // Sent in HELLO; the server assigns one if empty (raw: events only).
+    std::string id;  // Sent in HELLO; the server assigns one if empty (raw: events only).
+    // Sent in HELLO for the server's admission check (at most 255 bytes), e.g.
+    // an HMAC of the id. With an id, each connection also keeps the resume
+    // token its last WELCOME issued and presents it when it reconnects, so
+    // the server lets it replace its own stale connection (docs/PROTOCOL.md).
+    std::string credential;
     Duration heartbeat = Duration::seconds(1);  // Requested interval (the server may clamp it). Framed only.
     // Requested timeout, framed only. The server may clamp what it grants (and
     // judges us by that), but the client judges the server by the longer of

@@ -22,6 +22,7 @@ enum class DisconnectReason : unsigned char {
     session_replaced,   // The same client id connected again; this older connection was closed.
     local_close,        // Our application closed it.
     shutdown,           // Our process is shutting down.
+    rejected,           // Admission refused the HELLO (server), or the server refused us (client).
 };
 
 inline constexpr std::array kAllDisconnectReasons = {
@@ -29,6 +30,7 @@ inline constexpr std::array kAllDisconnectReasons = {
     DisconnectReason::user_timeout,     DisconnectReason::heartbeat_timeout, DisconnectReason::idle_timeout,
     DisconnectReason::unreachable,      DisconnectReason::protocol_error,    DisconnectReason::slow_consumer,
     DisconnectReason::session_replaced, DisconnectReason::local_close,       DisconnectReason::shutdown,
+    DisconnectReason::rejected,
 };
 
 // The stable snake_case name, e.g. "heartbeat_timeout".

@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "lifeline/connection.hpp"
 #include "lifeline/events.hpp"
 #include "lifeline/keepalive.hpp"
 #include "lifeline/result.hpp"
@@ -83,11 +85,26 @@ struct ServerOptions {
     Result<void> validate() const;
 };
 
+// Callbacks run on the connection's own loop thread (one connection's always
+// on the same thread, in order); make shared state thread-safe when threads > 1.
+// A callback that throws is caught: an `error` event says so, and only that
+// connection is closed (local_close). One that blocks stalls its whole loop
+// (the stall guard reports it: lifeline_loop_stalls_total).
 struct ServerCallbacks {
     // Every event, from any loop thread (make it thread-safe).
     std::function<void(const Event&)> on_event;
-    // DATA payload (framed) or bytes (raw), on the connection's loop thread.
-    std::function<void(std::uint64_t conn, std::span<const std::uint8_t> payload)> on_message;
+    // Framed: a HELLO arrived; admit or reject it before anything else
+    // happens (the client waits for its WELCOME meanwhile). Empty:
+    // default_admission (lifeline/connection.hpp). Not called in raw mode.
+    std::function<Admission(const HelloInfo&)> on_hello;
+    // Admitted (framed: WELCOME sent; raw: accepted). Exactly one on_close follows.
+    std::function<void(ConnectionId conn)> on_open;
+    // DATA payload (framed) or bytes (raw).
+    std::function<void(ConnectionId conn, std::span<const std::uint8_t> payload)> on_message;
+    // An admitted connection ended, once, with the reason its `closed` event carries.
+    std::function<void(ConnectionId conn, DisconnectReason reason, const std::string& detail)> on_close;
+    // A send() returned `full` and the queue has since drained to half the budget.
+    std::function<void(ConnectionId conn)> on_writable;
 };
 
 class Server {
@@ -108,6 +125,50 @@ public:
     std::string metrics_text() const;
     // JSON array of the open connections (the /connections body). Thread-safe; asks each loop.
     std::string connections_json() const;
+
+    // ---- The gateway API --------------------------------------------------
+    // Every call below may be made from any thread. On the connection's own
+    // loop thread (in its callbacks) it acts at once and its result is exact;
+    // from elsewhere it is posted to that loop (an eventfd wakes it) and acts
+    // there in order: send() then says `queued`, and failures that only the
+    // loop can see (the connection closed meanwhile) are dropped silently.
+    // Errors: not_open (no such connection, or it is closed), too_large (a
+    // payload over max_body_size), invalid_argument (a bad handle or code).
+
+    // One DATA frame (raw: the bytes). Control frames (PONG, CLOSE) still go
+    // first. Never blocks: `full` when more than output_budget is queued.
+    Result<SendStatus> send(ConnectionId conn, std::span<const std::uint8_t> payload);
+    // Ends it with CLOSE `code` (framed), then on_close with local_close.
+    Result<void> close(ConnectionId conn, std::uint16_t code = 0, std::string text = "");
+    // The open connection that holds `client_id` (the id from its HELLO, or
+    // the c<number> the server assigned), if any. A snapshot: by the time it
+    // is used the connection may have closed (send() then says not_open).
+    std::optional<ConnectionId> find(std::string_view client_id) const;
+    // Sends one DATA frame to every open connection for which `filter` (run on
+    // each connection's loop) says yes; empty = all. The frame is encoded once
+    // per loop and every loop writes it within one turn. Returns how many
+    // loops it was handed to; counts per connection are in the metrics.
+    std::size_t broadcast(std::span<const std::uint8_t> payload, std::function<bool(ConnectionId conn)> filter = {});
+    // Runs `fn(conn)` for every open connection, each on its own loop (so
+    // `fn` may call send(), context()...). Returns at once.
+    void for_each(std::function<void(ConnectionId conn)> fn);
+    // Runs `fn` on `conn`'s loop (even after it closed: check with stats()).
+    Result<void> post(ConnectionId conn, std::function<void()> fn);
+    // One pointer of the application's per connection, on its loop thread
+    // only (elsewhere: nullptr, and set_context() fails with invalid_argument).
+    // The server never reads or frees it; clear it in on_close.
+    Result<void> set_context(ConnectionId conn, void* context);
+    void* context(ConnectionId conn) const;
+    // On the connection's loop: at once. From a thread that is not one of the
+    // server's loops: asks that loop and waits for the answer. From another
+    // loop: invalid_argument (waiting there could deadlock two loops).
+    Result<ConnectionStats> stats(ConnectionId conn) const;
+    // Takes over a connected TCP socket accepted elsewhere (an acceptor of
+    // your own, systemd's LISTEN_FDS, one received over a Unix socket): the
+    // same keepalive and user-timeout policy as an accepted one, on the
+    // least-loaded loop. The server owns `fd` from here, on success or not.
+    // Errors: invalid_argument (not a connected TCP socket), the policy's errors.
+    Result<void> adopt(int fd);
 
     struct Impl;
 

@@ -82,4 +82,12 @@ void silence(Client& client, int connection);
 // Idempotent.
 void stop_reading(Client& client);
 
+// The path to the server is lost without either side hearing of it (a NAT
+// forgot the flow, a radio dropped): `connection` gives up on its socket
+// without closing it (no FIN, no RST: the server keeps its end until it
+// judges it), ends with local_close, and reconnects if ClientOptions::reconnect
+// says so, presenting its resume token. The abandoned sockets stay open until
+// the Client is destroyed. Not open connections are ignored.
+void abandon(Client& client, int connection);
+
 }  // namespace lifeline::testing

@@ -112,6 +112,11 @@ void add_connect_command(CLI::App& app, Action& run) {
         ->capture_default_str()
         ->check(CLI::IsMember({"framed", "raw"}));
     sub->add_option("--id", c.id, "Client id sent in HELLO (with --count, suffixed -0, -1, ...)");
+    sub->add_option("--credential", c.credential,
+                    "Sent in HELLO for the server's admission check (at most 255 bytes). With --id and "
+                    "--reconnect, the resume token from the last WELCOME is presented too, so the server "
+                    "replaces our stale connection instead of refusing the id")
+        ->check([](const std::string& v) { return v.size() > 255 ? std::string("at most 255 bytes") : std::string(); });
     add_duration_option(*sub, "--heartbeat", c.heartbeat, "Requested heartbeat interval");
     add_duration_option(*sub, "--timeout", c.timeout,
                         "Requested timeout: the server is dead after this much silence (kept even if the server "

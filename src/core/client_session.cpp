@@ -13,6 +13,8 @@ Result<void> ClientSessionConfig::validate() const {
         return Error{"timeout (" + to_string(timeout) + ") must be longer than heartbeat (" + to_string(heartbeat) +
                      ")"};
     if (id.size() > kMaxIdSize || !is_valid_utf8(id)) return Error{"id must be at most 255 bytes of UTF-8"};
+    if (credential.size() > kMaxCredentialSize) return Error{"credential must be at most 255 bytes"};
+    if (resume_token.size() > kMaxResumeTokenSize) return Error{"resume_token must be at most 64 bytes"};
     if (handshake_timeout <= Duration::zero()) return Error{"handshake_timeout must be > 0"};
     if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max_body_size must be 16 B..16 MiB"};
     return {};
@@ -31,7 +33,7 @@ ClientSession::ClientSession(const ClientSessionConfig& config, Instant now)
         return;
     }
     control(Hello{kProtocolVersion, static_cast<std::uint32_t>(config.heartbeat.ms()),
-                  static_cast<std::uint32_t>(config.timeout.ms()), config.id});
+                  static_cast<std::uint32_t>(config.timeout.ms()), config.id, config.resume_token, config.credential});
 }
 
 Instant ClientSession::next_timeout() const {
@@ -88,6 +90,11 @@ void ClientSession::handle_frame(const Frame& frame, Instant now) {
         DisconnectReason reason = DisconnectReason::peer_closed;
         if (close->code == static_cast<std::uint16_t>(CloseCode::session_replaced))
             reason = DisconnectReason::session_replaced;
+        // Refused at the door: a claim on a live id, or the application said no.
+        if (state_ == State::handshake &&
+            (close->code == static_cast<std::uint16_t>(CloseCode::id_in_use) ||
+             close->code == static_cast<std::uint16_t>(CloseCode::rejected) || close->code >= 1000))
+            reason = DisconnectReason::rejected;
         if (close->code == static_cast<std::uint16_t>(CloseCode::protocol_error) ||
             close->code == static_cast<std::uint16_t>(CloseCode::too_many_pings))
             reason = DisconnectReason::protocol_error;
@@ -110,6 +117,7 @@ void ClientSession::handle_welcome(const Welcome& welcome, Instant now) {
     detector_ = FixedTimeoutDetector(timeout, now);
     liveness_ = LivenessMachine(LivenessConfig{interval, true}, detector_, now);
     granted_id_ = welcome.id;
+    resume_token_ = welcome.resume_token;
     state_ = State::open;
     SessionEvent e(SessionEventKind::opened);
     e.interval = interval;

@@ -21,6 +21,9 @@ namespace {
 
 // Fixed part of a HELLO/WELCOME body: version:u8 interval_ms:u32 timeout_ms:u32 id_len:u8.
 constexpr std::size_t kHandshakeFixedSize = 1 + 4 + 4 + 1;
+// With the optional fields after the id: token_len:u8 token, credential_len:u8 credential.
+constexpr std::size_t kMaxHandshakeBody =
+    kHandshakeFixedSize + kMaxIdSize + 1 + kMaxResumeTokenSize + 1 + kMaxCredentialSize;
 constexpr std::size_t kPingBodySize = 8 + 8;
 constexpr std::size_t kCloseFixedSize = 2;
 // The length field counts the type byte, so a body can be at most this long.
@@ -113,8 +116,15 @@ std::string hex_byte(unsigned value) {
 
 std::size_t body_size(const Frame& frame) {
     struct Visitor {
-        std::size_t operator()(const Hello& f) const { return kHandshakeFixedSize + f.id.size(); }
-        std::size_t operator()(const Welcome& f) const { return kHandshakeFixedSize + f.id.size(); }
+        std::size_t operator()(const Hello& f) const {
+            std::size_t size = kHandshakeFixedSize + f.id.size();
+            if (!f.resume_token.empty() || !f.credential.empty()) size += 1 + f.resume_token.size();
+            if (!f.credential.empty()) size += 1 + f.credential.size();
+            return size;
+        }
+        std::size_t operator()(const Welcome& f) const {
+            return kHandshakeFixedSize + f.id.size() + (f.resume_token.empty() ? 0 : 1 + f.resume_token.size());
+        }
         std::size_t operator()(const Ping&) const { return kPingBodySize; }
         std::size_t operator()(const Pong&) const { return kPingBodySize; }
         std::size_t operator()(const Data& f) const { return f.payload.size(); }
@@ -138,18 +148,25 @@ Result<void> validate_fields(const Frame& frame) {
         }
         return {};
     };
-    auto check_handshake = [&](std::uint8_t version, const std::string& id) -> Result<void> {
+    auto check_bytes = [&](std::string_view field, std::string_view bytes, std::size_t limit) -> Result<void> {
+        if (bytes.size() <= limit) return {};
+        return Error{std::string(name) + ": " + std::string(field) + " is " + std::to_string(bytes.size()) +
+                     " bytes, more than the " + std::to_string(limit) + "-byte limit"};
+    };
+    auto check_handshake = [&](std::uint8_t version, const std::string& id, std::string_view token) -> Result<void> {
         if (version != kProtocolVersion) {
             return Error{std::string(name) + ": version " + std::to_string(version) + " is not the protocol version " +
                          std::to_string(kProtocolVersion)};
         }
+        if (auto t = check_bytes("resume_token", token, kMaxResumeTokenSize); !t) return t;
         return check_text("id", id, kMaxIdSize);
     };
     if (const auto* hello = std::get_if<Hello>(&frame)) {
-        return check_handshake(hello->version, hello->id);
+        if (auto c = check_bytes("credential", hello->credential, kMaxCredentialSize); !c) return c;
+        return check_handshake(hello->version, hello->id, hello->resume_token);
     }
     if (const auto* welcome = std::get_if<Welcome>(&frame)) {
-        return check_handshake(welcome->version, welcome->id);
+        return check_handshake(welcome->version, welcome->id, welcome->resume_token);
     }
     if (const auto* close = std::get_if<Close>(&frame)) {
         return check_text("reason", close->reason, kMaxCloseReasonSize);
@@ -202,9 +219,10 @@ std::optional<DecodeError> check_body_size(FrameType type, std::size_t size) {
     switch (type) {
         case FrameType::hello:
         case FrameType::welcome:
-            if (size < kHandshakeFixedSize || size > kHandshakeFixedSize + kMaxIdSize) {
-                return make_error(DecodeErrorKind::bad_body_size, name + " body is " + std::to_string(size) +
-                                                                      " bytes; it must be 10 + id_len (10..265)");
+            if (size < kHandshakeFixedSize || size > kMaxHandshakeBody) {
+                return make_error(DecodeErrorKind::bad_body_size,
+                                  name + " body is " + std::to_string(size) + " bytes; it must be 10 + id_len (+ " +
+                                      "token and credential fields), 10.." + std::to_string(kMaxHandshakeBody));
             }
             return std::nullopt;
         case FrameType::ping:
@@ -251,7 +269,7 @@ std::variant<Frame, DecodeError> parse_body(FrameType type, std::span<const std:
                                       "; this decoder speaks version " + std::to_string(kProtocolVersion));
             }
             const std::size_t id_len = body[9];
-            if (body.size() != kHandshakeFixedSize + id_len) {
+            if (body.size() < kHandshakeFixedSize + id_len) {
                 return make_error(DecodeErrorKind::bad_body_size,
                                   std::string(to_string(type)) + " body is " + std::to_string(body.size()) +
                                       " bytes but id_len " + std::to_string(id_len) + " needs " +
@@ -261,10 +279,34 @@ std::variant<Frame, DecodeError> parse_body(FrameType type, std::span<const std:
             if (auto err = check_text_field(type, "id", id)) return std::move(*err);
             const std::uint32_t interval_ms = load_u32(body.data() + 1);
             const std::uint32_t timeout_ms = load_u32(body.data() + 5);
-            if (type == FrameType::hello) {
-                return Frame{Hello{version, interval_ms, timeout_ms, std::move(id)}};
+            // The optional fields: WELCOME may carry a token; HELLO a token, then a credential.
+            std::span<const std::uint8_t> rest = body.subspan(kHandshakeFixedSize + id_len);
+            std::string fields[2];
+            const int field_count = type == FrameType::hello ? 2 : 1;
+            static constexpr const char* kFieldNames[2] = {"resume_token", "credential"};
+            static constexpr std::size_t kFieldLimits[2] = {kMaxResumeTokenSize, kMaxCredentialSize};
+            for (int f = 0; f < field_count && !rest.empty(); ++f) {
+                const std::size_t len = rest[0];
+                if (len > kFieldLimits[f] || rest.size() < 1 + len) {
+                    return make_error(DecodeErrorKind::bad_body_size,
+                                      std::string(to_string(type)) + " " + kFieldNames[f] + " of " +
+                                          std::to_string(len) + " bytes does not fit (at most " +
+                                          std::to_string(kFieldLimits[f]) + ", " + std::to_string(rest.size() - 1) +
+                                          " left in the body)");
+                }
+                fields[f].assign(reinterpret_cast<const char*>(rest.data() + 1), len);
+                rest = rest.subspan(1 + len);
             }
-            return Frame{Welcome{version, interval_ms, timeout_ms, std::move(id)}};
+            if (!rest.empty()) {
+                return make_error(DecodeErrorKind::bad_body_size, std::string(to_string(type)) + " has " +
+                                                                      std::to_string(rest.size()) +
+                                                                      " bytes after its last field");
+            }
+            if (type == FrameType::hello) {
+                return Frame{
+                    Hello{version, interval_ms, timeout_ms, std::move(id), std::move(fields[0]), std::move(fields[1])}};
+            }
+            return Frame{Welcome{version, interval_ms, timeout_ms, std::move(id), std::move(fields[0])}};
         }
         case FrameType::ping:
             return Frame{Ping{load_u64(body.data()), load_u64(body.data() + 8)}};
@@ -356,11 +398,23 @@ Result<void> append_frame(std::vector<std::uint8_t>& out, const Frame& frame, st
             put_u8(out, version);
             put_u32(out, interval_ms);
             put_u32(out, timeout_ms);
-            put_u8(out, static_cast<std::uint8_t>(id.size()));
-            put_bytes(out, id.data(), id.size());
+            field(id);
         }
-        void operator()(const Hello& f) const { handshake(f.version, f.interval_ms, f.timeout_ms, f.id); }
-        void operator()(const Welcome& f) const { handshake(f.version, f.interval_ms, f.timeout_ms, f.id); }
+        void field(const std::string& bytes) const {
+            put_u8(out, static_cast<std::uint8_t>(bytes.size()));
+            put_bytes(out, bytes.data(), bytes.size());
+        }
+        // The optional fields are left out when empty, so a plain HELLO/WELCOME
+        // is byte for byte what it was before they existed.
+        void operator()(const Hello& f) const {
+            handshake(f.version, f.interval_ms, f.timeout_ms, f.id);
+            if (!f.resume_token.empty() || !f.credential.empty()) field(f.resume_token);
+            if (!f.credential.empty()) field(f.credential);
+        }
+        void operator()(const Welcome& f) const {
+            handshake(f.version, f.interval_ms, f.timeout_ms, f.id);
+            if (!f.resume_token.empty()) field(f.resume_token);
+        }
         void operator()(const Ping& f) const {
             put_u64(out, f.seq);
             put_u64(out, f.sent_at);

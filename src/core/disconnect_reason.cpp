@@ -28,6 +28,8 @@ std::string_view to_string(DisconnectReason reason) {
             return "local_close";
         case DisconnectReason::shutdown:
             return "shutdown";
+        case DisconnectReason::rejected:
+            return "rejected";
     }
     return "unknown";
 }

@@ -15,7 +15,8 @@ LivenessMachine::LivenessMachine(const LivenessConfig& config, FailureDetector& 
     : detector_(&detector),
       last_sent_(now),
       last_ping_at_(now),
-      interval_ms_(static_cast<std::uint32_t>(config.sends_pings ? config.interval.ms() : 0)),
+      // Kept even when this side does not ping: it is the contract (interval()).
+      interval_ms_(static_cast<std::uint32_t>(std::clamp<std::int64_t>(config.interval.ms(), 0, UINT32_MAX))),
       sends_pings_(config.sends_pings) {
     assert(config.validate().ok());
 }

@@ -59,7 +59,7 @@ const std::string& ServerSession::chosen_id() const {
 std::string ServerSession::client_id() const {
     if (!config_->framed) return {};  // Raw: no protocol, no ids.
     if (chosen_id_) return *chosen_id_;
-    return state_ == State::handshake && config_->framed ? std::string() : "c" + std::to_string(number_);
+    return state_ == State::handshake ? std::string() : "c" + std::to_string(number_);
 }
 
 Instant ServerSession::next_timeout() const {
@@ -67,6 +67,7 @@ Instant ServerSession::next_timeout() const {
         case State::closed:
             return Instant::never();
         case State::handshake:
+        case State::admitting:  // The application decides within the same deadline.
             return accepted_at_ + config_->handshake_timeout;
         case State::open:
             break;
@@ -105,6 +106,13 @@ void ServerSession::receive(std::span<const std::uint8_t> bytes, Instant now) {
 }
 
 void ServerSession::handle_frame(const Frame& frame, Instant now) {
+    if (state_ == State::admitting && !std::holds_alternative<Close>(frame)) {
+        // docs/PROTOCOL.md: a client sends nothing after HELLO until WELCOME.
+        protocol_violation(CloseCode::protocol_error,
+                           std::string("unexpected_frame: ") + std::string(to_string(frame_type(frame))) +
+                               " before WELCOME; a client waits for WELCOME after its HELLO");
+        return;
+    }
     if (const auto* hello = std::get_if<Hello>(&frame)) {
         handle_hello(*hello, now);
     } else if (const auto* ping = std::get_if<Ping>(&frame)) {
@@ -138,15 +146,52 @@ void ServerSession::handle_hello(const Hello& hello, Instant now) {
     detector_ = FixedTimeoutDetector(timeout, now);
     liveness_ = LivenessMachine(LivenessConfig{interval, c.server_pings}, detector_, now);
     if (!hello.id.empty()) chosen_id_ = std::make_unique<std::string>(hello.id);
+    if (!c.admission) {
+        open_session("");
+        return;
+    }
+    state_ = State::admitting;
+    SessionEvent e;
+    e.kind = SessionEventKind::hello;
+    e.interval = interval;
+    e.timeout = timeout;
+    e.client_id = hello.id;
+    e.resume_token = hello.resume_token;
+    e.credential = hello.credential;
+    outbox_.event(std::move(e));
+}
+
+void ServerSession::open_session(std::string_view resume_token) {
     state_ = State::open;
+    const Duration interval = liveness_.interval();
+    const Duration timeout = detector_.timeout();
     control(Welcome{kProtocolVersion, static_cast<std::uint32_t>(interval.ms()),
-                    static_cast<std::uint32_t>(timeout.ms()), client_id()});
+                    static_cast<std::uint32_t>(timeout.ms()), client_id(), std::string(resume_token)});
     SessionEvent e;
     e.kind = SessionEventKind::opened;
     e.interval = interval;
     e.timeout = timeout;
     e.client_id = client_id();
     outbox_.event(std::move(e));
+}
+
+Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
+    if (state_ != State::admitting) return make_error(Errc::not_open, "the session is not waiting for admission");
+    if (resume_token.size() > kMaxResumeTokenSize)
+        return make_error(Errc::too_large, "resume_token is " + std::to_string(resume_token.size()) +
+                                               " bytes, more than " + std::to_string(kMaxResumeTokenSize));
+    // Liveness is judged from the WELCOME: the client heard nothing before it.
+    detector_ = FixedTimeoutDetector(detector_.timeout(), now);
+    liveness_ = LivenessMachine(LivenessConfig{liveness_.interval(), config_->server_pings}, detector_, now);
+    open_session(resume_token);
+    return {};
+}
+
+void ServerSession::reject(std::uint16_t code, std::string_view text) {
+    if (state_ != State::admitting) return;
+    std::string why = "rejected: ";
+    why += text;
+    finish_with_close(code, text, DisconnectReason::rejected, why);
 }
 
 void ServerSession::handle_ping(const Ping& ping, Instant now) {
@@ -188,6 +233,11 @@ void ServerSession::handle_timeout(Instant now) {
                            "no HELLO within " + to_string(config_->handshake_timeout) + " of accept");
         return;
     }
+    if (state_ == State::admitting) {
+        protocol_violation(CloseCode::handshake_timeout, "the application did not admit the HELLO within " +
+                                                             to_string(config_->handshake_timeout) + " of accept");
+        return;
+    }
     const LivenessStep step = liveness_.on_timer(now);
     if (step.action == LivenessAction::send_ping) {
         control(step.ping);
@@ -223,9 +273,18 @@ Result<void> ServerSession::send(std::span<const std::uint8_t> payload) {
 }
 
 void ServerSession::close(CloseCode code, std::string_view text, DisconnectReason reason) {
+    close(static_cast<std::uint16_t>(code), text, reason);
+}
+
+void ServerSession::close(std::uint16_t code, std::string_view text, DisconnectReason reason) {
+    finish_with_close(code, text, reason, std::string(text));
+}
+
+void ServerSession::finish_with_close(std::uint16_t code, std::string_view text, DisconnectReason reason,
+                                      std::string message) {
     if (state_ == State::closed) return;
-    if (config_->framed) control(Close{static_cast<std::uint16_t>(code), fit_close_reason(text)});
-    finish(reason, std::string(text));
+    if (config_->framed) control(Close{code, fit_close_reason(text)});
+    finish(reason, std::move(message));
 }
 
 void ServerSession::abort(DisconnectReason reason, std::string_view message) {

@@ -51,6 +51,8 @@ std::string_view short_reason(DisconnectReason reason) {
             return "local close";
         case DisconnectReason::shutdown:
             return "shutdown";
+        case DisconnectReason::rejected:
+            return "rejected";
     }
     return "?";
 }

@@ -28,6 +28,7 @@ Result<void> ClientOptions::validate() const {
     session.heartbeat = session.framed ? heartbeat : Duration::zero();  // Raw: unused.
     session.timeout = session.framed ? timeout : Duration::zero();
     session.id = id;
+    session.credential = credential;
     session.handshake_timeout = connect_timeout;
     session.max_body_size = max_body_size;
     if (auto v = session.validate(); !v) return v.error();

@@ -19,6 +19,7 @@ ClientSessionConfig session_config(const ClientOptions& o, int index) {
     c.heartbeat = o.heartbeat;
     c.timeout = o.timeout;
     c.id = o.count > 1 && !o.id.empty() ? o.id + "-" + std::to_string(index) : o.id;
+    c.credential = o.credential;
     c.handshake_timeout = o.connect_timeout;
     c.max_body_size = o.max_body_size;
     return c;
@@ -109,6 +110,8 @@ void ClientConnection::drain() {
 
 void ClientConnection::on_session_event(SessionEvent& e) {
     switch (e.kind) {
+        case SessionEventKind::hello:  // Server sessions only.
+            return;
         case SessionEventKind::opened:
             on_opened(e);
             return;
@@ -145,7 +148,11 @@ void ClientConnection::on_opened(const SessionEvent& e) {
         Event hello = event(EventKind::hello);
         hello.interval = e.interval;
         hello.timeout = e.timeout;
+        if (!config_.resume_token.empty()) hello.message = "resumed: presented the resume token from the last WELCOME";
         client_.emit(hello);
+        // Kept for the next attempt: proof that a reconnect is us, so the
+        // server replaces our stale connection instead of refusing the id.
+        if (!config_.id.empty()) config_.resume_token = session_->resume_token();
     }
     if (client_.callbacks.on_connect) client_.callbacks.on_connect(index_);
 }
@@ -290,6 +297,13 @@ void ClientConnection::silence() {
     client_.loop->cancel(*this);
     if (client_.faults.on_silenced)
         client_.faults.on_silenced(index_, client_.loop->now(), session_->liveness().last_sent());
+}
+
+void ClientConnection::abandon() {
+    if (state_ != State::open || !socket_open()) return;
+    const int kept = ::dup(socket_->fd());
+    if (kept >= 0) client_.abandoned_fds.push_back(kept);
+    down(DisconnectReason::local_close, "abandoned (testing::abandon): the server was not told");
 }
 
 void ClientConnection::forgive_stall(Instant now) {

@@ -5,6 +5,8 @@
 // no timer once connected. Internal to src/runtime.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -44,6 +46,15 @@ struct Client::Impl {
     int finished = 0;
     bool stopping = false;
     bool reading_stopped = false;  // stop_reading() was called (sticky). Loop thread only.
+    // testing::abandon(): sockets given up but kept open, closed with the client.
+    std::vector<int> abandoned_fds;
+
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl() {
+        for (int fd : abandoned_fds) ::close(fd);
+    }
 
     void emit(const Event& e) const {
         if (callbacks.on_event) callbacks.on_event(e);
@@ -73,6 +84,8 @@ public:
     // Client::stop_reading() reached this connection (reading_stopped is already set).
     void stop_reading();
     void silence();
+    // testing::abandon(): the socket stays open (a dup), the connection ends.
+    void abandon();
     void forgive_stall(Instant now);
 
 private:

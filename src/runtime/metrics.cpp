@@ -58,6 +58,9 @@ std::string ServerMetrics::prometheus_text(Duration loop_lag_max) const {
             sessions.protocol_errors.load(std::memory_order_relaxed));
     counter("lifeline_accept_errors_total", "accept() failures (EMFILE and friends).",
             accept_errors_total.load(std::memory_order_relaxed));
+    counter("lifeline_broadcast_dropped_total",
+            "Broadcast frames not queued because the connection had its output budget queued already.",
+            broadcast_dropped_total.load(std::memory_order_relaxed));
     counter("lifeline_loop_stalls_total", "Event loop wake-ups late by more than the stall threshold.",
             stalls_total.load(std::memory_order_relaxed));
     gauge("lifeline_loop_lag_max_seconds", "Worst event loop wake-up lag seen.", loop_lag_max.seconds_f());

@@ -33,6 +33,7 @@ struct ServerMetrics {
     std::atomic<std::uint64_t> accepted_total{0};
     SessionCounters sessions;  // PINGs received, PINGs and PONGs sent, protocol errors: the sessions count them.
     std::atomic<std::uint64_t> accept_errors_total{0};
+    std::atomic<std::uint64_t> broadcast_dropped_total{0};  // Broadcast frames a full queue refused.
     std::atomic<std::uint64_t> stalls_total{0};
     std::array<std::atomic<std::uint64_t>, kAllDisconnectReasons.size()> closed_total{};
     Histogram detection_latency;  // silence at the moment a peer was declared dead

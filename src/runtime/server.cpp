@@ -22,14 +22,27 @@ using runtime::EventLoop;
 
 // ---- Sessions -----------------------------------------------------------------
 
-void Server::Impl::take_over_session(const std::string& id, runtime::ConnectionRef now_owner) {
+Server::Impl::Claim Server::Impl::check_claim(const std::string& id, std::string_view token) {
+    std::lock_guard lock(sessions_mutex);
+    auto it = sessions.find(id);
+    if (it == sessions.end()) return {};
+    const std::array<std::uint8_t, 16>& held = it->second.token;
+    if (token.size() != held.size()) return {true, false};
+    // Constant time: how far a guess matched must not show in how long it took.
+    unsigned diff = 0;
+    for (std::size_t i = 0; i < held.size(); ++i) diff |= static_cast<std::uint8_t>(token[i]) ^ held[i];
+    return {true, diff == 0};
+}
+
+void Server::Impl::take_over_session(const std::string& id, runtime::ConnectionRef now_owner,
+                                     const std::array<std::uint8_t, 16>& token) {
     std::optional<runtime::ConnectionRef> previous;
     {
         std::lock_guard lock(sessions_mutex);
-        auto [it, inserted] = sessions.try_emplace(id, now_owner);
+        auto [it, inserted] = sessions.try_emplace(id, SessionEntry{now_owner, token});
         if (!inserted) {
-            previous = it->second;
-            it->second = now_owner;
+            previous = it->second.ref;
+            it->second = SessionEntry{now_owner, token};
         }
     }
     if (!previous) return;
@@ -40,7 +53,7 @@ void Server::Impl::take_over_session(const std::string& id, runtime::ConnectionR
     auto close_old = [&owner, old_conn, old_slot] {
         if (runtime::Connection* c = owner.find(old_slot, old_conn)) {
             c->close_with_frame(DisconnectReason::session_replaced, CloseCode::session_replaced,
-                                "the same client id connected again");
+                                "the same client connected again");
         }
     };
     if (previous->worker == now_owner.worker) {
@@ -53,7 +66,8 @@ void Server::Impl::take_over_session(const std::string& id, runtime::ConnectionR
 void Server::Impl::release_session(const std::string& id, runtime::ConnectionRef owner) {
     std::lock_guard lock(sessions_mutex);
     auto it = sessions.find(id);
-    if (it != sessions.end() && it->second.worker == owner.worker && it->second.conn == owner.conn) sessions.erase(it);
+    if (it != sessions.end() && it->second.ref.worker == owner.worker && it->second.ref.conn == owner.conn)
+        sessions.erase(it);
 }
 
 // ---- Server -------------------------------------------------------------------

@@ -22,6 +22,8 @@ void Connection::check_backlog() {
     // (backlog_bytes()) is over the budget: output we generate ourselves
     // (push, PINGs) reaches it without any input.
     const std::size_t queued = socket_.queued_bytes();
+    if (wants_writable_ && queued <= budget / 2) maybe_writable();
+    if (finished_) return;
     if (!socket_.reading_paused() && queued > budget) {
         socket_.pause_reading(loop, *this);
     } else if (socket_.reading_paused() && queued <= budget / 2) {

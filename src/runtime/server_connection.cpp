@@ -111,6 +111,12 @@ void Connection::start() {
 
 // ---- The session's side --------------------------------------------------------
 
+void Connection::write_session_output() {
+    while (std::optional<Transmit> t = session_.poll_transmit()) {
+        transmit(t->bytes, t->control, session_.state() == ServerSession::State::closed);
+    }
+}
+
 void Connection::drain() {
     if (draining_session_) {
         drain_again_ = true;
@@ -122,9 +128,7 @@ void Connection::drain() {
         // Write each Transmit before anything else touches the session: its
         // span is valid only until then. Once the session is closed, what is
         // left (a CLOSE frame) goes out on a best-effort basis.
-        while (std::optional<Transmit> t = session_.poll_transmit()) {
-            transmit(t->bytes, t->control, session_.state() == ServerSession::State::closed);
-        }
+        write_session_output();
         while (std::optional<SessionEvent> e = session_.poll_event()) {
             on_session_event(*e);
             drain_again_ = true;  // An event may have queued output (an echo).
@@ -141,6 +145,9 @@ void Connection::drain() {
 void Connection::on_session_event(SessionEvent& e) {
     Server::Impl& server = worker().server();
     switch (e.kind) {
+        case SessionEventKind::hello:
+            on_hello(e);
+            return;
         case SessionEventKind::opened:
             on_opened(e);
             return;
@@ -160,6 +167,9 @@ void Connection::on_session_event(SessionEvent& e) {
             return;
         }
         case SessionEventKind::closed:
+            // A CLOSE queued by a callback in this same drain (on_hello's
+            // Reject, close()) is still in the session: out with it first.
+            write_session_output();
             // Shutting down: the CLOSE frame (and what was before it) leaves first.
             if (shutdown_flush_ && output_pending()) return;
             finish(e.reason, e.message);
@@ -174,10 +184,9 @@ void Connection::on_opened(const SessionEvent& e) {
         hello.interval = e.interval;
         hello.timeout = e.timeout;
         server.emit(hello);
-        const std::string& chosen = session_.chosen_id();
-        if (!chosen.empty())
-            server.take_over_session(chosen, {static_cast<std::uint32_t>(worker().index()), slot_, id()});
     }
+    admitted_ = true;
+    if (server.callbacks.on_open && !guarded("on_open", [&] { server.callbacks.on_open(handle()); })) return;
     // After the WELCOME: no DATA ever precedes the handshake.
     if (open() && server.faults.push_rate > 0) worker().start_push(*this);
 }
@@ -186,7 +195,9 @@ void Connection::on_message(const SessionEvent& e) {
     Server::Impl& server = worker().server();
     const bool echo = server.options.echo;
     count_data(e.payload.size(), echo ? e.payload.size() : 0);
-    if (server.callbacks.on_message) server.callbacks.on_message(id(), e.payload);
+    if (server.callbacks.on_message &&
+        !guarded("on_message", [&] { server.callbacks.on_message(handle(), e.payload); }))
+        return;
     // Cannot fail while open: what came in fits the same size limit going out.
     if (echo && open()) [[maybe_unused]]
         Result<void> r = session_.send(e.payload);
@@ -257,6 +268,20 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     server.metrics.count_closed(reason);
     server.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
     server.emit(e);
+    if (admitted_ && server.callbacks.on_close) {
+        // Exactly once, with the event's reason. Thrown or not, it is over.
+        try {
+            server.callbacks.on_close(handle(), reason, message);
+        } catch (const std::exception& ex) {
+            Event err = event(EventKind::error);
+            err.message = std::string("on_close threw: ") + ex.what();
+            server.emit(err);
+        } catch (...) {
+            Event err = event(EventKind::error);
+            err.message = "on_close threw";
+            server.emit(err);
+        }
+    }
     if (!session_.chosen_id().empty())
         server.release_session(session_.chosen_id(), {static_cast<std::uint32_t>(worker().index()), slot_, id()});
     loop.cancel(*this);

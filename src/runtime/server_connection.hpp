@@ -11,11 +11,13 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 
+#include "lifeline/connection.hpp"
 #include "lifeline/engine/server_session.hpp"
 #include "lifeline/events.hpp"
 #include "runtime/event_loop.hpp"
@@ -58,6 +60,19 @@ public:
     void forgive_stall(Instant now, Duration lag);
     nlohmann::json describe(Instant now) const;
 
+    // ---- The gateway API (server_gateway_connection.cpp) ----
+    ConnectionId handle() const;
+    // The application's DATA (raw: bytes). Errors: not_open, too_large.
+    Result<SendStatus> send_app(std::span<const std::uint8_t> payload);
+    // One frame encoded by the caller (broadcast); `payload` bytes of it are
+    // application data. False when it was dropped (over the budget, not open).
+    bool send_encoded(std::span<const std::uint8_t> frame, std::size_t payload);
+    // The application closes it: CLOSE `code` (framed), reason local_close.
+    void close_by_app(std::uint16_t code, const std::string& text);
+    ConnectionStats stats() const;
+    void set_context(void* context) { extras().context = context; }
+    void* context() const { return extras_ ? extras_->context : nullptr; }
+
     std::uint64_t id() const { return session_.number(); }
     std::uint32_t slot() const { return slot_; }
     bool open() const { return session_.state() == ServerSession::State::open; }
@@ -77,10 +92,22 @@ private:
     // Hands what the session produced to the socket and to the server, until
     // it has nothing more; safe to re-enter (a send error closes the session).
     void drain();
+    // The session's frames to the socket now (inside a callback too: what
+    // the application sends must count toward its budget at once).
+    void write_session_output();
     void on_session_event(SessionEvent& e);
     void on_opened(const SessionEvent& e);
     void on_message(const SessionEvent& e);
     void on_dead(const SessionEvent& e);
+    // Framed: the application admits or rejects the HELLO (ServerCallbacks::on_hello).
+    void on_hello(const SessionEvent& e);
+    // Runs an application callback; one that throws closes only this
+    // connection (an `error` event says what it threw). False if it threw.
+    template <class F>
+    bool guarded(const char* name, F&& callback);
+    void callback_threw(const char* name, std::exception_ptr error);
+    // A send() said `full` and the queue has drained to half the budget.
+    void maybe_writable();
     // The session is closed: report it, release the id, close the socket.
     void finish(DisconnectReason reason, const std::string& message);
     // `best_effort`: bytes sent on the way out (CLOSE). They never change how
@@ -119,6 +146,7 @@ private:
         std::string peer;  // Formatted; set for peers that are not IPv4.
         std::uint64_t data_in = 0;
         std::uint64_t data_out = 0;
+        void* context = nullptr;  // Server::set_context().
     };
     Extras& extras();
     // Application bytes in and out (Extras: an idle connection pays nothing).
@@ -134,6 +162,19 @@ private:
     bool draining_session_ : 1 = false;  // Inside drain().
     bool drain_again_ : 1 = false;       // drain() was called from inside drain().
     bool shutdown_flush_ : 1 = false;    // Closed for shutdown; waits for its output to leave.
+    bool admitted_ : 1 = false;          // on_open ran: on_close is owed, once.
+    bool wants_writable_ : 1 = false;    // A send() said `full`: on_writable is owed.
 };
+
+template <class F>
+bool Connection::guarded(const char* name, F&& callback) {
+    try {
+        callback();
+        return true;
+    } catch (...) {
+        callback_threw(name, std::current_exception());
+        return false;
+    }
+}
 
 }  // namespace lifeline::runtime

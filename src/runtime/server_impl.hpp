@@ -3,6 +3,7 @@
 // src/runtime; see server.cpp for the design.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -45,7 +46,12 @@ struct Server::Impl {
     std::vector<std::unique_ptr<runtime::Worker>> workers;
     runtime::ServerMetrics metrics;
     std::mutex sessions_mutex;
-    std::unordered_map<std::string, runtime::ConnectionRef> sessions;
+    // Who holds each client-chosen id, and the resume token its WELCOME issued.
+    struct SessionEntry {
+        runtime::ConnectionRef ref;
+        std::array<std::uint8_t, 16> token;
+    };
+    std::unordered_map<std::string, SessionEntry> sessions;
     std::atomic<std::uint64_t> next_conn_id{1};
     std::atomic<bool> stop_requested{false};
     std::unique_ptr<runtime::HttpEndpoint> http;
@@ -53,8 +59,16 @@ struct Server::Impl {
     void emit(const Event& e) const {
         if (callbacks.on_event) callbacks.on_event(e);
     }
-    // `id` is now `owner`'s: the connection that held it (on any loop) ends with session_replaced.
-    void take_over_session(const std::string& id, runtime::ConnectionRef owner);
+    // What admission needs to know about `id`: is it held, and is `token` the holder's?
+    struct Claim {
+        bool in_use = false;
+        bool token_valid = false;
+    };
+    Claim check_claim(const std::string& id, std::string_view token);
+    // `id` is now `owner`'s, with `token`: the connection that held it (on any
+    // loop) ends with session_replaced.
+    void take_over_session(const std::string& id, runtime::ConnectionRef owner,
+                           const std::array<std::uint8_t, 16>& token);
     // `owner` closed: its id is free again, unless a newer connection took it.
     void release_session(const std::string& id, runtime::ConnectionRef owner);
     std::string metrics_text_unlocked() const;

@@ -65,6 +65,17 @@ Worker& Worker::current() {
     return *tls_worker;
 }
 
+Worker* Worker::on_this_thread() { return tls_worker; }
+
+void Worker::for_each_open(const std::function<void(Connection&)>& fn) {
+    // By index: fn may close connections (a slot empties) or, through a
+    // callback, accept none (adopt() posts), so the slab does not move under us.
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+        Connection* c = slots_[i].get();
+        if (c != nullptr && c->open() && !c->closed()) fn(*c);
+    }
+}
+
 void Worker::run() {
     tls_worker = this;
     loop_->run();
@@ -84,6 +95,7 @@ void Worker::adopt(int fd, const sockaddr_storage& peer) {
     }
     slots_[slot] = std::make_unique<Connection>(*this, fd, peer, id, slot, loop_->now());
     ++live_;
+    live_count_.store(live_, std::memory_order_relaxed);
     slots_[slot]->start();
 }
 
@@ -91,6 +103,7 @@ void Worker::retire(std::uint32_t slot) {
     graveyard_.push_back(std::move(slots_[slot]));
     free_slots_.push_back(slot);
     --live_;
+    live_count_.store(live_, std::memory_order_relaxed);
     if (graveyard_.size() == 1) {
         loop_->post([this] { bury(); });
     }

@@ -6,7 +6,9 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
@@ -54,6 +56,8 @@ public:
 
     // The worker whose loop runs on this thread (checked).
     static Worker& current();
+    // The same, or nullptr on a thread that runs no loop of any server.
+    static Worker* on_this_thread();
 
     Result<void> start() { return loop_->add(listener_.fd(), EPOLLIN, &listener_); }
     void run();
@@ -78,6 +82,10 @@ public:
     // Starts pushing filler to `conn`, which just became open.
     void start_push(const Connection& conn);
     nlohmann::json describe_connections();
+    // The gateway API: every open connection, in slot order.
+    void for_each_open(const std::function<void(Connection&)>& fn);
+    // Live connections (loop thread; adopt() balances on a relaxed read).
+    std::size_t live() const { return live_count_.load(std::memory_order_relaxed); }
 
 private:
     struct PushRef {
@@ -107,6 +115,7 @@ private:
     std::vector<std::unique_ptr<Connection>> slots_;
     std::vector<std::uint32_t> free_slots_;
     std::size_t live_ = 0;
+    std::atomic<std::size_t> live_count_{0};  // live_, for other threads.
     std::vector<std::unique_ptr<Connection>> graveyard_;
     std::unordered_set<Connection*> limbo_;
     std::vector<std::uint8_t> scratch_;

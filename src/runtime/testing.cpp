@@ -51,6 +51,12 @@ void stop_reading(Client& client) {
     });
 }
 
+void abandon(Client& client, int connection) {
+    Client::Impl* impl = &Access::impl(client);
+    if (connection < 0 || connection >= static_cast<int>(impl->conns.size())) return;
+    impl->loop->post([impl, connection] { impl->conns[static_cast<std::size_t>(connection)]->abandon(); });
+}
+
 Result<std::uint64_t> parse_byte_rate(std::string_view text) {
     auto bad = [text](std::string_view why) {
         return make_error(Errc::invalid_argument,

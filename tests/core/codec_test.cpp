@@ -439,7 +439,7 @@ TEST(CodecErrors, BadBodySizeIsCaughtFromTheHeader) {
         "00 00 00 12 03",  // PING, body 17
         "00 00 00 01 04",  // PONG, body 0
         "00 00 00 0a 01",  // HELLO, body 9 (< 10)
-        "00 00 01 0b 01",  // HELLO, body 266 (> 10 + 255)
+        "00 00 02 4c 01",  // HELLO, body 587 (> 10 + 255 + 1 + 64 + 1 + 255)
         "00 00 00 0a 02",  // WELCOME, body 9
         "00 00 00 02 06",  // CLOSE, body 1 (< 2)
         "00 00 00 7c 06",  // CLOSE, body 123 (> 2 + 120)
@@ -779,4 +779,56 @@ TEST(CodecUtf8, RejectsTruncatedAndMalformedSequences) {
 }
 
 }  // namespace
+
+// ---- Resume tokens and credentials (docs/PROTOCOL.md) ------------------------------
+
+TEST(CodecHandshakeFields, TokenAndCredentialRoundTripAndStayOutWhenEmpty) {
+    Hello with{kProtocolVersion, 1000, 3000, "dev-1", std::string("\x00\x01tok", 5), "sig\xff"};
+    Bytes wire;
+    ASSERT_TRUE(append_frame(wire, with).ok());
+    EXPECT_EQ(wire.size(), encoded_size(with));
+    FrameDecoder server(DecoderRole::server);
+    std::span<const std::uint8_t> in(wire);
+    auto step = server.next(in);
+    ASSERT_TRUE(step.frame);
+    EXPECT_EQ(std::get<Hello>(*step.frame), with);
+    // Only a credential: the token's length byte is still there (0), so the fields stay in order.
+    Hello cred_only{kProtocolVersion, 0, 0, "", "", "c"};
+    wire.clear();
+    ASSERT_TRUE(append_frame(wire, cred_only).ok());
+    EXPECT_EQ(wire.size(), 5u + 10 + 1 + 1 + 1);
+    Welcome token{kProtocolVersion, 1000, 3000, "dev-1", "0123456789abcdef"};
+    wire.clear();
+    ASSERT_TRUE(append_frame(wire, token).ok());
+    FrameDecoder client(DecoderRole::client);
+    std::span<const std::uint8_t> in2(wire);
+    auto step2 = client.next(in2);
+    ASSERT_TRUE(step2.frame);
+    EXPECT_EQ(std::get<Welcome>(*step2.frame), token);
+    // Empty fields: byte for byte the frame as it was before they existed.
+    wire.clear();
+    ASSERT_TRUE(append_frame(wire, Hello{kProtocolVersion, 1000, 3000, "x"}).ok());
+    EXPECT_EQ(wire.size(), 5u + 10 + 1);
+}
+
+TEST(CodecHandshakeFields, OversizedOrTruncatedOrTrailingFieldsAreBadBodySize) {
+    Bytes wire;
+    EXPECT_FALSE(append_frame(wire, Hello{kProtocolVersion, 0, 0, "", std::string(65, 't'), ""}).ok());
+    EXPECT_FALSE(append_frame(wire, Hello{kProtocolVersion, 0, 0, "", "", std::string(256, 'c')}).ok());
+    EXPECT_TRUE(wire.empty());
+    for (const char* hex : {
+             "00 00 00 0d 01 01 00 00 00 00 00 00 00 00 00 05 61",     // token_len 5, 1 byte left
+             "00 00 00 0c 01 01 00 00 00 00 00 00 00 00 00 41",        // token_len 65 (> 64)
+             "00 00 00 0e 01 01 00 00 00 00 00 00 00 00 00 00 00 7a",  // a byte after the credential
+             "00 00 00 0d 02 01 00 00 00 00 00 00 00 00 00 00 00",     // WELCOME: a byte after the token
+         }) {
+        FrameDecoder decoder(DecoderRole::any);
+        const Bytes frame = from_hex(hex);
+        std::span<const std::uint8_t> input(frame);
+        auto step = decoder.next(input);
+        ASSERT_TRUE(step.error) << hex;
+        EXPECT_EQ(step.error->kind, DecodeErrorKind::bad_body_size) << hex;
+    }
+}
+
 }  // namespace lifeline

@@ -261,7 +261,7 @@ public:
     // Reads the HELLO and answers with WELCOME(interval, timeout).
     void handshake(std::uint32_t interval_ms, std::uint32_t timeout_ms) {
         ASSERT_TRUE(pump_until([this] { return hello_.has_value(); }, 5s)) << "no HELLO";
-        send_frame(Welcome{kProtocolVersion, interval_ms, timeout_ms, hello_->id});
+        send_frame(Welcome{kProtocolVersion, interval_ms, timeout_ms, hello_->id, {}});
     }
 
     // Pushes DATA frames as fast as the socket takes them, while reading all

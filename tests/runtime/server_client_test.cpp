@@ -155,18 +155,22 @@ TEST(ServerClient, ClientNoticesDeadServerAndReconnects) {
     ASSERT_TRUE(second.process->wait_for(is("hello", "phoenix"), 5s));
 }
 
-TEST(ServerClient, SameIdTakesOverTheOldSession) {
+TEST(ServerClient, SameIdWithoutTheResumeTokenIsRefusedAndTheHolderStays) {
     Server server = start_server({});
-    auto ghost = start_client(server.address, {"--id", "dup", "--heartbeat", "100ms", "--timeout", "500ms"});
+    auto holder = start_client(server.address, {"--id", "dup", "--heartbeat", "100ms", "--timeout", "500ms"});
     ASSERT_TRUE(server.process->wait_for(is("hello", "dup"), 10s));
-    auto fresh = start_client(server.address, {"--id", "dup", "--heartbeat", "100ms", "--timeout", "500ms"});
-    auto replaced = server.process->wait_for(is("closed", "dup"), 10s);
-    ASSERT_TRUE(replaced);
-    EXPECT_EQ((*replaced)["reason"], "session_replaced");
-    auto ghost_closed = ghost->wait_for_event("closed", 5s);
-    ASSERT_TRUE(ghost_closed);
-    EXPECT_EQ((*ghost_closed)["reason"], "session_replaced");
-    ASSERT_TRUE(fresh->wait_for_event("rtt", 5s));
+    // Takeover needs the holder's resume token (docs/PROTOCOL.md): a second
+    // client with the same id is refused, and the holder is not disturbed.
+    auto intruder = start_client(server.address, {"--id", "dup", "--heartbeat", "100ms", "--timeout", "500ms"});
+    auto refused = server.process->wait_for(is("closed", "dup"), 10s);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ((*refused)["reason"], "rejected");
+    auto intruder_error = intruder->wait_for_event("closed", 5s);
+    ASSERT_TRUE(intruder_error);
+    EXPECT_EQ((*intruder_error)["reason"], "rejected");
+    // Twenty heartbeats later the holder is still served.
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(holder->wait_for_event("rtt", 5s));
+    for (const Json& e : holder->events()) EXPECT_NE(e.value("event", ""), "closed") << e.dump();
 }
 
 // Prometheus text format: "# HELP", "# TYPE", or `name{labels} value`.

@@ -38,10 +38,13 @@
 namespace lifeline {
 
 struct ClientSessionConfig {
-    bool framed = true;                                 // false: raw TCP, no protocol.
-    Duration heartbeat = Duration::seconds(1);          // Interval to ask for (0: the server's default).
-    Duration timeout = Duration::seconds(3);            // Timeout to ask for and judge by (0: the server's).
-    std::string id;                                     // Session id to ask for (empty: the server assigns one).
+    bool framed = true;                         // false: raw TCP, no protocol.
+    Duration heartbeat = Duration::seconds(1);  // Interval to ask for (0: the server's default).
+    Duration timeout = Duration::seconds(3);    // Timeout to ask for and judge by (0: the server's).
+    std::string id;                             // Session id to ask for (empty: the server assigns one).
+    std::string credential;                     // Sent in HELLO for the server's admission check (<= 255 bytes).
+    std::string resume_token;                   // From the last WELCOME for this id (resume_token()): lets us replace
+                                                // a connection of ours the server still holds (<= 64 bytes).
     Duration handshake_timeout = Duration::seconds(5);  // WELCOME must come within this.
     std::size_t max_body_size = kDefaultMaxBodySize;
 
@@ -78,6 +81,8 @@ public:
     State state() const { return state_; }
     // The id the server granted (empty before WELCOME, and in raw mode).
     const std::string& granted_id() const { return granted_id_; }
+    // What the WELCOME issued for coming back (ClientSessionConfig::resume_token next time); "" if none.
+    const std::string& resume_token() const { return resume_token_; }
     const LivenessMachine& liveness() const { return liveness_; }
     Duration timeout() const { return detector_.timeout(); }
     std::size_t pending_bytes() const { return outbox_.pending_bytes(); }
@@ -94,6 +99,7 @@ private:
     FrameDecoder decoder_;
     SessionOutbox outbox_;
     std::string granted_id_;
+    std::string resume_token_;
     Instant started_at_;
     State state_ = State::handshake;
 };

@@ -29,6 +29,10 @@ inline constexpr std::size_t kFrameHeaderSize = 5;  // length:u32 + type:u8
 inline constexpr std::size_t kDefaultMaxBodySize = 64 * 1024;
 inline constexpr std::size_t kMaxIdSize = 255;  // id_len is a u8.
 inline constexpr std::size_t kMaxCloseReasonSize = 120;
+// Optional handshake fields after the id (docs/PROTOCOL.md, "Resume tokens
+// and credentials"): opaque bytes, each with a u8 length.
+inline constexpr std::size_t kMaxResumeTokenSize = 64;
+inline constexpr std::size_t kMaxCredentialSize = 255;
 
 enum class FrameType : std::uint8_t {
     hello = 0x01,
@@ -47,15 +51,20 @@ struct Hello {
     std::uint32_t interval_ms = 0;
     std::uint32_t timeout_ms = 0;
     std::string id;  // UTF-8, <= 255 bytes, may be empty.
+    // Optional (both empty: the frame ends after the id, as before).
+    std::string resume_token;  // From an earlier WELCOME for this id: "I am the one coming back". <= 64 bytes.
+    std::string credential;    // For the application's admission check (e.g. an HMAC). <= 255 bytes.
     bool operator==(const Hello&) const = default;
 };
 
-// WELCOME (server -> client): the granted interval and timeout, and the client's id.
+// WELCOME (server -> client): the granted interval and timeout, the client's
+// id, and (optionally) the resume token that lets it take its id back.
 struct Welcome {
     std::uint8_t version = kProtocolVersion;
     std::uint32_t interval_ms = 0;
     std::uint32_t timeout_ms = 0;
     std::string id;
+    std::string resume_token;  // Opaque, <= 64 bytes; empty: none issued.
     bool operator==(const Welcome&) const = default;
 };
 
@@ -98,6 +107,8 @@ enum class CloseCode : std::uint16_t {
     handshake_timeout = 5,
     slow_consumer = 6,
     heartbeat_timeout = 7,
+    id_in_use = 8,  // HELLO claimed a live client id without its resume token; the holder keeps it.
+    rejected = 9,   // The application's admission check refused the HELLO.
 };
 
 using Frame = std::variant<Hello, Welcome, Ping, Pong, Data, Close>;

@@ -82,6 +82,8 @@ public:
     double suspicion(Instant now) const { return detector_->suspicion(now); }
     const RttEstimator& rtt() const { return rtt_; }
     std::uint64_t pings_sent() const { return next_ping_seq_ - 1; }
+    // The heartbeat interval it was made with (the granted contract).
+    Duration interval() const { return Duration::milliseconds(interval_ms_); }
 
 private:
     Instant next_ping_time() const;

@@ -58,8 +58,11 @@ struct ServerSessionConfig {
     Duration handshake_timeout = Duration::seconds(5);    // HELLO must arrive within this of accept.
     Duration idle_timeout = Duration::zero();             // Raw: end after this long without a byte (0: never).
     bool server_pings = false;                            // Also PING a quiet peer (framed).
-    std::size_t max_body_size = kDefaultMaxBodySize;      // Larger frames are a protocol error.
-    SessionCounters* counters = nullptr;                  // Optional; must outlive the sessions.
+    // Framed: after a valid HELLO, wait for admit() or reject() instead of
+    // answering WELCOME at once (the `hello` event carries what it asked).
+    bool admission = false;
+    std::size_t max_body_size = kDefaultMaxBodySize;  // Larger frames are a protocol error.
+    SessionCounters* counters = nullptr;              // Optional; must outlive the sessions.
 
     // Ranges and consistency; the message names the field (e.g. "timeout (2s)
     // must be longer than heartbeat (3s)").
@@ -71,7 +74,8 @@ inline constexpr std::uint8_t kPingBurst = 4;
 
 class ServerSession {
 public:
-    enum class State : std::uint8_t { handshake, open, closed };
+    // admitting: a HELLO arrived and waits for admit()/reject() (config.admission).
+    enum class State : std::uint8_t { handshake, admitting, open, closed };
 
     // `config` must outlive the session and be valid (validate()). `number`
     // names the connection: a client without an id of its own is "c<number>".
@@ -89,6 +93,15 @@ public:
     // Ends the session with a CLOSE frame (framed) carrying `code` and `text`
     // (cut to 120 bytes of valid UTF-8), then `closed` with `reason`.
     void close(CloseCode code, std::string_view text, DisconnectReason reason);
+    // The same with any code (an application's own start at 1000).
+    void close(std::uint16_t code, std::string_view text, DisconnectReason reason);
+    // config.admission, in State::admitting only: answer the HELLO. admit()
+    // sends WELCOME (with `resume_token`, at most 64 bytes, if not empty) and
+    // opens the session; liveness is judged from `now`. Errors: not_open (not
+    // admitting), too_large (token). reject() sends CLOSE `code` and closes
+    // with reason `rejected`; a no-op when not admitting.
+    Result<void> admit(std::string_view resume_token, Instant now);
+    void reject(std::uint16_t code, std::string_view text);
     // Ends the session at once, no frame: the transport already knows why (a
     // reset, a kernel timeout, a slow consumer).
     void abort(DisconnectReason reason, std::string_view message);
@@ -122,6 +135,8 @@ public:
 private:
     void handle_frame(const Frame& frame, Instant now);
     void handle_hello(const Hello& hello, Instant now);
+    void open_session(std::string_view resume_token);
+    void finish_with_close(std::uint16_t code, std::string_view text, DisconnectReason reason, std::string message);
     void handle_ping(const Ping& ping, Instant now);
     void protocol_violation(CloseCode code, const std::string& message);
     void control(const Frame& frame);

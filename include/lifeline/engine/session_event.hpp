@@ -19,6 +19,8 @@
 namespace lifeline {
 
 enum class SessionEventKind : std::uint8_t {
+    hello,    // ServerSessionConfig::admission: a HELLO asks to be admitted (client_id as sent,
+              // credential, resume_token, the interval and timeout it would get). admit() or reject().
     opened,   // The handshake is done (raw: the connection is open): interval, timeout, client_id.
     message,  // Application data: a DATA payload (raw: the bytes as they came).
     rtt,      // A PONG answered our latest PING: rtt.
@@ -41,6 +43,8 @@ struct SessionEvent {
     std::string client_id;                                    // opened
     std::string message;                                      // error, closed: why, for people
     std::vector<std::uint8_t> payload;                        // message
+    std::string credential;                                   // hello
+    std::string resume_token;                                 // hello
 };
 
 // Bytes to write to the peer, in order. `control` bytes (handshake, PING,
