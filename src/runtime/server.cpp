@@ -22,28 +22,17 @@ using runtime::EventLoop;
 
 // ---- Sessions -----------------------------------------------------------------
 
-Server::Impl::Claim Server::Impl::check_claim(const std::string& id, std::string_view token) {
+IdClaim Server::Impl::check_claim(const std::string& id, std::string_view token) {
     std::lock_guard lock(sessions_mutex);
-    auto it = sessions.find(id);
-    if (it == sessions.end()) return {};
-    const std::array<std::uint8_t, 16>& held = it->second.token;
-    if (token.size() != held.size()) return {true, false};
-    // Constant time: how far a guess matched must not show in how long it took.
-    unsigned diff = 0;
-    for (std::size_t i = 0; i < held.size(); ++i) diff |= static_cast<std::uint8_t>(token[i]) ^ held[i];
-    return {true, diff == 0};
+    return sessions.check(id, token);
 }
 
 void Server::Impl::take_over_session(const std::string& id, runtime::ConnectionRef now_owner,
-                                     const std::array<std::uint8_t, 16>& token) {
+                                     const ResumeToken& token) {
     std::optional<runtime::ConnectionRef> previous;
     {
         std::lock_guard lock(sessions_mutex);
-        auto [it, inserted] = sessions.try_emplace(id, SessionEntry{now_owner, token});
-        if (!inserted) {
-            previous = it->second.ref;
-            it->second = SessionEntry{now_owner, token};
-        }
+        previous = sessions.take(id, now_owner, token);
     }
     if (!previous) return;
     // The old connection may live on another loop: close it there.
@@ -65,9 +54,7 @@ void Server::Impl::take_over_session(const std::string& id, runtime::ConnectionR
 
 void Server::Impl::release_session(const std::string& id, runtime::ConnectionRef owner) {
     std::lock_guard lock(sessions_mutex);
-    auto it = sessions.find(id);
-    if (it != sessions.end() && it->second.ref.worker == owner.worker && it->second.ref.conn == owner.conn)
-        sessions.erase(it);
+    sessions.release(id, owner);
 }
 
 // ---- Server -------------------------------------------------------------------

@@ -80,10 +80,9 @@ Result<void> Server::close(ConnectionId conn, std::uint16_t code, std::string te
 
 std::optional<ConnectionId> Server::find(std::string_view client_id) const {
     std::lock_guard lock(impl_->sessions_mutex);
-    auto it = impl_->sessions.find(std::string(client_id));
-    if (it == impl_->sessions.end()) return std::nullopt;
-    const runtime::ConnectionRef& r = it->second.ref;
-    return ConnectionId{r.conn, r.worker, r.slot};
+    const std::optional<runtime::ConnectionRef> r = impl_->sessions.find(client_id);
+    if (!r) return std::nullopt;
+    return ConnectionId{r->conn, r->worker, r->slot};
 }
 
 std::size_t Server::broadcast(std::span<const std::uint8_t> payload, std::function<bool(ConnectionId)> filter) {

@@ -13,7 +13,7 @@
 namespace lifeline {
 
 Admission default_admission(const HelloInfo& hello) {
-    if (hello.id_in_use && !hello.resume_token_valid) {
+    if (!IdClaim{hello.id_in_use, hello.resume_token_valid}.may_take_over()) {
         return Reject{static_cast<std::uint16_t>(CloseCode::id_in_use),
                       "client id in use; only its holder's resume token may replace it"};
     }
@@ -28,8 +28,8 @@ namespace {
 
 // 128 bits from the kernel's CSPRNG: a token nobody can guess, not even
 // someone who saw other clients' tokens.
-std::array<std::uint8_t, 16> new_resume_token() {
-    std::array<std::uint8_t, 16> token{};
+ResumeToken new_resume_token() {
+    ResumeToken token{};
     std::size_t got = 0;
     while (got < token.size()) {
         const ssize_t n = ::getrandom(token.data() + got, token.size() - got, 0);
@@ -54,7 +54,7 @@ void Connection::on_hello(const SessionEvent& e) {
     info.credential = e.credential;
     info.peer = peer_text;
     if (!e.client_id.empty()) {
-        const Server::Impl::Claim claim = server.check_claim(e.client_id, e.resume_token);
+        const IdClaim claim = server.check_claim(e.client_id, e.resume_token);
         info.id_in_use = claim.in_use;
         info.resume_token_valid = claim.token_valid;
     }
@@ -72,7 +72,7 @@ void Connection::on_hello(const SessionEvent& e) {
         [[maybe_unused]] Result<void> r = session_.admit("", now());  // Cannot fail: admitting, no token.
         return;
     }
-    const std::array<std::uint8_t, 16> token = new_resume_token();
+    const ResumeToken token = new_resume_token();
     [[maybe_unused]] Result<void> r =
         session_.admit(std::string_view(reinterpret_cast<const char*>(token.data()), token.size()), now());
     server.take_over_session(e.client_id, {static_cast<std::uint32_t>(worker().index()), slot_, id()}, token);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lifeline/engine/server_session.hpp"
+#include "lifeline/engine/session_registry.hpp"
 #include "lifeline/server.hpp"
 #include "lifeline/testing.hpp"
 #include "net/endpoint.hpp"
@@ -28,6 +29,7 @@ struct ConnectionRef {
     std::uint32_t worker;
     std::uint32_t slot;
     std::uint64_t conn;
+    bool operator==(const ConnectionRef&) const = default;
 };
 
 // The engine's rules, configured from the server's options.
@@ -47,11 +49,7 @@ struct Server::Impl {
     runtime::ServerMetrics metrics;
     std::mutex sessions_mutex;
     // Who holds each client-chosen id, and the resume token its WELCOME issued.
-    struct SessionEntry {
-        runtime::ConnectionRef ref;
-        std::array<std::uint8_t, 16> token;
-    };
-    std::unordered_map<std::string, SessionEntry> sessions;
+    SessionRegistry<runtime::ConnectionRef> sessions;  // Under sessions_mutex.
     std::atomic<std::uint64_t> next_conn_id{1};
     std::atomic<bool> stop_requested{false};
     std::unique_ptr<runtime::HttpEndpoint> http;
@@ -60,15 +58,10 @@ struct Server::Impl {
         if (callbacks.on_event) callbacks.on_event(e);
     }
     // What admission needs to know about `id`: is it held, and is `token` the holder's?
-    struct Claim {
-        bool in_use = false;
-        bool token_valid = false;
-    };
-    Claim check_claim(const std::string& id, std::string_view token);
+    IdClaim check_claim(const std::string& id, std::string_view token);
     // `id` is now `owner`'s, with `token`: the connection that held it (on any
     // loop) ends with session_replaced.
-    void take_over_session(const std::string& id, runtime::ConnectionRef owner,
-                           const std::array<std::uint8_t, 16>& token);
+    void take_over_session(const std::string& id, runtime::ConnectionRef owner, const ResumeToken& token);
     // `owner` closed: its id is free again, unless a newer connection took it.
     void release_session(const std::string& id, runtime::ConnectionRef owner);
     std::string metrics_text_unlocked() const;

@@ -1,18 +1,9 @@
 #include "sim/simulation.hpp"
 
 #include <algorithm>
-#include <array>
-#include <cassert>
-#include <deque>
-#include <memory>
-#include <queue>
-#include <random>
 #include <sstream>
 
-#include "lifeline/engine/client_session.hpp"
-#include "lifeline/engine/codec.hpp"
-#include "lifeline/engine/server_session.hpp"
-#include "lifeline/engine/timing_wheel.hpp"
+#include "sim/simulation_internal.hpp"
 
 namespace lifeline::sim {
 
@@ -26,127 +17,17 @@ std::string_view to_string(PeerFate fate) {
             return "frozen";
         case PeerFate::crashed:
             return "crashed";
+        case PeerFate::impostor:
+            return "impostor";
+        case PeerFate::replaced:
+            return "replaced";
+        case PeerFate::returned:
+            return "returned";
     }
     return "unknown";
 }
 
-namespace {
-
-const Instant kEpoch = Instant::from_ns(0);
-
-enum class EventKind : std::uint8_t { client_start, to_server, to_client, crash, freeze, thaw, busy_send };
-
-struct Event {
-    Instant at;
-    std::uint64_t seq;  // Tie-breaker: equal times run in scheduling order.
-    EventKind kind;
-    std::uint32_t conn;
-    std::vector<std::uint8_t> bytes;
-
-    bool operator>(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
-};
-
-// A TimerNode that knows which connection and side it times.
-struct SimTimer : TimerNode {
-    std::uint32_t conn = 0;
-};
-
-// One side: the public engine's session (the very object the runtime and
-// users' own loops drive), its timer, and the link towards the other side.
-template <class Session>
-struct Endpoint {
-    std::unique_ptr<Session> session;
-    SimTimer timer;
-    bool open = false;
-    Instant free_at;  // The in-order delivery time of the last bytes sent this way.
-};
-
-struct Connection {
-    ConnectionOutcome outcome;
-    Duration base_delay;
-    Endpoint<ServerSession> server;
-    Endpoint<ClientSession> client;
-    Instant frozen_until;  // Client process stopped until then.
-    bool crashed = false;
-    std::vector<std::vector<std::uint8_t>> held_while_frozen;
-};
-
-class Simulation {
-public:
-    explicit Simulation(const SimulationConfig& config)
-        : config_(config),
-          server_config_(server_config(config)),
-          client_config_(client_config(config)),
-          rng_(config.seed),
-          server_wheel_(kEpoch, {config.tick}),
-          client_wheel_(kEpoch, {config.tick}) {}
-
-    ~Simulation() {
-        for (auto& c : conns_) {
-            server_wheel_.cancel(c->server.timer);
-            client_wheel_.cancel(c->client.timer);
-        }
-    }
-
-    SimulationReport run();
-
-private:
-    Duration uniform(Duration lo, Duration hi) {
-        if (hi <= lo) return lo;
-        std::uniform_int_distribution<std::int64_t> d(lo.ns(), hi.ns());
-        return Duration::nanoseconds(d(rng_));
-    }
-    bool chance(double p) { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < p; }
-
-    void push(Instant at, EventKind kind, std::uint32_t conn, std::vector<std::uint8_t> bytes = {}) {
-        events_.push(Event{at, next_seq_++, kind, conn, std::move(bytes)});
-    }
-    // The server grants what the simulated clients ask; `server_timeout_error`
-    // reaches the server as a different requested timeout (the client judges
-    // by it too), while the checks judge against `timeout`.
-    static ServerSessionConfig server_config(const SimulationConfig& c) {
-        ServerSessionConfig s;
-        s.heartbeat = c.interval;
-        s.timeout = c.timeout;
-        s.min_interval = std::min(c.interval, Duration::milliseconds(100));
-        s.max_timeout = Duration::hours(1);
-        s.handshake_timeout = c.duration;
-        return s;
-    }
-    static ClientSessionConfig client_config(const SimulationConfig& c) {
-        ClientSessionConfig s;
-        s.heartbeat = c.interval;
-        s.timeout = c.timeout + c.server_timeout_error;
-        s.handshake_timeout = c.duration;
-        return s;
-    }
-
-    void setup_connections();
-    void send(Connection& c, bool from_client, std::span<const std::uint8_t> wire, Instant now);
-    void on_event(Event& e);
-    void server_receive(Connection& c, const std::vector<std::uint8_t>& bytes, Instant now);
-    void client_receive(Connection& c, const std::vector<std::uint8_t>& bytes, Instant now);
-    void on_server_timer(Connection& c, Instant now);
-    void on_client_timer(Connection& c, Instant now);
-    // After any input to a session: send what it wrote, handle its events, re-arm its timer.
-    void after_server(Connection& c, Instant now);
-    void after_client(Connection& c, Instant now);
-    void on_server_dead(Connection& c, const SessionEvent& e, Instant now);
-    void violation(const Connection& c, const std::string& what);
-    void trace(Instant now, const Connection& c, const std::string& what);
-    void final_checks(Instant end);
-
-    SimulationConfig config_;
-    ServerSessionConfig server_config_;
-    ClientSessionConfig client_config_;
-    std::mt19937_64 rng_;
-    TimingWheel server_wheel_;
-    TimingWheel client_wheel_;
-    std::vector<std::unique_ptr<Connection>> conns_;
-    std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
-    std::uint64_t next_seq_ = 0;
-    SimulationReport report_;
-};
+namespace detail {
 
 void Simulation::setup_connections() {
     const FaultProfile& f = config_.faults;
@@ -157,13 +38,24 @@ void Simulation::setup_connections() {
         c->base_delay = uniform(config_.network.min_base_delay, config_.network.max_base_delay);
         c->server.timer.conn = id;
         c->client.timer.conn = id;
+        c->client_config = client_config_;
+        c->client_config.id = client_id(id);
         // Clients connect over the first interval, so heartbeats are spread out.
         const Instant start = kEpoch + uniform(Duration::zero(), config_.interval);
-        push(start, EventKind::client_start, id);
         const double roll = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
         // Faults strike after the connection has settled and early enough to be judged.
         const Instant fault_at = start + uniform(config_.interval * 2, horizon / 2);
-        if (roll < f.crash_fraction) {
+        const double takeover_from = f.crash_fraction + f.freeze_fraction + f.busy_fraction;
+        // An impostor arrives once its victims have settled.
+        push(roll >= takeover_from && roll < takeover_from + f.impostor_fraction ? fault_at : start,
+             EventKind::client_start, id);
+        if (roll >= takeover_from && roll < takeover_from + f.impostor_fraction) {
+            c->outcome.fate = PeerFate::impostor;
+        } else if (roll >= takeover_from && roll < takeover_from + f.impostor_fraction + f.returning_fraction) {
+            c->outcome.fate = PeerFate::replaced;  // Its path drops like a crash; add_comeback() brings it back.
+            c->outcome.fault_at = fault_at;
+            push(fault_at, EventKind::crash, id);
+        } else if (roll < f.crash_fraction) {
             c->outcome.fate = PeerFate::crashed;
             c->outcome.fault_at = fault_at;
             push(fault_at, EventKind::crash, id);
@@ -178,6 +70,7 @@ void Simulation::setup_connections() {
         }
         conns_.push_back(std::move(c));
     }
+    add_takeover_connections();
 }
 
 // Splits `wire` into 1-3 segments and schedules their in-order delivery
@@ -213,7 +106,8 @@ void Simulation::on_event(Event& e) {
     const Instant now = e.at;
     switch (e.kind) {
         case EventKind::client_start:
-            c.client.session = std::make_unique<ClientSession>(client_config_, now);
+            prepare_client(c);
+            c.client.session = std::make_unique<ClientSession>(c.client_config, now);
             c.client.open = true;
             c.client.free_at = now;
             after_client(c, now);
@@ -309,13 +203,20 @@ void Simulation::on_client_timer(Connection& c, Instant now) {
 
 void Simulation::after_server(Connection& c, Instant now) {
     ServerSession& s = *c.server.session;
-    while (auto t = s.poll_transmit()) send(c, false, t->bytes, now);
-    while (auto e = s.poll_event()) {
-        if (e->kind == SessionEventKind::error) violation(c, "server: " + e->message);
-        if (e->kind == SessionEventKind::dead) on_server_dead(c, *e, now);
-        if (e->kind == SessionEventKind::closed && !c.outcome.server_reason) {
-            c.outcome.server_reason = e->reason;
-            c.server.open = false;
+    // Until it has nothing more: admitting a HELLO (an event) writes the WELCOME.
+    for (bool more = true; more;) {
+        more = false;
+        while (auto t = s.poll_transmit()) send(c, false, t->bytes, now);
+        while (auto e = s.poll_event()) {
+            more = true;
+            if (e->kind == SessionEventKind::error) violation(c, "server: " + e->message);
+            if (e->kind == SessionEventKind::hello) admit(c, *e, now);
+            if (e->kind == SessionEventKind::dead) on_server_dead(c, *e, now);
+            if (e->kind == SessionEventKind::closed && !c.outcome.server_reason) {
+                c.outcome.server_reason = e->reason;
+                c.server.open = false;
+                registry_.release(s.chosen_id(), c.outcome.id);
+            }
         }
     }
     if (c.server.open) {
@@ -329,6 +230,7 @@ void Simulation::after_client(Connection& c, Instant now) {
     ClientSession& s = *c.client.session;
     while (auto t = s.poll_transmit()) send(c, true, t->bytes, now);
     while (auto e = s.poll_event()) {
+        if (e->kind == SessionEventKind::opened) c.outcome.opened = true;
         if (e->kind == SessionEventKind::dead && c.server.open) violation(c, "client convicted the healthy server");
         if (e->kind == SessionEventKind::closed && !c.outcome.client_reason) {
             if (e->reason == DisconnectReason::protocol_error) violation(c, "client: " + e->message);
@@ -352,7 +254,8 @@ void Simulation::on_server_dead(Connection& c, const SessionEvent& e, Instant no
     if (silence > config_.timeout + config_.tick) {
         violation(c, "late: declared dead after " + to_string(silence) + " of silence");
     }
-    if ((c.outcome.fate == PeerFate::healthy || c.outcome.fate == PeerFate::busy) &&
+    if ((c.outcome.fate == PeerFate::healthy || c.outcome.fate == PeerFate::busy ||
+         c.outcome.fate == PeerFate::returned) &&
         c.outcome.longest_silence < config_.timeout) {
         violation(c, "false positive: a live peer within tolerance was declared dead");
     }
@@ -376,6 +279,7 @@ void Simulation::trace(Instant now, const Connection& c, const std::string& what
 
 void Simulation::final_checks(Instant end) {
     for (auto& c : conns_) {
+        takeover_checks(*c);
         if (c->client.session) c->outcome.rtt_smoothed = c->client.session->liveness().rtt().smoothed();
         if (!c->server.open) continue;
         const Duration silence = end - c->outcome.last_arrival;
@@ -420,8 +324,8 @@ SimulationReport Simulation::run() {
     return std::move(report_);
 }
 
-}  // namespace
+}  // namespace detail
 
-SimulationReport run_simulation(const SimulationConfig& config) { return Simulation(config).run(); }
+SimulationReport run_simulation(const SimulationConfig& config) { return detail::Simulation(config).run(); }
 
 }  // namespace lifeline::sim

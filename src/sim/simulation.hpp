@@ -16,7 +16,12 @@
 //    later than `timeout + 1 tick` after the last frame arrived;
 //  - accuracy: nobody is declared dead before `timeout` of real silence, so a
 //    live peer whose delays stay within the tolerance is never convicted; and
-//    a client never convicts the (always healthy) server.
+//    a client never convicts the (always healthy) server;
+//  - takeover (docs/PROTOCOL.md): an `impostor` that claims a live peer's id
+//    without its resume token is refused (CLOSE id_in_use) and the holder is
+//    untouched; a client whose path dropped silently (`replaced`) and that
+//    comes back on a new connection with its token (`returned`) is admitted,
+//    and its old connection ends with session_replaced; nothing else ever does.
 // Every violation message carries the seed, so a failure replays exactly.
 // The run is bounded in simulated time and in events.
 #pragma once
@@ -45,6 +50,12 @@ struct FaultProfile {
     double crash_fraction = 0.05;   // Hosts that vanish silently at a random time.
     double freeze_fraction = 0.05;  // Processes stopped for a while, then resumed.
     double busy_fraction = 0.10;    // Peers that stream DATA every busy_period.
+    // Connections that claim a healthy peer's id without its token (half of
+    // them present a wrong one).
+    double impostor_fraction = 0.01;
+    // Clients whose path drops silently and that come back at once on a new
+    // connection (an extra one) with their resume token.
+    double returning_fraction = 0.01;
     Duration min_freeze = Duration::milliseconds(500);
     Duration max_freeze = Duration::seconds(8);
     Duration busy_period = Duration::milliseconds(200);
@@ -63,11 +74,14 @@ struct SimulationConfig {
     // Added to the timeout the server really runs with, while the checks judge
     // against `timeout`. Zero in real use; tests set it to prove the checks fire.
     Duration server_timeout_error = Duration::zero();
+    // The server admits every claim on an id, token or not. Tests set it to
+    // prove the takeover checks fire.
+    bool admit_every_claim = false;
     // Called for notable events (fault injected, peer declared dead), for demos.
     std::function<void(const std::string&)> trace;
 };
 
-enum class PeerFate : std::uint8_t { healthy, busy, frozen, crashed };
+enum class PeerFate : std::uint8_t { healthy, busy, frozen, crashed, impostor, replaced, returned };
 std::string_view to_string(PeerFate fate);
 
 struct ConnectionOutcome {
@@ -78,6 +92,10 @@ struct ConnectionOutcome {
     Instant last_arrival;        // last byte from the client at the server (ground truth)
     Instant server_declared_at;  // unset if the server never declared the client dead
     std::optional<DisconnectReason> server_reason;
+    // impostor: the connection whose id it claims; returned: the one it replaces.
+    std::optional<std::uint32_t> claims;
+    bool claim_met_holder = false;  // Its HELLO claimed an id that an open connection held.
+    bool opened = false;            // The client got its WELCOME.
     std::optional<DisconnectReason> client_reason;
     Duration longest_silence;  // longest gap between arrivals at the server while open
     Duration rtt_smoothed;     // the client's estimate
