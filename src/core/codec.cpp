@@ -282,6 +282,7 @@ std::variant<Frame, DecodeError> parse_body(FrameType type, std::span<const std:
             // The optional fields: WELCOME may carry a token; HELLO a token, then a credential.
             std::span<const std::uint8_t> rest = body.subspan(kHandshakeFixedSize + id_len);
             std::string fields[2];
+            bool present[2] = {false, false};
             const int field_count = type == FrameType::hello ? 2 : 1;
             static constexpr const char* kFieldNames[2] = {"resume_token", "credential"};
             static constexpr std::size_t kFieldLimits[2] = {kMaxResumeTokenSize, kMaxCredentialSize};
@@ -295,7 +296,18 @@ std::variant<Frame, DecodeError> parse_body(FrameType type, std::span<const std:
                                           " left in the body)");
                 }
                 fields[f].assign(reinterpret_cast<const char*>(rest.data() + 1), len);
+                present[f] = true;
                 rest = rest.subspan(1 + len);
+            }
+            // One encoding per frame (what the encoder writes): a field is
+            // present only when it, or the credential after it, is not empty.
+            const bool needless_token = present[0] && fields[0].empty() && !present[1];
+            const bool needless_credential = present[1] && fields[1].empty();
+            if (needless_token || needless_credential) {
+                return make_error(DecodeErrorKind::bad_body_size,
+                                  std::string(to_string(type)) + " carries an empty " +
+                                      (needless_credential ? "credential" : "resume_token") +
+                                      " field, which must be omitted");
             }
             if (!rest.empty()) {
                 return make_error(DecodeErrorKind::bad_body_size, std::string(to_string(type)) + " has " +

@@ -53,12 +53,12 @@ ServerSession::ServerSession(const ServerSessionConfig& config, std::uint64_t nu
 
 const std::string& ServerSession::chosen_id() const {
     static const std::string kNone;
-    return chosen_id_ ? *chosen_id_ : kNone;
+    return extras_ ? extras_->chosen_id : kNone;
 }
 
 std::string ServerSession::client_id() const {
     if (!config_->framed) return {};  // Raw: no protocol, no ids.
-    if (chosen_id_) return *chosen_id_;
+    if (extras_ && !extras_->chosen_id.empty()) return extras_->chosen_id;
     return state_ == State::handshake ? std::string() : "c" + std::to_string(number_);
 }
 
@@ -94,6 +94,10 @@ void ServerSession::receive(std::span<const std::uint8_t> bytes, Instant now) {
     if (state_ == State::open) liveness_.on_bytes_received(now);
     std::span<const std::uint8_t> input = bytes;
     while (state_ != State::closed) {
+        if (state_ == State::admitting) {
+            hold(input);  // After the HELLO: handled once admitted.
+            return;
+        }
         FrameDecoder::Step step = decoder_.next(input);
         if (step.error) {
             protocol_violation(CloseCode::protocol_error,
@@ -105,14 +109,25 @@ void ServerSession::receive(std::span<const std::uint8_t> bytes, Instant now) {
     }
 }
 
-void ServerSession::handle_frame(const Frame& frame, Instant now) {
-    if (state_ == State::admitting && !std::holds_alternative<Close>(frame)) {
-        // docs/PROTOCOL.md: a client sends nothing after HELLO until WELCOME.
+ServerSession::Extras& ServerSession::extras() {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    return *extras_;
+}
+
+void ServerSession::hold(std::span<const std::uint8_t> bytes) {
+    if (bytes.empty()) return;
+    std::vector<std::uint8_t>& held = extras().held;
+    // One largest frame: what a pipelining client may fairly have in flight.
+    const std::size_t limit = 5 + config_->max_body_size;
+    if (held.size() + bytes.size() > limit) {
         protocol_violation(CloseCode::protocol_error,
-                           std::string("unexpected_frame: ") + std::string(to_string(frame_type(frame))) +
-                               " before WELCOME; a client waits for WELCOME after its HELLO");
+                           "sent more than " + std::to_string(limit) + " bytes after its HELLO before being admitted");
         return;
     }
+    held.insert(held.end(), bytes.begin(), bytes.end());
+}
+
+void ServerSession::handle_frame(const Frame& frame, Instant now) {
     if (const auto* hello = std::get_if<Hello>(&frame)) {
         handle_hello(*hello, now);
     } else if (const auto* ping = std::get_if<Ping>(&frame)) {
@@ -145,7 +160,7 @@ void ServerSession::handle_hello(const Hello& hello, Instant now) {
     timeout = std::clamp(timeout, interval * 2, c.max_timeout);
     detector_ = FixedTimeoutDetector(timeout, now);
     liveness_ = LivenessMachine(LivenessConfig{interval, c.server_pings}, detector_, now);
-    if (!hello.id.empty()) chosen_id_ = std::make_unique<std::string>(hello.id);
+    if (!hello.id.empty()) extras().chosen_id = hello.id;
     if (!c.admission) {
         open_session("");
         return;
@@ -184,11 +199,17 @@ Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
     detector_ = FixedTimeoutDetector(detector_.timeout(), now);
     liveness_ = LivenessMachine(LivenessConfig{liveness_.interval(), config_->server_pings}, detector_, now);
     open_session(resume_token);
+    if (extras_ && !extras_->held.empty()) {
+        const std::vector<std::uint8_t> held = std::move(extras_->held);
+        extras_->held = {};
+        receive(held, now);
+    }
     return {};
 }
 
 void ServerSession::reject(std::uint16_t code, std::string_view text) {
     if (state_ != State::admitting) return;
+    if (extras_) extras_->held = {};  // A refused client's pipelined frames are never read.
     std::string why = "rejected: ";
     why += text;
     finish_with_close(code, text, DisconnectReason::rejected, why);

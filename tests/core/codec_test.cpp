@@ -823,6 +823,12 @@ TEST(CodecHandshakeFields, OversizedOrTruncatedOrTrailingFieldsAreBadBodySize) {
              "00 00 00 0c 01 01 00 00 00 00 00 00 00 00 00 41",        // token_len 65 (> 64)
              "00 00 00 0e 01 01 00 00 00 00 00 00 00 00 00 00 00 7a",  // a byte after the credential
              "00 00 00 0d 02 01 00 00 00 00 00 00 00 00 00 00 00",     // WELCOME: a byte after the token
+             // One encoding per frame: empty fields that could be left out are refused
+             // (found by the decoder fuzzer: they decoded, but re-encoded differently).
+             "00 00 00 0c 01 01 00 00 00 00 00 00 00 00 00 00",        // HELLO: an empty token alone
+             "00 00 00 0d 01 01 00 00 00 00 00 00 00 00 00 00 00",     // HELLO: empty token and credential
+             "00 00 00 0e 01 01 00 00 00 00 00 00 00 00 00 01 74 00",  // HELLO: a token, an empty credential
+             "00 00 00 0c 02 01 00 00 00 00 00 00 00 00 00 00",        // WELCOME: an empty token
          }) {
         FrameDecoder decoder(DecoderRole::any);
         const Bytes frame = from_hex(hex);

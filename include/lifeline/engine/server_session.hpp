@@ -32,6 +32,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "lifeline/engine/codec.hpp"
 #include "lifeline/engine/failure_detector.hpp"
@@ -60,6 +61,9 @@ struct ServerSessionConfig {
     bool server_pings = false;                            // Also PING a quiet peer (framed).
     // Framed: after a valid HELLO, wait for admit() or reject() instead of
     // answering WELCOME at once (the `hello` event carries what it asked).
+    // Bytes that arrive meanwhile (a client may pipeline frames after its
+    // HELLO) are held, up to one largest frame (5 + max_body_size bytes; more
+    // is a protocol error), and handled once admitted; reject() drops them.
     bool admission = false;
     std::size_t max_body_size = kDefaultMaxBodySize;  // Larger frames are a protocol error.
     SessionCounters* counters = nullptr;              // Optional; must outlive the sessions.
@@ -148,7 +152,15 @@ private:
     LivenessMachine liveness_;
     FrameDecoder decoder_;
     SessionOutbox outbox_;
-    std::unique_ptr<std::string> chosen_id_;  // Few clients choose one: 8 bytes, not 32, for the rest.
+    // What few sessions need, 8 bytes for the rest: the id a client chose,
+    // and input held while its HELLO waits for admission.
+    struct Extras {
+        std::string chosen_id;
+        std::vector<std::uint8_t> held;
+    };
+    Extras& extras();
+    void hold(std::span<const std::uint8_t> bytes);
+    std::unique_ptr<Extras> extras_;
     Instant accepted_at_;
     std::uint64_t number_;
     std::uint32_t last_ping_ms_ = 0;  // Last token refill, ms since accept (wrapping).
