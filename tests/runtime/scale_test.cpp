@@ -91,14 +91,19 @@ TEST(Scale, NineteenThousandIdleConnectionsThirtySecondsNoSpuriousDeaths) {
     int spurious = 0;
     for (const auto& e : server.events()) spurious += e["event"] == "dead" ? 1 : 0;
     EXPECT_EQ(spurious, 0);
-    // Clients saw no dead server either: their logs hold only connect and hello.
+    // Clients saw no dead server either: their logs hold a connect and a
+    // hello per connection, and nothing else but `stall` reports (a client
+    // process starved of CPU says so, and forgives the silence it caused:
+    // that is the stall guard working, not a verdict on the server).
     for (const std::string& log : logs) {
         std::ifstream in(log);
         int lines = 0;
-        for (std::string line; std::getline(in, line); ++lines) {
+        for (std::string line; std::getline(in, line);) {
             const Json e = Json::parse(line, nullptr, false);
             ASSERT_FALSE(e.is_discarded()) << line;
+            if (e["event"] == "stall") continue;
             EXPECT_TRUE(e["event"] == "connect" || e["event"] == "hello") << line;
+            ++lines;
         }
         EXPECT_EQ(lines, 2 * kPerClient) << log;
         std::remove(log.c_str());
