@@ -152,6 +152,9 @@ TEST(ServerClient, ClientNoticesDeadServerAndReconnects) {
     auto hello = client->wait_for_event("hello", 10s);
     ASSERT_TRUE(hello);
     EXPECT_EQ((*hello)["id"], "phoenix");
+    // It presented the resume token its first WELCOME issued (a new server
+    // does not know it, and admits the free id anyway).
+    EXPECT_EQ(hello->value("message", "").rfind("resumed", 0), 0u) << hello->dump();
     ASSERT_TRUE(second.process->wait_for(is("hello", "phoenix"), 5s));
 }
 
