@@ -23,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -37,6 +38,7 @@
 #include <vector>
 
 #include "credential.hpp"
+#include "directory.hpp"
 #include "lifeline/server.hpp"
 
 namespace push_gateway {
@@ -50,7 +52,6 @@ using Json = nlohmann::json;
 // Our CLOSE codes, after lifeline's own (docs/PROTOCOL.md).
 constexpr std::uint16_t kBadCredential = lifeline::kFirstApplicationCloseCode + 1;
 constexpr std::uint16_t kBadId = lifeline::kFirstApplicationCloseCode + 2;
-constexpr std::size_t kMaxRoomsPerClient = 16;  // Bounds what one client can make us hold.
 constexpr std::size_t kMaxNameSize = 64;
 constexpr std::size_t kMaxBodySize = 64 * 1024;  // lifeline's default max_body_size.
 constexpr auto kFanOutLimit = std::chrono::seconds(5);
@@ -69,6 +70,17 @@ bool valid_name(std::string_view name) {
 std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
+}
+
+// "2026-12-07T01:31:10.170Z", for people reading /presence.
+std::string iso_time(std::int64_t ms) {
+    const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char text[32];
+    const std::size_t n = std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &utc);
+    std::snprintf(text + n, sizeof(text) - n, ".%03dZ", static_cast<int>(ms % 1000));
+    return text;
 }
 
 std::span<const std::uint8_t> bytes_of(std::string_view s) {
@@ -116,97 +128,6 @@ private:
     std::vector<std::string> queue_;
     bool done_ = false;
     std::thread thread_;  // Last: starts once the rest exists.
-};
-
-struct Member {
-    std::string id;
-    ConnectionId conn;
-};
-
-// How an admitted connection ended, for GET /presence.
-struct LastSeen {
-    DisconnectReason reason;
-    std::string detail;
-    std::int64_t at_ms = 0;
-};
-
-// Who is who, who is in which room, and how the departed left. Rooms are
-// keyed by connection, not id: when a client resumes, its old connection's
-// on_close must not take the new one out of its rooms.
-class Directory {
-public:
-    enum class Join { joined, already, too_many };
-
-    void opened(ConnectionId conn, std::string id) {
-        std::lock_guard lock(mutex_);
-        sessions_[conn].id = std::move(id);
-    }
-    Join join(ConnectionId conn, const std::string& room) {
-        std::lock_guard lock(mutex_);
-        Session& s = sessions_[conn];
-        if (s.rooms.count(room) != 0) return Join::already;
-        if (s.rooms.size() >= kMaxRoomsPerClient) return Join::too_many;
-        s.rooms.insert(room);
-        rooms_[room][conn] = s.id;
-        return Join::joined;
-    }
-    bool leave(ConnectionId conn, const std::string& room) {
-        std::lock_guard lock(mutex_);
-        auto it = sessions_.find(conn);
-        if (it == sessions_.end() || it->second.rooms.erase(room) == 0) return false;
-        remove_member(room, conn);
-        return true;
-    }
-    std::vector<std::string> rooms_of(ConnectionId conn) const {
-        std::lock_guard lock(mutex_);
-        auto it = sessions_.find(conn);
-        if (it == sessions_.end()) return {};
-        return {it->second.rooms.begin(), it->second.rooms.end()};
-    }
-    std::vector<Member> members(const std::string& room) const {
-        std::lock_guard lock(mutex_);
-        std::vector<Member> out;
-        auto it = rooms_.find(room);
-        if (it == rooms_.end()) return out;
-        for (const auto& [conn, id] : it->second) out.push_back({id, conn});
-        return out;
-    }
-    // Forgets the connection; returns its id and the rooms it was dropped from.
-    std::pair<std::string, std::vector<std::string>> closed(ConnectionId conn, const LastSeen& how) {
-        std::lock_guard lock(mutex_);
-        auto it = sessions_.find(conn);
-        if (it == sessions_.end()) return {};
-        Session s = std::move(it->second);
-        sessions_.erase(it);
-        for (const std::string& room : s.rooms) remove_member(room, conn);
-        // Only admitted ids get here, and admission needs a credential we
-        // issued, so this grows with the ids we handed out, not with attackers.
-        last_seen_[s.id] = how;
-        return {s.id, {s.rooms.begin(), s.rooms.end()}};
-    }
-    std::optional<LastSeen> last_seen(const std::string& id) const {
-        std::lock_guard lock(mutex_);
-        auto it = last_seen_.find(id);
-        if (it == last_seen_.end()) return std::nullopt;
-        return it->second;
-    }
-
-private:
-    struct Session {
-        std::string id;
-        std::set<std::string> rooms;
-    };
-    void remove_member(const std::string& room, ConnectionId conn) {
-        auto r = rooms_.find(room);
-        if (r == rooms_.end()) return;
-        r->second.erase(conn);
-        if (r->second.empty()) rooms_.erase(r);
-    }
-
-    mutable std::mutex mutex_;
-    std::unordered_map<ConnectionId, Session> sessions_;
-    std::map<std::string, std::unordered_map<ConnectionId, std::string>> rooms_;
-    std::unordered_map<std::string, LastSeen> last_seen_;
 };
 
 struct Gateway {
@@ -393,6 +314,7 @@ void add_routes(httplib::Server& http, Gateway& g) {
                {"online", false},
                {"reason", std::string(lifeline::to_string(last->reason))},
                {"detail", last->detail},
+               {"at", iso_time(last->at_ms)},
                {"at_ms", last->at_ms}});
     });
 }
@@ -408,15 +330,16 @@ struct Options {
     std::string user_timeout = "auto";
 };
 
-void add_duration(CLI::App& app, const std::string& name, Duration& target, const std::string& help) {
-    app.add_option_function<std::string>(
-           name,
-           [&target, name](const std::string& text) {
-               lifeline::Result<Duration> d = lifeline::parse_duration(text);
-               if (!d) throw CLI::ValidationError(name, d.error().message);
-               target = *d;
-           },
-           help)
+CLI::Option* add_duration(CLI::App& app, const std::string& name, Duration& target, const std::string& help) {
+    return app
+        .add_option_function<std::string>(
+            name,
+            [&target, name](const std::string& text) {
+                lifeline::Result<Duration> d = lifeline::parse_duration(text);
+                if (!d) throw CLI::ValidationError(name, d.error().message);
+                target = *d;
+            },
+            help)
         ->type_name("DURATION")
         ->default_str(lifeline::to_string(target));
 }
@@ -456,7 +379,8 @@ void define_options(CLI::App& app, Options& o) {
                    "--slow-consumer-after while alive but not reading is closed as slow_consumer")
         ->capture_default_str();
     add_duration(app, "--slow-consumer-after", o.server.slow_consumer_after,
-                 "Grace over the output budget (0 = the heartbeat timeout, at most half the user timeout)");
+                 "Grace over the output budget (0 = the heartbeat timeout, at most half the user timeout)")
+        ->default_str("0 (auto)");
     app.add_option("--threads", o.server.threads, "Event loops")->capture_default_str()->check(CLI::Range(1, 64));
 }
 
