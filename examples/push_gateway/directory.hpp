@@ -63,6 +63,12 @@ public:
         remove_member(room, conn);
         return true;
     }
+    // Between on_open and on_close. Server::find() alone is not enough for
+    // presence: it still names a connection for a moment after its on_close.
+    bool is_open(ConnectionId conn) const {
+        std::lock_guard lock(mutex_);
+        return sessions_.count(conn) != 0;
+    }
     std::vector<std::string> rooms_of(ConnectionId conn) const {
         std::lock_guard lock(mutex_);
         auto it = sessions_.find(conn);

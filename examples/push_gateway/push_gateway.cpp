@@ -289,7 +289,7 @@ void add_routes(httplib::Server& http, Gateway& g) {
     http.Post("/send/" + kName, [&g](const httplib::Request& req, httplib::Response& res) {
         const std::string id = req.matches[1];
         const std::optional<ConnectionId> conn = g.server->find(id);
-        if (!conn) return reply(res, 404, {{"id", id}, {"error", "not online"}});
+        if (!conn || !g.directory.is_open(*conn)) return reply(res, 404, {{"id", id}, {"error", "not online"}});
         Json result = fan_out(*g.server, {{id, *conn}}, "direct " + req.body);
         result["id"] = id;
         reply(res, 200, result);
@@ -305,7 +305,8 @@ void add_routes(httplib::Server& http, Gateway& g) {
     });
     http.Get("/presence/" + kName, [&g](const httplib::Request& req, httplib::Response& res) {
         const std::string id = req.matches[1];
-        if (const std::optional<ConnectionId> conn = g.server->find(id))
+        const std::optional<ConnectionId> conn = g.server->find(id);
+        if (conn && g.directory.is_open(*conn))
             return reply(res, 200, {{"id", id}, {"online", true}, {"rooms", g.directory.rooms_of(*conn)}});
         const std::optional<LastSeen> last = g.directory.last_seen(id);
         if (!last) return reply(res, 404, {{"id", id}, {"online", false}, {"seen", false}});
