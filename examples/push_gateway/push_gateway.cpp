@@ -148,6 +148,8 @@ std::string printable(std::string_view text) {
 }
 
 std::string execute(Gateway& g, ConnectionId conn, std::string_view text) {
+    // Typed lines may arrive with their line ending.
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
     const std::size_t space = text.find(' ');
     const std::string_view verb = text.substr(0, space);
     const std::string arg(space == std::string_view::npos ? std::string_view() : text.substr(space + 1));
