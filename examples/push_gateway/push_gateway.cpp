@@ -53,7 +53,7 @@ using Json = nlohmann::json;
 constexpr std::uint16_t kBadCredential = lifeline::kFirstApplicationCloseCode + 1;
 constexpr std::uint16_t kBadId = lifeline::kFirstApplicationCloseCode + 2;
 constexpr std::size_t kMaxNameSize = 64;
-constexpr std::size_t kMaxBodySize = 64 * 1024;  // lifeline's default max_body_size.
+constexpr std::size_t kPrefixRoom = 128;  // For "room <name> " in front of a pushed body.
 constexpr auto kFanOutLimit = std::chrono::seconds(5);
 
 // Ids and rooms appear in URLs and log lines: keep them to a safe alphabet.
@@ -435,7 +435,7 @@ int run(Options& o) {
     }
     g.server = created->get();
     httplib::Server http;
-    http.set_payload_max_length(kMaxBodySize - 128);  // Room for the "room <name> " prefix.
+    http.set_payload_max_length(o.server.max_body_size - kPrefixRoom);  // A push is one DATA frame.
     add_routes(http, g);
     if (!http.bind_to_port(http_address->first, http_address->second)) {
         std::fprintf(stderr, "push_gateway: --http: cannot listen on %s\n", o.http.c_str());
