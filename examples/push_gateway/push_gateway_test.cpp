@@ -25,6 +25,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,46 +119,30 @@ protected:
         // own queue empties, and the verdict (still slow_consumer) comes from
         // TCP_USER_TIMEOUT ending the zero window, by its clock, not the grace's.
         lifeline::testing::must(net_->in_host(kGatewayHost, "sysctl -q -w net.ipv4.tcp_wmem='4096 16384 65536'"));
-        gateway_ =
-            std::make_unique<ChildProcess>(std::vector<std::string>{"ip",
-                                                                    "netns",
-                                                                    "exec",
-                                                                    net_->host_ns(kGatewayHost),
-                                                                    PUSH_GATEWAY,
-                                                                    "--listen",
-                                                                    client_address(),
-                                                                    "--http",
-                                                                    gateway_ip() + ":" + std::to_string(kHttpPort),
-                                                                    "--key-file",
-                                                                    files_.write("key", kKey + "\n"),
-                                                                    "--heartbeat",
-                                                                    "1s",
-                                                                    "--timeout",
-                                                                    "6s",
-                                                                    "--keepalive",
-                                                                    "1s:1s:2",
-                                                                    "--user-timeout",
-                                                                    "auto",
-                                                                    "--output-budget",
-                                                                    kOutputBudget,
-                                                                    "--slow-consumer-after",
-                                                                    "1s",
-                                                                    "--threads",
-                                                                    "2"},
-                                           "true;");
+        const std::string key_file = files_.write("key", kKey + "\n");
+        const std::string flags = " --listen " + client_address() + " --http " + http_address() + " --key-file " +
+                                  key_file + " --heartbeat 1s --timeout 6s --keepalive 1s:1s:2 --user-timeout auto" +
+                                  " --output-budget " + kOutputBudget + " --slow-consumer-after 1s --threads 2";
+        gateway_ = std::make_unique<ChildProcess>(in_host(kGatewayHost, PUSH_GATEWAY + flags), "true;");
         ASSERT_TRUE(gateway_->wait_for_event("listening", 10s)) << "the gateway did not start";
     }
 
+    // argv for `command` (words without spaces) run in host i's namespace.
+    std::vector<std::string> in_host(int host, const std::string& command) const {
+        std::vector<std::string> argv = {"ip", "netns", "exec", net_->host_ns(host)};
+        std::istringstream words(command);
+        for (std::string word; words >> word;) argv.push_back(word);
+        return argv;
+    }
     std::string gateway_ip() const { return net_->address(kGatewayHost); }
     std::string client_address() const { return gateway_ip() + ":" + std::to_string(kClientPort); }
+    std::string http_address() const { return gateway_ip() + ":" + std::to_string(kHttpPort); }
 
     // A push_clients process on `host` for `lines` ("<id> <credential> <room>").
     std::unique_ptr<ChildProcess> start_clients(int host, const std::string& name, const std::string& lines) {
-        return std::make_unique<ChildProcess>(
-            std::vector<std::string>{"ip", "netns", "exec", net_->host_ns(host), PUSH_CLIENTS, "--server",
-                                     client_address(), "--clients", files_.write(name, lines), "--heartbeat", "1s",
-                                     "--timeout", "6s", "--connect-timeout", "30s"},
-            "true;");
+        const std::string flags = " --server " + client_address() + " --clients " + files_.write(name, lines) +
+                                  " --heartbeat 1s --timeout 6s --connect-timeout 30s";
+        return std::make_unique<ChildProcess>(in_host(host, PUSH_CLIENTS + flags), "true;");
     }
 
     Answer http(const std::string& method, const std::string& path, const std::string& body = "") {
