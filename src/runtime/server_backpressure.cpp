@@ -39,6 +39,16 @@ void Connection::check_backlog() {
     rearm();
 }
 
+void Connection::refused_over_budget() {
+    // The application's sends stop at the budget (send() says `full` rather
+    // than queue past it), so for a peer fed only by them the queue never
+    // exceeds it. Being refused is being over it: start the clock here, and
+    // check_backlog() keeps it running while anything is queued.
+    if (over_budget_ms_ != 0 || socket_.queued_bytes() == 0) return;
+    over_budget_ms_ = static_cast<std::uint32_t>((worker().loop().now() - session_.accepted_at()).ms()) + 1;
+    rearm();
+}
+
 Duration Connection::slow_consumer_grace() const {
     const ServerOptions& o = worker().options();
     if (o.slow_consumer_after > Duration::zero()) return o.slow_consumer_after;

@@ -118,6 +118,7 @@ private:
     // Output backpressure (ServerOptions::output_budget): pause or resume
     // reading, start or clear the slow-consumer clock.
     void check_backlog();
+    void refused_over_budget();
     // The slow-consumer clock ran out: ask the kernel who is at fault.
     void judge_stalled_output(Instant now);
     Duration slow_consumer_grace() const;

@@ -82,6 +82,7 @@ Result<SendStatus> Connection::send_app(std::span<const std::uint8_t> payload) {
     if (finished_ || !open()) return make_error(Errc::not_open, "connection " + std::to_string(id()) + " is not open");
     if (socket_.queued_bytes() + payload.size() > worker().options().output_budget) {
         wants_writable_ = true;
+        refused_over_budget();
         return SendStatus::full;
     }
     if (auto r = session_.send(payload); !r) return r.error();
@@ -93,7 +94,10 @@ Result<SendStatus> Connection::send_app(std::span<const std::uint8_t> payload) {
 
 bool Connection::send_encoded(std::span<const std::uint8_t> frame, std::size_t payload) {
     if (finished_ || !open()) return false;
-    if (socket_.queued_bytes() + frame.size() > worker().options().output_budget) return false;
+    if (socket_.queued_bytes() + frame.size() > worker().options().output_budget) {
+        refused_over_budget();
+        return false;
+    }
     push_filler(frame, payload);
     return !finished_;
 }
