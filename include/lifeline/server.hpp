@@ -101,7 +101,8 @@ struct ServerCallbacks {
     std::function<void(ConnectionId conn)> on_open;
     // DATA payload (framed) or bytes (raw).
     std::function<void(ConnectionId conn, std::span<const std::uint8_t> payload)> on_message;
-    // An admitted connection ended, once, with the reason its `closed` event carries.
+    // An admitted connection ended, once, with the reason its `closed` event
+    // carries. By then find() no longer returns it (its id is free).
     std::function<void(ConnectionId conn, DisconnectReason reason, const std::string& detail)> on_close;
     // A send() returned `full` and the queue has since drained to half the budget.
     std::function<void(ConnectionId conn)> on_writable;

@@ -103,6 +103,12 @@ DisconnectReason classify_socket_error(int err, const TcpInfo* info, bool output
         case ETIMEDOUT:
             if (info != nullptr && zero_window_timed_out(*info)) return DisconnectReason::slow_consumer;
             if (output_pending) return DisconnectReason::user_timeout;
+            // The window was shut when the path died: the kernel was probing
+            // it for data it held (keepalive never probes with data queued),
+            // and the user timeout ended that. The peer's ACKs to earlier
+            // window probes make the timestamps below look idle.
+            if (info != nullptr && info->snd_wnd == 0 && (info->notsent_bytes > 0 || info->probes > 1))
+                return DisconnectReason::user_timeout;
             // Both mechanisms end with ETIMEDOUT; what was outstanding tells them
             // apart. The kernel may already have emptied its retransmission
             // queue (tcpi_unacked 0) when we look, but the timestamps stay:

@@ -268,6 +268,10 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     server.metrics.count_closed(reason);
     server.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
     server.emit(e);
+    // Before on_close: once the application hears of the end, find(id) no
+    // longer names this connection.
+    if (!session_.chosen_id().empty())
+        server.release_session(session_.chosen_id(), {static_cast<std::uint32_t>(worker().index()), slot_, id()});
     if (admitted_ && server.callbacks.on_close) {
         // Exactly once, with the event's reason. Thrown or not, it is over.
         try {
@@ -282,8 +286,6 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
             server.emit(err);
         }
     }
-    if (!session_.chosen_id().empty())
-        server.release_session(session_.chosen_id(), {static_cast<std::uint32_t>(worker().index()), slot_, id()});
     loop.cancel(*this);
     // A send still in flight delays the FIN (and what follows it) a little;
     // the timer bounds it for a peer that does not read.

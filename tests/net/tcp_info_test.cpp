@@ -66,6 +66,15 @@ TEST(ClassifySocketError, TellsKeepaliveFromUserTimeoutByUnackedData) {
     purged.last_ack_received = Duration::milliseconds(3200);
     purged.last_data_sent = Duration::milliseconds(3150);
     EXPECT_EQ(classify_socket_error(ETIMEDOUT, &purged), DisconnectReason::user_timeout);
+    // The window was shut, then the path died: window probes went unanswered
+    // until the user timeout, although ACKs to earlier probes came after the
+    // last data (found by Backpressure.CablePulledMidTransfer under load).
+    TcpInfo shut = idle;
+    shut.snd_wnd = 0;
+    shut.probes = 4;
+    shut.last_ack_received = Duration::milliseconds(3000);
+    shut.last_data_sent = Duration::milliseconds(3500);
+    EXPECT_EQ(classify_socket_error(ETIMEDOUT, &shut), DisconnectReason::user_timeout);
     TcpInfo keepalive = idle;  // Idle: the last data was acknowledged, probes followed.
     keepalive.last_ack_received = Duration::milliseconds(3000);
     keepalive.last_data_sent = Duration::milliseconds(9000);
