@@ -77,7 +77,7 @@ int run_reap(const ReapOptions& o) {
         fmt::print("(no connection is dead by the kernel's evidence for {} or more)\n", to_human(o.dead_for));
         return 0;
     }
-    fmt::print("{:<24} {:<24} {:<14} {:>8}  {:<44} {:<24} {}\n", "LOCAL", "PEER", "EVIDENCE", "NO-ACK", "DETAIL",
+    fmt::print("{:<24} {:<24} {:<14} {:>8}  {:<52} {:<24} {}\n", "LOCAL", "PEER", "EVIDENCE", "NO-ACK", "DETAIL",
                "PROCESS", "ACTION");
     int failures = 0;
     for (const Candidate& c : *dead) {
@@ -92,7 +92,7 @@ int run_reap(const ReapOptions& o) {
                 ++failures;
             }
         }
-        fmt::print("{:<24} {:<24} {:<14} {:>8}  {:<44} {:<24} {}\n", c.socket.local.to_string(),
+        fmt::print("{:<24} {:<24} {:<14} {:>8}  {:<52} {:<24} {}\n", c.socket.local.to_string(),
                    c.socket.remote.to_string(), net::to_string(c.evidence.kind), to_human(c.evidence.silent_for),
                    c.evidence.description, owner_cell(c.socket), action);
     }
