@@ -58,6 +58,8 @@ int main(int argc, char** argv) {
     lifeline::cli::add_connect_command(app, run);
     lifeline::cli::add_lab_command(app, run);
     lifeline::cli::add_bench_command(app, run);
+    lifeline::cli::add_protect_command(app, run);
+    lifeline::cli::add_reap_command(app, run);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -90,4 +90,29 @@ HealthAssessment assess(const DiagSocket& s, const KeepaliveView& keepalive, con
     return a;
 }
 
+std::optional<DeathEvidence> death_evidence(const DiagSocket& s, Duration dead_for) {
+    if (s.state != sys::TcpState::established || !s.info) return std::nullopt;
+    const sys::TcpInfo& info = *s.info;
+    if (info.last_ack_received < dead_for) return std::nullopt;
+    DeathEvidence e;
+    e.silent_for = info.last_ack_received;
+    // idiag_retrans counts the same thing as tcpi_retransmits/tcpi_probes for
+    // the armed timer; the larger of the two survives a reset between reads.
+    const int retransmits =
+        std::max<int>(info.retransmits, s.timer == SocketTimer::retransmit ? s.timer_retransmits : 0);
+    if (info.unacked > 0 && (retransmits > 0 || info.backoff > 0)) {
+        e.kind = Verdict::retransmitting;
+        e.description = std::to_string(info.unacked) + " segments unacked, " + std::to_string(retransmits) +
+                        " retransmissions (backoff " + std::to_string(info.backoff) + ")";
+        return e;
+    }
+    const int probes = std::max<int>(info.probes, s.timer == SocketTimer::keepalive ? s.timer_retransmits : 0);
+    if (s.timer == SocketTimer::keepalive && probes > 0) {
+        e.kind = Verdict::probing;
+        e.description = std::to_string(probes) + " keepalive probes unanswered";
+        return e;
+    }
+    return std::nullopt;
+}
+
 }  // namespace lifeline::net

@@ -44,4 +44,17 @@ KeepaliveView keepalive_view(const DiagSocket& s, const std::optional<sys::Effec
 
 HealthAssessment assess(const DiagSocket& s, const KeepaliveView& keepalive, const TcpKernelSettings& sysctls);
 
+// The kernel's own evidence that an established connection's peer is gone
+// (`lifeline reap`): nothing acknowledged for at least `dead_for`
+// (tcpi_last_ack_recv) while either sent data stays unacknowledged and is being
+// retransmitted with backoff (tcpi_unacked, tcpi_retransmits/tcpi_backoff), or
+// keepalive probes go unanswered (tcpi_probes; any ACK resets it). A peer that
+// is alive but slow (zero window, its window probes answered) is no evidence.
+struct DeathEvidence {
+    Verdict kind = Verdict::retransmitting;  // retransmitting or probing
+    Duration silent_for;                     // since the last ACK
+    std::string description;                 // "4 segments unacked, 5 retransmissions (backoff 5)"
+};
+std::optional<DeathEvidence> death_evidence(const DiagSocket& s, Duration dead_for);
+
 }  // namespace lifeline::net

@@ -170,6 +170,9 @@ int on_diag_message(const nlmsghdr* nlh, void* data) {
     diag.send_queue = msg.idiag_wqueue;
     diag.uid = msg.idiag_uid;
     diag.inode = msg.idiag_inode;
+    diag.cookie[0] = msg.id.idiag_cookie[0];
+    diag.cookie[1] = msg.id.idiag_cookie[1];
+    diag.interface = msg.id.idiag_if;
 
     AttributeTable attributes = {};
     if (mnl_attr_parse(nlh, sizeof(inet_diag_msg), on_attribute, &attributes) != MNL_CB_OK)

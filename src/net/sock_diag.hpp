@@ -61,6 +61,10 @@ struct DiagSocket {
     std::uint32_t send_queue = 0;     // idiag_wqueue: bytes not yet acknowledged (sent or not)
     std::uint32_t uid = 0;
     std::uint64_t inode = 0;
+    // idiag_cookie (low word first) and idiag_if: with the addresses they name
+    // this very socket for SOCK_DESTROY, not a later one reusing the 4-tuple.
+    std::uint32_t cookie[2] = {0, 0};
+    std::uint32_t interface = 0;
     std::optional<sys::TcpInfo> info;  // INET_DIAG_INFO, when the kernel sent it
     std::optional<SocketOwner> owner;  // when find_owners was asked and it could be found
 };

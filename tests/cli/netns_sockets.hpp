@@ -1,0 +1,64 @@
+// Test support for the protect/reap tests: the plain C programs run in a
+// host namespace, and sock_diag views of a namespace from the test process.
+#pragma once
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "net/sock_diag.hpp"
+#include "support/child_process.hpp"
+#include "support/netns.hpp"
+
+namespace lifeline::testing {
+
+// The established TCP sockets of namespace `ns` with local or remote `port`,
+// dumped from inside it (sock_diag answers for its own namespace only).
+inline std::vector<net::DiagSocket> established_in(const std::string& ns, std::uint16_t port) {
+    const int self = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    const int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (self < 0 || target < 0 || ::setns(target, CLONE_NEWNET) != 0) {
+        if (self >= 0) ::close(self);
+        if (target >= 0) ::close(target);
+        throw std::runtime_error("cannot enter namespace " + ns);
+    }
+    net::DiagFilter filter;
+    filter.states = 1u << static_cast<int>(sys::TcpState::established);
+    filter.any_port = port;
+    Result<std::vector<net::DiagSocket>> sockets = net::dump_tcp_sockets(filter);
+    const int back = ::setns(self, CLONE_NEWNET);
+    ::close(self);
+    ::close(target);
+    if (back != 0) std::abort();  // Staying in the wrong namespace would poison every later test.
+    if (!sockets) throw std::runtime_error(sockets.error().message);
+    return std::move(*sockets);
+}
+
+// A program from tests/cli/programs, started inside host `host`'s namespace
+// (`ip netns exec` execs it: the child's pid is the program's).
+inline std::unique_ptr<ChildProcess> start_in(const SwitchedNetwork& net, int host, std::vector<std::string> argv) {
+    std::vector<std::string> full{"/usr/bin/env", "ip", "netns", "exec", net.host_ns(host)};
+    full.insert(full.end(), argv.begin(), argv.end());
+    return std::make_unique<ChildProcess>(full);
+}
+
+// The next output line containing `text`, or nullopt at the deadline.
+inline std::optional<std::string> line_with(ChildProcess& p, const std::string& text, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (true) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return std::nullopt;
+        std::optional<std::string> line = p.next_line(left);
+        if (!line) return std::nullopt;
+        if (line->find(text) != std::string::npos) return line;
+    }
+}
+
+}  // namespace lifeline::testing
