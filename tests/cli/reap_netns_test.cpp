@@ -78,7 +78,7 @@ TEST(Reap, KillEndsTheStuckWriterWithinOneSecondAndLeavesTheHealthyConnection) {
     const auto latency = Clock::now() - started;
     ASSERT_TRUE(error) << "the writer got no error after reap --kill";
     EXPECT_NE(error->find("error " + std::to_string(ECONNABORTED)), std::string::npos) << *error;
-    EXPECT_LE(latency, 1s);
+    EXPECT_LE(latency, 1s + testing::kSchedulingSlack);  // The promise plus what only starvation crosses.
 
     // The healthy connection is untouched: still established, its reader still blocked.
     EXPECT_EQ(established_in(net.host_ns(kClientHost), 8888).size(), 1u);
