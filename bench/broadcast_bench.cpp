@@ -662,7 +662,7 @@ private:
                     deliver(c, e->payload);
                     break;
                 case SessionEventKind::closed:
-                    if (c.was_opened && lost_ < 3)
+                    if (c.was_opened && lost_ < 3 && !finished_)  // Not the shutdown's CLOSEs.
                         std::fprintf(stderr, "broadcast_bench client: connection %u closed: %s (%s)\n", c.index,
                                      std::string(to_string(e->reason)).c_str(), e->message.c_str());
                     lost(c);
@@ -761,7 +761,8 @@ private:
             } else if (w[0] == "p" && w.size() == 2) {  // A round that did not complete: how far it got.
                 const std::size_t k = std::min<std::size_t>(std::stoul(w[1]), count_.size() - 1);
                 report_round(k);
-            } else if (w[0] == "s") {
+            } else if (w[0] == "s") {  // The driver's last question: what follows is the shutdown.
+                finished_ = true;
                 say("s " + std::to_string(opened_) + " " + std::to_string(lost_) + " " + std::to_string(anomalies_));
             }
         }
@@ -782,6 +783,7 @@ private:
     std::uint64_t opened_ = 0, lost_ = 0, connect_failures_ = 0, anomalies_ = 0, expected_ = 0;
     bool ready_sent_ = false;
     bool quit_ = false;
+    bool finished_ = false;
 };
 
 // ---- Driver ---------------------------------------------------------------------
@@ -1138,8 +1140,7 @@ Derived derive(const Run& r) {
             d.sys_net_by_call[e.substr(e.find("sys_enter_") + 10)] = v;
             named += v;
         }
-        // What no named tracepoint counted (on this kernel io_uring_enter's own
-        // tracepoint stays at 0 while raw_syscalls sees the calls).
+        // What no named tracepoint counted.
         d.sys_net_by_call["other"] = d.sys_net - named;
     }
     return d;
