@@ -811,8 +811,16 @@ void kill_children() {
             slot = 0;
         }
 }
+// The scratch directory and the perf files in flight, for the signal handler
+// to remove (unlink and rmdir are async-signal-safe; the rest is gone by then).
+char g_scratch[256] = {};
+char g_perf_files[2][320] = {};
+void remember(char* slot, std::size_t size, const std::string& path) { std::snprintf(slot, size, "%s", path.c_str()); }
 extern "C" void on_fatal_signal(int sig) {
     kill_children();
+    for (const char* f : g_perf_files)
+        if (f[0] != 0) ::unlink(f);
+    if (g_scratch[0] != 0) ::rmdir(g_scratch);
     ::signal(sig, SIG_DFL);
     ::raise(sig);
 }
@@ -960,6 +968,8 @@ public:
 
     bool start(pid_t target, const std::string& out_file) {
         out_ = out_file;
+        remember(g_perf_files[0], sizeof(g_perf_files[0]), out_file);
+        remember(g_perf_files[1], sizeof(g_perf_files[1]), out_file + ".err");
         int ctl[2], ack[2];
         if (::pipe(ctl) != 0 || ::pipe(ack) != 0) return false;
         std::string ev;
@@ -1034,6 +1044,10 @@ public:
             const double v = std::isdigit(static_cast<unsigned char>(fields[0][0])) ? std::stod(fields[0]) : 0.0;
             counts[fields[2]] += v;
         }
+        f.close();
+        ::unlink(out_.c_str());
+        ::unlink((out_ + ".err").c_str());
+        g_perf_files[0][0] = g_perf_files[1][0] = 0;
         return counts;
     }
 
@@ -1214,6 +1228,7 @@ public:
         char tmpl[] = "/tmp/broadcast_bench.XXXXXX";
         if (::mkdtemp(tmpl) == nullptr) return 1;
         scratch_ = tmpl;
+        remember(g_scratch, sizeof(g_scratch), scratch_);
         std::printf(
             "broadcast_bench: %d connections, %d rounds every %d ms, %d-byte payload, heartbeat %d ms, "
             "%d repetition(s), servers:",
