@@ -2,7 +2,7 @@
 JOBS ?= 2
 CTEST_ARGS ?=
 
-.PHONY: run test deps build-release build-test bench fuzz format clean
+.PHONY: run test deps build-release build-test bench bench-broadcast fuzz format clean
 
 # The network lab (needs root): every fault against every mechanism, about 20 s.
 # The table goes to the terminal; build/lab/lab.html has a timeline per cell.
@@ -26,6 +26,10 @@ build-test: deps
 
 bench: build-release
 	bash bench/run.sh
+
+# One message broadcast to 19,000 connections, lifeline against a plain epoll loop (about 8 minutes).
+bench-broadcast: build-release
+	bash bench/run.sh broadcast
 
 format:
 	find src include tests bench examples \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.c' \) -print0 | xargs -0 clang-format -i

@@ -10,9 +10,17 @@
 # Defaults: 5 repetitions of each benchmark, randomly interleaved with the
 # others so that a burst of load on this shared machine hits every
 # implementation alike, and the median reported. About 2 minutes on 2 cores (3 under load).
+#
+# `bash bench/run.sh broadcast [ARGS]` runs bench/broadcast.sh instead (the
+# broadcast to 19,000 connections against a plain epoll loop; `make bench-broadcast`).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ ${1:-} == broadcast ]]; then
+    shift
+    exec bash bench/broadcast.sh "$@"
+fi
 
 bin=build/release/bench/timing_wheel_bench
 out_dir=build/bench-results
