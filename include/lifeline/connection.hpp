@@ -59,7 +59,8 @@ Admission default_admission(const HelloInfo& hello);
 
 // Server::send(): what happened to the bytes. Never blocks.
 enum class SendStatus : std::uint8_t {
-    sent,    // The kernel took all of it.
+    sent,    // The kernel took all of it (epoll). An io_uring loop gives output to the
+             // ring at the end of its turn, so there send() says `queued`.
     queued,  // Kept in the connection's output queue (or posted to its loop, from another thread).
     full,    // Dropped: more than the output budget is queued. on_writable says when to retry.
 };

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <map>
@@ -40,6 +41,13 @@ using testing::Fd;
 inline constexpr auto kLimit = 10s;       // Only a broken server (or real starvation) takes this long.
 inline constexpr auto kBlockFor = 300ms;  // How long a "block" message holds its loop.
 
+// ctest runs these suites again with LIFELINE_TEST_IO=uring ("uring." in
+// front): every gateway behaviour must hold on both backends.
+inline IoBackend test_io() {
+    const char* io = std::getenv("LIFELINE_TEST_IO");
+    return io != nullptr && std::string_view(io) == "uring" ? IoBackend::uring : IoBackend::epoll;
+}
+
 inline std::span<const std::uint8_t> bytes_of(std::string_view s) {
     return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
@@ -60,6 +68,7 @@ public:
     explicit Gateway(ServerOptions options = {}, std::function<Admission(const HelloInfo&)> on_hello = {},
                      Hook on_open = {}) {
         options.listen = "127.0.0.1:0";
+        options.io = test_io();
         ServerCallbacks c;
         c.on_hello = std::move(on_hello);
         c.on_event = [this](const Event& e) { update([&](Record& r) { r.events.push_back(e); }); };

@@ -11,7 +11,9 @@ namespace {
 TEST(Send, FromTheLoopAndFromAnotherThreadAndToNothing) {
     Gateway g({}, {}, [](Server& s, ConnectionId conn) {
         Result<SendStatus> r = s.send(conn, bytes_of("welcome aboard"));
-        if (!r || *r != SendStatus::sent) throw std::runtime_error("send from on_open did not say sent");
+        // epoll writes at once; an io_uring loop hands output to the ring at the end of the turn.
+        const SendStatus expected = test_io() == IoBackend::uring ? SendStatus::queued : SendStatus::sent;
+        if (!r || *r != expected) throw std::runtime_error("send from on_open did not say what its backend does");
     });
     WireClient c(g.port());
     open_as(c, "reader");
