@@ -20,6 +20,11 @@ enum class EventKind : std::uint8_t {
     error,      // Something was wrong: `message` says what (bad input, EMFILE, ...).
     stall,      // Our own loop was stalled for `silence`; peers were given a fresh grace period.
     rtt,        // Client: an RTT sample from a PONG.
+    // Server: a client that chose an id went offline (once per session, after
+    // its `closed`): `reason`, and the presence `epoch` that ended. A session
+    // replaced by a newer one of the same id leaves presence alone (`message`
+    // says "superseded"); its offline still names its own epoch.
+    offline,
 };
 std::string_view to_string(EventKind kind);
 
@@ -38,6 +43,7 @@ struct Event {
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
     std::uint64_t bytes_unsent = 0;  // closed: output still queued here, dropped unsent
+    std::uint64_t epoch = 0;         // hello (server, chosen id) and offline: the presence epoch
     // closed: application bytes (DATA payloads; in raw mode every byte)
     // received, and handed over for sending (sent or not).
     std::uint64_t data_in = 0;

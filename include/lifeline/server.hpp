@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "lifeline/connection.hpp"
+#include "lifeline/engine/presence.hpp"
 #include "lifeline/events.hpp"
 #include "lifeline/keepalive.hpp"
 #include "lifeline/result.hpp"
@@ -164,6 +165,11 @@ public:
     // server's loops: asks that loop and waits for the answer. From another
     // loop: invalid_argument (waiting there could deadlock two loops).
     Result<ConnectionStats> stats(ConnectionId conn) const;
+    // Presence of an id a client chose (server-assigned c<number> ids have
+    // none): online or not, its epoch (+1 at every admission), since when
+    // (Unix ms), and why it last went offline. Offline records are kept 24 h.
+    // Thread-safe; the same as GET /presence/{id} on the http endpoint.
+    std::optional<PresenceRecord> presence(std::string_view client_id) const;
     // Takes over a connected TCP socket accepted elsewhere (an acceptor of
     // your own, systemd's LISTEN_FDS, one received over a Unix socket): the
     // same keepalive and user-timeout policy as an accepted one, on the

@@ -349,9 +349,11 @@ int run_worker_supervisor(WorkerSupervisorOptions options) {
     Supervisor supervisor(options, reserved->second);
     std::unique_ptr<runtime::HttpEndpoint> http;
     if (!options.http.empty()) {
-        Result<std::unique_ptr<runtime::HttpEndpoint>> h = runtime::HttpEndpoint::start(
-            options.http, [&supervisor] { return supervisor.metrics(); },
-            [&supervisor] { return supervisor.connections(); });
+        // Presence is per worker process here, not summed: no /presence (yet).
+        runtime::HttpEndpoint::Pages pages;
+        pages.metrics = [&supervisor] { return supervisor.metrics(); };
+        pages.connections = [&supervisor] { return supervisor.connections(); };
+        Result<std::unique_ptr<runtime::HttpEndpoint>> h = runtime::HttpEndpoint::start(options.http, pages);
         if (!h) {
             fmt::print(stderr, "lifeline serve: {}\n", h.error().message);
             return 1;

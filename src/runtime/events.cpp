@@ -25,6 +25,8 @@ std::string_view to_string(EventKind kind) {
             return "stall";
         case EventKind::rtt:
             return "rtt";
+        case EventKind::offline:
+            return "offline";
     }
     return "unknown";
 }
@@ -75,6 +77,14 @@ std::string to_json_line(const Event& e) {
             break;
         case EventKind::rtt:
             j["rtt_ms"] = ms(e.rtt);
+            break;
+        default:
+            break;
+    }
+    switch (e.kind) {
+        case EventKind::hello:
+        case EventKind::offline:
+            if (e.epoch != 0) j["epoch"] = e.epoch;
             break;
         default:
             break;

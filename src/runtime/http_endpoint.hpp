@@ -19,8 +19,15 @@ namespace lifeline::runtime {
 class HttpEndpoint {
 public:
     using Body = std::function<std::string()>;
+    struct Pages {
+        Body metrics;      // GET /metrics
+        Body connections;  // GET /connections
+        // Empty: not served (404).
+        Body presence_list;                                       // GET /presence
+        std::function<std::string(const std::string&)> presence;  // GET /presence/{id}; "" = unknown (404)
+    };
     // Binds `address` ("127.0.0.1:9100"; port 0 picks one) and serves until destroyed.
-    static Result<std::unique_ptr<HttpEndpoint>> start(const std::string& address, Body metrics, Body connections);
+    static Result<std::unique_ptr<HttpEndpoint>> start(const std::string& address, Pages pages);
     // "http://127.0.0.1:9100", with the port actually bound.
     const std::string& url() const { return url_; }
     ~HttpEndpoint();

@@ -183,6 +183,8 @@ void Connection::on_opened(const SessionEvent& e) {
         Event hello = event(EventKind::hello);
         hello.interval = e.interval;
         hello.timeout = e.timeout;
+        if (const std::string& chosen = session_.chosen_id(); !chosen.empty())
+            hello.epoch = server.presence_epoch(chosen, id());
         server.emit(hello);
     }
     admitted_ = true;
@@ -268,6 +270,9 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     server.metrics.count_closed(reason);
     server.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
     server.emit(e);
+    // Not only if admitted_: presence goes online at admission, before
+    // on_open, and a connection can end in between.
+    if (!session_.chosen_id().empty()) report_offline(reason);
     // Before on_close: once the application hears of the end, find(id) no
     // longer names this connection.
     if (!session_.chosen_id().empty())
@@ -291,6 +296,17 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     // the timer bounds it for a peer that does not read.
     if (socket_.close(loop)) loop.schedule(*this, loop.now() + kCloseLinger);
     worker().retire(slot_);
+}
+
+void Connection::report_offline(DisconnectReason reason) {
+    Server::Impl& server = worker().server();
+    const PresenceTable::Offline o = server.presence_offline(session_.chosen_id(), id(), reason);
+    if (!o.applied && o.epoch == 0) return;  // Never online here (refused, or it never got that far).
+    Event e = event(EventKind::offline);
+    e.reason = reason;
+    e.epoch = o.epoch;
+    if (!o.applied) e.message = "superseded: a newer session of this id holds its presence";
+    server.emit(e);
 }
 
 // ---- Timers --------------------------------------------------------------------

@@ -75,6 +75,9 @@ void Connection::on_hello(const SessionEvent& e) {
     const ResumeToken token = new_resume_token();
     [[maybe_unused]] Result<void> r =
         session_.admit(std::string_view(reinterpret_cast<const char*>(token.data()), token.size()), now());
+    // Online before the holder is closed, wherever it lives: its offline is
+    // then always the superseded one, on every arrangement of loops.
+    server.presence_online(e.client_id, id(), peer_text);
     server.take_over_session(e.client_id, {static_cast<std::uint32_t>(worker().index()), slot_, id()}, token);
 }
 

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lifeline/engine/presence.hpp"
 #include "lifeline/engine/server_session.hpp"
 #include "lifeline/engine/session_registry.hpp"
 #include "lifeline/server.hpp"
@@ -50,6 +51,9 @@ struct Server::Impl {
     std::mutex sessions_mutex;
     // Who holds each client-chosen id, and the resume token its WELCOME issued.
     SessionRegistry<runtime::ConnectionRef> sessions;  // Under sessions_mutex.
+    // Who is online here, and why those who left went offline (GET /presence).
+    mutable std::mutex presence_mutex;
+    mutable PresenceTable presence;  // Under presence_mutex (reads expire old records).
     std::atomic<std::uint64_t> next_conn_id{1};
     std::atomic<bool> stop_requested{false};
     std::unique_ptr<runtime::HttpEndpoint> http;
@@ -64,6 +68,12 @@ struct Server::Impl {
     void take_over_session(const std::string& id, runtime::ConnectionRef owner, const ResumeToken& token);
     // `owner` closed: its id is free again, unless a newer connection took it.
     void release_session(const std::string& id, runtime::ConnectionRef owner);
+    // Presence of client-chosen ids; time is the wall clock (Unix ms).
+    std::uint64_t presence_online(const std::string& id, std::uint64_t conn, const std::string& peer);
+    PresenceTable::Offline presence_offline(const std::string& id, std::uint64_t conn, DisconnectReason reason);
+    std::uint64_t presence_epoch(const std::string& id, std::uint64_t conn) const;  // 0: not its session.
+    std::string presence_json(const std::string& id) const;                         // "" when unknown.
+    std::string presence_list_json() const;
     std::string metrics_text_unlocked() const;
     std::string connections_json_unlocked() const;
 };

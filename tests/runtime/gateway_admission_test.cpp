@@ -34,6 +34,22 @@ TEST(Takeover, TheHoldersResumeTokenReplacesItOnce) {
     ASSERT_TRUE(now_conn);
     EXPECT_NE(now_conn->number, old_conn->number);
     EXPECT_TRUE(still_served(comeback, 1));
+    // Presence: online under the new session's epoch; the old one's offline
+    // was superseded and changed nothing.
+    std::optional<PresenceRecord> p = g.server().presence("device-7");
+    ASSERT_TRUE(p);
+    EXPECT_TRUE(p->online);
+    EXPECT_EQ(p->epoch, 2u);
+    EXPECT_EQ(p->conn, now_conn->number);
+    int offline = 0;
+    for (const Event& e : g.now().events) {
+        if (e.kind != EventKind::offline) continue;
+        ++offline;
+        EXPECT_EQ(e.reason, DisconnectReason::session_replaced);
+        EXPECT_EQ(e.epoch, 1u);  // Its own epoch, though it no longer decides presence.
+        EXPECT_EQ(e.message.rfind("superseded", 0), 0u) << e.message;
+    }
+    EXPECT_EQ(offline, 1);
     // The replaced connection's token is spent: it cannot take the id back.
     WireClient replay(g.port());
     replay.hello("device-7", first.resume_token);

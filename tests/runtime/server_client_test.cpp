@@ -176,6 +176,44 @@ TEST(ServerClient, SameIdWithoutTheResumeTokenIsRefusedAndTheHolderStays) {
     for (const Json& e : holder->events()) EXPECT_NE(e.value("event", ""), "closed") << e.dump();
 }
 
+TEST(ServerClient, PresenceSaysWhoIsOnlineAndWhyTheOthersLeft) {
+    Server server = start_server({"--http", "127.0.0.1:0"});
+    auto http_listening = server.process->wait_for_event("listening", 5s);
+    ASSERT_TRUE(http_listening);
+    const std::string url = (*http_listening)["address"];
+    httplib::Client http("127.0.0.1", std::stoi(url.substr(url.rfind(':') + 1)));
+    auto stays = start_client(server.address, {"--id", "p-stays", "--heartbeat", "100ms", "--timeout", "500ms"});
+    auto dies = start_client(server.address, {"--id", "p-dies", "--heartbeat", "100ms", "--timeout", "500ms"});
+    auto hello = server.process->seen_or_wait_for(is("hello", "p-dies"), 10s);
+    ASSERT_TRUE(hello);
+    EXPECT_EQ((*hello)["epoch"], 1);
+    ASSERT_TRUE(server.process->seen_or_wait_for(is("hello", "p-stays"), 10s));
+    auto online = http.Get("/presence/p-dies");
+    ASSERT_TRUE(online);
+    EXPECT_EQ(online->status, 200);
+    EXPECT_EQ(Json::parse(online->body)["online"], true) << online->body;
+    dies->signal(SIGSTOP);  // Silent: the server's heartbeat timeout decides.
+    auto offline = server.process->seen_or_wait_for(is("offline", "p-dies"), 10s);
+    ASSERT_TRUE(offline);
+    EXPECT_EQ((*offline)["reason"], "heartbeat_timeout");
+    EXPECT_EQ((*offline)["epoch"], 1);
+    auto gone = http.Get("/presence/p-dies");
+    ASSERT_TRUE(gone);
+    const Json record = Json::parse(gone->body);
+    EXPECT_EQ(record["online"], false) << gone->body;
+    EXPECT_EQ(record["last_reason"], "heartbeat_timeout") << gone->body;
+    auto all = http.Get("/presence");
+    ASSERT_TRUE(all);
+    const Json list = Json::parse(all->body);
+    ASSERT_EQ(list.size(), 2u) << all->body;
+    EXPECT_EQ(list[0]["id"], "p-stays");  // Online first.
+    auto unknown = http.Get("/presence/never-seen");
+    ASSERT_TRUE(unknown);
+    EXPECT_EQ(unknown->status, 404);
+    EXPECT_EQ(Json::parse(unknown->body)["known"], false);
+    dies->signal(SIGKILL);
+}
+
 // Prometheus text format: "# HELP", "# TYPE", or `name{labels} value`.
 std::map<std::string, double> parse_prometheus(const std::string& text) {
     static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) ([-+0-9.eE]+|\+Inf|NaN)$)");

@@ -1,0 +1,71 @@
+// The server's embedded presence: client-chosen ids go online when admitted
+// and offline (fenced by epoch) when their session ends; GET /presence and
+// Server::presence() read it.
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "lifeline/server.hpp"
+#include "runtime/server_impl.hpp"
+
+namespace lifeline {
+
+namespace {
+
+std::int64_t unix_ms_now() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+nlohmann::json to_json(const PresenceRecord& r) {
+    nlohmann::json j;
+    j["id"] = r.id;
+    j["online"] = r.online;
+    j["epoch"] = r.epoch;
+    j["conn"] = r.conn;
+    j["peer"] = r.peer;
+    j["since_ms"] = r.since_ms;
+    if (r.last_reason) j["last_reason"] = std::string(to_string(*r.last_reason));
+    return j;
+}
+
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+}  // namespace
+
+std::uint64_t Server::Impl::presence_online(const std::string& id, std::uint64_t conn, const std::string& peer) {
+    std::lock_guard lock(presence_mutex);
+    return presence.online(id, conn, peer, unix_ms_now());
+}
+
+PresenceTable::Offline Server::Impl::presence_offline(const std::string& id, std::uint64_t conn,
+                                                      DisconnectReason reason) {
+    std::lock_guard lock(presence_mutex);
+    return presence.offline(id, conn, reason, unix_ms_now());
+}
+
+std::uint64_t Server::Impl::presence_epoch(const std::string& id, std::uint64_t conn) const {
+    std::lock_guard lock(presence_mutex);
+    std::optional<PresenceRecord> r = presence.get(id, unix_ms_now());
+    return r && r->online && r->conn == conn ? r->epoch : 0;
+}
+
+std::string Server::Impl::presence_json(const std::string& id) const {
+    std::lock_guard lock(presence_mutex);
+    std::optional<PresenceRecord> r = presence.get(id, unix_ms_now());
+    return r ? dump(to_json(*r)) : std::string();
+}
+
+std::string Server::Impl::presence_list_json() const {
+    std::lock_guard lock(presence_mutex);
+    nlohmann::json all = nlohmann::json::array();
+    for (const PresenceRecord& r : presence.list(unix_ms_now())) all.push_back(to_json(r));
+    return dump(all);
+}
+
+std::optional<PresenceRecord> Server::presence(std::string_view client_id) const {
+    std::lock_guard lock(impl_->presence_mutex);
+    return impl_->presence.get(client_id, unix_ms_now());
+}
+
+}  // namespace lifeline
