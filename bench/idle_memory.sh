@@ -5,6 +5,7 @@
 # ephemeral port range; everything it creates is removed on exit.
 #
 #   bash bench/idle_memory.sh [N=19000] [--ids]   (--ids: clients send ids, as devices do)
+#   SERVE_FLAGS=--no-presence bash bench/idle_memory.sh 19000 --ids   (extra `serve` flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-19000}
@@ -34,7 +35,8 @@ wait_lines() {  # file pattern count
   echo "timed out waiting for $3 x $2 in $1" >&2; exit 1
 }
 
-ip netns exec "$NS" "$BIN" serve --listen 127.0.0.1:18888 --heartbeat 30s --timeout 90s \
+# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags.
+ip netns exec "$NS" "$BIN" serve --listen 127.0.0.1:18888 --heartbeat 30s --timeout 90s ${SERVE_FLAGS:-} \
   > "$OUT/server.jsonl" 2> "$OUT/server.err" &
 SERVER_PID=$!
 wait_lines "$OUT/server.jsonl" '"listening"' 1

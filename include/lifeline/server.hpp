@@ -75,6 +75,9 @@ struct ServerOptions {
     std::size_t max_body_size = 64 * 1024;
     std::size_t max_connections = 1'000'000;
     bool echo = false;  // Echo DATA (framed) or bytes (raw) back.
+    // Keep presence of client-chosen ids (Server::presence, GET /presence, the
+    // `offline` event). It costs a record per id (docs/BENCHMARKS.md, memory).
+    bool presence = true;
     // Timer wheel resolution: a silent peer is declared dead at most about
     // this long after its timeout. Fine ticks cost wake-ups only while timers
     // are expiring: a healthy peer pushes its deadline ahead and never fires.

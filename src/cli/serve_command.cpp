@@ -212,6 +212,8 @@ void add_serve_command(CLI::App& app, Action& run) {
         ->capture_default_str()
         ->check(CLI::IsMember({"json", "text"}));
     sub->add_flag("--echo", s.echo, "Echo DATA (framed) or bytes (raw) back");
+    sub->add_flag("!--no-presence", s.presence,
+                  "Keep no presence of client ids (no GET /presence, no offline events): saves a record per id");
     sub->callback([opts, &run, sub] { run = [opts, sub] { return run_serve(*opts, *sub); }; });
 }
 

@@ -111,8 +111,10 @@ Result<std::unique_ptr<Server::Impl>> make_server(const ServerOptions& options, 
         runtime::HttpEndpoint::Pages pages;
         pages.metrics = [raw] { return raw->metrics_text_unlocked(); };
         pages.connections = [raw] { return raw->connections_json_unlocked(); };
-        pages.presence_list = [raw] { return raw->presence_list_json(); };
-        pages.presence = [raw](const std::string& id) { return raw->presence_json(id); };
+        if (options.presence) {
+            pages.presence_list = [raw] { return raw->presence_list_json(); };
+            pages.presence = [raw](const std::string& id) { return raw->presence_json(id); };
+        }
         Result<std::unique_ptr<runtime::HttpEndpoint>> http = runtime::HttpEndpoint::start(options.http, pages);
         if (!http) return http.error().with_context("http");
         impl->http = std::move(*http);

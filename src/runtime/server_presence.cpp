@@ -34,12 +34,14 @@ std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 }  // namespace
 
 std::uint64_t Server::Impl::presence_online(const std::string& id, std::uint64_t conn, const std::string& peer) {
+    if (!options.presence) return 0;
     std::lock_guard lock(presence_mutex);
     return presence.online(id, conn, peer, unix_ms_now());
 }
 
 PresenceTable::Offline Server::Impl::presence_offline(const std::string& id, std::uint64_t conn,
                                                       DisconnectReason reason) {
+    if (!options.presence) return {};
     std::lock_guard lock(presence_mutex);
     return presence.offline(id, conn, reason, unix_ms_now());
 }

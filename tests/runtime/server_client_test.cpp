@@ -214,6 +214,28 @@ TEST(ServerClient, PresenceSaysWhoIsOnlineAndWhyTheOthersLeft) {
     dies->signal(SIGKILL);
 }
 
+TEST(ServerClient, NoPresenceKeepsNoRecordsAndSendsNoOfflineEvents) {
+    Server server = start_server({"--http", "127.0.0.1:0", "--no-presence"});
+    auto http_listening = server.process->wait_for_event("listening", 5s);
+    ASSERT_TRUE(http_listening);
+    const std::string url = (*http_listening)["address"];
+    httplib::Client http("127.0.0.1", std::stoi(url.substr(url.rfind(':') + 1)));
+    {
+        auto client = start_client(server.address, {"--id", "np-1", "--heartbeat", "100ms", "--timeout", "500ms"});
+        ASSERT_TRUE(server.process->seen_or_wait_for(is("hello", "np-1"), 10s));
+        auto res = http.Get("/presence/np-1");
+        ASSERT_TRUE(res);
+        EXPECT_EQ(res->status, 404);
+        client->signal(SIGKILL);
+        ASSERT_TRUE(server.process->seen_or_wait_for(is("closed", "np-1"), 10s));
+    }
+    // An offline event for np-1 would come right after its closed, so before
+    // this later hello: every event up to it has been read.
+    auto later = start_client(server.address, {"--id", "np-2", "--heartbeat", "100ms", "--timeout", "500ms"});
+    ASSERT_TRUE(server.process->seen_or_wait_for(is("hello", "np-2"), 10s));
+    for (const Json& e : server.process->events()) EXPECT_NE(e.value("event", ""), "offline") << e.dump();
+}
+
 // Prometheus text format: "# HELP", "# TYPE", or `name{labels} value`.
 std::map<std::string, double> parse_prometheus(const std::string& text) {
     static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) ([-+0-9.eE]+|\+Inf|NaN)$)");
