@@ -140,7 +140,12 @@ LIFELINE_EXPORT int listen(int fd, int backlog) noexcept {
 LIFELINE_EXPORT int setsockopt(int fd, int level, int name, const void* value, socklen_t len) noexcept {
     ensure_initialised();
     const char* choice = in_hook ? nullptr : program_choice(level, name, value, len);
-    if (choice == nullptr) return real.setsockopt(fd, level, name, value, len);
+    if (choice == nullptr) {
+        const int rc = real.setsockopt(fd, level, name, value, len);
+        if (rc == 0 && level == SOL_SOCKET && name == SO_KEEPALIVE)
+            hook([&] { lifeline::preload::on_program_keepalive_on(fd); });
+        return rc;
+    }
     if (lifeline::preload::override_program()) {
         const int rc = real.setsockopt(fd, level, name, value, len);
         if (rc == 0) hook([&] { lifeline::preload::after_program_choice_overridden(fd, choice); });

@@ -169,6 +169,12 @@ void on_program_choice(int fd, const char* option) {
     write_log(line);
 }
 
+void on_program_keepalive_on(int fd) {
+    const TableLock lock;
+    SocketState* s = state_slot(fd);
+    if (s != nullptr && s->applied && s->before_known) s->before.enabled = true;
+}
+
 void after_program_choice_overridden(int fd, const char* option) {
     const std::optional<const char*> family = tcp_family(fd);
     if (!family) return;

@@ -28,6 +28,10 @@ void on_program_choice(int fd, const char* option);
 // accept or listen as usual).
 void after_program_choice_overridden(int fd, const char* option);
 
+// The program turned SO_KEEPALIVE on itself: if the policy is later undone
+// (on_program_choice), keepalive stays on, as the program asked.
+void on_program_keepalive_on(int fd);
+
 bool override_program();
 
 }  // namespace lifeline::preload
