@@ -60,6 +60,8 @@ install(TARGETS lifeline_static lifeline_shared EXPORT lifelineTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} NAMELINK_COMPONENT Development
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS lifeline RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# `lifeline run` looks for it at BINDIR/../LIBDIR (src/cli/CMakeLists.txt).
+install(TARGETS lifeline_preload LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 
 # CMake: find_package(lifeline CONFIG) gives lifeline::lifeline.
 set(LIFELINE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/lifeline)

@@ -46,7 +46,7 @@ step("cmake --install ${RELEASE_DIR}" 120 ${CMAKE_COMMAND} --install ${RELEASE_D
 # What docs/INSTALL.md promises.
 set(expected bin/lifeline include/lifeline/result.hpp include/lifeline/engine/server_session.hpp
              include/lifeline/sys/socket_options.hpp lib/liblifeline.a lib/liblifeline.so lib/liblifeline.so.0
-             lib/liblifeline.so.0.1.0 lib/cmake/lifeline/lifelineConfig.cmake
+             lib/liblifeline.so.0.1.0 lib/liblifeline_preload.so lib/cmake/lifeline/lifelineConfig.cmake
              lib/cmake/lifeline/lifelineConfigVersion.cmake lib/cmake/lifeline/lifelineTargets.cmake
              lib/pkgconfig/lifeline.pc lib/systemd/system/lifeline-serve.service
              share/doc/lifeline/examples/90-lifeline-keepalive.conf)
@@ -66,6 +66,12 @@ endif()
 file(STRINGS ${prefix}/lib/systemd/system/lifeline-serve.service exec REGEX "^ExecStart=")
 if(NOT exec MATCHES "^ExecStart=${prefix}/bin/lifeline serve")
   fail("the unit does not start the installed binary: ${exec}")
+endif()
+
+# The installed `lifeline run` finds the installed preload library.
+step("lifeline run from the prefix" 30 ${prefix}/bin/lifeline run --keepalive 5s:1s:2 -- /usr/bin/env)
+if(NOT step_output MATCHES "LD_PRELOAD=${prefix}/lib/liblifeline_preload.so")
+  fail("the installed lifeline run does not preload ${prefix}/lib/liblifeline_preload.so:\n${step_output}")
 endif()
 
 # 1 and 2: find_package(lifeline CONFIG), shared then static.
