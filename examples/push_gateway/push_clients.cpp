@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "duration_option.hpp"
 #include "lifeline/client.hpp"
 #include "lifeline/testing.hpp"
 
@@ -91,19 +92,6 @@ struct Options {
     std::string keepalive = "10s:2s:3";
     std::string user_timeout = "auto";
 };
-
-void add_duration(CLI::App& app, const std::string& name, Duration& target, const std::string& help) {
-    app.add_option_function<std::string>(
-           name,
-           [&target, name](const std::string& text) {
-               lifeline::Result<Duration> d = lifeline::parse_duration(text);
-               if (!d) throw CLI::ValidationError(name, d.error().message);
-               target = *d;
-           },
-           help)
-        ->type_name("DURATION")
-        ->default_str(lifeline::to_string(target));
-}
 
 std::vector<std::unique_ptr<Tracker>> read_clients(const std::string& path) {
     std::vector<std::unique_ptr<Tracker>> out;
@@ -216,9 +204,9 @@ int main(int argc, char** argv) {
     o.client.server = "127.0.0.1:7000";
     app.add_option("--server", o.client.server, "The gateway's client address")->capture_default_str();
     app.add_option("--clients", o.clients_file, "File of '<id> <credential> <room>' lines")->required();
-    add_duration(app, "--heartbeat", o.client.heartbeat, "Heartbeat interval to ask for");
-    add_duration(app, "--timeout", o.client.timeout, "Timeout to ask for (the gateway may clamp it)");
-    add_duration(app, "--connect-timeout", o.client.connect_timeout, "TCP connect + WELCOME");
+    push_gateway::add_duration(app, "--heartbeat", o.client.heartbeat, "Heartbeat interval to ask for");
+    push_gateway::add_duration(app, "--timeout", o.client.timeout, "Timeout to ask for (the gateway may clamp it)");
+    push_gateway::add_duration(app, "--connect-timeout", o.client.connect_timeout, "TCP connect + WELCOME");
     app.add_option("--keepalive", o.keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")->capture_default_str();
     app.add_option("--user-timeout", o.user_timeout, "TCP_USER_TIMEOUT: auto, off, or a duration")
         ->capture_default_str();

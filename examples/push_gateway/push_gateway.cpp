@@ -39,6 +39,7 @@
 
 #include "credential.hpp"
 #include "directory.hpp"
+#include "duration_option.hpp"
 #include "lifeline/server.hpp"
 
 namespace push_gateway {
@@ -333,20 +334,6 @@ struct Options {
     std::string user_timeout = "auto";
 };
 
-CLI::Option* add_duration(CLI::App& app, const std::string& name, Duration& target, const std::string& help) {
-    return app
-        .add_option_function<std::string>(
-            name,
-            [&target, name](const std::string& text) {
-                lifeline::Result<Duration> d = lifeline::parse_duration(text);
-                if (!d) throw CLI::ValidationError(name, d.error().message);
-                target = *d;
-            },
-            help)
-        ->type_name("DURATION")
-        ->default_str(lifeline::to_string(target));
-}
-
 // "host:port" or "[v6]:port" as httplib wants it.
 std::optional<std::pair<std::string, int>> split_address(const std::string& address) {
     const std::size_t colon = address.rfind(':');
@@ -371,9 +358,11 @@ void define_options(CLI::App& app, Options& o) {
         app.add_option("--key", o.key, "Secret the credentials are HMACs with (visible in ps: prefer --key-file)");
     auto* file = app.add_option("--key-file", o.key_file, "File holding the secret (trailing newline ignored)");
     key->excludes(file);
-    add_duration(app, "--heartbeat", o.server.heartbeat, "Heartbeat interval granted to clients that ask for 0");
-    add_duration(app, "--timeout", o.server.timeout,
-                 "Silence after which a client is dead (heartbeat_timeout); no client may ask for longer");
+    push_gateway::add_duration(app, "--heartbeat", o.server.heartbeat,
+                               "Heartbeat interval granted to clients that ask for 0");
+    push_gateway::add_duration(
+        app, "--timeout", o.server.timeout,
+        "Silence after which a client is dead (heartbeat_timeout); no client may ask for longer");
     app.add_option("--keepalive", o.keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")->capture_default_str();
     app.add_option("--user-timeout", o.user_timeout, "TCP_USER_TIMEOUT: auto (= keepalive budget), off, or a duration")
         ->capture_default_str();
@@ -381,8 +370,9 @@ void define_options(CLI::App& app, Options& o) {
                    "Bytes queued for a client before pushes to it fail; a client kept over it for\n"
                    "--slow-consumer-after while alive but not reading is closed as slow_consumer")
         ->capture_default_str();
-    add_duration(app, "--slow-consumer-after", o.server.slow_consumer_after,
-                 "Grace over the output budget (0 = the heartbeat timeout, at most half the user timeout)")
+    push_gateway::add_duration(
+        app, "--slow-consumer-after", o.server.slow_consumer_after,
+        "Grace over the output budget (0 = the heartbeat timeout, at most half the user timeout)")
         ->default_str("0 (auto)");
     app.add_option("--threads", o.server.threads, "Event loops")->capture_default_str()->check(CLI::Range(1, 64));
 }
