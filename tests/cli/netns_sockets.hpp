@@ -3,7 +3,9 @@
 #pragma once
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -59,6 +61,17 @@ inline std::optional<std::string> line_with(ChildProcess& p, const std::string& 
         if (!line) return std::nullopt;
         if (line->find(text) != std::string::npos) return line;
     }
+}
+
+// The socket's pending error (SO_ERROR) once poll says it is readable (an
+// error or EOF); 0 at the bound or without one.
+inline int wait_for_error(int fd, std::chrono::milliseconds limit) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(limit.count())) <= 0) return 0;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    return err;
 }
 
 }  // namespace lifeline::testing

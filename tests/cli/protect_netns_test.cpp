@@ -30,6 +30,7 @@ using lifeline::testing::line_with;
 using lifeline::testing::run_command;
 using lifeline::testing::start_in;
 using lifeline::testing::SwitchedNetwork;
+using lifeline::testing::wait_for_error;
 using namespace std::chrono_literals;
 
 constexpr int kServerHost = 0;
@@ -69,15 +70,6 @@ std::string protect(SwitchedNetwork& net, pid_t pid, const std::string& extra, i
 }
 
 // Blocks until the socket reports an error or `limit` passes; SO_ERROR, or 0.
-int wait_for_error(int fd, std::chrono::milliseconds limit) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(limit.count())) <= 0) return 0;
-    int err = 0;
-    socklen_t len = sizeof(err);
-    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    return err;
-}
-
 std::string linkage_name(const ::testing::TestParamInfo<std::string>& param) {
     return param.param.find("static") != std::string::npos ? "static" : "dynamic";
 }
