@@ -14,6 +14,7 @@ packages=(
   liburing-dev                          # serve --io uring (one io_uring_enter per loop turn)
   libcpp-httplib-dev                    # the server's /metrics and /connections endpoint
   iproute2 nftables procps              # network namespaces for the lab and netns tests
+  util-linux                            # setpriv: the protect test drops to an unprivileged user
   help2man                              # lifeline.1, the man page, from `lifeline --help`
   psmisc                                # pstree: bench/ scripts add up a server's worker processes
   libpcap-dev                           # the lab captures keepalive probes on its switch

@@ -146,11 +146,19 @@ void on_socket_event(int fd, SocketEvent event, int listener) {
     write_log(line);
 }
 
-void on_program_choice(int fd, const char* option) {
+// The start of a setsockopt log line; nullopt for a socket that is not TCP.
+static std::optional<JsonLine> setsockopt_line(int fd, const char* option) {
     const std::optional<const char*> family = tcp_family(fd);
-    if (!family) return;
+    if (!family) return std::nullopt;
     JsonLine line;
     line.field("fd", fd).field("family", *family).field("event", "setsockopt").field("option", option);
+    return line;
+}
+
+void on_program_choice(int fd, const char* option) {
+    std::optional<JsonLine> start = setsockopt_line(fd, option);
+    if (!start) return;
+    JsonLine& line = *start;
     {
         const TableLock lock;
         SocketState* s = state_slot(fd);
@@ -176,10 +184,9 @@ void on_program_keepalive_on(int fd) {
 }
 
 void after_program_choice_overridden(int fd, const char* option) {
-    const std::optional<const char*> family = tcp_family(fd);
-    if (!family) return;
-    JsonLine line;
-    line.field("fd", fd).field("family", *family).field("event", "setsockopt").field("option", option);
+    std::optional<JsonLine> start = setsockopt_line(fd, option);
+    if (!start) return;
+    JsonLine& line = *start;
     {
         const TableLock lock;
         SocketState* s = state_slot(fd);

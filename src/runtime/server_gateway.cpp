@@ -23,6 +23,8 @@ namespace {
 using runtime::Connection;
 using runtime::Worker;
 
+Error not_ours() { return make_error(Errc::invalid_argument, "not a connection of this server"); }
+
 Error no_such(ConnectionId conn) {
     return make_error(Errc::not_open, "connection " + std::to_string(conn.number) + " is not open");
 }
@@ -46,7 +48,7 @@ static Connection* here(const Server::Impl& impl, ConnectionId conn) {
 
 Result<SendStatus> Server::send(ConnectionId conn, std::span<const std::uint8_t> payload) {
     Worker* w = worker_of(*impl_, conn);
-    if (w == nullptr) return make_error(Errc::invalid_argument, "not a connection of this server");
+    if (w == nullptr) return not_ours();
     if (payload.size() > impl_->options.max_body_size)
         return make_error(Errc::too_large, "payload of " + std::to_string(payload.size()) +
                                                " bytes is larger than max_body_size (" +
@@ -65,7 +67,7 @@ Result<SendStatus> Server::send(ConnectionId conn, std::span<const std::uint8_t>
 
 Result<void> Server::close(ConnectionId conn, std::uint16_t code, std::string text) {
     Worker* w = worker_of(*impl_, conn);
-    if (w == nullptr) return make_error(Errc::invalid_argument, "not a connection of this server");
+    if (w == nullptr) return not_ours();
     if (Worker::on_this_thread() == w) {
         Connection* c = w->find(conn.slot, conn.number);
         if (c == nullptr) return no_such(conn);
@@ -124,7 +126,7 @@ void Server::for_each(std::function<void(ConnectionId)> fn) {
 
 Result<void> Server::post(ConnectionId conn, std::function<void()> fn) {
     Worker* w = worker_of(*impl_, conn);
-    if (w == nullptr) return make_error(Errc::invalid_argument, "not a connection of this server");
+    if (w == nullptr) return not_ours();
     w->loop().post(std::move(fn));
     return {};
 }
@@ -146,7 +148,7 @@ void* Server::context(ConnectionId conn) const {
 
 Result<ConnectionStats> Server::stats(ConnectionId conn) const {
     Worker* w = worker_of(*impl_, conn);
-    if (w == nullptr) return make_error(Errc::invalid_argument, "not a connection of this server");
+    if (w == nullptr) return not_ours();
     Worker* current = Worker::on_this_thread();
     if (current == w) {
         Connection* c = w->find(conn.slot, conn.number);

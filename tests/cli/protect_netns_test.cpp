@@ -145,7 +145,7 @@ TEST(ProtectPidWatch, ConnectionsMadeLaterAreProtectedAndASignalEndsIt) {
 
 TEST(ProtectPidPrivilege, WithoutPtraceRightsTheErrorNamesTheRule) {
     LIFELINE_REQUIRE_NETNS();  // Root, to drop to an unprivileged user.
-    if (run_command("setpriv --version").status != 0) GTEST_SKIP() << "setpriv (util-linux) is not installed";
+    ASSERT_EQ(run_command("setpriv --version").status, 0) << "setpriv (util-linux, scripts/install-deps.sh) is missing";
     ChildProcess target({"/bin/sleep", "30"});
     const auto r = run_command("setpriv --reuid=65534 --regid=65534 --clear-groups " + std::string(LIFELINE_BINARY) +
                                " protect --pid " + std::to_string(target.pid()) + " --detect-within 10s");
