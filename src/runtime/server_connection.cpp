@@ -272,22 +272,19 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     server.emit(e);
     // Not only if admitted_: presence goes online at admission, before
     // on_open, and a connection can end in between.
-    if (!session_.chosen_id().empty()) report_offline(reason);
     // Before on_close: once the application hears of the end, find(id) no
     // longer names this connection.
-    if (!session_.chosen_id().empty())
+    if (!session_.chosen_id().empty()) {
+        report_offline(reason);
         server.release_session(session_.chosen_id(), {static_cast<std::uint32_t>(worker().index()), slot_, id()});
+    }
     if (admitted_ && server.callbacks.on_close) {
         // Exactly once, with the event's reason. Thrown or not, it is over.
         try {
             server.callbacks.on_close(handle(), reason, message);
-        } catch (const std::exception& ex) {
-            Event err = event(EventKind::error);
-            err.message = std::string("on_close threw: ") + ex.what();
-            server.emit(err);
         } catch (...) {
             Event err = event(EventKind::error);
-            err.message = "on_close threw";
+            err.message = describe_throw("on_close", std::current_exception());
             server.emit(err);
         }
     }

@@ -106,6 +106,8 @@ private:
     template <class F>
     bool guarded(const char* name, F&& callback);
     void callback_threw(const char* name, std::exception_ptr error);
+    // "on_message threw: <what>".
+    static std::string describe_throw(const char* name, std::exception_ptr error);
     // A send() said `full` and the queue has drained to half the budget.
     void maybe_writable();
     // The session is closed: report it, release the id, close the socket.

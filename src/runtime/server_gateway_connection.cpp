@@ -126,7 +126,7 @@ ConnectionStats Connection::stats() const {
     return s;
 }
 
-void Connection::callback_threw(const char* name, std::exception_ptr error) {
+std::string Connection::describe_throw(const char* name, std::exception_ptr error) {
     std::string what = std::string(name) + " threw";
     try {
         std::rethrow_exception(error);
@@ -134,6 +134,11 @@ void Connection::callback_threw(const char* name, std::exception_ptr error) {
         what += std::string(": ") + ex.what();
     } catch (...) {
     }
+    return what;
+}
+
+void Connection::callback_threw(const char* name, std::exception_ptr error) {
+    const std::string what = describe_throw(name, error);
     Event e = event(EventKind::error);
     e.message = what + "; closing this connection only";
     worker().server().emit(e);

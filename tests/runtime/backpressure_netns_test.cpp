@@ -1,9 +1,10 @@
 // The output budget against real faults, in network namespaces: the real
 // `lifeline serve --echo` on host 0, a client on host 1 streaming 64 KiB
 // chunks at it as fast as it can, a bystander on host 2.
-//   - Cable pulled mid-transfer: the server's queue fills because the path is
-//     dead, not because the peer is slow. It must say user_timeout (within the
-//     user timeout + 1 s of the pull), never slow_consumer.
+//   - Cable pulled mid-transfer (with the server's echo verified in flight):
+//     the server's queue fills because the path is dead, not because the peer
+//     is slow. It must say user_timeout (within the user timeout + 1 s of the
+//     pull), never slow_consumer.
 //   - The client stops reading, path fine: slow_consumer once the grace
 //     period is over, not before, and the bystander is not disturbed.
 // Each for raw and framed mode, on both I/O backends. Needs root; skips with
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "lifeline/engine/codec.hpp"
+#include "net/sock_diag.hpp"
 #include "support/bounds.hpp"
 #include "support/child_process.hpp"
 #include "support/netns.hpp"
@@ -134,6 +136,28 @@ protected:
             [&](const Json& j) { return j.value("event", "") == kind && j.value("peer", "") == peer; }, limit);
     }
 
+    // True when the server's socket for `fd` holds data sent, unacknowledged
+    // and retransmitted at least once (sock_diag, in the server's namespace).
+    bool server_echo_in_flight(int fd) {
+        net::DiagFilter filter;
+        filter.local_port = kPort;
+        filter.remote_port = local_port(fd);
+        filter.ipv6 = false;
+        const Result<std::vector<net::DiagSocket>> sockets =
+            net_->in_namespace_of(kServerHost, [&] { return net::dump_tcp_sockets(filter); });
+        if (!sockets) ADD_FAILURE() << sockets.error().message;
+        if (!sockets || sockets->size() != 1 || !(*sockets)[0].info) return false;
+        const sys::TcpInfo& info = *(*sockets)[0].info;
+        return info.unacked > 0 && info.retransmits > 0;
+    }
+
+    static std::uint16_t local_port(int fd) {
+        sockaddr_in a{};
+        socklen_t len = sizeof(a);
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+        return ntohs(a.sin_port);
+    }
+
     void TearDown() override {
         for (int fd : fds_) ::close(fd);
         server_.reset();
@@ -162,6 +186,20 @@ TEST_P(Backpressure, CablePulledMidTransferIsUserTimeoutNotSlowConsumer) {
     const std::string peer = local_name(fd);
     // Steady state first: 16 MiB echoed while we keep reading.
     ASSERT_GE(stream(fd, /*reading=*/true, 16u << 20, 20s), 16u << 20) << "the echo did not flow";
+    // "Mid-transfer" has to be true when the cable goes: if the server's echo
+    // had all been acknowledged by then, nothing would be outstanding and
+    // keepalive (cut short by the user timeout) would rightly be the verdict.
+    // So the echo's way back is cut first, the client keeps sending (and
+    // reading, so its window stays open), and the cable is pulled only once
+    // the server's own socket shows data in flight, retransmitted.
+    net_->drop_arrivals_at(kClientHost);
+    const auto cut = Clock::now();
+    bool in_flight = false;
+    while (!in_flight && Clock::now() < cut + 10s) {
+        stream(fd, /*reading=*/true, 1, 20ms);
+        in_flight = server_echo_in_flight(fd);
+    }
+    ASSERT_TRUE(in_flight) << "the server never had unacknowledged echo after the way back was cut";
     net_->pull_cable(kClientHost);
     const auto pulled = Clock::now();
 

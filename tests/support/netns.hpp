@@ -117,22 +117,32 @@ public:
 
     void pull_cable(int i) { must("ip -n " + switch_ns() + " link set p" + std::to_string(i) + " down"); }
     void plug_cable(int i) { must("ip -n " + switch_ns() + " link set p" + std::to_string(i) + " up"); }
+    // A one-way fault: every packet arriving at host i is dropped (nftables in
+    // its namespace), while what it sends still gets through.
+    void drop_arrivals_at(int i) {
+        must("ip netns exec " + host_ns(i) +
+             " nft 'add table inet cut; add chain inet cut in { type filter hook input priority 0; policy accept; }; "
+             "add rule inet cut in iifname eth0 drop'");
+    }
+
+    // Runs `fn` with this thread inside host i's namespace, and comes back.
+    template <typename Fn>
+    auto in_namespace_of(int i, Fn&& fn) {
+        const int self = enter(i);
+        struct Back {
+            int self;
+            ~Back() {
+                const int back = ::setns(self, CLONE_NEWNET);
+                ::close(self);
+                if (back != 0) std::abort();  // Staying in the wrong namespace would poison every later test.
+            }
+        } back{self};
+        return fn();
+    }
 
     // A socket created inside host i's namespace (it stays there for its life).
     int socket_in(int i, int domain, int type) {
-        const int self = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-        const int target = ::open(("/run/netns/" + host_ns(i)).c_str(), O_RDONLY | O_CLOEXEC);
-        if (self < 0 || target < 0 || ::setns(target, CLONE_NEWNET) != 0) {
-            if (self >= 0) ::close(self);
-            if (target >= 0) ::close(target);
-            throw std::runtime_error("cannot enter namespace " + host_ns(i));
-        }
-        const int fd = ::socket(domain, type, 0);
-        const int back = ::setns(self, CLONE_NEWNET);
-        ::close(self);
-        ::close(target);
-        if (back != 0) std::abort();  // Staying in the wrong namespace would poison every later test.
-        return fd;
+        return in_namespace_of(i, [&] { return ::socket(domain, type, 0); });
     }
 
     // "ip netns exec <host i> <command>"
@@ -141,6 +151,19 @@ public:
     }
 
 private:
+    // Moves this thread into host i's namespace; returns a descriptor of the one it left.
+    int enter(int i) const {
+        const int self = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        const int target = ::open(("/run/netns/" + host_ns(i)).c_str(), O_RDONLY | O_CLOEXEC);
+        const bool entered = self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0;
+        if (target >= 0) ::close(target);
+        if (!entered) {
+            if (self >= 0) ::close(self);
+            throw std::runtime_error("cannot enter namespace " + host_ns(i));
+        }
+        return self;
+    }
+
     static int& counter() {
         static int c = 0;
         return c;
