@@ -18,6 +18,7 @@ packages=(
   help2man                              # lifeline.1, the man page, from `lifeline --help`
   psmisc                                # pstree: bench/ scripts add up a server's worker processes
   libpcap-dev                           # the lab captures keepalive probes on its switch
+  clang libbpf-dev bpftool              # protect --cgroup: the BPF sock_ops program and its skeleton
   libasio-dev                           # bench baseline: bench/asio_echo_server (standalone Asio, no Boost)
   libssl-dev                            # examples/push_gateway: HMAC-SHA256 client credentials
   mosquitto                             # bench baseline: MQTT keep-alive broker for `lifeline bench --protocol mqtt`

@@ -6,10 +6,12 @@
 
 #include <chrono>
 #include <csignal>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "bpf/cgroup_protection.hpp"
 #include "cli/commands.hpp"
 #include "net/connection_health.hpp"
 #include "net/sock_diag.hpp"
@@ -36,8 +38,24 @@ struct Row {
     net::DiagSocket socket;
     net::KeepaliveView keepalive;
     net::HealthAssessment health;
-    std::string owner_read_error;  // Why the owner's options could not be read, if they could not.
+    std::string owner_read_error;                  // Why the owner's options could not be read, if they could not.
+    std::optional<bpf::TouchedSocket> set_by_bpf;  // `protect --cgroup` set its options
 };
+
+std::uint64_t cookie_of(const net::DiagSocket& s) {
+    return static_cast<std::uint64_t>(s.cookie[0]) | (static_cast<std::uint64_t>(s.cookie[1]) << 32);
+}
+
+// The sockets `protect --cgroup` programs set, by cookie. Best effort: without
+// root or BPF the column stays empty rather than failing the listing.
+std::map<std::uint64_t, bpf::TouchedSocket> touched_by_bpf(bool root) {
+    std::map<std::uint64_t, bpf::TouchedSocket> out;
+    if (!root || !bpf::built_with_bpf()) return out;
+    Result<std::vector<bpf::TouchedSocket>> touched = bpf::touched_sockets();
+    if (!touched) return out;
+    for (bpf::TouchedSocket& t : *touched) out.emplace(t.cookie, std::move(t));
+    return out;
+}
 
 volatile std::sig_atomic_t g_stop = 0;
 
@@ -61,6 +79,7 @@ Result<std::vector<Row>> collect(const InspectOptions& o, const TcpKernelSetting
     filter.find_owners = o.pid > 0 || (root && o.read_owners);
     Result<std::vector<net::DiagSocket>> sockets = net::dump_tcp_sockets(filter);
     if (!sockets) return sockets.error();
+    const std::map<std::uint64_t, bpf::TouchedSocket> touched = touched_by_bpf(root);
     std::vector<Row> rows;
     for (net::DiagSocket& s : *sockets) {
         if (o.pid > 0 && (!s.owner || s.owner->pid != o.pid)) continue;
@@ -76,6 +95,7 @@ Result<std::vector<Row>> collect(const InspectOptions& o, const TcpKernelSetting
         }
         row.keepalive = net::keepalive_view(s, read, sysctls);
         row.health = net::assess(s, row.keepalive, sysctls);
+        if (auto t = touched.find(cookie_of(s)); t != touched.end()) row.set_by_bpf = t->second;
         row.socket = std::move(s);
         rows.push_back(std::move(row));
     }
@@ -127,6 +147,12 @@ json to_json(const Row& r) {
     };
     if (s.owner) j["owner"] = {{"pid", s.owner->pid}, {"fd", s.owner->fd}, {"command", s.owner->command}};
     if (!r.owner_read_error.empty()) j["owner_read_error"] = r.owner_read_error;
+    if (r.set_by_bpf) {
+        j["bpf"] = {{"program_id", r.set_by_bpf->program_id},
+                    {"generation", r.set_by_bpf->generation},
+                    {"refused", r.set_by_bpf->refused},
+                    {"established_ago_ms", r.set_by_bpf->age.ms()}};
+    }
     return j;
 }
 
@@ -140,8 +166,8 @@ void print_table(const std::vector<Row>& rows) {
         const int probes = std::max<int>(s.timer == net::SocketTimer::keepalive ? s.timer_retransmits : 0, info.probes);
         const int retrans =
             std::max<int>(s.timer == net::SocketTimer::retransmit ? s.timer_retransmits : 0, info.retransmits);
-        const std::string owner =
-            s.owner ? fmt::format("{}/{} fd {}", s.owner->pid, s.owner->command, s.owner->fd) : "-";
+        std::string owner = s.owner ? fmt::format("{}/{} fd {}", s.owner->pid, s.owner->command, s.owner->fd) : "-";
+        if (r.set_by_bpf) owner += fmt::format(" [protect --cgroup, policy {}]", r.set_by_bpf->generation);
         fmt::print("{:<22} {:<22} {:<11} {:<16} {:>7} {:>7} {:>6} {:>7} {:>9} {:<14} {:>10}  {}\n", s.local.to_string(),
                    s.remote.to_string(), sys::to_string(s.state), keepalive_cell(r.keepalive),
                    user_timeout_cell(r.keepalive), info.unacked, probes, retrans, to_human(info.last_data_received),
@@ -200,7 +226,8 @@ void add_inspect_command(CLI::App& app, Action& run) {
         "verdict: healthy, probing (keepalive probes unanswered), retransmitting (data unacknowledged),\n"
         "zero-window (peer not reading) or unprotected (no keepalive, no user timeout: a dead idle peer\n"
         "would never be noticed), with the time left until the kernel gives up. As root, each socket's\n"
-        "own settings are read from its process (pidfd_getfd); otherwise they are inferred (marked ~).");
+        "own settings are read from its process (pidfd_getfd); otherwise they are inferred (marked ~).\n"
+        "Sockets whose options `lifeline protect --cgroup` set are marked with its policy generation.");
     sub->add_option("--port", opts->port, "Only connections with this local or remote port")
         ->check(CLI::Range(1, 65535));
     sub->add_option("--pid", opts->pid, "Only sockets owned by this process")->check(CLI::PositiveNumber);

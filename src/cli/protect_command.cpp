@@ -1,6 +1,8 @@
 // `lifeline protect --pid PID`: give a running program's TCP connections a
-// keepalive policy from outside, through pidfd_getfd (src/net/pidfd.hpp). This
-// file is options and printing only.
+// keepalive policy from outside, through pidfd_getfd (src/net/pidfd.hpp).
+// `lifeline protect --cgroup PATH`: the same for every connection established
+// in a cgroup, through a BPF sock_ops program (src/bpf/cgroup_protection.hpp).
+// This file is options and printing only.
 #include <fmt/core.h>
 
 #include <chrono>
@@ -11,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf/cgroup_protection.hpp"
 #include "cli/commands.hpp"
 #include "cli/policy_options.hpp"
 #include "cli/stop_signals.hpp"
@@ -22,6 +25,8 @@ namespace {
 
 struct ProtectOptions {
     int pid = 0;
+    std::string cgroup;
+    bool detach = false;
     bool watch = false;
     Duration interval = Duration::seconds(1);
     bool dry_run = false;
@@ -117,7 +122,52 @@ int watch(const ProtectOptions& o, const net::PidFd& process, const KeepalivePol
     return failures == 0 ? 0 : 1;
 }
 
+int detach_cgroup(const ProtectOptions& o) {
+    Result<bool> detached = bpf::unprotect_cgroup(o.cgroup);
+    if (!detached) {
+        fmt::print(stderr, "lifeline protect: {}\n", detached.error().message);
+        return 1;
+    }
+    if (!*detached) {
+        fmt::print(stderr, "lifeline protect: no lifeline program is attached to {}: nothing to detach\n", o.cgroup);
+        return 1;
+    }
+    fmt::print(
+        "cgroup {}: detached; connections established from now on keep the kernel's defaults "
+        "(open ones keep what they got)\n",
+        o.cgroup);
+    return 0;
+}
+
+int protect_cgroup(const ProtectOptions& o, const KeepalivePolicy& policy) {
+    if (o.dry_run) {
+        Result<KeepalivePolicy> current = bpf::cgroup_policy(o.cgroup);
+        if (!current && current.error().code != Errc::not_open) {
+            fmt::print(stderr, "lifeline protect: {}\n", current.error().message);
+            return 1;
+        }
+        fmt::print("cgroup {}: now {}; would be keepalive {}\n", o.cgroup,
+                   current ? "keepalive " + current->to_string() : "unprotected", policy.to_string());
+        return 0;
+    }
+    Result<bpf::CgroupProtection> done = bpf::protect_cgroup(o.cgroup, policy);
+    if (!done) {
+        fmt::print(stderr, "lifeline protect: {}\n", done.error().message);
+        return 1;
+    }
+    fmt::print("cgroup {}: {} BPF sock_ops program id {} (policy generation {}): keepalive {}\n", o.cgroup,
+               done->updated ? "updated the policy of" : "attached", done->program_id, done->generation,
+               policy.to_string());
+    fmt::print(
+        "  every TCP connection established in the cgroup from now on gets it (connections already open\n"
+        "  keep theirs: protect them with --pid). The attachment stays after this command; remove it with\n"
+        "  lifeline protect --cgroup {} --detach\n",
+        o.cgroup);
+    return 0;
+}
+
 int run_protect(const ProtectOptions& o, const CLI::App& sub) {
+    if (!o.cgroup.empty() && o.detach) return detach_cgroup(o);
     std::vector<std::string> explanation;
     Result<KeepalivePolicy> policy = resolve_policy(o.policy, sub, explanation);
     if (!policy) {
@@ -127,6 +177,10 @@ int run_protect(const ProtectOptions& o, const CLI::App& sub) {
     if (auto valid = policy->validate(); !valid) {
         fmt::print(stderr, "lifeline protect: {}\n", valid.error().message);
         return 2;
+    }
+    if (!o.cgroup.empty()) {
+        for (const std::string& line : explanation) fmt::print(stderr, "  {}\n", line);
+        return protect_cgroup(o, *policy);
     }
     Result<net::PidFd> process = net::PidFd::open(o.pid);
     if (!process) {
@@ -160,13 +214,25 @@ void add_protect_command(CLI::App& app, Action& run) {
         "read back and closed. Prints the values before and after per socket. Connections accepted\n"
         "later inherit a protected listener's options; --watch also catches new sockets the program\n"
         "connects. Needs ptrace rights over the target (root or CAP_SYS_PTRACE, subject to\n"
-        "kernel.yama.ptrace_scope), and runs in the target's network namespace (nsenter -t PID -n).");
-    sub->add_option("--pid", opts->pid, "The process to protect")->required()->check(CLI::PositiveNumber);
-    sub->add_flag("--watch", opts->watch, "Keep protecting new sockets until SIGINT/SIGTERM or the process exits");
-    add_duration_option(*sub, "--interval", opts->interval, "With --watch: how often to look for new sockets");
+        "kernel.yama.ptrace_scope), and runs in the target's network namespace (nsenter -t PID -n).\n"
+        "With --cgroup PATH instead: attaches a BPF sock_ops program to that cgroup v2 so every TCP\n"
+        "connection established there from then on, connected or accepted, by any program started in\n"
+        "it at any time, gets the policy (bpf_setsockopt; needs root). Running it again replaces the\n"
+        "policy live; --detach removes it. `lifeline inspect` marks the sockets it touched.");
+    CLI::Option* pid = sub->add_option("--pid", opts->pid, "The process to protect")->check(CLI::PositiveNumber);
+    CLI::Option* cgroup =
+        sub->add_option("--cgroup", opts->cgroup, "The cgroup v2 directory to protect (e.g. /sys/fs/cgroup/app)");
+    pid->excludes(cgroup);
+    sub->add_flag("--detach", opts->detach, "With --cgroup: remove lifeline's program from the cgroup")->needs(cgroup);
+    CLI::Option* watch_flag =
+        sub->add_flag("--watch", opts->watch, "Keep protecting new sockets until SIGINT/SIGTERM or the process exits")
+            ->needs(pid);
+    add_duration_option(*sub, "--interval", opts->interval, "With --watch: how often to look for new sockets")
+        ->needs(watch_flag);
     sub->add_flag("--dry-run", opts->dry_run, "Show what would change; set nothing");
     add_policy_options(*sub, opts->policy);
     sub->callback([opts, &run, sub] {
+        if (opts->pid == 0 && opts->cgroup.empty()) throw CLI::RequiredError("--pid or --cgroup");
         if (opts->interval <= Duration::zero()) throw CLI::ValidationError("--interval", "must be > 0");
         run = [opts, sub] { return run_protect(*opts, *sub); };
     });

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "net/pidfd.hpp"
 #include "net/sock_diag.hpp"
 #include "support/child_process.hpp"
 #include "support/netns.hpp"
@@ -24,21 +26,10 @@ namespace lifeline::testing {
 // The established TCP sockets of namespace `ns` with local or remote `port`,
 // dumped from inside it (sock_diag answers for its own namespace only).
 inline std::vector<net::DiagSocket> established_in(const std::string& ns, std::uint16_t port) {
-    const int self = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    const int target = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-    if (self < 0 || target < 0 || ::setns(target, CLONE_NEWNET) != 0) {
-        if (self >= 0) ::close(self);
-        if (target >= 0) ::close(target);
-        throw std::runtime_error("cannot enter namespace " + ns);
-    }
     net::DiagFilter filter;
     filter.states = 1u << static_cast<int>(sys::TcpState::established);
     filter.any_port = port;
-    Result<std::vector<net::DiagSocket>> sockets = net::dump_tcp_sockets(filter);
-    const int back = ::setns(self, CLONE_NEWNET);
-    ::close(self);
-    ::close(target);
-    if (back != 0) std::abort();  // Staying in the wrong namespace would poison every later test.
+    Result<std::vector<net::DiagSocket>> sockets = in_namespace(ns, [&] { return net::dump_tcp_sockets(filter); });
     if (!sockets) throw std::runtime_error(sockets.error().message);
     return std::move(*sockets);
 }
@@ -61,6 +52,24 @@ inline std::optional<std::string> line_with(ChildProcess& p, const std::string& 
         if (!line) return std::nullopt;
         if (line->find(text) != std::string::npos) return line;
     }
+}
+
+// Our duplicate (pidfd_getfd) of the socket a plain_server reports next as
+// "accepted FD"; -1, with a test failure, when it does not.
+inline net::OwnedFd accepted_socket(ChildProcess& server) {
+    const std::optional<std::string> accepted = line_with(server, "accepted ", std::chrono::seconds(10));
+    if (!accepted) {
+        ADD_FAILURE() << "the server accepted nothing";
+        return net::OwnedFd();
+    }
+    Result<net::PidFd> pidfd = net::PidFd::open(server.pid());
+    Result<net::OwnedFd> dup =
+        pidfd ? pidfd->duplicate(std::stoi(accepted->substr(9))) : Result<net::OwnedFd>(pidfd.error());
+    if (!dup) {
+        ADD_FAILURE() << dup.error().message;
+        return net::OwnedFd();
+    }
+    return std::move(*dup);
 }
 
 // The socket's pending error (SO_ERROR) once poll says it is readable (an

@@ -52,14 +52,8 @@ void serve_one(SwitchedNetwork& net, const std::string& binary, std::uint16_t po
     ASSERT_TRUE(line_with(*out.server, "listening", 10s)) << binary << " did not start";
     out.client = start_in(net, kClientHost, {PLAIN_CLIENT, net.address(kServerHost), std::to_string(port)});
     ASSERT_TRUE(line_with(*out.client, "connected", 10s));
-    const std::optional<std::string> accepted = line_with(*out.server, "accepted ", 10s);
-    ASSERT_TRUE(accepted);
-    const int fd = std::stoi(accepted->substr(9));
-    Result<net::PidFd> pidfd = net::PidFd::open(out.server->pid());
-    ASSERT_TRUE(pidfd) << pidfd.error().message;
-    Result<net::OwnedFd> dup = pidfd->duplicate(fd);
-    ASSERT_TRUE(dup) << dup.error().message;
-    out.server_socket = std::move(*dup);
+    out.server_socket = testing::accepted_socket(*out.server);
+    ASSERT_GE(out.server_socket.get(), 0);
 }
 
 std::string protect(SwitchedNetwork& net, pid_t pid, const std::string& extra, int& status) {

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lifeline::testing {
@@ -69,6 +70,29 @@ inline bool in_ci() {
             GTEST_SKIP() << why;                                                 \
         }                                                                        \
     } while (0)
+
+// Runs `fn` with this thread inside the named network namespace
+// (/run/netns/NAME), and comes back, also when `fn` throws.
+template <typename Fn>
+auto in_namespace(const std::string& name, Fn&& fn) {
+    const int self = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    const int target = ::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+    const bool entered = self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0;
+    if (target >= 0) ::close(target);
+    if (!entered) {
+        if (self >= 0) ::close(self);
+        throw std::runtime_error("cannot enter namespace " + name);
+    }
+    struct Back {
+        int self;
+        ~Back() {
+            const int back = ::setns(self, CLONE_NEWNET);
+            ::close(self);
+            if (back != 0) std::abort();  // Staying in the wrong namespace would poison every later test.
+        }
+    } back{self};
+    return fn();
+}
 
 // Deletes namespaces left by earlier runs of tests with this prefix whose
 // process is gone (a crashed or killed test cannot run its destructor).
@@ -127,17 +151,8 @@ public:
 
     // Runs `fn` with this thread inside host i's namespace, and comes back.
     template <typename Fn>
-    auto in_namespace_of(int i, Fn&& fn) {
-        const int self = enter(i);
-        struct Back {
-            int self;
-            ~Back() {
-                const int back = ::setns(self, CLONE_NEWNET);
-                ::close(self);
-                if (back != 0) std::abort();  // Staying in the wrong namespace would poison every later test.
-            }
-        } back{self};
-        return fn();
+    auto in_namespace_of(int i, Fn&& fn) const {
+        return in_namespace(host_ns(i), std::forward<Fn>(fn));
     }
 
     // A socket created inside host i's namespace (it stays there for its life).
@@ -151,19 +166,6 @@ public:
     }
 
 private:
-    // Moves this thread into host i's namespace; returns a descriptor of the one it left.
-    int enter(int i) const {
-        const int self = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-        const int target = ::open(("/run/netns/" + host_ns(i)).c_str(), O_RDONLY | O_CLOEXEC);
-        const bool entered = self >= 0 && target >= 0 && ::setns(target, CLONE_NEWNET) == 0;
-        if (target >= 0) ::close(target);
-        if (!entered) {
-            if (self >= 0) ::close(self);
-            throw std::runtime_error("cannot enter namespace " + host_ns(i));
-        }
-        return self;
-    }
-
     static int& counter() {
         static int c = 0;
         return c;
