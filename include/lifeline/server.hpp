@@ -56,6 +56,10 @@ struct ServerOptions {
     Duration idle_timeout = Duration::zero();           // raw mode: close after this long without bytes (0 = off)
     bool server_pings = false;                          // The server also sends PINGs when quiet.
     KeepalivePolicy keepalive;                          // Applied to every accepted socket.
+    // True: set no keepalive option and no user timeout at all; accepted
+    // sockets keep what the kernel (or an outside tool: `lifeline run`,
+    // `protect`, a BPF program) gives them. `keepalive` is then disabled().
+    bool keepalive_from_outside = false;
     int threads = 1;
     IoBackend io = IoBackend::epoll;
     // Output backpressure. With more than the budget queued for a peer, the

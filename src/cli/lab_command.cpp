@@ -218,7 +218,10 @@ void add_lab_command(CLI::App& app, Action& run) {
         "timeline per cell.\n\nFaults:\n" +
             names_of_faults() +
             "\nMechanisms: none (default sockets), keepalive (SO_KEEPALIVE idle/interval/count),\n"
-            "keepalive+user_timeout (plus TCP_USER_TIMEOUT), heartbeat (framed protocol only), all.\n\n"
+            "keepalive+user_timeout (plus TCP_USER_TIMEOUT), heartbeat (framed protocol only), all;\n"
+            "run and protect: a server that sets no socket option itself (serve --keepalive system, for\n"
+            "a program nobody rewrote) given keepalive+user_timeout from outside, by `lifeline run` at\n"
+            "start or by `lifeline protect --pid` once connected; their clients have nothing.\n\n"
             "Needs root (or unprivileged user namespaces). Everything it creates is removed at the end,\n"
             "on Ctrl-C, and (for a lab that crashed) at the next start.\n"
             "Exit status: 0 every cell as expected, 3 some cell not, 1 error, 2 usage, 130 interrupted.");

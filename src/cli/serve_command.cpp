@@ -33,6 +33,17 @@ struct ServeOptions {
     Duration detect_within;
 };
 
+// --keepalive/--user-timeout; `system` sets s.keepalive_from_outside and
+// leaves the sockets' options alone, so a --user-timeout with it is an error.
+Result<KeepalivePolicy> parse_keepalive(const ServeOptions& o, ServerOptions& s) {
+    s.keepalive_from_outside = o.keepalive == "system";
+    if (!s.keepalive_from_outside) return KeepalivePolicy::parse(o.keepalive, o.user_timeout);
+    if (o.user_timeout != "auto" && o.user_timeout != "off")
+        return Error{"--keepalive system sets no socket option, so it takes no --user-timeout (got " + o.user_timeout +
+                     ")"};
+    return KeepalivePolicy::disabled();
+}
+
 int run_serve(ServeOptions& o, const CLI::App& app) {
     // The choices CLI11 checked as strings, before anything validates them.
     o.server.mode = o.mode == "raw" ? ServerMode::raw : ServerMode::framed;
@@ -46,7 +57,7 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         }
         ServerOptions check = o.server;
         if (o.detect_within <= Duration::zero()) {
-            Result<KeepalivePolicy> k = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
+            Result<KeepalivePolicy> k = parse_keepalive(o, check);
             if (!k) {
                 fmt::print(stderr, "lifeline serve: {}\n",
                            cli::with_flag_names(k.error().message, cli::kKeepaliveFlags));
@@ -84,7 +95,7 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         fmt::print(stderr, "lifeline serve: --detect-within {}:\n", to_string(o.detect_within));
         for (const auto& line : plan->explanation) fmt::print(stderr, "  {}\n", line);
     }
-    Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
+    Result<KeepalivePolicy> keepalive = parse_keepalive(o, s);
     if (!keepalive) {
         fmt::print(stderr, "lifeline serve: {}\n",
                    cli::with_flag_names(keepalive.error().message, cli::kKeepaliveFlags));
@@ -114,8 +125,8 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         "lifeline serve: {} mode on {} ({}), heartbeat {} / timeout {} (min interval {}), keepalive {}, {} "
         "thread{}{}{}\n",
         o.mode, (*server)->local_address(), o.io, to_string(s.heartbeat), to_string(s.timeout),
-        to_string(s.min_interval), s.keepalive.to_string(), s.threads, s.threads == 1 ? "" : "s",
-        s.http.empty() ? "" : ", http on " + s.http,
+        to_string(s.min_interval), s.keepalive_from_outside ? "system (no option set)" : s.keepalive.to_string(),
+        s.threads, s.threads == 1 ? "" : "s", s.http.empty() ? "" : ", http on " + s.http,
         o.faults.push_rate == 0 ? "" : ", pushing " + std::to_string(o.faults.push_rate) + " B/s to every client");
     Server* raw = server->get();
     signals.on_signal([raw] { raw->stop(); });
@@ -154,7 +165,10 @@ void add_serve_command(CLI::App& app, Action& run) {
     add_duration_option(*sub, "--handshake-timeout", s.handshake_timeout, "HELLO must arrive within this of accept");
     add_duration_option(*sub, "--idle-timeout", s.idle_timeout,
                         "raw mode: close after this long without a byte (0 = off)");
-    sub->add_option("--keepalive", opts->keepalive, "Kernel keepalive IDLE:INTERVAL:COUNT, or off")
+    sub->add_option("--keepalive", opts->keepalive,
+                    "Kernel keepalive IDLE:INTERVAL:COUNT, off, or system (set no keepalive option and no user\n"
+                    "timeout: sockets keep what the kernel or an outside tool, such as `lifeline run` or\n"
+                    "`protect`, gives them)")
         ->capture_default_str();
     sub->add_option("--user-timeout", opts->user_timeout,
                     "TCP_USER_TIMEOUT: auto (= keepalive budget), off, or a duration")

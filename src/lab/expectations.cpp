@@ -42,24 +42,27 @@ const std::vector<R> kAnyLoss = {R::heartbeat_timeout, R::keepalive_timeout, R::
                                  R::peer_closed,       R::peer_reset,        R::slow_consumer};
 
 CellExpectation make(Fault fault, Mechanism m, const LabConfig& c) {
+    // run and protect: a protected server, a client with nothing.
+    const Mechanism ms = side_mechanism(m, Side::server);
+    const Mechanism mc = side_mechanism(m, Side::client);
     CellExpectation e;
     switch (fault) {
         case Fault::cable_pull:
-            e.server = silent_peer(m, c);
-            e.client = silent_peer(m, c);
+            e.server = silent_peer(ms, c);
+            e.client = silent_peer(mc, c);
             break;
         case Fault::blackhole_out:
             // The server hears nothing; the client still hears the server.
-            e.server = silent_peer(m, c);
+            e.server = silent_peer(ms, c);
             e.client = either(kAnyLoss);
             break;
         case Fault::blackhole_in:
             e.server = either(kAnyLoss);
-            e.client = silent_peer(m, c);
+            e.client = silent_peer(mc, c);
             break;
         case Fault::freeze:
             // The frozen process's kernel answers keepalive probes: only heartbeats see it.
-            e.server = has_heartbeat(m) ? detect({R::heartbeat_timeout}, heartbeat_budget(c)) : not_detect();
+            e.server = has_heartbeat(ms) ? detect({R::heartbeat_timeout}, heartbeat_budget(c)) : not_detect();
             e.client = not_detect();
             break;
         case Fault::crash:
@@ -69,9 +72,9 @@ CellExpectation make(Fault fault, Mechanism m, const LabConfig& c) {
             break;
         case Fault::host_reboot:
             // Only a side that sends something meets the RST.
-            if (has_heartbeat(m)) {
+            if (has_heartbeat(ms)) {
                 e.server = detect({R::peer_reset, R::heartbeat_timeout}, heartbeat_budget(c));
-            } else if (has_keepalive(m)) {
+            } else if (has_keepalive(ms)) {
                 e.server = detect({R::peer_reset, R::keepalive_timeout}, keepalive_budget(c));
             } else {
                 e.server = not_detect();
@@ -80,14 +83,14 @@ CellExpectation make(Fault fault, Mechanism m, const LabConfig& c) {
             break;
         case Fault::transfer_cut:
             // Unacknowledged data stops keepalive; only the user timeout (or heartbeats) end it.
-            if (has_heartbeat(m)) {
+            if (has_heartbeat(ms)) {
                 e.server = detect({R::heartbeat_timeout}, heartbeat_budget(c));
-            } else if (has_user_timeout(m)) {
+            } else if (has_user_timeout(ms)) {
                 e.server = detect({R::user_timeout}, c.user_timeout);
             } else {
                 e.server = not_detect();
             }
-            e.client = silent_peer(m, c);
+            e.client = silent_peer(mc, c);
             break;
         case Fault::stuck_reader:
             // The output budget runs out (the user timeout may also abort a zero window).
@@ -116,9 +119,9 @@ CellExpectation make(Fault fault, Mechanism m, const LabConfig& c) {
             break;
         case Fault::server_reboot:
             // The mirror of host_reboot: only a client that sends meets the RST.
-            if (has_heartbeat(m)) {
+            if (has_heartbeat(mc)) {
                 e.client = detect({R::peer_reset, R::heartbeat_timeout}, heartbeat_budget(c));
-            } else if (has_keepalive(m)) {
+            } else if (has_keepalive(mc)) {
                 e.client = detect({R::peer_reset, R::keepalive_timeout}, keepalive_budget(c));
             } else {
                 e.client = not_detect();
@@ -194,10 +197,14 @@ bool carries_application_data(Fault fault) {
 
 bool keeps_nat_flow(Mechanism m, const LabConfig& c) {
     // The quiet gap on the flow: a heartbeat interval, or keepalive's idle
-    // time then its interval. A probe and its ACK take far less than the margin.
-    if (has_heartbeat(m)) return c.heartbeat_interval < c.nat_timeout;
-    if (has_keepalive(m)) return std::max(c.keepalive_idle, c.keepalive_interval) < c.nat_timeout;
-    return false;
+    // time then its interval. A probe and its ACK take far less than the
+    // margin. Either side's traffic keeps the flow.
+    const auto side_keeps = [&](Mechanism side) {
+        if (has_heartbeat(side)) return c.heartbeat_interval < c.nat_timeout;
+        if (has_keepalive(side)) return std::max(c.keepalive_idle, c.keepalive_interval) < c.nat_timeout;
+        return false;
+    };
+    return side_keeps(side_mechanism(m, Side::server)) || side_keeps(side_mechanism(m, Side::client));
 }
 
 Duration keepalive_budget(const LabConfig& c) { return c.keepalive_idle + c.keepalive_interval * c.keepalive_count; }

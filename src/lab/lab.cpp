@@ -114,6 +114,7 @@ public:
         result.captured = capture_ != nullptr;
         if (auto r = start_servers(); !r) return r.error();
         if (auto r = start_clients(); !r) return r.error();
+        if (auto r = protect_servers(); !r) return r.error();
         say(fmt::format("{} connections up; {} of healthy traffic before the faults", cells_.size(),
                         to_string(config_.settle)));
         if (auto r = watch_until(wall_ns_now() + config_.settle.ns()); !r) return r.error();
@@ -209,12 +210,28 @@ private:
         say(fmt::format("starting {} servers and {} clients", cells_.size(), cells_.size()));
         for (Cell& c : cells_) {
             const std::string listen = network_->endpoint(c.server_host, c.port);
-            if (auto r = spawn(c.server, network_->ns(c.server_host),
-                               server_arguments(c.fault, c.mechanism, config_, listen), log_path(c, "server"));
-                !r)
+            std::vector<std::string> args = server_arguments(c.fault, c.mechanism, config_, listen);
+            if (c.mechanism == Mechanism::run) {
+                std::vector<std::string> wrapper = run_wrapper(config_, options_.binary);
+                args.insert(args.begin(), wrapper.begin(), wrapper.end());
+            }
+            if (auto r = spawn(c.server, network_->ns(c.server_host), std::move(args), log_path(c, "server")); !r)
                 return r;
         }
         return wait_for([](const Cell& c) { return c.server.ready; }, "servers listening");
+    }
+
+    // Mechanism::protect: `lifeline protect --pid` on each such server once
+    // its connection is up, as an operator would on a program already running.
+    Result<void> protect_servers() {
+        for (Cell& c : cells_) {
+            if (c.mechanism != Mechanism::protect) continue;
+            std::vector<std::string> argv = protect_arguments(config_, c.server.process->pid());
+            argv.insert(argv.begin(), options_.binary);
+            if (Result<std::string> r = run_command(argv, network_->ns(c.server_host)); !r)
+                return r.error().with_context(fmt::format("{}/protect", to_string(c.fault)));
+        }
+        return {};
     }
 
     Result<void> start_clients() {

@@ -44,5 +44,9 @@ std::vector<std::string> server_arguments(Fault fault, Mechanism mechanism, cons
                                           const std::string& listen);
 std::vector<std::string> client_arguments(Fault fault, Mechanism mechanism, const LabConfig& config,
                                           const std::string& server);
+// Mechanism::run: what goes before the server's arguments (`run POLICY -- BINARY`).
+std::vector<std::string> run_wrapper(const LabConfig& config, const std::string& binary);
+// Mechanism::protect: `protect --pid PID POLICY`, run once the server is connected.
+std::vector<std::string> protect_arguments(const LabConfig& config, int pid);
 
 }  // namespace lifeline::lab

@@ -30,7 +30,30 @@ std::string user_timeout_spec(Mechanism m, const LabConfig& c) {
     return m == Mechanism::keepalive_user_timeout || m == Mechanism::all ? to_string(c.user_timeout) : "off";
 }
 
+bool protected_from_outside(Mechanism m) { return m == Mechanism::run || m == Mechanism::protect; }
+
+// The policy `run` and `protect` give the server: keepalive + user timeout.
+std::vector<std::string> outside_policy(const LabConfig& c) {
+    const Mechanism m = side_mechanism(Mechanism::run, Side::server);
+    return {"--keepalive", keepalive_spec(m, c), "--user-timeout", user_timeout_spec(m, c)};
+}
+
 }  // namespace
+
+std::vector<std::string> run_wrapper(const LabConfig& config, const std::string& binary) {
+    std::vector<std::string> a = {"run"};
+    const std::vector<std::string> policy = outside_policy(config);
+    a.insert(a.end(), policy.begin(), policy.end());
+    a.insert(a.end(), {"--", binary});
+    return a;
+}
+
+std::vector<std::string> protect_arguments(const LabConfig& config, int pid) {
+    std::vector<std::string> a = {"protect", "--pid", std::to_string(pid)};
+    const std::vector<std::string> policy = outside_policy(config);
+    a.insert(a.end(), policy.begin(), policy.end());
+    return a;
+}
 
 Result<void> LabOptions::validate() const {
     const LabConfig& c = config;
@@ -64,15 +87,12 @@ Result<void> LabOptions::validate() const {
 }
 
 std::vector<std::string> server_arguments(Fault fault, Mechanism m, const LabConfig& c, const std::string& listen) {
-    std::vector<std::string> a = {"serve",
-                                  "--listen",
-                                  listen,
-                                  "--log",
-                                  "json",
-                                  "--keepalive",
-                                  keepalive_spec(m, c),
-                                  "--user-timeout",
-                                  user_timeout_spec(m, c)};
+    std::vector<std::string> a = {"serve", "--listen", listen, "--log", "json"};
+    if (protected_from_outside(m)) {
+        a.insert(a.end(), {"--keepalive", "system"});
+    } else {
+        a.insert(a.end(), {"--keepalive", keepalive_spec(m, c), "--user-timeout", user_timeout_spec(m, c)});
+    }
     if (is_framed(m)) {
         // The server pings too, so a rebooted client's RST reaches it as fast as heartbeats allow.
         a.insert(a.end(),
@@ -88,7 +108,8 @@ std::vector<std::string> server_arguments(Fault fault, Mechanism m, const LabCon
     return a;
 }
 
-std::vector<std::string> client_arguments(Fault fault, Mechanism m, const LabConfig& c, const std::string& server) {
+std::vector<std::string> client_arguments(Fault fault, Mechanism cell, const LabConfig& c, const std::string& server) {
+    const Mechanism m = side_mechanism(cell, Side::client);
     std::vector<std::string> a = {"connect",        server,
                                   "--log",          "json",
                                   "--keepalive",    keepalive_spec(m, c),

@@ -70,8 +70,17 @@ std::string_view to_string(Mechanism mechanism) {
             return "heartbeat";
         case Mechanism::all:
             return "all";
+        case Mechanism::run:
+            return "run";
+        case Mechanism::protect:
+            return "protect";
     }
     return "unknown";
+}
+
+Mechanism side_mechanism(Mechanism mechanism, Side side) {
+    if (mechanism != Mechanism::run && mechanism != Mechanism::protect) return mechanism;
+    return side == Side::server ? Mechanism::keepalive_user_timeout : Mechanism::none;
 }
 
 std::string_view to_string(Side side) { return side == Side::server ? "server" : "client"; }

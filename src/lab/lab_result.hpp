@@ -33,6 +33,8 @@ inline constexpr Fault kAllFaults[] = {Fault::cable_pull,   Fault::blackhole_out
                                        Fault::transfer_cut, Fault::stuck_reader,  Fault::server_stall,
                                        Fault::nat_expiry,   Fault::server_reboot};
 
+enum class Side : unsigned char { server, client };
+
 // The detection mechanisms each fault is run against.
 enum class Mechanism : unsigned char {
     none,                    // Default sockets, raw mode: shows the problem.
@@ -40,12 +42,21 @@ enum class Mechanism : unsigned char {
     keepalive_user_timeout,  // Keepalive plus TCP_USER_TIMEOUT.
     heartbeat,               // The framed protocol's heartbeats only (no kernel options).
     all,                     // Heartbeats, keepalive and user timeout together.
+    // A server that sets no socket option itself (`serve --keepalive system`,
+    // standing for a program nobody rewrote), given keepalive + user timeout
+    // from outside; the client has none. run: started under `lifeline run`
+    // (the preload library); protect: `lifeline protect --pid` once connected.
+    run,
+    protect,
 };
 
-inline constexpr Mechanism kAllMechanisms[] = {Mechanism::none, Mechanism::keepalive, Mechanism::keepalive_user_timeout,
-                                               Mechanism::heartbeat, Mechanism::all};
+inline constexpr Mechanism kAllMechanisms[] = {
+    Mechanism::none, Mechanism::keepalive, Mechanism::keepalive_user_timeout, Mechanism::heartbeat, Mechanism::all,
+    Mechanism::run,  Mechanism::protect};
 
-enum class Side : unsigned char { server, client };
+// What one side of a cell runs: run and protect give the server keepalive +
+// user timeout and the client nothing; the others are the same on both sides.
+Mechanism side_mechanism(Mechanism mechanism, Side side);
 
 std::string_view to_string(Fault fault);          // "cable_pull"
 std::string_view to_string(Mechanism mechanism);  // "keepalive+user_timeout"

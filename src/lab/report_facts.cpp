@@ -30,9 +30,13 @@ std::size_t count_probes(const CellResult& cell) {
     }));
 }
 
+static bool is_keepalive_side(Mechanism m) {
+    return m == Mechanism::keepalive || m == Mechanism::keepalive_user_timeout || m == Mechanism::all;
+}
+
 bool is_keepalive_mechanism(Mechanism mechanism) {
-    return mechanism == Mechanism::keepalive || mechanism == Mechanism::keepalive_user_timeout ||
-           mechanism == Mechanism::all;
+    return is_keepalive_side(side_mechanism(mechanism, Side::server)) ||
+           is_keepalive_side(side_mechanism(mechanism, Side::client));
 }
 
 std::string reason_name(const SideOutcome& outcome) {
@@ -261,7 +265,8 @@ std::string tolerance_text(const LabRun& run) {
         };
         widen(any);
         if (cell.mechanism == Mechanism::heartbeat) widen(heartbeat);
-        if (cell.mechanism == Mechanism::keepalive || cell.mechanism == Mechanism::keepalive_user_timeout)
+        if (cell.mechanism == Mechanism::keepalive || cell.mechanism == Mechanism::keepalive_user_timeout ||
+            cell.mechanism == Mechanism::run || cell.mechanism == Mechanism::protect)
             widen(kernel);
     }
     if (!any) return {};

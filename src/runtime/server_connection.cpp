@@ -92,7 +92,10 @@ void Connection::start() {
     server.metrics.accepted_total.fetch_add(1, std::memory_order_relaxed);
     server.metrics.connections_open.fetch_add(1, std::memory_order_relaxed);
     server.emit(event(EventKind::connect));
-    if (auto k = sys::apply_keepalive(socket_.fd(), server.options.keepalive); !k) {
+    Result<sys::EffectiveKeepalive> k = server.options.keepalive_from_outside
+                                            ? Result<sys::EffectiveKeepalive>(sys::EffectiveKeepalive{})
+                                            : sys::apply_keepalive(socket_.fd(), server.options.keepalive);
+    if (!k) {
         Event e = event(EventKind::error);
         e.message = k.error().message;
         server.emit(e);

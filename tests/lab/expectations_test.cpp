@@ -27,6 +27,22 @@ TEST(LabExpectations, TransferCutNeedsTheUserTimeoutNotKeepaliveAlone) {
     EXPECT_EQ(ut.server.budget, Duration::seconds(4));
 }
 
+TEST(LabExpectations, RunAndProtectGuardTheServerOnlyLikeKeepaliveWithUserTimeout) {
+    for (Mechanism m : {Mechanism::run, Mechanism::protect}) {
+        const CellExpectation pull = expect(Fault::cable_pull, m, kConfig);
+        EXPECT_EQ(pull.server.kind, Kind::detect) << to_string(m);
+        EXPECT_EQ(pull.server.reasons, std::vector<R>{R::keepalive_timeout});
+        EXPECT_EQ(pull.client.kind, Kind::not_detect) << "the client has no mechanism";
+        const CellExpectation cut = expect(Fault::transfer_cut, m, kConfig);
+        EXPECT_EQ(cut.server.reasons, std::vector<R>{R::user_timeout});
+        EXPECT_EQ(cut.server.budget, Duration::seconds(4));
+        // Only the client would meet a rebooted server's RST, and it sends nothing.
+        EXPECT_EQ(expect(Fault::server_reboot, m, kConfig).client.kind, Kind::not_detect);
+        // The server's probes keep a NAT flow alive for both.
+        EXPECT_TRUE(keeps_nat_flow(m, kConfig));
+    }
+}
+
 TEST(LabExpectations, CablePullIsCaughtByAllButNone) {
     EXPECT_EQ(expect(Fault::cable_pull, Mechanism::none, kConfig).server.kind, Kind::not_detect);
     for (Mechanism m :

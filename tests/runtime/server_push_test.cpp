@@ -466,6 +466,16 @@ CliRun run_cli(const std::string& args) {
     return run;
 }
 
+TEST(ServeCli, KeepaliveSystemSetsNothingAndSoTakesNoUserTimeout) {
+    const CliRun both = run_cli("serve --listen 127.0.0.1:99999 --keepalive system --user-timeout 5s");
+    EXPECT_EQ(both.status, 2) << both.output;
+    EXPECT_THAT(both.output, HasSubstr("--keepalive system sets no socket option, so it takes no --user-timeout"));
+    // Past the flags, to the impossible address, saying what is in force.
+    const CliRun system = run_cli("serve --listen 127.0.0.1:99999 --mode raw --keepalive system");
+    EXPECT_NE(system.status, 0);
+    EXPECT_THAT(system.output, HasSubstr("--listen")) << system.output;
+}
+
 TEST(ServerPush, CliParsesPushAndNamesItInErrors) {
     // Port 99999 makes any run that gets past the flags fail at --listen.
     const std::string serve = "serve --listen 127.0.0.1:99999 ";
