@@ -20,7 +20,8 @@ packages=(
   libpcap-dev                           # the lab captures keepalive probes on its switch
   clang libbpf-dev bpftool              # protect --cgroup: the BPF sock_ops program and its skeleton
   libasio-dev                           # bench baseline: bench/asio_echo_server (standalone Asio, no Boost)
-  libssl-dev                            # examples/push_gateway: HMAC-SHA256 client credentials
+  libssl-dev                            # the WebSocket handshake's SHA-1; push_gateway's HMAC-SHA256
+  python3 python3-websockets            # tests: a WebSocket client nobody here wrote
   mosquitto                             # bench baseline: MQTT keep-alive broker for `lifeline bench --protocol mqtt`
 )
 

@@ -35,6 +35,10 @@ struct Access;
 enum class ServerMode : std::uint8_t {
     framed,  // docs/PROTOCOL.md: HELLO/WELCOME, PING/PONG, DATA, CLOSE.
     raw,     // No protocol: any TCP client. Kernel keepalive + user timeout (+ idle timeout).
+    // RFC 6455 WebSocket (browsers, any WebSocket client): the server pings
+    // when quiet and judges silence past `timeout` (heartbeat_timeout); the
+    // id from `?id=` in the upgrade's target. No on_hello admission yet.
+    websocket,
 };
 
 // How a server's event loops do connection I/O.

@@ -46,7 +46,9 @@ Result<KeepalivePolicy> parse_keepalive(const ServeOptions& o, ServerOptions& s)
 
 int run_serve(ServeOptions& o, const CLI::App& app) {
     // The choices CLI11 checked as strings, before anything validates them.
-    o.server.mode = o.mode == "raw" ? ServerMode::raw : ServerMode::framed;
+    o.server.mode = o.mode == "raw"         ? ServerMode::raw
+                    : o.mode == "websocket" ? ServerMode::websocket
+                                            : ServerMode::framed;
     o.server.io = o.io == "uring" ? IoBackend::uring : IoBackend::epoll;
     if (o.workers > 1) {
         // Check what every worker would check, once, before starting any:
@@ -152,9 +154,12 @@ void add_serve_command(CLI::App& app, Action& run) {
         "Events: listening, connect, hello, dead, closed, error, stall. SIGINT/SIGTERM: stop accepting,\n"
         "send CLOSE to framed peers, flush, exit 0 within 2 s.");
     sub->add_option("--listen", s.listen, "Address to listen on")->capture_default_str();
-    sub->add_option("--mode", opts->mode, "framed (heartbeat protocol) or raw (any TCP client)")
+    sub->add_option("--mode", opts->mode,
+                    "framed (heartbeat protocol), raw (any TCP client) or websocket (RFC 6455: browsers and any\n"
+                    "WebSocket client; the server pings every --heartbeat when quiet and declares a client silent\n"
+                    "for --timeout dead; ws://HOST:PORT/PATH?id=NAME names the client)")
         ->capture_default_str()
-        ->check(CLI::IsMember({"framed", "raw"}));
+        ->check(CLI::IsMember({"framed", "raw", "websocket"}));
     add_duration_option(*sub, "--detect-within", opts->detect_within, "Derive every knob from one detection target");
     add_duration_option(*sub, "--heartbeat", s.heartbeat, "Heartbeat interval granted to clients that ask for 0");
     add_duration_option(*sub, "--timeout", s.timeout, "Silence after which a peer is declared dead");

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "lifeline/check.hpp"
+#include "lifeline/engine/websocket.hpp"
 
 namespace lifeline {
 
@@ -32,6 +33,8 @@ Result<void> ServerSessionConfig::validate() const {
     if (handshake_timeout <= Duration::zero()) return Error{"handshake_timeout must be > 0"};
     if (idle_timeout < Duration::zero()) return Error{"idle_timeout must be >= 0"};
     if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max_body_size must be 16 B..16 MiB"};
+    if (websocket && !framed) return Error{"websocket needs framed (it is a protocol, not raw TCP)"};
+    if (websocket && admission) return Error{"websocket does not support admission (on_hello) yet"};
     return {};
 }
 
@@ -82,6 +85,10 @@ void ServerSession::count(std::atomic<std::uint64_t> SessionCounters::*counter) 
 
 void ServerSession::receive(std::span<const std::uint8_t> bytes, Instant now) {
     if (state_ == State::closed || bytes.empty()) return;
+    if (config_->websocket) {
+        ws_receive(bytes, now);
+        return;
+    }
     if (!config_->framed) {
         liveness_.on_bytes_received(now);
         SessionEvent e;
@@ -216,6 +223,10 @@ void ServerSession::reject(std::uint16_t code, std::string_view text) {
 }
 
 void ServerSession::handle_ping(const Ping& ping, Instant now) {
+    if (take_ping_token(now)) control(Pong{ping.seq, ping.sent_at});
+}
+
+bool ServerSession::take_ping_token(Instant now) {
     count(&SessionCounters::pings_received);
     // Abuse protection (gRPC's too_many_pings, as a token bucket): a PING costs
     // a token; tokens come back at the fastest rate we allow, up to a small
@@ -238,20 +249,25 @@ void ServerSession::handle_ping(const Ping& ping, Instant now) {
         last_ping_ms_ = ping_tokens_ == kPingBurst ? now_ms : last_ping_ms_ + earned * refill_ms;
     }
     if (ping_tokens_ == 0) {
-        protocol_violation(CloseCode::too_many_pings, "too many pings: more than " + std::to_string(kPingBurst) +
-                                                          " at once or one per " + to_string(config_->min_interval) +
-                                                          " sustained");
-        return;
+        const std::string why = "too many pings: more than " + std::to_string(kPingBurst) + " at once or one per " +
+                                to_string(config_->min_interval) + " sustained";
+        if (config_->websocket) {
+            ws_violation(websocket_close_code(static_cast<std::uint16_t>(CloseCode::too_many_pings)), why);
+        } else {
+            protocol_violation(CloseCode::too_many_pings, why);
+        }
+        return false;
     }
     --ping_tokens_;
-    control(Pong{ping.seq, ping.sent_at});
+    return true;
 }
 
 void ServerSession::handle_timeout(Instant now) {
     if (state_ == State::closed || now < next_timeout()) return;
     if (state_ == State::handshake) {
         protocol_violation(CloseCode::handshake_timeout,
-                           "no HELLO within " + to_string(config_->handshake_timeout) + " of accept");
+                           std::string(config_->websocket ? "no WebSocket upgrade" : "no HELLO") + " within " +
+                               to_string(config_->handshake_timeout) + " of accept");
         return;
     }
     if (state_ == State::admitting) {
@@ -261,7 +277,11 @@ void ServerSession::handle_timeout(Instant now) {
     }
     const LivenessStep step = liveness_.on_timer(now);
     if (step.action == LivenessAction::send_ping) {
-        control(step.ping);
+        if (config_->websocket) {
+            ws_send_ping(step.ping);
+        } else {
+            control(step.ping);
+        }
     } else if (step.action == LivenessAction::declare_dead) {
         SessionEvent e;
         e.kind = SessionEventKind::dead;
@@ -290,7 +310,31 @@ Result<void> ServerSession::send(std::span<const std::uint8_t> payload) {
         return make_error(Errc::too_large, "message of " + std::to_string(payload.size()) +
                                                " bytes is larger than the " + std::to_string(config_->max_body_size) +
                                                "-byte limit");
+    if (config_->websocket) return ws_send(payload, false);
     return outbox_.frame(Data{payload}, false, config_->max_body_size);
+}
+
+Result<void> ServerSession::send_text(std::span<const std::uint8_t> payload) {
+    if (!config_->websocket || state_ != State::open) return send(payload);
+    if (payload.size() > config_->max_body_size) return send(payload);  // The same too_large error.
+    return ws_send(payload, true);
+}
+
+Result<void> ServerSession::encode_message(const ServerSessionConfig& config, std::span<const std::uint8_t> payload,
+                                           std::vector<std::uint8_t>& out) {
+    if (!config.framed) {
+        out.insert(out.end(), payload.begin(), payload.end());
+        return {};
+    }
+    if (payload.size() > config.max_body_size)
+        return make_error(Errc::too_large, "message of " + std::to_string(payload.size()) +
+                                               " bytes is larger than the " + std::to_string(config.max_body_size) +
+                                               "-byte limit");
+    if (config.websocket) {
+        ws::append_frame(out, ws::Opcode::binary, payload);
+        return {};
+    }
+    return append_frame(out, Data{payload}, config.max_body_size);
 }
 
 void ServerSession::close(CloseCode code, std::string_view text, DisconnectReason reason) {
@@ -304,7 +348,11 @@ void ServerSession::close(std::uint16_t code, std::string_view text, DisconnectR
 void ServerSession::finish_with_close(std::uint16_t code, std::string_view text, DisconnectReason reason,
                                       std::string message) {
     if (state_ == State::closed) return;
-    if (config_->framed) control(Close{code, fit_close_reason(text)});
+    if (config_->websocket) {
+        ws_close_frame(code, text);
+    } else if (config_->framed) {
+        control(Close{code, fit_close_reason(text)});
+    }
     finish(reason, std::move(message));
 }
 

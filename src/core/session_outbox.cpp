@@ -17,6 +17,11 @@ void SessionOutbox::bytes(std::span<const std::uint8_t> data) {
     out.insert(out.end(), data.begin(), data.end());
 }
 
+void SessionOutbox::control_bytes(std::span<const std::uint8_t> data) {
+    std::vector<std::uint8_t>& out = pending().control;
+    out.insert(out.end(), data.begin(), data.end());
+}
+
 void SessionOutbox::event(SessionEvent e) { pending().events.push_back(std::move(e)); }
 
 std::optional<Transmit> SessionOutbox::poll_transmit() {

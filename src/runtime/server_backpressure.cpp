@@ -53,7 +53,7 @@ Duration Connection::slow_consumer_grace() const {
     const ServerOptions& o = worker().options();
     if (o.slow_consumer_after > Duration::zero()) return o.slow_consumer_after;
     Duration grace = o.timeout;
-    if (o.mode == ServerMode::framed) {
+    if (o.mode != ServerMode::raw) {
         grace = judged_timeout();
     } else if (o.idle_timeout > Duration::zero()) {
         grace = o.idle_timeout;

@@ -34,9 +34,7 @@ Instant Connection::now() const { return worker().loop().now(); }
 
 Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, std::uint32_t slot,
                        Instant now)
-    : session_(worker.server().session, id, now),
-      socket_(fd, worker.options().mode == ServerMode::framed),
-      slot_(slot) {
+    : session_(worker.server().session, id, now), socket_(fd, worker.options().mode != ServerMode::raw), slot_(slot) {
     if (peer.ss_family == AF_INET) {
         const auto& v4 = reinterpret_cast<const sockaddr_in&>(peer);
         peer_v4_ = v4.sin_addr.s_addr;
@@ -182,7 +180,7 @@ void Connection::on_session_event(SessionEvent& e) {
 
 void Connection::on_opened(const SessionEvent& e) {
     Server::Impl& server = worker().server();
-    if (server.options.mode == ServerMode::framed) {
+    if (server.options.mode != ServerMode::raw) {
         Event hello = event(EventKind::hello);
         hello.interval = e.interval;
         hello.timeout = e.timeout;
@@ -205,7 +203,7 @@ void Connection::on_message(const SessionEvent& e) {
         return;
     // Cannot fail while open: what came in fits the same size limit going out.
     if (echo && open()) [[maybe_unused]]
-        Result<void> r = session_.send(e.payload);
+        Result<void> r = e.text ? session_.send_text(e.payload) : session_.send(e.payload);
 }
 
 void Connection::on_dead(const SessionEvent& e) {
@@ -240,7 +238,7 @@ void Connection::close_with_frame(DisconnectReason reason, CloseCode code, const
 void Connection::shut_down() {
     if (finished_) return;
     shutdown_flush_ = true;
-    if (worker().options().mode == ServerMode::framed && open()) {
+    if (worker().options().mode != ServerMode::raw && open()) {
         session_.close(CloseCode::shutdown, "server shutting down", DisconnectReason::shutdown);
     } else {
         session_.abort(DisconnectReason::shutdown, "");

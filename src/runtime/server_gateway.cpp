@@ -91,11 +91,7 @@ std::size_t Server::broadcast(std::span<const std::uint8_t> payload, std::functi
     if (payload.size() > impl_->options.max_body_size) return 0;
     // Encoded once; every loop shares the bytes (each writes them to its own sockets).
     auto frame = std::make_shared<std::vector<std::uint8_t>>();
-    if (impl_->options.mode == ServerMode::framed) {
-        if (auto r = append_frame(*frame, Data{payload}, impl_->options.max_body_size); !r) return 0;
-    } else {
-        frame->assign(payload.begin(), payload.end());
-    }
+    if (auto r = ServerSession::encode_message(impl_->session, payload, *frame); !r) return 0;
     auto shared_filter = std::make_shared<std::function<bool(ConnectionId)>>(std::move(filter));
     const std::size_t size = payload.size();
     for (auto& worker : impl_->workers) {

@@ -25,7 +25,8 @@ namespace lifeline::runtime {
 
 ServerSessionConfig session_config(const ServerOptions& o, SessionCounters* counters) {
     ServerSessionConfig c;
-    c.framed = o.mode == ServerMode::framed;
+    c.framed = o.mode != ServerMode::raw;
+    c.websocket = o.mode == ServerMode::websocket;
     c.heartbeat = o.heartbeat;
     c.timeout = o.timeout;
     c.min_interval = o.min_interval;
@@ -33,7 +34,8 @@ ServerSessionConfig session_config(const ServerOptions& o, SessionCounters* coun
     c.handshake_timeout = o.handshake_timeout;
     c.idle_timeout = o.idle_timeout;
     c.server_pings = o.server_pings;
-    c.admission = o.mode == ServerMode::framed;  // ServerCallbacks::on_hello decides.
+    c.admission = o.mode == ServerMode::framed;      // ServerCallbacks::on_hello decides.
+    c.server_pings = o.server_pings || c.websocket;  // WebSocket clients (browsers) never ping.
     c.max_body_size = o.max_body_size;
     c.counters = counters;
     return c;

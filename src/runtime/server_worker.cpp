@@ -216,18 +216,14 @@ void Worker::prepare_push() {
     push_interval_ = std::max(o.tick, kMinPushInterval);
     std::size_t payload =
         static_cast<std::size_t>(std::min<std::uint64_t>(kMaxPushChunk, server_.faults.push_rate / 100));
-    if (o.mode == ServerMode::framed) payload = std::min(payload, o.max_body_size);
+    if (o.mode != ServerMode::raw) payload = std::min(payload, o.max_body_size);
     payload = std::max<std::size_t>(payload, 1);
     push_chunk_payload_ = payload;
     std::vector<std::uint8_t> filler(payload);
     static constexpr std::string_view kLine = "lifeline push filler: a stand-in for a push gateway's traffic\n";
     for (std::size_t i = 0; i < payload; ++i) filler[i] = static_cast<std::uint8_t>(kLine[i % kLine.size()]);
-    if (o.mode == ServerMode::raw) {
-        push_chunk_ = std::move(filler);
-        return;
-    }
     // Cannot fail: the payload is within max_body_size.
-    [[maybe_unused]] const Result<void> r = append_frame(push_chunk_, Data{filler}, o.max_body_size);
+    [[maybe_unused]] const Result<void> r = ServerSession::encode_message(server_.session, filler, push_chunk_);
     assert(r.ok());
 }
 

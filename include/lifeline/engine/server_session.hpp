@@ -16,7 +16,12 @@
 // liveness; silence past the granted timeout is `dead` (heartbeat_timeout,
 // CLOSE heartbeat_timeout); RTT from PONGs (RFC 6298). In raw mode there is no
 // protocol: every byte is a message and liveness, and `idle_timeout` (if set)
-// ends a silent connection with idle_timeout.
+// ends a silent connection with idle_timeout. With `websocket`, the same
+// rules ride on RFC 6455 (lifeline/engine/websocket.hpp): an HTTP upgrade
+// instead of HELLO/WELCOME (the id from `?id=`), WebSocket pings and pongs
+// (the server always pings when quiet: browsers only answer), text and binary
+// messages, close codes from websocket_close_code(); a bad upgrade is an HTTP
+// error, a bad frame a close with RFC 6455's code.
 //
 // Threads: none. One session is used by one thread at a time; sessions share
 // nothing but their config. Errors: send() returns them; everything the peer
@@ -52,6 +57,7 @@ struct SessionCounters {
 
 struct ServerSessionConfig {
     bool framed = true;                                   // false: raw TCP, no protocol.
+    bool websocket = false;                               // With framed: RFC 6455 instead of lifeline's frames.
     Duration heartbeat = Duration::seconds(1);            // Interval granted when HELLO asks for 0.
     Duration timeout = Duration::seconds(3);              // Timeout granted when HELLO asks for 0.
     Duration min_interval = Duration::milliseconds(100);  // Fastest interval granted; one PING token per this.
@@ -76,6 +82,17 @@ struct ServerSessionConfig {
 // PINGs a client may send at once (the token bucket's depth).
 inline constexpr std::uint8_t kPingBurst = 4;
 
+// The WebSocket close code for a lifeline CLOSE code: normal 1000, shutdown
+// 1001, protocol_error 1002, lifeline's other codes 4000 + code, an
+// application's own 3000-4999 as they are (1008 otherwise).
+std::uint16_t websocket_close_code(std::uint16_t code);
+
+namespace ws {
+struct Upgrade;
+struct WsFrame;
+enum class Opcode : std::uint8_t;
+}  // namespace ws
+
 class ServerSession {
 public:
     // admitting: a HELLO arrived and waits for admit()/reject() (config.admission).
@@ -94,6 +111,12 @@ public:
     // Queues application data (framed: one DATA frame). Errors: the session
     // is not open, or the payload is larger than config.max_body_size.
     Result<void> send(std::span<const std::uint8_t> payload);
+    // WebSocket: a text message (UTF-8, else invalid_argument); elsewhere the same as send().
+    Result<void> send_text(std::span<const std::uint8_t> payload);
+    // The bytes send() would queue for `payload`, for a message encoded once
+    // and written to many connections (broadcast). Errors as send()'s.
+    static Result<void> encode_message(const ServerSessionConfig& config, std::span<const std::uint8_t> payload,
+                                       std::vector<std::uint8_t>& out);
     // Ends the session with a CLOSE frame (framed) carrying `code` and `text`
     // (cut to 120 bytes of valid UTF-8), then `closed` with `reason`.
     void close(CloseCode code, std::string_view text, DisconnectReason reason);
@@ -146,6 +169,22 @@ private:
     void control(const Frame& frame);
     void finish(DisconnectReason reason, std::string message);
     void count(std::atomic<std::uint64_t> SessionCounters::*counter) const;
+    bool take_ping_token(Instant now);
+    // The WebSocket wire (server_session_websocket.cpp).
+    struct WebSocketState;
+    WebSocketState& ws_state();
+    void ws_receive(std::span<const std::uint8_t> bytes, Instant now);
+    void ws_frames(std::span<const std::uint8_t> input, Instant now);
+    void ws_open(const ws::Upgrade& upgrade, Instant now);
+    void ws_refuse_upgrade(int status, const std::string& why);
+    void ws_frame(ws::WsFrame& frame, Instant now);
+    void ws_data(ws::WsFrame& frame);
+    void ws_peer_close(std::span<const std::uint8_t> payload);
+    void ws_violation(std::uint16_t close_code, const std::string& message);
+    void ws_control(ws::Opcode opcode, std::span<const std::uint8_t> payload);
+    void ws_send_ping(const Ping& ping);
+    void ws_close_frame(std::uint16_t code, std::string_view text);
+    Result<void> ws_send(std::span<const std::uint8_t> payload, bool text);
 
     const ServerSessionConfig* config_;
     FixedTimeoutDetector detector_;
@@ -155,8 +194,11 @@ private:
     // What few sessions need, 8 bytes for the rest: the id a client chose,
     // and input held while its HELLO waits for admission.
     struct Extras {
+        Extras();
+        ~Extras();
         std::string chosen_id;
         std::vector<std::uint8_t> held;
+        std::unique_ptr<WebSocketState> websocket;
     };
     Extras& extras();
     void hold(std::span<const std::uint8_t> bytes);

@@ -43,6 +43,7 @@ struct SessionEvent {
     std::string client_id;                                    // opened
     std::string message;                                      // error, closed: why, for people
     std::vector<std::uint8_t> payload;                        // message
+    bool text = false;                                        // message, WebSocket: a text message (UTF-8)
     std::string credential;                                   // hello
     std::string resume_token;                                 // hello
 };
@@ -64,6 +65,8 @@ public:
     // Appends an encoded frame; the error is the encoder's (a field too long).
     Result<void> frame(const Frame& frame, bool control, std::size_t max_body_size);
     void bytes(std::span<const std::uint8_t> data);
+    // Bytes that go with the control frames (ahead of data): a handshake reply, a WebSocket control frame.
+    void control_bytes(std::span<const std::uint8_t> data);
     void event(SessionEvent event);
 
     std::optional<Transmit> poll_transmit();

@@ -1,0 +1,114 @@
+// RFC 6455 (WebSocket) for `--mode websocket`, sans-IO: the opening
+// handshake (an HTTP/1.1 upgrade request in, a 101 response out) and the
+// framing. ServerSession drives these when ServerSessionConfig::websocket is
+// set; they are public for people who run their own WebSocket server and want
+// only the pieces.
+//
+// Threads: none; a decoder belongs to one connection. Errors: a decoder error
+// carries the close code (RFC 6455 7.4.1) the peer must get and why; parse
+// errors carry the HTTP status to answer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace lifeline::ws {
+
+enum class Opcode : std::uint8_t { continuation = 0, text = 1, binary = 2, close = 8, ping = 9, pong = 10 };
+
+// Close codes (RFC 6455 7.4.1). lifeline's own reasons are 4000 + its
+// CloseCode (docs/PROTOCOL.md, "WebSocket").
+inline constexpr std::uint16_t kNormalClosure = 1000;
+inline constexpr std::uint16_t kGoingAway = 1001;
+inline constexpr std::uint16_t kProtocolError = 1002;
+inline constexpr std::uint16_t kInvalidPayload = 1007;  // A text message that is not UTF-8.
+inline constexpr std::uint16_t kPolicyViolation = 1008;
+inline constexpr std::uint16_t kMessageTooBig = 1009;
+inline constexpr std::uint16_t kLifelineBase = 4000;
+
+// Control frames carry at most this much (RFC 6455 5.5).
+inline constexpr std::size_t kMaxControlPayload = 125;
+
+struct WsFrame {
+    bool fin = true;
+    Opcode opcode = Opcode::binary;
+    std::vector<std::uint8_t> payload;  // Unmasked.
+};
+
+struct WsError {
+    std::uint16_t close_code = kProtocolError;
+    std::string detail;
+};
+
+// Decodes client frames (server role: every frame must be masked). Frames of
+// more than `max_payload` bytes are refused from their header, before any of
+// the payload is buffered. After an error it stays failed.
+class WsFrameDecoder {
+public:
+    explicit WsFrameDecoder(std::size_t max_payload) : max_payload_(max_payload) {}
+
+    struct Step {
+        std::optional<WsFrame> frame;
+        std::optional<WsError> error;
+    };
+    // Consumes bytes from the front of `input`; a frame, an error, or neither
+    // (all of `input` consumed, waiting for more).
+    Step next(std::span<const std::uint8_t>& input);
+    std::size_t buffered_bytes() const { return partial_.size(); }
+
+private:
+    Step fail(std::uint16_t code, std::string detail);
+    std::size_t max_payload_;
+    std::vector<std::uint8_t> partial_;
+    bool failed_ = false;
+};
+
+// Appends one server frame (unmasked, as RFC 6455 5.1 requires of servers).
+void append_frame(std::vector<std::uint8_t>& out, Opcode opcode, std::span<const std::uint8_t> payload,
+                  bool fin = true);
+// A CLOSE frame: the code, then `reason` cut to fit 125 bytes on a UTF-8 boundary.
+void append_close(std::vector<std::uint8_t>& out, std::uint16_t code, std::string_view reason);
+
+// Whether `bytes` are well-formed UTF-8 (RFC 3629: no overlongs, no
+// surrogates, nothing above U+10FFFF).
+bool valid_utf8(std::span<const std::uint8_t> bytes);
+
+// A close code a peer may send (RFC 6455 7.4): 1000-1003, 1007-1011, 3000-4999.
+bool valid_close_code(std::uint16_t code);
+
+// The request line's target and the headers of an upgrade request.
+struct Upgrade {
+    std::string target;                                        // "/chat?id=device-7"
+    std::string key;                                           // Sec-WebSocket-Key
+    std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased, in order
+    // The value of query parameter `name` in the target ("" when absent).
+    std::string query(std::string_view name) const;
+    // The value of header `name` (lower-case), or nullopt.
+    std::optional<std::string> header(std::string_view name) const;
+};
+
+struct UpgradeParse {
+    std::optional<Upgrade> upgrade;  // Complete and valid.
+    std::size_t consumed = 0;        // Bytes of the request (through the blank line) when complete.
+    int status = 0;                  // When invalid: the HTTP status to answer (400, 426, 431...).
+    std::string error;               // When invalid: why.
+};
+
+// Parses an upgrade request from the start of `buffer`. Neither upgrade nor
+// status set: incomplete, read more. Requests longer than `max_size` bytes
+// are 431.
+UpgradeParse parse_upgrade(std::string_view buffer, std::size_t max_size);
+
+// base64(SHA-1(key + the RFC's GUID)): Sec-WebSocket-Accept (RFC 6455 4.2.2).
+std::string accept_key(std::string_view key);
+// "HTTP/1.1 101 Switching Protocols" with the accept key.
+std::string switching_protocols(std::string_view key);
+// An HTTP error response that closes the connection; `why` is the body.
+std::string http_error(int status, std::string_view why);
+
+}  // namespace lifeline::ws

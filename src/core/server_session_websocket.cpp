@@ -1,0 +1,274 @@
+// ServerSession's WebSocket wire (ServerSessionConfig::websocket): the same
+// rules as the framed protocol (handshake deadline, liveness from any byte,
+// PINGs when quiet, heartbeat_timeout, the ping token bucket) carried by RFC
+// 6455's upgrade and control frames instead of HELLO/WELCOME and PING/PONG.
+// The server always pings (browsers never do, they only answer); there is no
+// grant negotiation: the server's heartbeat and timeout apply.
+#include <algorithm>
+
+#include "lifeline/check.hpp"
+#include "lifeline/engine/server_session.hpp"
+#include "lifeline/engine/websocket.hpp"
+
+namespace lifeline {
+
+namespace {
+
+// Longest upgrade request we read (slowloris gets the handshake deadline).
+constexpr std::size_t kMaxUpgradeRequest = 8192;
+
+std::span<const std::uint8_t> as_bytes(std::string_view s) {
+    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+// A lifeline PING as a WebSocket ping payload: seq and sent_at, big-endian.
+std::vector<std::uint8_t> ping_payload(const Ping& ping) {
+    std::vector<std::uint8_t> out;
+    for (std::uint64_t v : {ping.seq, ping.sent_at}) {
+        for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(v >> shift));
+    }
+    return out;
+}
+
+std::optional<Pong> pong_of(std::span<const std::uint8_t> payload) {
+    if (payload.size() != 16) return std::nullopt;  // Not an answer to ours (an unsolicited pong).
+    std::uint64_t v[2] = {0, 0};
+    for (std::size_t i = 0; i < 16; ++i) v[i / 8] = (v[i / 8] << 8) | payload[i];
+    return Pong{v[0], v[1]};
+}
+
+// A client id from the query (?id=...): printable, at most 255 bytes, or none.
+std::string id_from(const ws::Upgrade& upgrade) {
+    std::string id = upgrade.query("id");
+    const bool printable = std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7F; });
+    return printable && id.size() <= 255 ? id : std::string();
+}
+
+}  // namespace
+
+std::uint16_t websocket_close_code(std::uint16_t code) {
+    switch (static_cast<CloseCode>(code)) {
+        case CloseCode::normal:
+            return ws::kNormalClosure;
+        case CloseCode::shutdown:
+            return ws::kGoingAway;
+        case CloseCode::protocol_error:
+            return ws::kProtocolError;
+        default:
+            break;
+    }
+    if (code < 1000) return static_cast<std::uint16_t>(ws::kLifelineBase + code);
+    // An application's own codes: the WebSocket range for them, else "policy".
+    return code >= 3000 && code <= 4999 ? code : ws::kPolicyViolation;
+}
+
+struct ServerSession::WebSocketState {
+    explicit WebSocketState(std::size_t max_payload) : decoder(max_payload) {}
+    ws::WsFrameDecoder decoder;
+    std::string request;                // The upgrade request, until complete.
+    std::vector<std::uint8_t> message;  // A fragmented message being assembled.
+    bool in_message = false;
+    bool message_text = false;
+};
+
+// Here, where WebSocketState is complete.
+ServerSession::Extras::Extras() = default;
+ServerSession::Extras::~Extras() = default;
+
+ServerSession::WebSocketState& ServerSession::ws_state() {
+    Extras& x = extras();
+    if (!x.websocket) x.websocket = std::make_unique<WebSocketState>(config_->max_body_size);
+    return *x.websocket;
+}
+
+void ServerSession::ws_receive(std::span<const std::uint8_t> bytes, Instant now) {
+    WebSocketState& w = ws_state();
+    if (state_ == State::handshake) {
+        w.request.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        const ws::UpgradeParse parse = ws::parse_upgrade(w.request, kMaxUpgradeRequest);
+        if (parse.status != 0) {
+            ws_refuse_upgrade(parse.status, parse.error);
+            return;
+        }
+        if (!parse.upgrade) return;  // Incomplete: the handshake deadline bounds the wait.
+        const std::string rest = w.request.substr(parse.consumed);
+        w.request = {};
+        ws_open(*parse.upgrade, now);
+        if (rest.empty()) return;
+        bytes = as_bytes(rest);
+        liveness_.on_bytes_received(now);
+        ws_frames(bytes, now);  // `rest` outlives the call.
+        return;
+    }
+    liveness_.on_bytes_received(now);
+    ws_frames(bytes, now);
+}
+
+void ServerSession::ws_frames(std::span<const std::uint8_t> input, Instant now) {
+    WebSocketState& w = ws_state();
+    while (state_ == State::open) {
+        ws::WsFrameDecoder::Step step = w.decoder.next(input);
+        if (step.error) {
+            ws_violation(step.error->close_code, step.error->detail);
+            return;
+        }
+        if (!step.frame) return;
+        ws_frame(*step.frame, now);
+    }
+}
+
+void ServerSession::ws_open(const ws::Upgrade& upgrade, Instant now) {
+    const std::string reply = ws::switching_protocols(upgrade.key);
+    outbox_.control_bytes(as_bytes(reply));
+    if (std::string id = id_from(upgrade); !id.empty()) extras().chosen_id = std::move(id);
+    detector_ = FixedTimeoutDetector(config_->timeout, now);
+    liveness_ = LivenessMachine(LivenessConfig{config_->heartbeat, /*server_pings=*/true}, detector_, now);
+    state_ = State::open;
+    SessionEvent e;
+    e.kind = SessionEventKind::opened;
+    e.interval = config_->heartbeat;
+    e.timeout = config_->timeout;
+    e.client_id = client_id();
+    outbox_.event(std::move(e));
+}
+
+void ServerSession::ws_refuse_upgrade(int status, const std::string& why) {
+    count(&SessionCounters::protocol_errors);
+    outbox_.control_bytes(as_bytes(ws::http_error(status, why)));
+    SessionEvent e;
+    e.kind = SessionEventKind::error;
+    e.message = "bad WebSocket upgrade (HTTP " + std::to_string(status) + "): " + why;
+    const std::string message = e.message;
+    outbox_.event(std::move(e));
+    finish(DisconnectReason::protocol_error, message);
+}
+
+void ServerSession::ws_frame(ws::WsFrame& frame, Instant now) {
+    switch (frame.opcode) {
+        case ws::Opcode::ping:
+            if (!take_ping_token(now)) return;
+            ws_control(ws::Opcode::pong, frame.payload);
+            return;
+        case ws::Opcode::pong:
+            if (const std::optional<Pong> pong = pong_of(frame.payload)) {
+                if (auto rtt = liveness_.on_pong(now, *pong)) {
+                    SessionEvent e;
+                    e.kind = SessionEventKind::rtt;
+                    e.rtt = *rtt;
+                    outbox_.event(std::move(e));
+                }
+            }
+            return;
+        case ws::Opcode::close:
+            ws_peer_close(frame.payload);
+            return;
+        case ws::Opcode::text:
+        case ws::Opcode::binary:
+        case ws::Opcode::continuation:
+            ws_data(frame);
+            return;
+    }
+}
+
+void ServerSession::ws_data(ws::WsFrame& frame) {
+    WebSocketState& w = ws_state();
+    const bool continuation = frame.opcode == ws::Opcode::continuation;
+    if (continuation != w.in_message) {
+        ws_violation(ws::kProtocolError, continuation ? "a continuation frame outside a fragmented message"
+                                                      : "a new message inside a fragmented one");
+        return;
+    }
+    if (!continuation) w.message_text = frame.opcode == ws::Opcode::text;
+    if (w.message.size() + frame.payload.size() > config_->max_body_size) {
+        ws_violation(ws::kMessageTooBig, "a message of more than " + std::to_string(config_->max_body_size) + " bytes");
+        return;
+    }
+    if (!frame.fin) {
+        w.in_message = true;
+        w.message.insert(w.message.end(), frame.payload.begin(), frame.payload.end());
+        return;
+    }
+    std::vector<std::uint8_t> payload;
+    if (w.in_message) {
+        w.message.insert(w.message.end(), frame.payload.begin(), frame.payload.end());
+        payload = std::move(w.message);
+        w.message = {};
+        w.in_message = false;
+    } else {
+        payload = std::move(frame.payload);
+    }
+    if (w.message_text && !ws::valid_utf8(payload)) {
+        ws_violation(ws::kInvalidPayload, "a text message that is not valid UTF-8");
+        return;
+    }
+    SessionEvent e;
+    e.kind = SessionEventKind::message;
+    e.text = w.message_text;
+    e.payload = std::move(payload);
+    outbox_.event(std::move(e));
+}
+
+void ServerSession::ws_peer_close(std::span<const std::uint8_t> payload) {
+    if (payload.size() == 1) {
+        ws_violation(ws::kProtocolError, "a close frame with a 1-byte body");
+        return;
+    }
+    std::uint16_t code = ws::kNormalClosure;
+    std::string reason;
+    if (payload.size() >= 2) {
+        code = static_cast<std::uint16_t>((payload[0] << 8) | payload[1]);
+        if (!ws::valid_close_code(code)) {
+            ws_violation(ws::kProtocolError, "close code " + std::to_string(code) + " is not one a peer may send");
+            return;
+        }
+        if (!ws::valid_utf8(payload.subspan(2))) {
+            ws_violation(ws::kInvalidPayload, "a close reason that is not valid UTF-8");
+            return;
+        }
+        reason.assign(payload.begin() + 2, payload.end());
+    }
+    // Echo the close (RFC 6455 5.5.1), then the peer closes the TCP connection.
+    std::vector<std::uint8_t> reply;
+    ws::append_close(reply, code, "");
+    outbox_.control_bytes(reply);
+    finish(DisconnectReason::peer_closed, reason.empty() ? "close " + std::to_string(code) : reason);
+}
+
+void ServerSession::ws_violation(std::uint16_t close_code, const std::string& message) {
+    count(&SessionCounters::protocol_errors);
+    SessionEvent e;
+    e.kind = SessionEventKind::error;
+    e.message = message;
+    outbox_.event(std::move(e));
+    if (state_ == State::closed) return;
+    std::vector<std::uint8_t> frame;
+    ws::append_close(frame, close_code, message);
+    outbox_.control_bytes(frame);
+    finish(DisconnectReason::protocol_error, message);
+}
+
+void ServerSession::ws_control(ws::Opcode opcode, std::span<const std::uint8_t> payload) {
+    if (opcode == ws::Opcode::ping || opcode == ws::Opcode::pong) count(&SessionCounters::heartbeats_sent);
+    std::vector<std::uint8_t> frame;
+    ws::append_frame(frame, opcode, payload);
+    outbox_.control_bytes(frame);
+}
+
+void ServerSession::ws_send_ping(const Ping& ping) { ws_control(ws::Opcode::ping, ping_payload(ping)); }
+
+void ServerSession::ws_close_frame(std::uint16_t code, std::string_view text) {
+    if (state_ != State::open) return;  // Before the upgrade there is no WebSocket to close.
+    std::vector<std::uint8_t> frame;
+    ws::append_close(frame, websocket_close_code(code), text);
+    outbox_.control_bytes(frame);
+}
+
+Result<void> ServerSession::ws_send(std::span<const std::uint8_t> payload, bool text) {
+    if (text && !ws::valid_utf8(payload)) return make_error(Errc::invalid_argument, "a text message must be UTF-8");
+    std::vector<std::uint8_t> frame;
+    ws::append_frame(frame, text ? ws::Opcode::text : ws::Opcode::binary, payload);
+    outbox_.bytes(frame);
+    return {};
+}
+
+}  // namespace lifeline

@@ -1,0 +1,158 @@
+// The opening handshake (RFC 6455 section 4): an HTTP/1.1 upgrade request
+// in, a 101 response (or an HTTP error) out. SHA-1 and base64 are OpenSSL's.
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include "lifeline/engine/websocket.hpp"
+
+namespace lifeline::ws {
+
+namespace {
+
+constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";  // RFC 6455 1.3
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+    return out;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// Whether comma-separated `list` holds `token` (case-insensitive).
+bool has_token(std::string_view list, std::string_view token) {
+    while (!list.empty()) {
+        const std::size_t comma = list.find(',');
+        if (lower(trim(list.substr(0, comma))) == token) return true;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
+// 24 base64 characters that decode to 16 bytes (RFC 6455 4.1).
+bool valid_key(std::string_view key) {
+    if (key.size() != 24 || key.substr(22) != "==") return false;
+    return std::all_of(key.begin(), key.begin() + 22,
+                       [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'; });
+}
+
+UpgradeParse invalid(int status, std::string why) {
+    UpgradeParse p;
+    p.status = status;
+    p.error = std::move(why);
+    return p;
+}
+
+UpgradeParse check(Upgrade u, std::size_t consumed) {
+    const auto need = [&](std::string_view name) { return u.header(name).value_or(""); };
+    if (u.header("host") == std::nullopt) return invalid(400, "no Host header");
+    if (!has_token(need("upgrade"), "websocket")) return invalid(400, "not a WebSocket upgrade (Upgrade: websocket)");
+    if (!has_token(need("connection"), "upgrade")) return invalid(400, "no Connection: Upgrade");
+    if (trim(need("sec-websocket-version")) != "13") return invalid(426, "Sec-WebSocket-Version must be 13");
+    u.key = std::string(trim(need("sec-websocket-key")));
+    if (!valid_key(u.key)) return invalid(400, "Sec-WebSocket-Key is not 16 bytes of base64");
+    UpgradeParse p;
+    p.upgrade = std::move(u);
+    p.consumed = consumed;
+    return p;
+}
+
+}  // namespace
+
+std::string Upgrade::query(std::string_view name) const {
+    const std::size_t q = target.find('?');
+    if (q == std::string::npos) return {};
+    std::string_view rest = std::string_view(target).substr(q + 1);
+    while (!rest.empty()) {
+        const std::size_t amp = rest.find('&');
+        const std::string_view pair = rest.substr(0, amp);
+        const std::size_t eq = pair.find('=');
+        if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+        if (amp == std::string_view::npos) break;
+        rest.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
+std::optional<std::string> Upgrade::header(std::string_view name) const {
+    for (const auto& [n, v] : headers) {
+        if (n == name) return v;
+    }
+    return std::nullopt;
+}
+
+UpgradeParse parse_upgrade(std::string_view buffer, std::size_t max_size) {
+    const std::size_t end = buffer.find("\r\n\r\n");
+    if (end == std::string_view::npos) {
+        if (buffer.size() > max_size)
+            return invalid(431, "request headers longer than " + std::to_string(max_size) + " bytes");
+        return {};
+    }
+    if (end + 4 > max_size) return invalid(431, "request headers longer than " + std::to_string(max_size) + " bytes");
+    std::string_view head = buffer.substr(0, end);
+    const std::size_t line_end = head.find("\r\n");
+    const std::string_view request_line = head.substr(0, line_end);
+    // "GET <target> HTTP/1.1" (RFC 6455 4.1: GET, HTTP/1.1 or later).
+    const std::size_t sp1 = request_line.find(' ');
+    const std::size_t sp2 = request_line.rfind(' ');
+    if (sp1 == std::string_view::npos || sp2 == sp1) return invalid(400, "malformed request line");
+    if (request_line.substr(0, sp1) != "GET") return invalid(400, "the method must be GET");
+    const std::string_view version = request_line.substr(sp2 + 1);
+    if (version != "HTTP/1.1") return invalid(400, "the version must be HTTP/1.1");
+    Upgrade u;
+    u.target = std::string(request_line.substr(sp1 + 1, sp2 - sp1 - 1));
+    if (u.target.empty() || u.target.front() != '/') return invalid(400, "the target must start with /");
+    std::string_view rest = line_end == std::string_view::npos ? std::string_view() : head.substr(line_end + 2);
+    while (!rest.empty()) {
+        const std::size_t eol = rest.find("\r\n");
+        const std::string_view line = rest.substr(0, eol);
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos || colon == 0) return invalid(400, "malformed header line");
+        u.headers.emplace_back(lower(line.substr(0, colon)), std::string(trim(line.substr(colon + 1))));
+        if (u.headers.size() > 100) return invalid(431, "more than 100 headers");
+        if (eol == std::string_view::npos) break;
+        rest.remove_prefix(eol + 2);
+    }
+    return check(std::move(u), end + 4);
+}
+
+std::string accept_key(std::string_view key) {
+    std::string input(key);
+    input += kGuid;
+    std::array<unsigned char, SHA_DIGEST_LENGTH> digest{};
+    unsigned int size = 0;
+    EVP_Digest(input.data(), input.size(), digest.data(), &size, EVP_sha1(), nullptr);
+    std::array<unsigned char, 4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1> text{};
+    const int n = EVP_EncodeBlock(text.data(), digest.data(), static_cast<int>(size));
+    return std::string(reinterpret_cast<const char*>(text.data()), static_cast<std::size_t>(n));
+}
+
+std::string switching_protocols(std::string_view key) {
+    return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+           accept_key(key) + "\r\n\r\n";
+}
+
+std::string http_error(int status, std::string_view why) {
+    const std::string_view text = status == 426   ? "Upgrade Required"
+                                  : status == 431 ? "Request Header Fields Too Large"
+                                  : status == 408 ? "Request Timeout"
+                                                  : "Bad Request";
+    std::string body(why);
+    body += "\n";
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(text) + "\r\n";
+    if (status == 426) out += "Sec-WebSocket-Version: 13\r\n";
+    out += "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+    return out;
+}
+
+}  // namespace lifeline::ws
