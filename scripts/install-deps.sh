@@ -22,6 +22,7 @@ packages=(
   libasio-dev                           # bench baseline: bench/asio_echo_server (standalone Asio, no Boost)
   libssl-dev                            # the WebSocket handshake's SHA-1; push_gateway's HMAC-SHA256
   python3 python3-websockets            # tests: a WebSocket client nobody here wrote
+  chromium                              # tests: a browser's own WebSocket (headless)
   mosquitto                             # bench baseline: MQTT keep-alive broker for `lifeline bench --protocol mqtt`
 )
 
