@@ -23,6 +23,7 @@ packages=(
   libssl-dev                            # the WebSocket handshake's SHA-1; push_gateway's HMAC-SHA256
   python3 python3-websockets            # tests: a WebSocket client nobody here wrote
   chromium                              # tests: a browser's own WebSocket (headless)
+  openssl                               # tests: certificates for the TLS tests
   mosquitto                             # bench baseline: MQTT keep-alive broker for `lifeline bench --protocol mqtt`
 )
 

@@ -32,6 +32,7 @@ struct HelloInfo {
     std::string_view client_id;   // As the client chose it ("" = none: the server names it c<number>).
     std::string_view credential;  // Opaque bytes from HELLO (at most 255; "" = none), e.g. an HMAC.
     std::string_view peer;        // "198.18.0.2:40122"
+    std::string_view target;      // WebSocket: the upgrade's request target ("/live?id=x&token=y"); else "".
     // Another open connection holds client_id right now: admitting this one
     // replaces it (it ends with session_replaced).
     bool id_in_use = false;

@@ -83,6 +83,11 @@ struct ServerOptions {
     std::size_t max_body_size = 64 * 1024;
     std::size_t max_connections = 1'000'000;
     bool echo = false;  // Echo DATA (framed) or bytes (raw) back.
+    // Both set: TLS (1.2+) on every connection, in any mode (wss:// in
+    // websocket mode). PEM files, loaded and checked by Server::create(). The
+    // TLS handshake counts against handshake_timeout (raw mode: unbounded).
+    std::string tls_cert;
+    std::string tls_key;
     // Keep presence of client-chosen ids (Server::presence, GET /presence, the
     // `offline` event). It costs a record per id (docs/BENCHMARKS.md, memory).
     bool presence = true;

@@ -160,6 +160,10 @@ void add_serve_command(CLI::App& app, Action& run) {
                     "for --timeout dead; ws://HOST:PORT/PATH?id=NAME names the client)")
         ->capture_default_str()
         ->check(CLI::IsMember({"framed", "raw", "websocket"}));
+    sub->add_option("--tls-cert", s.tls_cert,
+                    "TLS: PEM certificate chain (with --tls-key; any mode, wss:// in websocket mode; checked at start)")
+        ->check(CLI::ExistingFile);
+    sub->add_option("--tls-key", s.tls_key, "TLS: PEM private key matching --tls-cert")->check(CLI::ExistingFile);
     add_duration_option(*sub, "--detect-within", opts->detect_within, "Derive every knob from one detection target");
     add_duration_option(*sub, "--heartbeat", s.heartbeat, "Heartbeat interval granted to clients that ask for 0");
     add_duration_option(*sub, "--timeout", s.timeout, "Silence after which a peer is declared dead");

@@ -34,7 +34,6 @@ Result<void> ServerSessionConfig::validate() const {
     if (idle_timeout < Duration::zero()) return Error{"idle_timeout must be >= 0"};
     if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max_body_size must be 16 B..16 MiB"};
     if (websocket && !framed) return Error{"websocket needs framed (it is a protocol, not raw TCP)"};
-    if (websocket && admission) return Error{"websocket does not support admission (on_hello) yet"};
     return {};
 }
 
@@ -205,7 +204,11 @@ Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
     // Liveness is judged from the WELCOME: the client heard nothing before it.
     detector_ = FixedTimeoutDetector(detector_.timeout(), now);
     liveness_ = LivenessMachine(LivenessConfig{liveness_.interval(), config_->server_pings}, detector_, now);
-    open_session(resume_token);
+    if (config_->websocket) {
+        ws_open_session(resume_token);
+    } else {
+        open_session(resume_token);
+    }
     if (extras_ && !extras_->held.empty()) {
         const std::vector<std::uint8_t> held = std::move(extras_->held);
         extras_->held = {};
@@ -219,6 +222,11 @@ void ServerSession::reject(std::uint16_t code, std::string_view text) {
     if (extras_) extras_->held = {};  // A refused client's pipelined frames are never read.
     std::string why = "rejected: ";
     why += text;
+    if (config_->websocket) {
+        ws_refuse_admission(code, text);
+        finish(DisconnectReason::rejected, why);
+        return;
+    }
     finish_with_close(code, text, DisconnectReason::rejected, why);
 }
 

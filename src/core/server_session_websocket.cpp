@@ -66,6 +66,7 @@ struct ServerSession::WebSocketState {
     explicit WebSocketState(std::size_t max_payload) : decoder(max_payload) {}
     ws::WsFrameDecoder decoder;
     std::string request;                // The upgrade request, until complete.
+    std::string key;                    // Sec-WebSocket-Key, until the 101 is sent.
     std::vector<std::uint8_t> message;  // A fragmented message being assembled.
     bool in_message = false;
     bool message_text = false;
@@ -82,6 +83,10 @@ ServerSession::WebSocketState& ServerSession::ws_state() {
 }
 
 void ServerSession::ws_receive(std::span<const std::uint8_t> bytes, Instant now) {
+    if (state_ == State::admitting) {
+        hold(bytes);  // Frames pipelined after the upgrade: handled once admitted.
+        return;
+    }
     WebSocketState& w = ws_state();
     if (state_ == State::handshake) {
         w.request.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
@@ -93,11 +98,7 @@ void ServerSession::ws_receive(std::span<const std::uint8_t> bytes, Instant now)
         if (!parse.upgrade) return;  // Incomplete: the handshake deadline bounds the wait.
         const std::string rest = w.request.substr(parse.consumed);
         w.request = {};
-        ws_open(*parse.upgrade, now);
-        if (rest.empty()) return;
-        bytes = as_bytes(rest);
-        liveness_.on_bytes_received(now);
-        ws_frames(bytes, now);  // `rest` outlives the call.
+        ws_upgraded(*parse.upgrade, as_bytes(rest), now);  // `rest` outlives the call.
         return;
     }
     liveness_.on_bytes_received(now);
@@ -117,12 +118,45 @@ void ServerSession::ws_frames(std::span<const std::uint8_t> input, Instant now) 
     }
 }
 
-void ServerSession::ws_open(const ws::Upgrade& upgrade, Instant now) {
-    const std::string reply = ws::switching_protocols(upgrade.key);
-    outbox_.control_bytes(as_bytes(reply));
+void ServerSession::ws_upgraded(const ws::Upgrade& upgrade, std::span<const std::uint8_t> rest, Instant now) {
+    // The credential: a bearer token (non-browser clients), else ?token=
+    // (a browser's WebSocket cannot set headers).
+    std::string credential = upgrade.query("token");
+    if (const std::optional<std::string> auth = upgrade.header("authorization"); auth && auth->rfind("Bearer ", 0) == 0)
+        credential = auth->substr(7);
+    if (credential.size() > 255) {
+        ws_refuse_upgrade(400, "a credential longer than 255 bytes");
+        return;
+    }
+    ws_state().key = upgrade.key;
     if (std::string id = id_from(upgrade); !id.empty()) extras().chosen_id = std::move(id);
     detector_ = FixedTimeoutDetector(config_->timeout, now);
     liveness_ = LivenessMachine(LivenessConfig{config_->heartbeat, /*server_pings=*/true}, detector_, now);
+    if (!config_->admission) {
+        ws_open_session("");
+        if (rest.empty()) return;
+        liveness_.on_bytes_received(now);
+        ws_frames(rest, now);
+        return;
+    }
+    state_ = State::admitting;
+    SessionEvent e;
+    e.kind = SessionEventKind::hello;
+    e.interval = config_->heartbeat;
+    e.timeout = config_->timeout;
+    e.client_id = chosen_id();
+    e.credential = std::move(credential);
+    e.resume_token = ws::from_hex(upgrade.query("resume"));
+    e.target = upgrade.target;
+    outbox_.event(std::move(e));
+    hold(rest);
+}
+
+void ServerSession::ws_open_session(std::string_view resume_token) {
+    WebSocketState& w = ws_state();
+    const std::string reply = ws::switching_protocols(w.key, resume_token);
+    w.key = {};
+    outbox_.control_bytes(as_bytes(reply));
     state_ = State::open;
     SessionEvent e;
     e.kind = SessionEventKind::opened;
@@ -130,6 +164,12 @@ void ServerSession::ws_open(const ws::Upgrade& upgrade, Instant now) {
     e.timeout = config_->timeout;
     e.client_id = client_id();
     outbox_.event(std::move(e));
+}
+
+void ServerSession::ws_refuse_admission(std::uint16_t code, std::string_view text) {
+    // No WebSocket yet: the refusal is HTTP, with lifeline's code in a header.
+    const std::string header = "Lifeline-Close-Code: " + std::to_string(code) + "\r\n";
+    outbox_.control_bytes(as_bytes(ws::http_error(403, text, header)));
 }
 
 void ServerSession::ws_refuse_upgrade(int status, const std::string& why) {

@@ -136,20 +136,56 @@ std::string accept_key(std::string_view key) {
     return std::string(reinterpret_cast<const char*>(text.data()), static_cast<std::size_t>(n));
 }
 
-std::string switching_protocols(std::string_view key) {
-    return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-           accept_key(key) + "\r\n\r\n";
+std::string switching_protocols(std::string_view key) { return switching_protocols(key, ""); }
+
+std::string switching_protocols(std::string_view key, std::string_view resume_token) {
+    std::string out =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " +
+        accept_key(key) + "\r\n";
+    if (!resume_token.empty()) out += "Lifeline-Resume-Token: " + to_hex(resume_token) + "\r\n";
+    return out + "\r\n";
 }
 
-std::string http_error(int status, std::string_view why) {
+std::string to_hex(std::string_view bytes) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    for (const char c : bytes) {
+        out += kDigits[static_cast<unsigned char>(c) >> 4];
+        out += kDigits[static_cast<unsigned char>(c) & 0x0F];
+    }
+    return out;
+}
+
+std::string from_hex(std::string_view hex) {
+    const auto value = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    if (hex.size() % 2 != 0) return {};
+    std::string out;
+    for (std::size_t i = 0; i < hex.size(); i += 2) {
+        const int hi = value(hex[i]);
+        const int lo = value(hex[i + 1]);
+        if (hi < 0 || lo < 0) return {};
+        out += static_cast<char>(hi * 16 + lo);
+    }
+    return out;
+}
+
+std::string http_error(int status, std::string_view why, std::string_view extra_headers) {
     const std::string_view text = status == 426   ? "Upgrade Required"
                                   : status == 431 ? "Request Header Fields Too Large"
                                   : status == 408 ? "Request Timeout"
+                                  : status == 403 ? "Forbidden"
                                                   : "Bad Request";
     std::string body(why);
     body += "\n";
     std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(text) + "\r\n";
     if (status == 426) out += "Sec-WebSocket-Version: 13\r\n";
+    out += extra_headers;
     out += "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
            "\r\n\r\n" + body;
     return out;

@@ -83,6 +83,13 @@ Result<std::unique_ptr<Server::Impl>> make_server(const ServerOptions& options, 
     impl->options = options;
     impl->faults = faults;
     impl->session = runtime::session_config(options, &impl->metrics.sessions);
+    if (options.tls_cert.empty() != options.tls_key.empty())
+        return make_error(Errc::invalid_argument, "tls_cert and tls_key go together (TLS needs both)");
+    if (!options.tls_cert.empty()) {
+        Result<std::shared_ptr<TlsContext>> tls = TlsContext::load_server(options.tls_cert, options.tls_key);
+        if (!tls) return tls.error();
+        impl->tls = std::move(*tls);
+    }
     impl->callbacks = std::move(callbacks);
     impl->endpoint = *endpoint;
     for (int i = 0; i < options.threads; ++i) {

@@ -34,7 +34,13 @@ Instant Connection::now() const { return worker().loop().now(); }
 
 Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, std::uint32_t slot,
                        Instant now)
-    : session_(worker.server().session, id, now), socket_(fd, worker.options().mode != ServerMode::raw), slot_(slot) {
+    // The queue finds lifeline frames' boundaries from their length headers.
+    // WebSocket frames are queued as opaque pushes (each transmit of the
+    // session is whole frames), so its control bytes go between pushes.
+    : session_(worker.server().session, id, now),
+      socket_(fd, worker.options().mode == ServerMode::framed && !worker.server().tls),
+      slot_(slot) {
+    if (worker.server().tls) extras().tls = std::make_unique<TlsStream>(*worker.server().tls);
     if (peer.ss_family == AF_INET) {
         const auto& v4 = reinterpret_cast<const sockaddr_in&>(peer);
         peer_v4_ = v4.sin_addr.s_addr;
@@ -364,6 +370,7 @@ void Connection::read_available() {
 bool Connection::take_read(const StreamSocket::ReadResult& r, std::span<const std::uint8_t> bytes) {
     switch (r.status) {
         case StreamSocket::ReadStatus::data:
+            if (tls()) return take_tls(bytes.first(r.bytes));
             session_.receive(bytes.first(r.bytes), now());
             drain();
             return true;
@@ -398,8 +405,50 @@ void Connection::on_ring_flush() {
     if (finished_ && !socket_.ring_busy()) worker().release(this);  // May free this.
 }
 
+bool Connection::take_tls(std::span<const std::uint8_t> ciphertext) {
+    std::vector<std::uint8_t> plaintext;
+    const Result<void> r = tls()->receive(ciphertext, plaintext);
+    send_ciphertext(false);  // Handshake records, alerts.
+    if (finished_) return false;
+    if (!r) {
+        Event e = event(EventKind::error);
+        e.message = r.error().message;
+        worker().server().emit(e);
+        session_.abort(DisconnectReason::protocol_error, r.error().message);
+        drain();
+        return false;
+    }
+    if (!plaintext.empty()) session_.receive(plaintext, now());
+    drain();
+    return true;
+}
+
+void Connection::send_ciphertext(bool best_effort) {
+    const std::vector<std::uint8_t> out = tls()->take_ciphertext();
+    if (out.empty() || finished_) return;
+    EventLoop& loop = worker().loop();
+    const StreamSocket::SendResult r = socket_.send(loop, *this, out, false);
+    if (r.error != 0) {
+        if (!best_effort) close_on_socket_error(r.error);
+        return;
+    }
+    if (r.written_now > 0) session_.on_sent(loop.now());
+    check_backlog();
+}
+
 void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
     if (finished_) return;
+    if (TlsStream* tls_stream = tls()) {
+        if (best_effort && socket_.backlog_bytes(worker().loop()) + bytes.size() > worker().options().output_budget)
+            return;
+        // Records are opaque to the queue: control bytes cannot jump ahead of them.
+        if (Result<void> r = tls_stream->send(bytes); !r) {
+            close(DisconnectReason::local_close, r.error().message);
+            return;
+        }
+        send_ciphertext(best_effort);
+        return;
+    }
     EventLoop& loop = worker().loop();
     if (best_effort && socket_.backlog_bytes(loop) + bytes.size() > worker().options().output_budget) return;
     const StreamSocket::SendResult r = socket_.send(loop, *this, bytes, control);

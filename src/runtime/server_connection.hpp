@@ -19,6 +19,7 @@
 
 #include "lifeline/connection.hpp"
 #include "lifeline/engine/server_session.hpp"
+#include "lifeline/engine/tls.hpp"
 #include "lifeline/events.hpp"
 #include "runtime/event_loop.hpp"
 #include "runtime/stream_socket.hpp"
@@ -119,6 +120,9 @@ private:
     void transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort = false);
     void flush();
     void close_on_socket_error(int err);
+    // TLS: ciphertext in (false: stop reading), and what TLS has for the socket out.
+    bool take_tls(std::span<const std::uint8_t> ciphertext);
+    void send_ciphertext(bool best_effort);
     // Output backpressure (ServerOptions::output_budget): pause or resume
     // reading, start or clear the slow-consumer clock.
     void check_backlog();
@@ -152,7 +156,11 @@ private:
         std::uint64_t data_in = 0;
         std::uint64_t data_out = 0;
         void* context = nullptr;  // Server::set_context().
+        // With TLS: ciphertext on the socket, plaintext in the session (here:
+        // a TLS connection is never an idle one that costs nothing anyway).
+        std::unique_ptr<TlsStream> tls;
     };
+    TlsStream* tls() const { return extras_ ? extras_->tls.get() : nullptr; }
     Extras& extras();
     // Application bytes in and out (Extras: an idle connection pays nothing).
     void count_data(std::size_t in, std::size_t out);

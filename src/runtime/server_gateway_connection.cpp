@@ -53,6 +53,7 @@ void Connection::on_hello(const SessionEvent& e) {
     info.client_id = e.client_id;
     info.credential = e.credential;
     info.peer = peer_text;
+    info.target = e.target;
     if (!e.client_id.empty()) {
         const IdClaim claim = server.check_claim(e.client_id, e.resume_token);
         info.id_in_use = claim.in_use;

@@ -14,6 +14,7 @@
 #include "lifeline/engine/presence.hpp"
 #include "lifeline/engine/server_session.hpp"
 #include "lifeline/engine/session_registry.hpp"
+#include "lifeline/engine/tls.hpp"
 #include "lifeline/server.hpp"
 #include "lifeline/testing.hpp"
 #include "net/endpoint.hpp"
@@ -43,7 +44,8 @@ namespace lifeline {
 struct Server::Impl {
     ServerOptions options;
     testing::ServerFaults faults;
-    ServerSessionConfig session;  // From options; every connection's ServerSession uses it.
+    ServerSessionConfig session;      // From options; every connection's ServerSession uses it.
+    std::shared_ptr<TlsContext> tls;  // options.tls_cert/tls_key loaded; null without TLS.
     ServerCallbacks callbacks;
     net::Endpoint endpoint;
     std::vector<std::unique_ptr<runtime::Worker>> workers;

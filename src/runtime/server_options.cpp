@@ -34,7 +34,7 @@ ServerSessionConfig session_config(const ServerOptions& o, SessionCounters* coun
     c.handshake_timeout = o.handshake_timeout;
     c.idle_timeout = o.idle_timeout;
     c.server_pings = o.server_pings;
-    c.admission = o.mode == ServerMode::framed;      // ServerCallbacks::on_hello decides.
+    c.admission = o.mode != ServerMode::raw;         // ServerCallbacks::on_hello decides.
     c.server_pings = o.server_pings || c.websocket;  // WebSocket clients (browsers) never ping.
     c.max_body_size = o.max_body_size;
     c.counters = counters;

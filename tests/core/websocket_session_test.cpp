@@ -262,5 +262,43 @@ TEST(WebSocketSession, TextSendsMustBeUtf8AndMessagesEncodeOnceForBroadcast) {
     EXPECT_EQ(encoded, (std::vector<std::uint8_t>{0x82, 3, 'a', 'l', 'l'}));
 }
 
+TEST(WebSocketSession, AdmissionHoldsThe101UntilAdmitAndCarriesTheResumeToken) {
+    Client c;
+    c.config.admission = true;
+    c.session = std::make_unique<ServerSession>(c.config, 3, c.now);
+    std::string request = upgrade_request("/live?id=dev-9&token=s3cret&resume=00ff");
+    const std::vector<std::uint8_t> early = masked(Opcode::text, "early", true);
+    request.append(early.begin(), early.end());  // Pipelined before the 101.
+    c.send(bytes(request));
+    const SessionEvent* hello = c.find(Kind::hello);
+    ASSERT_TRUE(hello);
+    EXPECT_EQ(hello->client_id, "dev-9");
+    EXPECT_EQ(hello->credential, "s3cret");
+    EXPECT_EQ(hello->resume_token, std::string("\x00\xff", 2));
+    EXPECT_EQ(hello->target, "/live?id=dev-9&token=s3cret&resume=00ff");
+    EXPECT_TRUE(c.heard.empty()) << "nothing before the application decides";
+    EXPECT_FALSE(c.find(Kind::message));
+
+    ASSERT_TRUE(c.session->admit(std::string("\x01\x02", 2), c.now).ok());
+    c.collect();
+    EXPECT_NE(c.heard_text().find("Lifeline-Resume-Token: 0102\r\n"), std::string::npos) << c.heard_text();
+    const SessionEvent* m = c.find(Kind::message);
+    ASSERT_TRUE(m) << "the pipelined frame is read once admitted";
+    EXPECT_EQ(std::string(m->payload.begin(), m->payload.end()), "early");
+}
+
+TEST(WebSocketSession, ARejectedUpgradeIs403WithLifelinesCode) {
+    Client c;
+    c.config.admission = true;
+    c.session = std::make_unique<ServerSession>(c.config, 3, c.now);
+    c.upgrade();
+    ASSERT_TRUE(c.find(Kind::hello));
+    c.session->reject(4401, "bad token");
+    c.collect();
+    EXPECT_EQ(c.heard_text().rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << c.heard_text();
+    EXPECT_NE(c.heard_text().find("Lifeline-Close-Code: 4401\r\n"), std::string::npos);
+    EXPECT_EQ(c.find(Kind::closed)->reason, R::rejected);
+}
+
 }  // namespace
 }  // namespace lifeline

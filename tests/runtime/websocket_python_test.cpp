@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -35,9 +36,11 @@ class WebSocketPython : public ::testing::Test {
 protected:
     void SetUp() override {
         ASSERT_EQ(::access(kPython, X_OK), 0) << kPython << " is missing (python3, scripts/install-deps.sh)";
-        server_ = std::make_unique<ChildProcess>(
-            std::vector<std::string>{LIFELINE_BINARY, "serve", "--mode", "websocket", "--listen", "127.0.0.1:0",
-                                     "--heartbeat", "200ms", "--timeout", "1s", "--echo"});
+        // ctest runs this suite again with LIFELINE_TEST_IO=uring ("uring." in front).
+        const char* io = std::getenv("LIFELINE_TEST_IO");
+        server_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+            LIFELINE_BINARY, "serve", "--mode", "websocket", "--listen", "127.0.0.1:0", "--heartbeat", "200ms",
+            "--timeout", "1s", "--echo", "--io", io != nullptr && std::string(io) == "uring" ? "uring" : "epoll"});
         const std::optional<Json> listening = server_->wait_for_event("listening", 10s);
         ASSERT_TRUE(listening) << "the server did not start";
         const std::string address = listening->value("address", "");

@@ -18,7 +18,10 @@
 // protocol: every byte is a message and liveness, and `idle_timeout` (if set)
 // ends a silent connection with idle_timeout. With `websocket`, the same
 // rules ride on RFC 6455 (lifeline/engine/websocket.hpp): an HTTP upgrade
-// instead of HELLO/WELCOME (the id from `?id=`), WebSocket pings and pongs
+// instead of HELLO/WELCOME (the id from `?id=`; with admission, the `hello`
+// event carries the credential from `Authorization: Bearer` or `?token=`, the
+// resume token from `?resume=` in hex and the target; admit() answers 101
+// with a `Lifeline-Resume-Token` header, reject() HTTP 403), WebSocket pings and pongs
 // (the server always pings when quiet: browsers only answer), text and binary
 // messages, close codes from websocket_close_code(); a bad upgrade is an HTTP
 // error, a bad frame a close with RFC 6455's code.
@@ -175,7 +178,9 @@ private:
     WebSocketState& ws_state();
     void ws_receive(std::span<const std::uint8_t> bytes, Instant now);
     void ws_frames(std::span<const std::uint8_t> input, Instant now);
-    void ws_open(const ws::Upgrade& upgrade, Instant now);
+    void ws_upgraded(const ws::Upgrade& upgrade, std::span<const std::uint8_t> rest, Instant now);
+    void ws_open_session(std::string_view resume_token);
+    void ws_refuse_admission(std::uint16_t code, std::string_view text);
     void ws_refuse_upgrade(int status, const std::string& why);
     void ws_frame(ws::WsFrame& frame, Instant now);
     void ws_data(ws::WsFrame& frame);

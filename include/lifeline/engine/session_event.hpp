@@ -46,6 +46,7 @@ struct SessionEvent {
     bool text = false;                                        // message, WebSocket: a text message (UTF-8)
     std::string credential;                                   // hello
     std::string resume_token;                                 // hello
+    std::string target;                                       // hello, WebSocket: the request target ("/live?id=x")
 };
 
 // Bytes to write to the peer, in order. `control` bytes (handshake, PING,

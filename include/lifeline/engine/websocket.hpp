@@ -109,6 +109,12 @@ std::string accept_key(std::string_view key);
 // "HTTP/1.1 101 Switching Protocols" with the accept key.
 std::string switching_protocols(std::string_view key);
 // An HTTP error response that closes the connection; `why` is the body.
-std::string http_error(int status, std::string_view why);
+// `extra_headers` are whole lines ("Name: value\r\n").
+std::string http_error(int status, std::string_view why, std::string_view extra_headers = "");
+// With a resume token: the 101 also carries `Lifeline-Resume-Token: <hex>`.
+std::string switching_protocols(std::string_view key, std::string_view resume_token);
+std::string to_hex(std::string_view bytes);
+// "" when `hex` is not an even number of hex digits.
+std::string from_hex(std::string_view hex);
 
 }  // namespace lifeline::ws

@@ -1,0 +1,72 @@
+// TLS for any of lifeline's wires, sans-IO: OpenSSL 3 driven through a pair of
+// memory BIOs, so ciphertext goes in and out as bytes and the sessions above
+// it (framed, raw, WebSocket) see plaintext. A TlsContext holds the
+// certificate and key (loaded once, checked at start-up); a TlsStream is one
+// connection's state.
+//
+//   TlsStream tls(context);
+//   tls.receive(ciphertext, plaintext);      // bytes read from the socket
+//   session.receive(plaintext, now);
+//   tls.send(session_output);                // what the session wants to write
+//   write_all(fd, tls.take_ciphertext());    // after each of the two above
+//
+// Threads: a context may be shared by any threads once loaded (OpenSSL's
+// SSL_CTX is safe for that); a stream is used by one thread at a time.
+// Errors: load() names the file and OpenSSL's reason; receive() fails on a
+// broken handshake or record (the message is OpenSSL's), and the connection
+// is then to be closed as a protocol error.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lifeline/result.hpp"
+
+namespace lifeline {
+
+class TlsContext {
+public:
+    // A server context: PEM certificate chain and private key; the key must
+    // match the certificate. TLS 1.2 and 1.3 only.
+    static Result<std::shared_ptr<TlsContext>> load_server(const std::string& cert_file, const std::string& key_file);
+    ~TlsContext();
+    TlsContext(const TlsContext&) = delete;
+    TlsContext& operator=(const TlsContext&) = delete;
+    void* native() const { return ctx_; }  // SSL_CTX*
+
+private:
+    explicit TlsContext(void* ctx) : ctx_(ctx) {}
+    void* ctx_;
+};
+
+class TlsStream {
+public:
+    explicit TlsStream(const TlsContext& context);
+    ~TlsStream();
+    TlsStream(const TlsStream&) = delete;
+    TlsStream& operator=(const TlsStream&) = delete;
+
+    // Ciphertext from the peer in; decrypted application bytes appended to
+    // `plaintext`. Handshake records produce output (take_ciphertext()).
+    Result<void> receive(std::span<const std::uint8_t> ciphertext, std::vector<std::uint8_t>& plaintext);
+    // Plaintext to protect; before the handshake is done it waits inside.
+    Result<void> send(std::span<const std::uint8_t> plaintext);
+    // Ciphertext ready for the peer (moves it out).
+    std::vector<std::uint8_t> take_ciphertext();
+    bool handshake_done() const;
+    // A close_notify alert for the peer (then take_ciphertext()).
+    void shutdown();
+
+private:
+    Result<void> pump_handshake();
+    Result<void> flush_pending();
+    void* ssl_ = nullptr;                // SSL*
+    void* in_ = nullptr;                 // BIO*: ciphertext from the peer
+    void* out_ = nullptr;                // BIO*: ciphertext for the peer
+    std::vector<std::uint8_t> pending_;  // Plaintext sent before the handshake finished.
+};
+
+}  // namespace lifeline
