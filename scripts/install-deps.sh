@@ -24,6 +24,8 @@ packages=(
   python3 python3-websockets            # tests: a WebSocket client nobody here wrote
   chromium                              # tests: a browser's own WebSocket (headless)
   openssl                               # tests: certificates for the TLS tests
+  pybind11-dev python3-dev              # python/: the lifeline package's extension
+  python3-pytest python3-pytest-asyncio # python/tests
   mosquitto                             # bench baseline: MQTT keep-alive broker for `lifeline bench --protocol mqtt`
 )
 
