@@ -37,7 +37,12 @@ class Client:
 
     async def _start(self):
         self._task = asyncio.get_running_loop().create_task(self._run())
-        await self._opened.wait()
+        opened = asyncio.ensure_future(self._opened.wait())
+        await asyncio.wait({opened, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._opened.is_set():
+            opened.cancel()
+            self._task.result()  # Raises what ended it (a LifelineError, an OSError).
+            raise ConnectionError(f"lifeline: could not connect to {self._host}:{self._port}")
         return self
 
     async def send(self, payload: bytes):
@@ -83,12 +88,14 @@ class Client:
         return ended
 
     async def _one_connection(self):
+        """Returns whether the session opened (the WELCOME came)."""
         reader, self._writer = await asyncio.open_connection(self._host, self._port)
         self.connections += 1
-        self._session = ClientSession(time.monotonic_ns(), interval=self._interval, timeout=self._timeout,
-                                      id=self._id, credential=self._token, resume_token=self._resume)
-        self._flush()
+        opened = False
         try:
+            self._session = ClientSession(time.monotonic_ns(), interval=self._interval, timeout=self._timeout,
+                                          id=self._id, credential=self._token, resume_token=self._resume)
+            self._flush()
             while True:
                 deadline = self._session.next_timeout()
                 wait = None if deadline is None else max(0.0, (deadline - time.monotonic_ns()) / 1e9)
@@ -101,8 +108,9 @@ class Client:
                 except asyncio.TimeoutError:
                     self._session.handle_timeout(time.monotonic_ns())
                 self._flush()
+                opened = opened or self._opened.is_set()
                 if self._drain_events():
-                    return
+                    return opened or self._opened.is_set()
         finally:
             self._opened.clear()
             self._writer.close()
@@ -111,8 +119,10 @@ class Client:
         delay = self._backoff[0]
         while not self._closing:
             try:
-                await self._one_connection()
-                delay = self._backoff[0]
+                # Back off from scratch only after a session that opened: a
+                # server that accepts and closes at once gets the growing delay.
+                if await self._one_connection():
+                    delay = self._backoff[0]
             except OSError as error:
                 self._queue.put_nowait({"kind": "closed", "reason": "unreachable", "message": str(error)})
             if not self._reconnect or self._closing:

@@ -28,15 +28,17 @@ using namespace lifeline;
 
 namespace {
 
-py::object g_error_type;
+// Leaked on purpose: a static py::object would be destroyed after the
+// interpreter is gone (at exit), which can crash.
+py::object* g_error_type = nullptr;
 
 [[noreturn]] void raise(const Error& e) {
     // lifeline::Errc's own names (to_string() gives sentences for people).
     static const char* kCodes[] = {"unknown",   "invalid_argument", "system",    "refused_by_kernel", "not_open",
                                    "too_large", "unsupported",      "timed_out", "protocol"};
     const auto index = static_cast<std::size_t>(e.code);
-    py::object err = g_error_type(index < std::size(kCodes) ? kCodes[index] : "unknown", e.message);
-    PyErr_SetObject(g_error_type.ptr(), err.ptr());
+    py::object err = (*g_error_type)(index < std::size(kCodes) ? kCodes[index] : "unknown", e.message);
+    PyErr_SetObject(g_error_type->ptr(), err.ptr());
     throw py::error_already_set();
 }
 
@@ -196,7 +198,7 @@ std::unique_ptr<PyServer> make_server(std::int64_t now, std::uint64_t number, do
 
 PYBIND11_MODULE(_lifeline, m) {
     m.doc() = "lifeline's engine and socket helpers (C++). Use the `lifeline` package, not this module.";
-    g_error_type = py::module_::import("lifeline._errors").attr("LifelineError");
+    g_error_type = new py::object(py::module_::import("lifeline._errors").attr("LifelineError"));
 
     m.def(
         "apply_keepalive",

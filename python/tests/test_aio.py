@@ -17,6 +17,12 @@ async def next_event(client, kind, timeout):
 
 
 @pytest.mark.asyncio
+async def test_connect_without_a_server_raises_instead_of_hanging():
+    with pytest.raises(OSError):
+        await asyncio.wait_for(lifeline.aio.connect("127.0.0.1", 9, reconnect=False), 10)
+
+
+@pytest.mark.asyncio
 async def test_a_stopped_server_is_dead_and_a_running_one_is_reconnected_to(serve):
     proc, port = serve("--heartbeat", "200ms", "--timeout", "1s", "--echo")
     client = await lifeline.aio.connect("127.0.0.1", port, id="py-aio-1", interval=0.2, timeout=1.0)

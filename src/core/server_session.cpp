@@ -124,7 +124,8 @@ void ServerSession::hold(std::span<const std::uint8_t> bytes) {
     if (bytes.empty()) return;
     std::vector<std::uint8_t>& held = extras().held;
     // One largest frame: what a pipelining client may fairly have in flight.
-    const std::size_t limit = 5 + config_->max_body_size;
+    // (A WebSocket frame's header is up to 14 bytes, a lifeline frame's 5.)
+    const std::size_t limit = (config_->websocket ? 14 : 5) + config_->max_body_size;
     if (held.size() + bytes.size() > limit) {
         protocol_violation(CloseCode::protocol_error,
                            "sent more than " + std::to_string(limit) + " bytes after its HELLO before being admitted");
@@ -203,7 +204,9 @@ Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
                                                " bytes, more than " + std::to_string(kMaxResumeTokenSize));
     // Liveness is judged from the WELCOME: the client heard nothing before it.
     detector_ = FixedTimeoutDetector(detector_.timeout(), now);
-    liveness_ = LivenessMachine(LivenessConfig{liveness_.interval(), config_->server_pings}, detector_, now);
+    // WebSocket clients (browsers) never ping: the server always does.
+    liveness_ = LivenessMachine(LivenessConfig{liveness_.interval(), config_->server_pings || config_->websocket},
+                                detector_, now);
     if (config_->websocket) {
         ws_open_session(resume_token);
     } else {

@@ -140,11 +140,7 @@ void ServerSession::ws_upgraded(const ws::Upgrade& upgrade, std::span<const std:
         return;
     }
     state_ = State::admitting;
-    SessionEvent e;
-    e.kind = SessionEventKind::hello;
-    e.interval = config_->heartbeat;
-    e.timeout = config_->timeout;
-    e.client_id = chosen_id();
+    SessionEvent e = ws_event(SessionEventKind::hello, chosen_id());
     e.credential = std::move(credential);
     e.resume_token = ws::from_hex(upgrade.query("resume"));
     e.target = upgrade.target;
@@ -158,12 +154,16 @@ void ServerSession::ws_open_session(std::string_view resume_token) {
     w.key = {};
     outbox_.control_bytes(as_bytes(reply));
     state_ = State::open;
-    SessionEvent e;
-    e.kind = SessionEventKind::opened;
+    outbox_.event(ws_event(SessionEventKind::opened, client_id()));
+}
+
+// hello and opened: no negotiation, so both carry the server's own timings.
+SessionEvent ServerSession::ws_event(SessionEventKind kind, std::string id) const {
+    SessionEvent e(kind);
     e.interval = config_->heartbeat;
     e.timeout = config_->timeout;
-    e.client_id = client_id();
-    outbox_.event(std::move(e));
+    e.client_id = std::move(id);
+    return e;
 }
 
 void ServerSession::ws_refuse_admission(std::uint16_t code, std::string_view text) {
@@ -270,7 +270,7 @@ void ServerSession::ws_peer_close(std::span<const std::uint8_t> payload) {
     // Echo the close (RFC 6455 5.5.1), then the peer closes the TCP connection.
     std::vector<std::uint8_t> reply;
     ws::append_close(reply, code, "");
-    outbox_.control_bytes(reply);
+    outbox_.bytes(reply);  // Behind queued data: nothing may follow a close.
     finish(DisconnectReason::peer_closed, reason.empty() ? "close " + std::to_string(code) : reason);
 }
 
@@ -283,7 +283,7 @@ void ServerSession::ws_violation(std::uint16_t close_code, const std::string& me
     if (state_ == State::closed) return;
     std::vector<std::uint8_t> frame;
     ws::append_close(frame, close_code, message);
-    outbox_.control_bytes(frame);
+    outbox_.bytes(frame);  // Behind queued data: nothing may follow a close (RFC 6455 5.5.1).
     finish(DisconnectReason::protocol_error, message);
 }
 
@@ -300,7 +300,7 @@ void ServerSession::ws_close_frame(std::uint16_t code, std::string_view text) {
     if (state_ != State::open) return;  // Before the upgrade there is no WebSocket to close.
     std::vector<std::uint8_t> frame;
     ws::append_close(frame, websocket_close_code(code), text);
-    outbox_.control_bytes(frame);
+    outbox_.bytes(frame);  // Behind queued data: nothing may follow a close (RFC 6455 5.5.1).
 }
 
 Result<void> ServerSession::ws_send(std::span<const std::uint8_t> payload, bool text) {

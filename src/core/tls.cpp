@@ -32,8 +32,9 @@ Result<std::shared_ptr<TlsContext>> TlsContext::load_server(const std::string& c
     if (ctx == nullptr) return Error{"TLS: cannot create a context: " + openssl_errors()};
     auto context = std::shared_ptr<TlsContext>(new TlsContext(ctx));
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    // Partial writes let a record leave as soon as it is made; the BIO holds it.
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // No SSL_MODE_ENABLE_PARTIAL_WRITE: into a memory BIO, SSL_write takes all
+    // of a large write in one call (one record per 16 KiB) instead of one record.
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1)
         return Error{"--tls-cert " + cert_file + ": " + openssl_errors()};
     // A key of another certificate fails here already ("key values mismatch").
@@ -94,6 +95,9 @@ Result<void> TlsStream::receive(std::span<const std::uint8_t> ciphertext, std::v
 
 Result<void> TlsStream::send(std::span<const std::uint8_t> plaintext) {
     if (plaintext.empty()) return {};
+    if (!handshake_done() && pending_.size() + plaintext.size() > kMaxPendingBeforeHandshake)
+        return Error{"TLS: more than " + std::to_string(kMaxPendingBeforeHandshake) +
+                     " bytes to send before the peer finished its handshake"};
     if (!handshake_done() || !pending_.empty()) {
         pending_.insert(pending_.end(), plaintext.begin(), plaintext.end());
         return handshake_done() ? flush_pending() : Result<void>();

@@ -103,6 +103,8 @@ void append_frame(std::vector<std::uint8_t>& out, Opcode opcode, std::span<const
 }
 
 void append_close(std::vector<std::uint8_t>& out, std::uint16_t code, std::string_view reason) {
+    // A reason that is not UTF-8 would make the peer fail the connection (1007): send none.
+    if (!valid_utf8({reinterpret_cast<const std::uint8_t*>(reason.data()), reason.size()})) reason = {};
     std::size_t keep = std::min(reason.size(), kMaxControlPayload - 2);
     // Cut on a character boundary: never in the middle of a UTF-8 sequence.
     while (keep > 0 && keep < reason.size() && (static_cast<std::uint8_t>(reason[keep]) & 0xC0) == 0x80) --keep;

@@ -66,6 +66,24 @@ UpgradeParse check(Upgrade u, std::size_t consumed) {
     return p;
 }
 
+// RFC 3986 percent-decoding, and '+' as a space (form encoding); a broken
+// escape is kept as it is.
+std::string percent_decoded(std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '+') {
+            out += ' ';
+        } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+                   std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+            out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+            i += 2;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 std::string Upgrade::query(std::string_view name) const {
@@ -76,7 +94,7 @@ std::string Upgrade::query(std::string_view name) const {
         const std::size_t amp = rest.find('&');
         const std::string_view pair = rest.substr(0, amp);
         const std::size_t eq = pair.find('=');
-        if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+        if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? "" : percent_decoded(pair.substr(eq + 1));
         if (amp == std::string_view::npos) break;
         rest.remove_prefix(amp + 1);
     }

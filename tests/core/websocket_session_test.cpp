@@ -244,6 +244,32 @@ TEST(WebSocketSession, ABadUpgradeIsAnHttpErrorAndASlowOneTheHandshakeDeadline) 
         << slow.find(Kind::error)->message;
 }
 
+TEST(WebSocketSession, ACloseNeverOvertakesQueuedData) {
+    Client c;
+    c.upgrade();
+    c.collect();
+    ASSERT_TRUE(c.session->send(bytes(std::string("last words"))).ok());
+    c.session->close(CloseCode::shutdown, "bye", R::shutdown);
+    c.collect();
+    const std::vector<ws::WsFrame> frames = c.frames();
+    ASSERT_GE(frames.size(), 2u);
+    EXPECT_EQ(frames[frames.size() - 2].opcode, Opcode::binary);
+    EXPECT_EQ(frames.back().opcode, Opcode::close) << "nothing may follow a close (RFC 6455 5.5.1)";
+}
+
+TEST(WebSocketSession, AdmittedSessionsStillPingThoughTheConfigSaysNot) {
+    Client c;
+    c.config.admission = true;
+    c.config.server_pings = false;  // Browsers never ping: the WebSocket server must.
+    c.session = std::make_unique<ServerSession>(c.config, 3, c.now);
+    c.upgrade();
+    ASSERT_TRUE(c.session->admit("", c.now).ok());
+    c.collect();
+    c.advance(ms(250));
+    ASSERT_FALSE(c.frames().empty());
+    EXPECT_EQ(c.frames().back().opcode, Opcode::ping);
+}
+
 TEST(WebSocketSession, PingFloodsAreTooManyPings4003) {
     Client c;
     c.upgrade();

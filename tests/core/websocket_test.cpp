@@ -37,6 +37,10 @@ TEST(WebSocketHandshake, AGoodRequestParsesWithItsQueryAndHeaders) {
     EXPECT_EQ(p.upgrade->query("id"), "device-7");
     EXPECT_EQ(p.upgrade->query("x"), "1");
     EXPECT_EQ(p.upgrade->query("missing"), "");
+    Upgrade encoded;
+    encoded.target = "/?token=a%2Bb%3D%3d+c&bad=%zz";
+    EXPECT_EQ(encoded.query("token"), "a+b== c") << "percent-decoded, as encodeURIComponent makes it";
+    EXPECT_EQ(encoded.query("bad"), "%zz");
     EXPECT_EQ(p.upgrade->header("host"), "example");
     EXPECT_EQ(p.upgrade->key, "dGhlIHNhbXBsZSBub25jZQ==");
 }

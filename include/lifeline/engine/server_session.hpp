@@ -181,6 +181,7 @@ private:
     void ws_upgraded(const ws::Upgrade& upgrade, std::span<const std::uint8_t> rest, Instant now);
     void ws_open_session(std::string_view resume_token);
     void ws_refuse_admission(std::uint16_t code, std::string_view text);
+    SessionEvent ws_event(SessionEventKind kind, std::string id) const;
     void ws_refuse_upgrade(int status, const std::string& why);
     void ws_frame(ws::WsFrame& frame, Instant now);
     void ws_data(ws::WsFrame& frame);

@@ -52,8 +52,11 @@ public:
     // Ciphertext from the peer in; decrypted application bytes appended to
     // `plaintext`. Handshake records produce output (take_ciphertext()).
     Result<void> receive(std::span<const std::uint8_t> ciphertext, std::vector<std::uint8_t>& plaintext);
-    // Plaintext to protect; before the handshake is done it waits inside.
+    // Plaintext to protect; before the handshake is done it waits inside, up
+    // to kMaxPendingBeforeHandshake bytes (more is an error: a peer that
+    // stalls its handshake must not make us buffer without end).
     Result<void> send(std::span<const std::uint8_t> plaintext);
+    static constexpr std::size_t kMaxPendingBeforeHandshake = 256 * 1024;
     // Ciphertext ready for the peer (moves it out).
     std::vector<std::uint8_t> take_ciphertext();
     bool handshake_done() const;
