@@ -34,7 +34,9 @@ Result<std::shared_ptr<TlsContext>> TlsContext::load_server(const std::string& c
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     // No SSL_MODE_ENABLE_PARTIAL_WRITE: into a memory BIO, SSL_write takes all
     // of a large write in one call (one record per 16 KiB) instead of one record.
-    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // RELEASE_BUFFERS: an idle connection gives its 16 KiB+ record buffers back
+    // (measured at 19,000 idle wss:// connections: docs/BENCHMARKS.md).
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1)
         return Error{"--tls-cert " + cert_file + ": " + openssl_errors()};
     // A key of another certificate fails here already ("key values mismatch").

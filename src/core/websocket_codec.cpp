@@ -78,8 +78,7 @@ WsFrameDecoder::Step WsFrameDecoder::next(std::span<const std::uint8_t>& input) 
     const std::uint8_t* mask = &partial_[header - 4];
     frame.payload.assign(partial_.begin() + static_cast<std::ptrdiff_t>(header), partial_.end());
     for (std::size_t i = 0; i < frame.payload.size(); ++i) frame.payload[i] ^= mask[i % 4];
-    partial_.clear();
-    if (partial_.capacity() > 4096) partial_.shrink_to_fit();  // An idle connection holds no large buffer.
+    partial_ = {};  // An idle connection holds no buffer between frames.
     Step s;
     s.frame = std::move(frame);
     return s;
