@@ -11,29 +11,8 @@ cd "$(dirname "$0")/.."
 N=${1:-19000}
 IDS=()
 [[ ${2:-} == --ids ]] && IDS=(--id "dev")
-BIN=build/release/src/cli/lifeline
-[[ -x $BIN ]] || { echo "build the release preset first (make build-release)" >&2; exit 1; }
-[[ $(id -u) -eq 0 ]] || { echo "needs root (network namespace)" >&2; exit 1; }
-NS=llb-$$-mem
-OUT=$(mktemp -d)
-cleanup() {
-  kill -9 "${CLIENT_PID:-}" "${SERVER_PID:-}" 2>/dev/null || true
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$OUT"
-}
-trap cleanup EXIT INT TERM
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip netns exec "$NS" sysctl -q -w net.ipv4.ip_local_port_range='1024 65535'
-
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-wait_lines() {  # file pattern count
-  for _ in $(seq 1 600); do
-    [[ $(grep -c "$2" "$1" 2>/dev/null || true) -ge $3 ]] && return 0
-    sleep 0.1
-  done
-  echo "timed out waiting for $3 x $2 in $1" >&2; exit 1
-}
+# shellcheck source=bench/memory_netns.sh
+source bench/memory_netns.sh
 
 # shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags.
 ip netns exec "$NS" "$BIN" serve --listen 127.0.0.1:18888 --heartbeat 30s --timeout 90s ${SERVE_FLAGS:-} \
