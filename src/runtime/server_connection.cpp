@@ -261,6 +261,15 @@ void Connection::finish_shutdown() {
 
 void Connection::finish(DisconnectReason reason, const std::string& message) {
     if (finished_) return;
+    if (TlsStream* t = tls(); t != nullptr && t->handshake_done()) {
+        // close_notify: the peer sees an orderly end, not a truncation. Best
+        // effort, straight to the socket (no backlog check: that could close
+        // this connection again from inside its own finish).
+        t->shutdown();
+        const std::vector<std::uint8_t> notify = t->take_ciphertext();
+        if (!notify.empty()) [[maybe_unused]]
+            const StreamSocket::SendResult r = socket_.send(worker().loop(), *this, notify, false);
+    }
     socket_.send_before_close();  // First, so the event's bytes_out counts it.
     Server::Impl& server = worker().server();
     EventLoop& loop = worker().loop();

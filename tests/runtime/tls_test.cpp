@@ -89,13 +89,22 @@ TEST_F(Tls, RawModeOverTlsAndPlaintextOrAStalledHandshakeCostOnlyThemselves) {
     const std::string script =
         "import socket,ssl,sys,time\n"
         "c=ssl.create_default_context(cafile=sys.argv[2])\n"
-        "s=c.wrap_socket(socket.create_connection(('127.0.0.1',int(sys.argv[1]))),server_hostname='localhost')\n"
+        // CPython ignores a missing close_notify by default: see it.
+        "c.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF\n"
+        "s=c.wrap_socket(socket.create_connection(('127.0.0.1',int(sys.argv[1]))),server_hostname='localhost',"
+        "suppress_ragged_eofs=False)\n"
         "s.sendall(b'over tls'); print('echo', s.recv(100).decode(), flush=True)\n"
         "sys.stdin.readline(); s.sendall(b'again'); print('echo', s.recv(100).decode(), flush=True)\n"
         // Larger than one TLS record (16 KiB), and than one read.
         "big=b'y'*100000; s.sendall(big); got=b''\n"
         "while len(got) < len(big): got += s.recv(65536)\n"
-        "print('big echo', len(got), got == big, flush=True)\n";
+        "print('big echo', len(got), got == big, flush=True)\n"
+        // The server's shutdown: an orderly TLS end (close_notify), not a truncation.
+        "sys.stdin.readline()\n"
+        "try:\n"
+        "  print('after close', repr(s.recv(100)), flush=True)\n"
+        "except ssl.SSLError as e:\n"
+        "  print('after close', type(e).__name__, flush=True)\n";
     ChildProcess tls_client({kPython, "-c", script, port_, file("server.pem")});
     ASSERT_TRUE(tls_client.wait_for_line("echo over tls", 10s));
 
@@ -115,6 +124,9 @@ TEST_F(Tls, RawModeOverTlsAndPlaintextOrAStalledHandshakeCostOnlyThemselves) {
     tls_client.write_stdin("\n");
     EXPECT_TRUE(tls_client.wait_for_line("echo again", 10s)) << "the TLS client was disturbed";
     EXPECT_TRUE(tls_client.wait_for_line("big echo 100000 True", 10s)) << "a write of many TLS records";
+    tls_client.write_stdin("\n");
+    server_->signal(SIGTERM);
+    EXPECT_TRUE(tls_client.wait_for_line("after close b''", 10s)) << "no close_notify: the client saw a truncation";
 }
 
 TEST_F(Tls, AHandshakeThatStallsMeetsTheHandshakeDeadline) {
