@@ -85,7 +85,7 @@ struct ServerOptions {
     bool echo = false;  // Echo DATA (framed) or bytes (raw) back.
     // Both set: TLS (1.2+) on every connection, in any mode (wss:// in
     // websocket mode). PEM files, loaded and checked by Server::create(). The
-    // TLS handshake counts against handshake_timeout (raw mode: unbounded).
+    // TLS handshake must finish within handshake_timeout of accept, in every mode.
     std::string tls_cert;
     std::string tls_key;
     // Keep presence of client-chosen ids (Server::presence, GET /presence, the

@@ -324,8 +324,16 @@ void Connection::report_offline(DisconnectReason reason) {
 
 // ---- Timers --------------------------------------------------------------------
 
+// TLS: the handshake has the session's handshake deadline in every mode (a
+// raw session is open at accept, so its own deadline would never apply).
+Instant Connection::tls_handshake_deadline() const {
+    const TlsStream* t = tls();
+    if (t == nullptr || t->handshake_done()) return Instant::never();
+    return session_.accepted_at() + worker().options().handshake_timeout;
+}
+
 void Connection::rearm() {
-    Instant next = session_.next_timeout();
+    Instant next = std::min(session_.next_timeout(), tls_handshake_deadline());
     if (over_budget_ms_ != 0) next = std::min(next, over_budget_deadline());
     if (next.is_never()) {
         worker().loop().cancel(*this);
@@ -340,6 +348,16 @@ void Connection::on_timer() {
         return;
     }
     const Instant t = now();
+    if (t >= tls_handshake_deadline()) {
+        const std::string why =
+            "no TLS handshake within " + to_string(worker().options().handshake_timeout) + " of accept";
+        Event e = event(EventKind::error);
+        e.message = why;
+        worker().server().emit(e);
+        session_.abort(DisconnectReason::protocol_error, why);
+        drain();
+        return;
+    }
     if (over_budget_ms_ != 0 && t >= over_budget_deadline()) {
         judge_stalled_output(t);
         if (finished_) return;

@@ -122,6 +122,7 @@ private:
     void close_on_socket_error(int err);
     // TLS: ciphertext in (false: stop reading), and what TLS has for the socket out.
     bool take_tls(std::span<const std::uint8_t> ciphertext);
+    Instant tls_handshake_deadline() const;
     void send_ciphertext(bool best_effort);
     // Output backpressure (ServerOptions::output_budget): pause or resume
     // reading, start or clear the slow-consumer clock.

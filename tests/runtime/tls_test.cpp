@@ -129,8 +129,11 @@ TEST_F(Tls, RawModeOverTlsAndPlaintextOrAStalledHandshakeCostOnlyThemselves) {
     EXPECT_TRUE(tls_client.wait_for_line("after close b''", 10s)) << "no close_notify: the client saw a truncation";
 }
 
-TEST_F(Tls, AHandshakeThatStallsMeetsTheHandshakeDeadline) {
-    ASSERT_NO_FATAL_FAILURE(start({"--mode", "framed", "--handshake-timeout", "500ms"}));
+class TlsStalled : public Tls, public ::testing::WithParamInterface<std::string> {};
+
+// Raw mode too: a raw session is open at accept, so only the TLS deadline ends it.
+TEST_P(TlsStalled, AHandshakeThatStallsMeetsTheHandshakeDeadline) {
+    ASSERT_NO_FATAL_FAILURE(start({"--mode", GetParam(), "--handshake-timeout", "500ms"}));
     // Half a ClientHello's record header, then nothing.
     ChildProcess stalled({kPython, "-c",
                           "import socket,sys,time; s=socket.create_connection(('127.0.0.1'," + port_ +
@@ -141,6 +144,8 @@ TEST_F(Tls, AHandshakeThatStallsMeetsTheHandshakeDeadline) {
     ASSERT_TRUE(closed) << "a stalled TLS handshake was never ended";
     EXPECT_EQ(closed->value("reason", ""), "protocol_error") << closed->dump();
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, TlsStalled, ::testing::Values("framed", "raw", "websocket"));
 
 TEST_F(Tls, CertificateMistakesAreRefusedAtStartWithTheFileNamed) {
     const std::string serve = std::string(LIFELINE_BINARY) + " serve --listen 127.0.0.1:0 ";
