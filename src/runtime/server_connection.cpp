@@ -453,21 +453,13 @@ bool Connection::take_tls(std::span<const std::uint8_t> ciphertext) {
 void Connection::send_ciphertext(bool best_effort) {
     const std::vector<std::uint8_t> out = tls()->take_ciphertext();
     if (out.empty() || finished_) return;
-    EventLoop& loop = worker().loop();
-    const StreamSocket::SendResult r = socket_.send(loop, *this, out, false);
-    if (r.error != 0) {
-        if (!best_effort) close_on_socket_error(r.error);
-        return;
-    }
-    if (r.written_now > 0) session_.on_sent(loop.now());
-    check_backlog();
+    write_to_socket(out, false, best_effort);
 }
 
 void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
     if (finished_) return;
+    if (best_effort && socket_.backlog_bytes(worker().loop()) + bytes.size() > worker().options().output_budget) return;
     if (TlsStream* tls_stream = tls()) {
-        if (best_effort && socket_.backlog_bytes(worker().loop()) + bytes.size() > worker().options().output_budget)
-            return;
         // Records are opaque to the queue: control bytes cannot jump ahead of them.
         if (Result<void> r = tls_stream->send(bytes); !r) {
             close(DisconnectReason::local_close, r.error().message);
@@ -476,8 +468,11 @@ void Connection::transmit(std::span<const std::uint8_t> bytes, bool control, boo
         send_ciphertext(best_effort);
         return;
     }
+    write_to_socket(bytes, control, best_effort);
+}
+
+void Connection::write_to_socket(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
     EventLoop& loop = worker().loop();
-    if (best_effort && socket_.backlog_bytes(loop) + bytes.size() > worker().options().output_budget) return;
     const StreamSocket::SendResult r = socket_.send(loop, *this, bytes, control);
     if (r.error != 0) {
         if (!best_effort) close_on_socket_error(r.error);

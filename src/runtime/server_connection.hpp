@@ -124,6 +124,8 @@ private:
     bool take_tls(std::span<const std::uint8_t> ciphertext);
     Instant tls_handshake_deadline() const;
     void send_ciphertext(bool best_effort);
+    // Bytes to the socket (ciphertext with TLS); errors close the connection unless best_effort.
+    void write_to_socket(std::span<const std::uint8_t> bytes, bool control, bool best_effort);
     // Output backpressure (ServerOptions::output_budget): pause or resume
     // reading, start or clear the slow-consumer clock.
     void check_backlog();
