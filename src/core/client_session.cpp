@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/client_websocket_state.hpp"
 #include "lifeline/check.hpp"
 
 namespace lifeline {
@@ -17,6 +18,10 @@ Result<void> ClientSessionConfig::validate() const {
     if (resume_token.size() > kMaxResumeTokenSize) return Error{"resume_token must be at most 64 bytes"};
     if (handshake_timeout <= Duration::zero()) return Error{"handshake_timeout must be > 0"};
     if (max_body_size < 16 || max_body_size > (1u << 24)) return Error{"max_body_size must be 16 B..16 MiB"};
+    if (websocket && !framed) return Error{"websocket needs framed (a protocol with heartbeats)"};
+    if (websocket && (websocket_path.empty() || websocket_path.front() != '/'))
+        return Error{"websocket_path must start with / (got \"" + websocket_path + "\")"};
+    if (websocket && websocket_host.empty()) return Error{"websocket_host must name the server (the Host header)"};
     return {};
 }
 
@@ -32,9 +37,15 @@ ClientSession::ClientSession(const ClientSessionConfig& config, Instant now)
         outbox_.event(SessionEvent(SessionEventKind::opened));
         return;
     }
+    if (config.websocket) {
+        ws_start();
+        return;
+    }
     control(Hello{kProtocolVersion, static_cast<std::uint32_t>(config.heartbeat.ms()),
                   static_cast<std::uint32_t>(config.timeout.ms()), config.id, config.resume_token, config.credential});
 }
+
+ClientSession::~ClientSession() = default;
 
 Instant ClientSession::next_timeout() const {
     switch (state_) {
@@ -55,6 +66,10 @@ void ClientSession::receive(std::span<const std::uint8_t> bytes, Instant now) {
         SessionEvent e(SessionEventKind::message);
         e.payload.assign(bytes.begin(), bytes.end());
         outbox_.event(std::move(e));
+        return;
+    }
+    if (config_->websocket) {
+        ws_receive(bytes, now);
         return;
     }
     if (state_ == State::open) liveness_.on_bytes_received(now);
@@ -87,19 +102,27 @@ void ClientSession::handle_frame(const Frame& frame, Instant now) {
         e.payload.assign(data->payload.begin(), data->payload.end());
         outbox_.event(std::move(e));
     } else if (const auto* close = std::get_if<Close>(&frame)) {
-        DisconnectReason reason = DisconnectReason::peer_closed;
-        if (close->code == static_cast<std::uint16_t>(CloseCode::session_replaced))
-            reason = DisconnectReason::session_replaced;
-        // Refused at the door: a claim on a live id, or the application said no.
-        if (state_ == State::handshake &&
-            (close->code == static_cast<std::uint16_t>(CloseCode::id_in_use) ||
-             close->code == static_cast<std::uint16_t>(CloseCode::rejected) || close->code >= 1000))
-            reason = DisconnectReason::rejected;
-        if (close->code == static_cast<std::uint16_t>(CloseCode::protocol_error) ||
-            close->code == static_cast<std::uint16_t>(CloseCode::too_many_pings))
-            reason = DisconnectReason::protocol_error;
-        finish(reason, "server sent CLOSE " + std::to_string(close->code) + ": " + close->reason);
+        finish(close_reason(close->code), "server sent CLOSE " + std::to_string(close->code) + ": " + close->reason);
     }
+}
+
+DisconnectReason ClientSession::close_reason(std::uint16_t code) const {
+    switch (static_cast<CloseCode>(code)) {
+        case CloseCode::session_replaced:
+            return DisconnectReason::session_replaced;
+        case CloseCode::protocol_error:
+        case CloseCode::too_many_pings:
+            return DisconnectReason::protocol_error;
+        case CloseCode::id_in_use:
+        case CloseCode::rejected:
+            // Refused at the door: a claim on a live id, or the application said no.
+            if (state_ == State::handshake) return DisconnectReason::rejected;
+            break;
+        default:
+            if (state_ == State::handshake && code >= 1000) return DisconnectReason::rejected;
+            break;
+    }
+    return DisconnectReason::peer_closed;
 }
 
 void ClientSession::handle_welcome(const Welcome& welcome, Instant now) {
@@ -113,11 +136,14 @@ void ClientSession::handle_welcome(const Welcome& welcome, Instant now) {
     // it granted; how long we wait for the server is our own business, so a
     // longer request stands (docs/PROTOCOL.md, WELCOME). The interval is the
     // server's to grant: pinging faster than it allows is abuse.
-    const Duration timeout = std::max(config_->timeout, granted_timeout);
-    detector_ = FixedTimeoutDetector(timeout, now);
-    liveness_ = LivenessMachine(LivenessConfig{interval, true}, detector_, now);
     granted_id_ = welcome.id;
     resume_token_ = welcome.resume_token;
+    open(interval, std::max(config_->timeout, granted_timeout), now);
+}
+
+void ClientSession::open(Duration interval, Duration timeout, Instant now) {
+    detector_ = FixedTimeoutDetector(timeout, now);
+    liveness_ = LivenessMachine(LivenessConfig{interval, true}, detector_, now);
     state_ = State::open;
     SessionEvent e(SessionEventKind::opened);
     e.interval = interval;
@@ -129,12 +155,13 @@ void ClientSession::handle_welcome(const Welcome& welcome, Instant now) {
 void ClientSession::handle_timeout(Instant now) {
     if (state_ == State::closed || now < next_timeout()) return;
     if (state_ == State::handshake) {
-        finish(DisconnectReason::unreachable, "no WELCOME within " + to_string(config_->handshake_timeout));
+        finish(DisconnectReason::unreachable, std::string(config_->websocket ? "no 101 (upgrade)" : "no WELCOME") +
+                                                  " within " + to_string(config_->handshake_timeout));
         return;
     }
     const LivenessStep step = liveness_.on_timer(now);
     if (step.action == LivenessAction::send_ping) {
-        control(step.ping);
+        send_ping(step.ping);
     } else if (step.action == LivenessAction::declare_dead) {
         SessionEvent e(SessionEventKind::dead);
         e.reason = DisconnectReason::heartbeat_timeout;
@@ -143,7 +170,7 @@ void ClientSession::handle_timeout(Instant now) {
         e.rtt = liveness_.rtt().has_sample() ? liveness_.rtt().smoothed() : Duration::zero();
         const std::string text = "nothing received for " + to_string(e.silence);
         outbox_.event(std::move(e));
-        control(Close{static_cast<std::uint16_t>(CloseCode::heartbeat_timeout), "server silent"});
+        send_close(CloseCode::heartbeat_timeout, "server silent");
         finish(DisconnectReason::heartbeat_timeout, text);
     }
 }
@@ -158,12 +185,13 @@ Result<void> ClientSession::send(std::span<const std::uint8_t> payload) {
         return make_error(Errc::too_large, "message of " + std::to_string(payload.size()) +
                                                " bytes is larger than the " + std::to_string(config_->max_body_size) +
                                                "-byte limit");
+    if (config_->websocket) return ws_send(payload);
     return outbox_.frame(Data{payload}, false, config_->max_body_size);
 }
 
 void ClientSession::close(CloseCode code, std::string_view text, DisconnectReason reason) {
     if (state_ == State::closed) return;
-    if (config_->framed) control(Close{static_cast<std::uint16_t>(code), fit_close_reason(text)});
+    if (config_->framed) send_close(code, text);
     finish(reason, std::string(text));
 }
 
@@ -183,6 +211,22 @@ void ClientSession::stop_judging() {
     if (state_ != State::open || !config_->framed) return;
     // The last arrival stays, for whoever reads it (the kernel's verdicts).
     detector_ = FixedTimeoutDetector(Duration::infinite(), detector_.last_arrival());
+}
+
+void ClientSession::send_ping(const Ping& ping) {
+    if (config_->websocket) {
+        ws_control(ws::Opcode::ping, ws::ping_payload(ping));
+        return;
+    }
+    control(ping);
+}
+
+void ClientSession::send_close(CloseCode code, std::string_view text) {
+    if (!config_->websocket) {
+        control(Close{static_cast<std::uint16_t>(code), fit_close_reason(text)});
+    } else if (state_ == State::open) {  // Before the 101 there is no WebSocket to close.
+        ws_close(websocket_close_code(static_cast<std::uint16_t>(code)), text);
+    }
 }
 
 void ClientSession::control(const Frame& frame) {

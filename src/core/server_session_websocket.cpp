@@ -21,22 +21,6 @@ std::span<const std::uint8_t> as_bytes(std::string_view s) {
     return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
-// A lifeline PING as a WebSocket ping payload: seq and sent_at, big-endian.
-std::vector<std::uint8_t> ping_payload(const Ping& ping) {
-    std::vector<std::uint8_t> out;
-    for (std::uint64_t v : {ping.seq, ping.sent_at}) {
-        for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(v >> shift));
-    }
-    return out;
-}
-
-std::optional<Pong> pong_of(std::span<const std::uint8_t> payload) {
-    if (payload.size() != 16) return std::nullopt;  // Not an answer to ours (an unsolicited pong).
-    std::uint64_t v[2] = {0, 0};
-    for (std::size_t i = 0; i < 16; ++i) v[i / 8] = (v[i / 8] << 8) | payload[i];
-    return Pong{v[0], v[1]};
-}
-
 // A client id from the query (?id=...): printable, at most 255 bytes, or none.
 std::string id_from(const ws::Upgrade& upgrade) {
     std::string id = upgrade.query("id");
@@ -46,30 +30,12 @@ std::string id_from(const ws::Upgrade& upgrade) {
 
 }  // namespace
 
-std::uint16_t websocket_close_code(std::uint16_t code) {
-    switch (static_cast<CloseCode>(code)) {
-        case CloseCode::normal:
-            return ws::kNormalClosure;
-        case CloseCode::shutdown:
-            return ws::kGoingAway;
-        case CloseCode::protocol_error:
-            return ws::kProtocolError;
-        default:
-            break;
-    }
-    if (code < 1000) return static_cast<std::uint16_t>(ws::kLifelineBase + code);
-    // An application's own codes: the WebSocket range for them, else "policy".
-    return code >= 3000 && code <= 4999 ? code : ws::kPolicyViolation;
-}
-
 struct ServerSession::WebSocketState {
-    explicit WebSocketState(std::size_t max_payload) : decoder(max_payload) {}
+    explicit WebSocketState(std::size_t max_payload) : decoder(max_payload), messages(max_payload) {}
     ws::WsFrameDecoder decoder;
-    std::string request;                // The upgrade request, until complete.
-    std::string key;                    // Sec-WebSocket-Key, until the 101 is sent.
-    std::vector<std::uint8_t> message;  // A fragmented message being assembled.
-    bool in_message = false;
-    bool message_text = false;
+    ws::WsMessageAssembler messages;
+    std::string request;  // The upgrade request, until complete.
+    std::string key;      // Sec-WebSocket-Key, until the 101 is sent.
 };
 
 // Here, where WebSocketState is complete.
@@ -190,7 +156,7 @@ void ServerSession::ws_frame(ws::WsFrame& frame, Instant now) {
             ws_control(ws::Opcode::pong, frame.payload);
             return;
         case ws::Opcode::pong:
-            if (const std::optional<Pong> pong = pong_of(frame.payload)) {
+            if (const std::optional<Pong> pong = ws::pong_of(frame.payload)) {
                 if (auto rtt = liveness_.on_pong(now, *pong)) {
                     SessionEvent e;
                     e.kind = SessionEventKind::rtt;
@@ -211,67 +177,30 @@ void ServerSession::ws_frame(ws::WsFrame& frame, Instant now) {
 }
 
 void ServerSession::ws_data(ws::WsFrame& frame) {
-    WebSocketState& w = ws_state();
-    const bool continuation = frame.opcode == ws::Opcode::continuation;
-    if (continuation != w.in_message) {
-        ws_violation(ws::kProtocolError, continuation ? "a continuation frame outside a fragmented message"
-                                                      : "a new message inside a fragmented one");
+    ws::WsMessageAssembler::Step step = ws_state().messages.add(frame);
+    if (step.error) {
+        ws_violation(step.error->close_code, step.error->detail);
         return;
     }
-    if (!continuation) w.message_text = frame.opcode == ws::Opcode::text;
-    if (w.message.size() + frame.payload.size() > config_->max_body_size) {
-        ws_violation(ws::kMessageTooBig, "a message of more than " + std::to_string(config_->max_body_size) + " bytes");
-        return;
-    }
-    if (!frame.fin) {
-        w.in_message = true;
-        w.message.insert(w.message.end(), frame.payload.begin(), frame.payload.end());
-        return;
-    }
-    std::vector<std::uint8_t> payload;
-    if (w.in_message) {
-        w.message.insert(w.message.end(), frame.payload.begin(), frame.payload.end());
-        payload = std::move(w.message);
-        w.message = {};
-        w.in_message = false;
-    } else {
-        payload = std::move(frame.payload);
-    }
-    if (w.message_text && !ws::valid_utf8(payload)) {
-        ws_violation(ws::kInvalidPayload, "a text message that is not valid UTF-8");
-        return;
-    }
+    if (!step.message) return;  // A fragment: more to come.
     SessionEvent e;
     e.kind = SessionEventKind::message;
-    e.text = w.message_text;
-    e.payload = std::move(payload);
+    e.text = step.message->text;
+    e.payload = std::move(step.message->payload);
     outbox_.event(std::move(e));
 }
 
 void ServerSession::ws_peer_close(std::span<const std::uint8_t> payload) {
-    if (payload.size() == 1) {
-        ws_violation(ws::kProtocolError, "a close frame with a 1-byte body");
+    const ws::WsClose close = ws::parse_close(payload);
+    if (close.error) {
+        ws_violation(close.error->close_code, close.error->detail);
         return;
-    }
-    std::uint16_t code = ws::kNormalClosure;
-    std::string reason;
-    if (payload.size() >= 2) {
-        code = static_cast<std::uint16_t>((payload[0] << 8) | payload[1]);
-        if (!ws::valid_close_code(code)) {
-            ws_violation(ws::kProtocolError, "close code " + std::to_string(code) + " is not one a peer may send");
-            return;
-        }
-        if (!ws::valid_utf8(payload.subspan(2))) {
-            ws_violation(ws::kInvalidPayload, "a close reason that is not valid UTF-8");
-            return;
-        }
-        reason.assign(payload.begin() + 2, payload.end());
     }
     // Echo the close (RFC 6455 5.5.1), then the peer closes the TCP connection.
     std::vector<std::uint8_t> reply;
-    ws::append_close(reply, code, "");
+    ws::append_close(reply, close.code, "");
     outbox_.bytes(reply);  // Behind queued data: nothing may follow a close.
-    finish(DisconnectReason::peer_closed, reason.empty() ? "close " + std::to_string(code) : reason);
+    finish(DisconnectReason::peer_closed, close.reason.empty() ? "close " + std::to_string(close.code) : close.reason);
 }
 
 void ServerSession::ws_violation(std::uint16_t close_code, const std::string& message) {
@@ -294,7 +223,7 @@ void ServerSession::ws_control(ws::Opcode opcode, std::span<const std::uint8_t> 
     outbox_.control_bytes(frame);
 }
 
-void ServerSession::ws_send_ping(const Ping& ping) { ws_control(ws::Opcode::ping, ping_payload(ping)); }
+void ServerSession::ws_send_ping(const Ping& ping) { ws_control(ws::Opcode::ping, ws::ping_payload(ping)); }
 
 void ServerSession::ws_close_frame(std::uint16_t code, std::string_view text) {
     if (state_ != State::open) return;  // Before the upgrade there is no WebSocket to close.

@@ -53,7 +53,9 @@ WsFrameDecoder::Step WsFrameDecoder::next(std::span<const std::uint8_t>& input) 
     if (!known_opcode(b0 & 0x0F)) return fail(kProtocolError, "unknown opcode " + std::to_string(b0 & 0x0F));
     const auto opcode = static_cast<Opcode>(b0 & 0x0F);
     const bool fin = (b0 & 0x80) != 0;
-    if ((b1 & 0x80) == 0) return fail(kProtocolError, "a client frame without a mask (RFC 6455 5.1)");
+    const bool masked = (b1 & 0x80) != 0;
+    if (role_ == Role::server && !masked) return fail(kProtocolError, "a client frame without a mask (RFC 6455 5.1)");
+    if (role_ == Role::client && masked) return fail(kProtocolError, "a server frame with a mask (RFC 6455 5.1)");
     const std::size_t header = header_size(b1);
     if (!take(header)) return {};
     const std::uint8_t len7 = b1 & 0x7F;
@@ -75,33 +77,92 @@ WsFrameDecoder::Step WsFrameDecoder::next(std::span<const std::uint8_t>& input) 
     WsFrame frame;
     frame.fin = fin;
     frame.opcode = opcode;
-    const std::uint8_t* mask = &partial_[header - 4];
     frame.payload.assign(partial_.begin() + static_cast<std::ptrdiff_t>(header), partial_.end());
-    for (std::size_t i = 0; i < frame.payload.size(); ++i) frame.payload[i] ^= mask[i % 4];
+    if (masked) {
+        const std::uint8_t* mask = &partial_[header - 4];
+        for (std::size_t i = 0; i < frame.payload.size(); ++i) frame.payload[i] ^= mask[i % 4];
+    }
     partial_ = {};  // An idle connection holds no buffer between frames.
     Step s;
     s.frame = std::move(frame);
     return s;
 }
 
-void append_frame(std::vector<std::uint8_t>& out, Opcode opcode, std::span<const std::uint8_t> payload, bool fin) {
+WsMessageAssembler::Step WsMessageAssembler::add(WsFrame& frame) {
+    const auto fail = [&](std::uint16_t code, std::string detail) {
+        message_ = {};
+        in_message_ = false;
+        return Step{std::nullopt, WsError{code, std::move(detail)}};
+    };
+    const bool continuation = frame.opcode == Opcode::continuation;
+    if (continuation != in_message_)
+        return fail(kProtocolError, continuation ? "a continuation frame outside a fragmented message"
+                                                 : "a new message inside a fragmented one");
+    if (!continuation) text_ = frame.opcode == Opcode::text;
+    if (message_.size() + frame.payload.size() > max_message_)
+        return fail(kMessageTooBig, "a message of more than " + std::to_string(max_message_) + " bytes");
+    if (!frame.fin) {
+        in_message_ = true;
+        message_.insert(message_.end(), frame.payload.begin(), frame.payload.end());
+        return {};
+    }
+    WsMessage m;
+    m.text = text_;
+    if (in_message_) {
+        message_.insert(message_.end(), frame.payload.begin(), frame.payload.end());
+        m.payload = std::move(message_);
+        message_ = {};
+        in_message_ = false;
+    } else {
+        m.payload = std::move(frame.payload);
+    }
+    if (m.text && !valid_utf8(m.payload)) return fail(kInvalidPayload, "a text message that is not valid UTF-8");
+    return Step{std::move(m), std::nullopt};
+}
+
+WsClose parse_close(std::span<const std::uint8_t> payload) {
+    WsClose c;
+    if (payload.empty()) return c;
+    if (payload.size() == 1) {
+        c.error = WsError{kProtocolError, "a close frame with a 1-byte body"};
+        return c;
+    }
+    c.code = static_cast<std::uint16_t>((payload[0] << 8) | payload[1]);
+    if (!valid_close_code(c.code)) {
+        c.error = WsError{kProtocolError, "close code " + std::to_string(c.code) + " is not one a peer may send"};
+    } else if (!valid_utf8(payload.subspan(2))) {
+        c.error = WsError{kInvalidPayload, "a close reason that is not valid UTF-8"};
+    } else {
+        c.reason.assign(payload.begin() + 2, payload.end());
+    }
+    return c;
+}
+
+void append_frame(std::vector<std::uint8_t>& out, Opcode opcode, std::span<const std::uint8_t> payload, bool fin,
+                  const Mask* mask) {
     out.push_back(static_cast<std::uint8_t>((fin ? 0x80 : 0) | static_cast<std::uint8_t>(opcode)));
     const std::size_t n = payload.size();
+    const std::uint8_t mask_bit = mask != nullptr ? 0x80 : 0;
     if (n < 126) {
-        out.push_back(static_cast<std::uint8_t>(n));
+        out.push_back(static_cast<std::uint8_t>(mask_bit | n));
     } else if (n <= 0xFFFF) {
-        out.push_back(126);
+        out.push_back(mask_bit | 126);
         out.push_back(static_cast<std::uint8_t>(n >> 8));
         out.push_back(static_cast<std::uint8_t>(n));
     } else {
-        out.push_back(127);
+        out.push_back(mask_bit | 127);
         for (int shift = 56; shift >= 0; shift -= 8)
             out.push_back(static_cast<std::uint8_t>(std::uint64_t{n} >> shift));
     }
-    out.insert(out.end(), payload.begin(), payload.end());
+    if (mask == nullptr) {
+        out.insert(out.end(), payload.begin(), payload.end());
+        return;
+    }
+    out.insert(out.end(), mask->begin(), mask->end());
+    for (std::size_t i = 0; i < n; ++i) out.push_back(payload[i] ^ (*mask)[i % 4]);
 }
 
-void append_close(std::vector<std::uint8_t>& out, std::uint16_t code, std::string_view reason) {
+void append_close(std::vector<std::uint8_t>& out, std::uint16_t code, std::string_view reason, const Mask* mask) {
     // A reason that is not UTF-8 would make the peer fail the connection (1007): send none.
     if (!valid_utf8({reinterpret_cast<const std::uint8_t*>(reason.data()), reason.size()})) reason = {};
     std::size_t keep = std::min(reason.size(), kMaxControlPayload - 2);
@@ -109,7 +170,20 @@ void append_close(std::vector<std::uint8_t>& out, std::uint16_t code, std::strin
     while (keep > 0 && keep < reason.size() && (static_cast<std::uint8_t>(reason[keep]) & 0xC0) == 0x80) --keep;
     std::vector<std::uint8_t> body = {static_cast<std::uint8_t>(code >> 8), static_cast<std::uint8_t>(code)};
     body.insert(body.end(), reason.begin(), reason.begin() + static_cast<std::ptrdiff_t>(keep));
-    append_frame(out, Opcode::close, body);
+    append_frame(out, Opcode::close, body, true, mask);
+}
+
+std::vector<std::uint8_t> ping_payload(const Ping& ping) {
+    std::vector<std::uint8_t> out;
+    for (std::uint64_t v : {ping.seq, ping.sent_at}) {
+        for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(v >> shift));
+    }
+    return out;
+}
+
+std::optional<Pong> pong_of(std::span<const std::uint8_t> payload) {
+    if (payload.size() != 16) return std::nullopt;
+    return Pong{read_be(payload.data(), 8), read_be(payload.data() + 8, 8)};
 }
 
 bool valid_utf8(std::span<const std::uint8_t> s) {
@@ -149,3 +223,41 @@ bool valid_close_code(std::uint16_t code) {
 }
 
 }  // namespace lifeline::ws
+
+namespace lifeline {
+
+std::uint16_t websocket_close_code(std::uint16_t code) {
+    switch (static_cast<CloseCode>(code)) {
+        case CloseCode::normal:
+            return ws::kNormalClosure;
+        case CloseCode::shutdown:
+            return ws::kGoingAway;
+        case CloseCode::protocol_error:
+            return ws::kProtocolError;
+        default:
+            break;
+    }
+    if (code < 1000) return static_cast<std::uint16_t>(ws::kLifelineBase + code);
+    // An application's own codes: the WebSocket range for them, else "policy".
+    return code >= 3000 && code <= 4999 ? code : ws::kPolicyViolation;
+}
+
+std::uint16_t lifeline_close_code(std::uint16_t websocket_code) {
+    switch (websocket_code) {
+        case ws::kNormalClosure:
+            return static_cast<std::uint16_t>(CloseCode::normal);
+        case ws::kGoingAway:
+            return static_cast<std::uint16_t>(CloseCode::shutdown);
+        case ws::kProtocolError:
+        case ws::kInvalidPayload:
+        case ws::kMessageTooBig:
+            return static_cast<std::uint16_t>(CloseCode::protocol_error);
+        default:
+            break;
+    }
+    if (websocket_code >= ws::kLifelineBase && websocket_code < ws::kLifelineBase + 1000)
+        return static_cast<std::uint16_t>(websocket_code - ws::kLifelineBase);
+    return websocket_code;
+}
+
+}  // namespace lifeline

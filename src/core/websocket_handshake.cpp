@@ -45,6 +45,31 @@ bool valid_key(std::string_view key) {
                        [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'; });
 }
 
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+std::optional<std::string> find_header(const Headers& headers, std::string_view name) {
+    for (const auto& [n, v] : headers) {
+        if (n == name) return v;
+    }
+    return std::nullopt;
+}
+
+// The header lines after the start line ("Name: value", CRLF-separated) into
+// `out`, names lower-cased; "" or why they are malformed (and the status).
+std::pair<int, std::string> parse_header_lines(std::string_view rest, Headers& out) {
+    while (!rest.empty()) {
+        const std::size_t eol = rest.find("\r\n");
+        const std::string_view line = rest.substr(0, eol);
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos || colon == 0) return {400, "malformed header line"};
+        out.emplace_back(lower(line.substr(0, colon)), std::string(trim(line.substr(colon + 1))));
+        if (out.size() > 100) return {431, "more than 100 headers"};
+        if (eol == std::string_view::npos) break;
+        rest.remove_prefix(eol + 2);
+    }
+    return {0, ""};
+}
+
 UpgradeParse invalid(int status, std::string why) {
     UpgradeParse p;
     p.status = status;
@@ -101,12 +126,7 @@ std::string Upgrade::query(std::string_view name) const {
     return {};
 }
 
-std::optional<std::string> Upgrade::header(std::string_view name) const {
-    for (const auto& [n, v] : headers) {
-        if (n == name) return v;
-    }
-    return std::nullopt;
-}
+std::optional<std::string> Upgrade::header(std::string_view name) const { return find_header(headers, name); }
 
 UpgradeParse parse_upgrade(std::string_view buffer, std::size_t max_size) {
     const std::size_t end = buffer.find("\r\n\r\n");
@@ -130,16 +150,7 @@ UpgradeParse parse_upgrade(std::string_view buffer, std::size_t max_size) {
     u.target = std::string(request_line.substr(sp1 + 1, sp2 - sp1 - 1));
     if (u.target.empty() || u.target.front() != '/') return invalid(400, "the target must start with /");
     std::string_view rest = line_end == std::string_view::npos ? std::string_view() : head.substr(line_end + 2);
-    while (!rest.empty()) {
-        const std::size_t eol = rest.find("\r\n");
-        const std::string_view line = rest.substr(0, eol);
-        const std::size_t colon = line.find(':');
-        if (colon == std::string_view::npos || colon == 0) return invalid(400, "malformed header line");
-        u.headers.emplace_back(lower(line.substr(0, colon)), std::string(trim(line.substr(colon + 1))));
-        if (u.headers.size() > 100) return invalid(431, "more than 100 headers");
-        if (eol == std::string_view::npos) break;
-        rest.remove_prefix(eol + 2);
-    }
+    if (auto [status, why] = parse_header_lines(rest, u.headers); status != 0) return invalid(status, why);
     return check(std::move(u), end + 4);
 }
 
@@ -163,6 +174,91 @@ std::string switching_protocols(std::string_view key, std::string_view resume_to
         accept_key(key) + "\r\n";
     if (!resume_token.empty()) out += "Lifeline-Resume-Token: " + to_hex(resume_token) + "\r\n";
     return out + "\r\n";
+}
+
+std::string client_key(const std::array<std::uint8_t, 16>& nonce) {
+    std::array<unsigned char, 25> text{};
+    const int n = EVP_EncodeBlock(text.data(), nonce.data(), static_cast<int>(nonce.size()));
+    return std::string(reinterpret_cast<const char*>(text.data()), static_cast<std::size_t>(n));
+}
+
+std::string with_query(std::string_view target, std::string_view name, std::string_view value) {
+    static constexpr char kDigits[] = "0123456789ABCDEF";
+    std::string out(target);
+    out += target.find('?') == std::string_view::npos ? '?' : '&';
+    out += name;
+    out += '=';
+    for (const char c : value) {
+        const auto u = static_cast<unsigned char>(c);
+        if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += c;
+        } else {
+            out += '%';
+            out += kDigits[u >> 4];
+            out += kDigits[u & 0x0F];
+        }
+    }
+    return out;
+}
+
+std::string upgrade_request(std::string_view host, std::string_view target, std::string_view key) {
+    std::string out = "GET ";
+    out += target.empty() ? std::string_view("/") : target;
+    out += " HTTP/1.1\r\nHost: ";
+    out += host;
+    out += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ";
+    out += key;
+    out += "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    return out;
+}
+
+std::optional<std::string> UpgradeResponse::header(std::string_view name) const { return find_header(headers, name); }
+
+UpgradeResponse parse_upgrade_response(std::string_view buffer, std::string_view key, std::size_t max_size) {
+    UpgradeResponse r;
+    const std::size_t end = buffer.find("\r\n\r\n");
+    if (end == std::string_view::npos || end + 4 > max_size) {
+        if (buffer.size() > max_size || end != std::string_view::npos) {
+            r.complete = true;
+            r.error = "response headers longer than " + std::to_string(max_size) + " bytes";
+        }
+        return r;
+    }
+    r.complete = true;
+    r.consumed = end + 4;
+    const std::string_view head = buffer.substr(0, end);
+    const std::size_t line_end = head.find("\r\n");
+    const std::string_view status_line = head.substr(0, line_end);
+    // "HTTP/1.1 101 Switching Protocols"
+    if (status_line.size() < 12 || status_line.substr(0, 9) != "HTTP/1.1 ") {
+        r.error = "not an HTTP/1.1 response: " + std::string(status_line.substr(0, 80));
+        return r;
+    }
+    const std::string_view code = status_line.substr(9, 3);
+    if (!std::all_of(code.begin(), code.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        r.error = "malformed status line: " + std::string(status_line.substr(0, 80));
+        return r;
+    }
+    r.status = std::stoi(std::string(code));
+    std::string_view rest = line_end == std::string_view::npos ? std::string_view() : head.substr(line_end + 2);
+    if (auto [status, why] = parse_header_lines(rest, r.headers); status != 0) {
+        r.error = "HTTP " + std::to_string(r.status) + " with " + why;
+        return r;
+    }
+    if (r.status != 101) {
+        r.error = "HTTP " + std::string(trim(status_line.substr(9)));
+        return r;
+    }
+    if (!has_token(r.header("upgrade").value_or(""), "websocket")) {
+        r.error = "101 without Upgrade: websocket";
+    } else if (!has_token(r.header("connection").value_or(""), "upgrade")) {
+        r.error = "101 without Connection: Upgrade";
+    } else if (r.header("sec-websocket-accept").value_or("") != accept_key(key)) {
+        r.error = "101 with a wrong Sec-WebSocket-Accept (RFC 6455 4.2.2)";
+    } else {
+        r.accepted = true;
+    }
+    return r;
 }
 
 std::string to_hex(std::string_view bytes) {

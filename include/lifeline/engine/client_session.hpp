@@ -17,12 +17,21 @@
 // reason (session_replaced, protocol_error, or peer_closed). Raw mode: no
 // protocol, no timer; the session only counts bytes as messages.
 //
+// WebSocket (config.websocket): the same rules over RFC 6455. The upgrade
+// request (id, credential and resume token in its query) stands for HELLO,
+// the 101 for WELCOME (it may carry a resume token); WebSocket ping/pong
+// frames carry the heartbeats, masked as a client's frames must be; there is
+// no grant, so config.heartbeat and config.timeout apply as asked. A refused
+// upgrade (HTTP 403) is `rejected`; close codes 4000 + lifeline's code map
+// back to its reasons (docs/PROTOCOL.md, "WebSocket").
+//
 // Threads: none; one thread at a time per session. Errors: send() returns
 // them; a server that breaks the protocol ends the session (`closed`,
 // protocol_error). Not movable (it points into itself).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -32,6 +41,7 @@
 #include "lifeline/engine/failure_detector.hpp"
 #include "lifeline/engine/liveness.hpp"
 #include "lifeline/engine/session_event.hpp"
+#include "lifeline/engine/websocket.hpp"
 #include "lifeline/result.hpp"
 #include "lifeline/time.hpp"
 
@@ -47,6 +57,12 @@ struct ClientSessionConfig {
                                                 // a connection of ours the server still holds (<= 64 bytes).
     Duration handshake_timeout = Duration::seconds(5);  // WELCOME must come within this.
     std::size_t max_body_size = kDefaultMaxBodySize;
+    // With framed: RFC 6455 instead of lifeline's frames (see above).
+    bool websocket = false;
+    std::string websocket_host;        // The Host header ("gateway.example:443").
+    std::string websocket_path = "/";  // The request target; id, token and resume are added to its query.
+    std::uint64_t websocket_seed = 0;  // Seeds Sec-WebSocket-Key and the masking keys: give it entropy
+                                       // (getrandom); the session reads no randomness itself.
 
     // Ranges; the message names the field.
     Result<void> validate() const;
@@ -58,6 +74,7 @@ public:
 
     // `config` must outlive the session and be valid. Framed: HELLO is queued.
     ClientSession(const ClientSessionConfig& config, Instant now);
+    ~ClientSession();
     ClientSession(const ClientSession&) = delete;
     ClientSession& operator=(const ClientSession&) = delete;
 
@@ -90,8 +107,25 @@ public:
 private:
     void handle_frame(const Frame& frame, Instant now);
     void handle_welcome(const Welcome& welcome, Instant now);
+    void open(Duration interval, Duration timeout, Instant now);
+    // What a CLOSE with lifeline's `code` from the server means for us.
+    DisconnectReason close_reason(std::uint16_t code) const;
+    void send_ping(const Ping& ping);
+    void send_close(CloseCode code, std::string_view text);
     void control(const Frame& frame);
     void finish(DisconnectReason reason, std::string message);
+
+    // The WebSocket wire (client_session_websocket.cpp).
+    struct WebSocketState;
+    void ws_start();
+    void ws_receive(std::span<const std::uint8_t> bytes, Instant now);
+    void ws_response(Instant now);
+    void ws_frames(std::span<const std::uint8_t> input, Instant now);
+    void ws_frame(ws::WsFrame& frame, Instant now);
+    void ws_violation(std::uint16_t close_code, const std::string& message);
+    void ws_control(ws::Opcode opcode, std::span<const std::uint8_t> payload);
+    void ws_close(std::uint16_t websocket_code, std::string_view text);
+    Result<void> ws_send(std::span<const std::uint8_t> payload);
 
     const ClientSessionConfig* config_;
     FixedTimeoutDetector detector_;
@@ -100,6 +134,7 @@ private:
     SessionOutbox outbox_;
     std::string granted_id_;
     std::string resume_token_;
+    std::unique_ptr<WebSocketState> ws_;  // config.websocket only.
     Instant started_at_;
     State state_ = State::handshake;
 };

@@ -85,11 +85,6 @@ struct ServerSessionConfig {
 // PINGs a client may send at once (the token bucket's depth).
 inline constexpr std::uint8_t kPingBurst = 4;
 
-// The WebSocket close code for a lifeline CLOSE code: normal 1000, shutdown
-// 1001, protocol_error 1002, lifeline's other codes 4000 + code, an
-// application's own 3000-4999 as they are (1008 otherwise).
-std::uint16_t websocket_close_code(std::uint16_t code);
-
 namespace ws {
 struct Upgrade;
 struct WsFrame;
