@@ -2,7 +2,8 @@
 // with heartbeats, notices a dead server, and (optionally) reconnects with
 // exponential backoff and full jitter. In raw mode it is a plain TCP client
 // instead (no protocol, only kernel keepalive and TCP_USER_TIMEOUT), the
-// counterpart of `lifeline serve --mode raw`.
+// counterpart of `lifeline serve --mode raw`. In WebSocket mode it speaks RFC
+// 6455 to `serve --mode websocket`; with `tls`, any mode runs over TLS.
 //
 //   lifeline::ClientOptions options;
 //   options.server = "127.0.0.1:8888";
@@ -36,9 +37,11 @@ struct Access;
 }
 
 enum class ClientMode : std::uint8_t {
-    framed,  // docs/PROTOCOL.md: HELLO/WELCOME, PING/PONG, DATA, CLOSE; the client judges the server.
-    raw,     // Plain TCP: no handshake, no heartbeats, no liveness timer; only the kernel
-             // (keepalive, TCP_USER_TIMEOUT) notices a dead server. Pairs with `serve --mode raw`.
+    framed,     // docs/PROTOCOL.md: HELLO/WELCOME, PING/PONG, DATA, CLOSE; the client judges the server.
+    raw,        // Plain TCP: no handshake, no heartbeats, no liveness timer; only the kernel
+                // (keepalive, TCP_USER_TIMEOUT) notices a dead server. Pairs with `serve --mode raw`.
+    websocket,  // RFC 6455 to `serve --mode websocket`: the same rules over an upgrade and
+                // ping/pong frames (lifeline/engine/client_session.hpp); the client judges the server.
 };
 
 struct ClientOptions {
@@ -70,9 +73,19 @@ struct ClientOptions {
     // own ephemeral port range towards the server.
     std::vector<std::string> source_addresses;
     double ramp_per_second = 0;  // First connects spread at this rate (0 = all at once).
+    // WebSocket: the request path; id, credential and resume token are added
+    // to its query. The Host header is websocket_host, else `server`.
+    std::string websocket_path = "/";
+    std::string websocket_host;
+    // TLS (any mode): verify the server's certificate against tls_ca (PEM;
+    // empty: the system's trust store) for tls_server_name (empty: the host
+    // of `server`, an IP address).
+    bool tls = false;
+    std::string tls_ca;
+    std::string tls_server_name;
 
-    // Checks ranges and consistency (heartbeat and timeout only in framed mode,
-    // where they are sent); errors name the option.
+    // Checks ranges and consistency (heartbeat and timeout only where there
+    // is a protocol); errors name the option. Files (tls_ca) are read by create().
     Result<void> validate() const;
 };
 

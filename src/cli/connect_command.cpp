@@ -22,7 +22,7 @@ namespace {
 
 struct ConnectOptions {
     ClientOptions client;
-    std::string mode = "framed";
+    std::string mode;  // "" = from the server argument: ws:// and wss:// are websocket, else framed.
     std::string keepalive = "10s:2s:3";
     std::string user_timeout = "auto";
     std::string log = "json";
@@ -30,12 +30,40 @@ struct ConnectOptions {
     bool stop_reading_on_sigusr1 = false;
 };
 
+// "ws://HOST:PORT/path?query" and "wss://...": the WebSocket mode (wss: with
+// TLS), the path as the request target. "HOST:PORT" is left as it is.
+Result<void> apply_server_url(ConnectOptions& o) {
+    ClientOptions& c = o.client;
+    const std::string url = c.server;
+    const bool wss = url.rfind("wss://", 0) == 0;
+    if (!wss && url.rfind("ws://", 0) != 0) {
+        if (url.find("://") != std::string::npos)
+            return Error{"server " + url + ": only ws:// and wss:// URLs (or HOST:PORT)"};
+        c.mode = o.mode == "raw" ? ClientMode::raw : o.mode == "websocket" ? ClientMode::websocket : ClientMode::framed;
+        return {};
+    }
+    if (!o.mode.empty() && o.mode != "websocket")
+        return Error{"server " + url + " is a WebSocket URL, but --mode is " + o.mode};
+    const std::string rest = url.substr(wss ? 6 : 5);
+    const std::size_t slash = rest.find_first_of("/?");
+    c.server = rest.substr(0, slash);
+    if (c.server.find(':') == std::string::npos) c.server += wss ? ":443" : ":80";
+    c.websocket_path = slash == std::string::npos ? "/" : rest.substr(slash);
+    if (c.websocket_path.front() == '?') c.websocket_path.insert(0, "/");
+    c.mode = ClientMode::websocket;
+    c.tls = c.tls || wss;
+    return {};
+}
+
 int run_connect(ConnectOptions& o) {
     // First: blocks SIGINT/SIGTERM (and SIGUSR1 when asked for) before any
     // thread starts. Without the flag SIGUSR1 keeps its default action.
     StopSignals signals(o.stop_reading_on_sigusr1 ? std::vector<int>{SIGUSR1} : std::vector<int>{});
     ClientOptions& c = o.client;
-    c.mode = o.mode == "raw" ? ClientMode::raw : ClientMode::framed;
+    if (auto u = apply_server_url(o); !u) {
+        fmt::print(stderr, "lifeline connect: {}\n", u.error().message);
+        return 2;
+    }
     Result<KeepalivePolicy> keepalive = KeepalivePolicy::parse(o.keepalive, o.user_timeout);
     if (!keepalive) {
         fmt::print(stderr, "lifeline connect: {}\n",
@@ -64,7 +92,7 @@ int run_connect(ConnectOptions& o) {
     }
     Client* raw = client->get();
     // The only extra signal is SIGUSR1, and only with --stop-reading-on-sigusr1.
-    const char* still = c.mode == ClientMode::framed ? "; still sending heartbeats, no longer judging the server" : "";
+    const char* still = c.mode != ClientMode::raw ? "; still sending heartbeats, no longer judging the server" : "";
     signals.on_signal([raw] { raw->stop(); },
                       [raw, still, stopped = false](int) mutable {
                           if (stopped) return;  // Sticky and idempotent: one line is enough.
@@ -106,11 +134,23 @@ void add_connect_command(CLI::App& app, Action& run) {
         "only kernel keepalive and TCP_USER_TIMEOUT notice a dead server; stdin lines are sent as\n"
         "they are, newline included. The client judges the server by the longer of its --timeout\n"
         "and the timeout the server granted.\n"
+        "A ws:// or wss:// URL (ws://HOST:PORT/path) speaks WebSocket to `lifeline serve --mode\n"
+        "websocket`: the id, credential and resume token go in the upgrade's query, heartbeats are\n"
+        "WebSocket pings, the server's close code gives the reason. wss:// and --tls run over TLS,\n"
+        "verifying the server's certificate (--tls-ca, else the system's trust store).\n"
         "Exit status: 0 when stopped by SIGINT/SIGTERM or closed cleanly, 1 if a connection died.");
-    sub->add_option("server", c.server, "HOST:PORT of the server")->required();
-    sub->add_option("--mode", opts->mode, "framed (heartbeat protocol) or raw (plain TCP, kernel detection only)")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"framed", "raw"}));
+    sub->add_option("server", c.server, "HOST:PORT of the server, or a ws:// or wss:// URL")->required();
+    sub->add_option("--mode", opts->mode,
+                    "framed (heartbeat protocol, the default), raw (plain TCP, kernel detection only) or "
+                    "websocket (the default for ws:// and wss:// URLs)")
+        ->check(CLI::IsMember({"framed", "raw", "websocket"}));
+    sub->add_flag("--tls", c.tls, "Run over TLS (implied by wss://) and verify the server's certificate");
+    sub->add_option("--tls-ca", c.tls_ca,
+                    "PEM file of the CA (or self-signed certificate) to trust; "
+                    "default: the system's trust store")
+        ->check(CLI::ExistingFile);
+    sub->add_option("--tls-server-name", c.tls_server_name,
+                    "Name (or IP address) the certificate must be for; default: the server's host");
     sub->add_option("--id", c.id, "Client id sent in HELLO (with --count, suffixed -0, -1, ...)");
     sub->add_option("--credential", c.credential,
                     "Sent in HELLO for the server's admission check (at most 255 bytes). With --id and "

@@ -36,6 +36,9 @@ constexpr std::array kConnect = {
     FlagName{"backoff_max", "--backoff-max"},
     FlagName{"keepalive", "--keepalive"},
     FlagName{"user_timeout", "--user-timeout"},
+    FlagName{"tls_ca", "--tls-ca"},
+    FlagName{"tls_server_name", "--tls-server-name"},
+    FlagName{"tls", "--tls"},
 };
 
 constexpr std::array kKeepalive = {

@@ -4,6 +4,9 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "lifeline/check.hpp"
 
 namespace lifeline {
 
@@ -47,10 +50,28 @@ Result<std::shared_ptr<TlsContext>> TlsContext::load_server(const std::string& c
     return context;
 }
 
+Result<std::shared_ptr<TlsContext>> TlsContext::load_client(const std::string& ca_file) {
+    ERR_clear_error();
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == nullptr) return Error{"TLS: cannot create a context: " + openssl_errors()};
+    auto context = std::shared_ptr<TlsContext>(new TlsContext(ctx));
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    if (ca_file.empty()) {
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+            return Error{"TLS: cannot load the system's trust store: " + openssl_errors()};
+    } else if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
+        return Error{"--tls-ca " + ca_file + ": " + openssl_errors()};
+    }
+    return context;
+}
+
 TlsContext::~TlsContext() { SSL_CTX_free(static_cast<SSL_CTX*>(ctx_)); }
 
 TlsStream::TlsStream(const TlsContext& context) {
     SSL* ssl = SSL_new(static_cast<SSL_CTX*>(context.native()));
+    LIFELINE_CHECK(ssl != nullptr, "SSL_new failed (out of memory)");
     BIO* in = BIO_new(BIO_s_mem());
     BIO* out = BIO_new(BIO_s_mem());
     BIO_set_mem_eof_return(in, -1);  // An empty input BIO means "no more yet", not end of stream.
@@ -59,6 +80,20 @@ TlsStream::TlsStream(const TlsContext& context) {
     ssl_ = ssl;
     in_ = in;
     out_ = out;
+}
+
+TlsStream::TlsStream(const TlsContext& context, const std::string& server_name) : TlsStream(context) {
+    SSL* ssl = as_ssl(ssl_);
+    SSL_set_connect_state(ssl);
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    // An address is checked against the certificate's IP SANs; a name is sent
+    // as SNI (RFC 6066 3: never an address) and checked against its DNS SANs.
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str()) != 1) {
+        SSL_set_tlsext_host_name(ssl, server_name.c_str());
+        SSL_set1_host(ssl, server_name.c_str());
+    }
+    ERR_clear_error();
+    SSL_do_handshake(ssl);  // Writes the ClientHello into the output BIO; WANT_READ follows.
 }
 
 TlsStream::~TlsStream() { SSL_free(as_ssl(ssl_)); }
@@ -72,6 +107,10 @@ Result<void> TlsStream::pump_handshake() {
     if (r == 1) return flush_pending();
     const int e = SSL_get_error(as_ssl(ssl_), r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return {};
+    const long verify = SSL_get_verify_result(as_ssl(ssl_));
+    if (verify != X509_V_OK)
+        return Error{std::string("TLS handshake failed: the peer's certificate: ") +
+                     X509_verify_cert_error_string(verify)};
     return Error{"TLS handshake failed: " + openssl_errors()};
 }
 

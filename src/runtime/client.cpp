@@ -17,21 +17,15 @@ using runtime::EventLoop;
 Result<void> ClientOptions::validate() const {
     if (count < 1 || count > 20'000) return Error{"count must be 1..20000 (got " + std::to_string(count) + ")"};
     // Raw connections send no HELLO and run no heartbeat: these two are unused there.
-    if (mode == ClientMode::framed) {
+    if (mode != ClientMode::raw) {
         // Stricter than the engine's (which lets 0 mean "the server's default"): they are sent as asked.
         if (heartbeat <= Duration::zero()) return Error{"heartbeat must be > 0"};
         if (heartbeat.ms() > UINT32_MAX || timeout.ms() > UINT32_MAX)
             return Error{"heartbeat and timeout must fit in 32-bit ms"};
     }
-    ClientSessionConfig session;
-    session.framed = mode == ClientMode::framed;
-    session.heartbeat = session.framed ? heartbeat : Duration::zero();  // Raw: unused.
-    session.timeout = session.framed ? timeout : Duration::zero();
-    session.id = id;
-    session.credential = credential;
-    session.handshake_timeout = connect_timeout;
-    session.max_body_size = max_body_size;
+    const ClientSessionConfig session = runtime::session_config(*this, 0);
     if (auto v = session.validate(); !v) return v.error();
+    if (!tls && (!tls_ca.empty() || !tls_server_name.empty())) return Error{"tls_ca and tls_server_name need tls"};
     if (session.framed && timeout <= Duration::zero()) return Error{"timeout must be > 0"};
     if (backoff_initial <= Duration::zero() || backoff_max < backoff_initial)
         return Error{"backoff_initial and backoff_max: need 0 < backoff_initial <= backoff_max"};
@@ -73,6 +67,13 @@ Result<std::unique_ptr<Client::Impl>> make_client(const ClientOptions& options, 
         impl->sources.push_back(*e);
     }
     impl->rng.seed(options.seed != 0 ? options.seed : std::random_device{}());
+    if (options.tls) {
+        Result<std::shared_ptr<TlsContext>> tls = TlsContext::load_client(options.tls_ca);
+        if (!tls) return tls.error();
+        impl->tls = std::move(*tls);
+        impl->tls_server_name = options.tls_server_name.empty() ? options.server.substr(0, options.server.rfind(':'))
+                                                                : options.tls_server_name;
+    }
     runtime::EventLoopConfig loop_config;
     loop_config.tick = options.tick;
     Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(loop_config);

@@ -13,19 +13,22 @@ namespace {
 
 constexpr int kMaxReadsPerEvent = 16;
 
+}  // namespace
+
 ClientSessionConfig session_config(const ClientOptions& o, int index) {
     ClientSessionConfig c;
-    c.framed = o.mode == ClientMode::framed;
-    c.heartbeat = o.heartbeat;
-    c.timeout = o.timeout;
+    c.framed = o.mode != ClientMode::raw;
+    c.websocket = o.mode == ClientMode::websocket;
+    c.heartbeat = c.framed ? o.heartbeat : Duration::zero();  // Raw: unused.
+    c.timeout = c.framed ? o.timeout : Duration::zero();
     c.id = o.count > 1 && !o.id.empty() ? o.id + "-" + std::to_string(index) : o.id;
     c.credential = o.credential;
     c.handshake_timeout = o.connect_timeout;
     c.max_body_size = o.max_body_size;
+    c.websocket_path = o.websocket_path;
+    c.websocket_host = o.websocket_host.empty() ? o.server : o.websocket_host;
     return c;
 }
-
-}  // namespace
 
 ClientConnection::ClientConnection(Client::Impl& client, int index)
     : client_(client), index_(index), config_(session_config(client.options, index)) {}
@@ -59,7 +62,8 @@ void ClientConnection::start() {
         down(DisconnectReason::unreachable, fd.error().message);
         return;
     }
-    socket_.emplace(*fd, /*framed=*/!raw());
+    // The queue parses lifeline frames only when it sees them in the clear.
+    socket_.emplace(*fd, /*framed=*/client_.options.mode == ClientMode::framed && !client_.tls);
     state_ = State::connecting;
     if (auto w = socket_->watch(*client_.loop, *this, /*writable=*/true); !w) {
         down(DisconnectReason::local_close, w.error().message);
@@ -81,10 +85,16 @@ void ClientConnection::on_connected() {
     // connect_timeout covers the TCP connect and the WELCOME together.
     config_.handshake_timeout =
         std::max(Duration::milliseconds(1), started_at_ + client_.options.connect_timeout - now);
+    config_.websocket_seed = client_.rng();  // Fresh masking keys for each attempt.
+    if (client_.tls) {
+        tls_ = std::make_unique<TlsStream>(*client_.tls, client_.tls_server_name);
+        send_ciphertext(false);  // The ClientHello.
+        if (!socket_open()) return;
+    }
     session_.emplace(config_, now);
     state_ = State::handshake;
     client_.emit(event(EventKind::connect));
-    drain();  // The HELLO (raw: opened at once).
+    drain();  // The HELLO (raw: opened at once); with TLS it waits inside for the handshake.
 }
 
 void ClientConnection::drain() {
@@ -220,7 +230,11 @@ void ClientConnection::read_available() {
         const StreamSocket::ReadResult r = socket_->read(client_.scratch);
         switch (r.status) {
             case StreamSocket::ReadStatus::data:
-                session_->receive({client_.scratch.data(), r.bytes}, client_.loop->now());
+                if (tls_) {
+                    if (!take_tls({client_.scratch.data(), r.bytes})) return;
+                } else {
+                    session_->receive({client_.scratch.data(), r.bytes}, client_.loop->now());
+                }
                 drain();
                 if (r.bytes < client_.scratch.size()) return;
                 break;
@@ -239,7 +253,39 @@ void ClientConnection::read_available() {
     }
 }
 
+bool ClientConnection::take_tls(std::span<const std::uint8_t> ciphertext) {
+    std::vector<std::uint8_t> plaintext;
+    const Result<void> r = tls_->receive(ciphertext, plaintext);
+    send_ciphertext(false);  // Handshake records, alerts.
+    if (!socket_open() || !session_) return false;
+    if (!r) {
+        down(DisconnectReason::protocol_error, r.error().message);
+        return false;
+    }
+    if (!plaintext.empty()) session_->receive(plaintext, client_.loop->now());
+    return true;
+}
+
+void ClientConnection::send_ciphertext(bool best_effort) {
+    const std::vector<std::uint8_t> out = tls_->take_ciphertext();
+    if (!out.empty()) write_to_socket(out, false, best_effort);
+}
+
 void ClientConnection::transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
+    if (!socket_open()) return;
+    if (tls_) {
+        // Records are opaque to the queue: control bytes cannot jump ahead of them.
+        if (Result<void> r = tls_->send(bytes); !r) {
+            if (!best_effort) down(DisconnectReason::local_close, r.error().message);
+            return;
+        }
+        send_ciphertext(best_effort);
+        return;
+    }
+    write_to_socket(bytes, control, best_effort);
+}
+
+void ClientConnection::write_to_socket(std::span<const std::uint8_t> bytes, bool control, bool best_effort) {
     if (!socket_open()) return;
     const StreamSocket::SendResult r = socket_->send(*client_.loop, *this, bytes, control);
     if (r.error != 0) {
@@ -389,6 +435,11 @@ void ClientConnection::down(DisconnectReason reason, const std::string& message)
         e.message = "connect to " + client_.endpoint.to_string() + " failed: " + message;
         client_.emit(e);
     }
+    if (tls_ && socket_open() && tls_->handshake_done()) {
+        tls_->shutdown();  // close_notify: the end of the stream is ours, not a truncation.
+        send_ciphertext(true);
+    }
+    tls_.reset();
     socket_.reset();
     session_.reset();
     if (was_open && client_.callbacks.on_down) client_.callbacks.on_down(index_, reason);

@@ -17,6 +17,7 @@
 
 #include "lifeline/client.hpp"
 #include "lifeline/engine/client_session.hpp"
+#include "lifeline/engine/tls.hpp"
 #include "lifeline/testing.hpp"
 #include "net/endpoint.hpp"
 #include "runtime/event_loop.hpp"
@@ -48,6 +49,8 @@ struct Client::Impl {
     bool reading_stopped = false;  // stop_reading() was called (sticky). Loop thread only.
     // testing::abandon(): sockets given up but kept open, closed with the client.
     std::vector<int> abandoned_fds;
+    std::shared_ptr<TlsContext> tls;  // options.tls: loaded once, shared by every connection.
+    std::string tls_server_name;
 
     Impl() = default;
     Impl(const Impl&) = delete;
@@ -99,8 +102,12 @@ private:
     void on_session_event(SessionEvent& e);
     void on_opened(const SessionEvent& e);
     void on_dead(const SessionEvent& e);
-    // Writes (or queues) bytes the session encoded.
+    // Writes (or queues) bytes the session encoded; with TLS, as records.
     void transmit(std::span<const std::uint8_t> bytes, bool control, bool best_effort);
+    void write_to_socket(std::span<const std::uint8_t> bytes, bool control, bool best_effort);
+    // TLS: ciphertext read in, plaintext to the session; false when the connection ended.
+    bool take_tls(std::span<const std::uint8_t> ciphertext);
+    void send_ciphertext(bool best_effort);
     void flush();
     // With reading stopped: takes EPOLLIN back out of the socket's interest.
     void apply_read_interest();
@@ -117,6 +124,7 @@ private:
     ClientSessionConfig config_;  // Per connection: the id has its "-N" suffix.
     std::optional<ClientSession> session_;
     std::optional<StreamSocket> socket_;
+    std::unique_ptr<TlsStream> tls_;  // options.tls: this attempt's TLS state.
     std::string peer_;
     Instant started_at_;        // The current attempt's connect began.
     Instant connected_at_;      // Its TCP connect completed.
@@ -133,6 +141,10 @@ private:
 }  // namespace lifeline::runtime
 
 namespace lifeline::runtime {
+
+// The session config of connection `index` (its id gets a "-N" suffix when
+// there are several); ClientOptions::validate() checks the same one.
+ClientSessionConfig session_config(const ClientOptions& options, int index);
 
 // Client::create() and testing::create_client(): checks and builds, no I/O yet.
 Result<std::unique_ptr<Client::Impl>> make_client(const ClientOptions& options, ClientCallbacks callbacks,

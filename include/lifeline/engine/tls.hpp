@@ -32,6 +32,10 @@ public:
     // A server context: PEM certificate chain and private key; the key must
     // match the certificate. TLS 1.2 and 1.3 only.
     static Result<std::shared_ptr<TlsContext>> load_server(const std::string& cert_file, const std::string& key_file);
+    // A client context that verifies the server's certificate chain against
+    // `ca_file` (PEM), or the system's trust store when it is empty. TLS 1.2
+    // and 1.3 only. Errors name the file.
+    static Result<std::shared_ptr<TlsContext>> load_client(const std::string& ca_file);
     ~TlsContext();
     TlsContext(const TlsContext&) = delete;
     TlsContext& operator=(const TlsContext&) = delete;
@@ -44,7 +48,12 @@ private:
 
 class TlsStream {
 public:
+    // A server's stream (the peer starts the handshake).
     explicit TlsStream(const TlsContext& context);
+    // A client's stream for `server_name` (a host name or an IP address): sent
+    // as SNI (names only), and the certificate must be for it. The
+    // ClientHello is ready at once (take_ciphertext()).
+    TlsStream(const TlsContext& context, const std::string& server_name);
     ~TlsStream();
     TlsStream(const TlsStream&) = delete;
     TlsStream& operator=(const TlsStream&) = delete;
