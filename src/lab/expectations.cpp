@@ -11,7 +11,7 @@ namespace {
 using Kind = SideExpectation::Kind;
 using R = DisconnectReason;
 
-bool has_heartbeat(Mechanism m) { return m == Mechanism::heartbeat || m == Mechanism::all; }
+bool has_heartbeat(Mechanism m) { return has_heartbeats(m); }
 bool has_keepalive(Mechanism m) {
     return m == Mechanism::keepalive || m == Mechanism::keepalive_user_timeout || m == Mechanism::all;
 }

@@ -161,7 +161,7 @@ private:
                 Cell c{f,  m, Host::client_host(host), server, static_cast<std::uint16_t>(kFirstPort + cells_.size()),
                        {}, {}};
                 c.server.is_server = true;
-                c.server.is_framed = c.client.is_framed = is_framed(m);
+                c.server.is_framed = c.client.is_framed = has_heartbeats(m);
                 cells_.push_back(std::move(c));
             }
             ++host;

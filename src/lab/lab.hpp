@@ -36,9 +36,6 @@ Result<LabRun> run_lab(const LabOptions& options);
 // budget, so what the other side meets is the RST, not its own timeout.
 inline constexpr Duration kRebootDowntime = Duration::milliseconds(300);
 
-// The framed protocol (heartbeats) or raw TCP.
-inline bool is_framed(Mechanism m) { return m == Mechanism::heartbeat || m == Mechanism::all; }
-
 // The arguments of the server and the client of one cell (without the binary).
 std::vector<std::string> server_arguments(Fault fault, Mechanism mechanism, const LabConfig& config,
                                           const std::string& listen);

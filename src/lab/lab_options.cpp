@@ -22,7 +22,7 @@ constexpr const char* kStuckReaderRate = "4M";
 constexpr const char* kStuckReaderBudget = "1048576";
 
 std::string keepalive_spec(Mechanism m, const LabConfig& c) {
-    if (m == Mechanism::none || m == Mechanism::heartbeat) return "off";
+    if (m == Mechanism::none || m == Mechanism::heartbeat || m == Mechanism::websocket) return "off";
     return fmt::format("{}:{}:{}", to_string(c.keepalive_idle), to_string(c.keepalive_interval), c.keepalive_count);
 }
 
@@ -93,7 +93,12 @@ std::vector<std::string> server_arguments(Fault fault, Mechanism m, const LabCon
     } else {
         a.insert(a.end(), {"--keepalive", keepalive_spec(m, c), "--user-timeout", user_timeout_spec(m, c)});
     }
-    if (is_framed(m)) {
+    if (m == Mechanism::websocket) {
+        // A WebSocket server always pings; there is no grant to bound.
+        a.insert(a.end(), {"--mode", "websocket", "--heartbeat", to_string(c.heartbeat_interval), "--timeout",
+                           to_string(c.heartbeat_timeout), "--min-interval",
+                           to_string(std::min(c.heartbeat_interval, Duration::milliseconds(100)))});
+    } else if (has_heartbeats(m)) {
         // The server pings too, so a rebooted client's RST reaches it as fast as heartbeats allow.
         a.insert(a.end(),
                  {"--mode", "framed", "--heartbeat", to_string(c.heartbeat_interval), "--timeout",
@@ -110,16 +115,17 @@ std::vector<std::string> server_arguments(Fault fault, Mechanism m, const LabCon
 
 std::vector<std::string> client_arguments(Fault fault, Mechanism cell, const LabConfig& c, const std::string& server) {
     const Mechanism m = side_mechanism(cell, Side::client);
-    std::vector<std::string> a = {"connect",        server,
+    const std::string target = m == Mechanism::websocket ? "ws://" + server + "/lab" : server;
+    std::vector<std::string> a = {"connect",        target,
                                   "--log",          "json",
                                   "--keepalive",    keepalive_spec(m, c),
                                   "--user-timeout", user_timeout_spec(m, c)};
-    if (is_framed(m)) {
+    if (has_heartbeats(m)) {
         // In server_stall the clients are more patient than the server they
         // ping: what is tested is the server's guard against its own stall.
         const Duration timeout = fault == Fault::server_stall ? c.heartbeat_timeout * 4 : c.heartbeat_timeout;
-        a.insert(a.end(),
-                 {"--mode", "framed", "--heartbeat", to_string(c.heartbeat_interval), "--timeout", to_string(timeout)});
+        a.insert(a.end(), {"--mode", m == Mechanism::websocket ? "websocket" : "framed", "--heartbeat",
+                           to_string(c.heartbeat_interval), "--timeout", to_string(timeout)});
     } else {
         a.insert(a.end(), {"--mode", "raw"});
     }

@@ -68,6 +68,8 @@ std::string_view to_string(Mechanism mechanism) {
             return "keepalive+user_timeout";
         case Mechanism::heartbeat:
             return "heartbeat";
+        case Mechanism::websocket:
+            return "websocket";
         case Mechanism::all:
             return "all";
         case Mechanism::run:

@@ -41,6 +41,8 @@ enum class Mechanism : unsigned char {
     keepalive,               // SO_KEEPALIVE with idle/interval/count, no user timeout.
     keepalive_user_timeout,  // Keepalive plus TCP_USER_TIMEOUT.
     heartbeat,               // The framed protocol's heartbeats only (no kernel options).
+    websocket,               // WebSocket (`serve --mode websocket`, `connect ws://`): ping frames
+                             // both ways, no kernel options.
     all,                     // Heartbeats, keepalive and user timeout together.
     // A server that sets no socket option itself (`serve --keepalive system`,
     // standing for a program nobody rewrote), given keepalive + user timeout
@@ -51,8 +53,14 @@ enum class Mechanism : unsigned char {
 };
 
 inline constexpr Mechanism kAllMechanisms[] = {
-    Mechanism::none, Mechanism::keepalive, Mechanism::keepalive_user_timeout, Mechanism::heartbeat, Mechanism::all,
-    Mechanism::run,  Mechanism::protect};
+    Mechanism::none,      Mechanism::keepalive, Mechanism::keepalive_user_timeout,
+    Mechanism::heartbeat, Mechanism::websocket, Mechanism::all,
+    Mechanism::run,       Mechanism::protect};
+
+// Application heartbeats (framed or WebSocket) on both sides.
+inline bool has_heartbeats(Mechanism m) {
+    return m == Mechanism::heartbeat || m == Mechanism::websocket || m == Mechanism::all;
+}
 
 // What one side of a cell runs: run and protect give the server keepalive +
 // user timeout and the client nothing; the others are the same on both sides.

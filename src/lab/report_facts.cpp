@@ -264,7 +264,7 @@ std::string tolerance_text(const LabRun& run) {
             if (!slot || *slot < cell.tolerance) slot = cell.tolerance;
         };
         widen(any);
-        if (cell.mechanism == Mechanism::heartbeat) widen(heartbeat);
+        if (cell.mechanism == Mechanism::heartbeat || cell.mechanism == Mechanism::websocket) widen(heartbeat);
         if (cell.mechanism == Mechanism::keepalive || cell.mechanism == Mechanism::keepalive_user_timeout ||
             cell.mechanism == Mechanism::run || cell.mechanism == Mechanism::protect)
             widen(kernel);
