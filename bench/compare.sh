@@ -2,6 +2,9 @@
 # Side by side, on this machine and the same load from `lifeline bench`:
 #   lifeline        `lifeline serve` (framed protocol, heartbeat timeout 3 s), epoll
 #   lifeline-uring  the same with --io uring
+#   lifeline-ws     `lifeline serve --mode websocket` (RFC 6455; the client pings, masked), epoll
+#   lifeline-tls    the framed protocol over TLS (--tls-cert/--tls-key; ECDSA P-256, TLS 1.3)
+#   lifeline-wss    WebSocket over TLS
 #   floor           bench/floor_echo_server: raw epoll echo, no timers (echo protocol)
 #   uring-floor     bench/uring_echo_server: the same echo over io_uring (echo protocol)
 #   asio            bench/asio_echo_server: one steady_timer per connection, 3 s (echo protocol)
@@ -33,7 +36,7 @@ asio=build/release/bench/asio_echo_server
 out_dir=build/bench-results
 counts=("$@")
 ((${#counts[@]})) || counts=(1000 5000 10000 18000)
-read -r -a servers <<<"${SERVERS:-floor lifeline lifeline-uring uring-floor asio mosquitto}"
+read -r -a servers <<<"${SERVERS:-floor lifeline lifeline-uring uring-floor asio mosquitto lifeline-ws lifeline-tls lifeline-wss}"
 repeat=${REPEAT:-3}
 ramp=${RAMP:-4000}          # connections per second
 settle=${SETTLE:-3}         # seconds after the ramp before CPU is measured
@@ -50,6 +53,9 @@ if [[ " ${servers[*]} " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/nu
 fi
 mkdir -p "$out_dir"
 source bench/common.sh  # $tmp, $server_pid and their cleanup; CPU/RSS helpers
+# A throwaway certificate for the TLS servers, trusted by the generator.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
 
 
 port=0
@@ -57,7 +63,24 @@ start_server() { # name -> sets server_pid, port, protocol
     local name=$1
     port=$((20000 + RANDOM % 20000))
     budget_flag=()
+    client_flags=()
+    local tls=(--tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem")
     case $name in
+    lifeline-ws | lifeline-wss)
+        protocol=websocket
+        [[ $name == lifeline-wss ]] || tls=()
+        [[ $name == lifeline-wss ]] && client_flags=(--tls --tls-ca "$tmp/cert.pem")
+        # The server pings only a connection quiet for 1.5 s: the clients' own
+        # pings (1 s) keep every one busy, so the round trips are theirs, as in framed mode.
+        taskset -c 0 "$lifeline" serve --mode websocket --listen "127.0.0.1:$port" --heartbeat 1500ms \
+            --timeout 3s "${tls[@]}" --log text >"$tmp/server.out" 2>"$tmp/server.err" &
+        ;;
+    lifeline-tls)
+        protocol=framed
+        client_flags=(--tls --tls-ca "$tmp/cert.pem")
+        taskset -c 0 "$lifeline" serve --listen "127.0.0.1:$port" --heartbeat 1s --timeout 3s \
+            --max-timeout 3s "${tls[@]}" --log text >"$tmp/server.out" 2>"$tmp/server.err" &
+        ;;
     lifeline | lifeline-uring)
         protocol=framed
         local io=epoll
@@ -111,7 +134,7 @@ for n in "${counts[@]}"; do
         rss0=$(rss_tree_kib "$server_pid")
         taskset -c 1 "$lifeline" bench "127.0.0.1:$port" --protocol "$protocol" -n "$n" --ramp "$ramp" \
             --heartbeat 1s --timeout 3s --hold "${hold}s" --silence 0.1 --silence-after "${silence_after}s" \
-            "${budget_flag[@]}" --json >"$tmp/bench.json" 2>"$tmp/bench.err" &
+            "${budget_flag[@]}" "${client_flags[@]}" --json >"$tmp/bench.json" 2>"$tmp/bench.err" &
         bench_pid=$!
         ramp_s=$(awk -v n="$n" -v r="$ramp" 'BEGIN { printf "%.3f", n / r + 0.1 }')
         sleep "$(awk -v a="$ramp_s" -v s="$settle" 'BEGIN { print a + s }')"
@@ -178,7 +201,7 @@ NR == 1 { next }
   if (!($2 in ns)) { ns[$2] = 1; nv[++count] = $2 + 0 } }
 END {
     W = 640; H = 400; L = 70; R = 130; T = 30; B = 50
-    split("#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #e6ab02", colors, " ")
+    split("#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #e6ab02 #a6761d #666666 #1f78b4", colors, " ")
     printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H > out
     printf "<text x=\"%d\" y=\"18\" font-size=\"14\">Server CPU per heartbeat round trip (µs, median of runs) against connections</text>\n", L > out
     printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", L, H - B, W - R, H - B > out

@@ -44,6 +44,8 @@ struct BenchOptions {
     std::string sources = "auto";
     bool json = false;
     bool reconnect = false;
+    bool tls = false;
+    std::string tls_ca;
     std::string shard;  // Internal: "K/P@EPOCH_NS", set on shard processes.
 };
 
@@ -67,7 +69,8 @@ Result<loadgen::Protocol> parse_protocol(const std::string& name) {
     if (name == "framed") return loadgen::Protocol::framed;
     if (name == "echo") return loadgen::Protocol::echo;
     if (name == "mqtt") return loadgen::Protocol::mqtt;
-    return Error{"--protocol: expected framed, echo or mqtt, got '" + name + "'"};
+    if (name == "websocket") return loadgen::Protocol::websocket;
+    return Error{"--protocol: expected framed, websocket, echo or mqtt, got '" + name + "'"};
 }
 
 Result<std::vector<std::string>> source_addresses(const BenchOptions& o) {
@@ -106,6 +109,8 @@ loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol,
     p.load.seed = static_cast<std::uint64_t>(shard + 1);
     p.load.sources = sources;
     p.load.reconnect = o.reconnect;
+    p.load.tls = o.tls;
+    p.load.tls_ca = o.tls_ca;
     if (!sources.empty()) {
         std::rotate(p.load.sources.begin(), p.load.sources.begin() + (shard * 7) % static_cast<int>(sources.size()),
                     p.load.sources.end());
@@ -207,7 +212,12 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
         fmt::print(stderr, "lifeline bench: {}\n", protocol.error().message);
         return 2;
     }
-    if (*protocol == loadgen::Protocol::framed && o.timeout <= o.heartbeat) {
+    const bool client_protocol = *protocol == loadgen::Protocol::framed || *protocol == loadgen::Protocol::websocket;
+    if (o.tls && !client_protocol) {
+        fmt::print(stderr, "lifeline bench: --tls needs --protocol framed or websocket\n");
+        return 2;
+    }
+    if (client_protocol && o.timeout <= o.heartbeat) {
         fmt::print(stderr, "lifeline bench: --timeout ({}) must be longer than --heartbeat ({})\n",
                    to_string(o.timeout), to_string(o.heartbeat));
         return 2;
@@ -221,8 +231,9 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
         fmt::print(stderr, "lifeline bench: --reconnect and --silence measure different things; use one at a time\n");
         return 2;
     }
-    if (o.reconnect && *protocol != loadgen::Protocol::framed) {
-        fmt::print(stderr, "lifeline bench: --reconnect needs --protocol framed (the real client's backoff)\n");
+    if (o.reconnect && !client_protocol) {
+        fmt::print(stderr,
+                   "lifeline bench: --reconnect needs --protocol framed or websocket (the real client's backoff)\n");
         return 2;
     }
     Result<std::vector<std::string>> sources = source_addresses(o);
@@ -231,7 +242,7 @@ int run_bench(BenchOptions& o, const std::vector<std::string>& args) {
         return 2;
     }
     if (o.server_budget <= Duration::zero()) {
-        o.server_budget = *protocol == loadgen::Protocol::framed ? o.timeout
+        o.server_budget = client_protocol ? o.timeout
                           : *protocol == loadgen::Protocol::mqtt
                               // MQTT 3.1.1 section 3.1.2.10: the broker disconnects after 1.5 x keep-alive.
                               ? Duration::milliseconds(static_cast<std::int64_t>(
@@ -336,8 +347,9 @@ void add_bench_command(CLI::App& app, Action& run) {
         "bench",
         "Load generator: open N long-lived connections to a server, keep each one heartbeating, and\n"
         "measure what the server does with them. Protocols: framed (lifeline's, driven by the real\n"
-        "client), echo (8-byte ping, 8-byte echo: for a plain echo server), mqtt (3.1.1 CONNECT with\n"
-        "keep-alive, then PINGREQ/PINGRESP: for an MQTT broker).\n\n"
+        "client), websocket (RFC 6455 to `serve --mode websocket`, the real client again), echo\n"
+        "(8-byte ping, 8-byte echo: for a plain echo server), mqtt (3.1.1 CONNECT with keep-alive,\n"
+        "then PINGREQ/PINGRESP: for an MQTT broker). --tls runs framed or websocket over TLS.\n\n"
         "Mass failure: --silence 0.1 makes 10 % of the connections go application-silent (they send\n"
         "nothing but keep reading) --silence-after the ramp, and reports how long after each one's last\n"
         "byte the server closed it (p50/p99/p99.9/max), against --server-budget, and how many of the\n"
@@ -347,9 +359,13 @@ void add_bench_command(CLI::App& app, Action& run) {
         "descriptor limit. When the kernel stops the ramp the summary says which setting to change\n"
         "(net.ipv4.ip_local_port_range, fs.nr_open, net.core.somaxconn).");
     sub->add_option("server", o->server, "HOST:PORT of the server (IPv4)")->required();
-    sub->add_option("--protocol", o->protocol, "framed, echo or mqtt")
+    sub->add_flag("--tls", o->tls, "framed and websocket: connect over TLS");
+    sub->add_option("--tls-ca", o->tls_ca, "With --tls: the PEM certificate (or CA) to trust")
+        ->check(CLI::ExistingFile);
+    sub->add_option("--protocol", o->protocol,
+                    "framed, websocket (to `serve --mode websocket`; the client pings, masked), echo or mqtt")
         ->capture_default_str()
-        ->check(CLI::IsMember({"framed", "echo", "mqtt"}));
+        ->check(CLI::IsMember({"framed", "websocket", "echo", "mqtt"}));
     sub->add_option("-n,--connections", o->connections, "Connections to open")
         ->capture_default_str()
         ->check(CLI::Range(1, 10'000'000));

@@ -1,4 +1,5 @@
-// The framed load engine: the real lifeline::Client, one per thread.
+// The client load engine: the real lifeline::Client (framed or WebSocket,
+// plaintext or TLS), one per thread.
 #include <mutex>
 
 #include "lifeline/client.hpp"
@@ -18,6 +19,9 @@ public:
         auto engine = std::unique_ptr<FramedEngine>(new FramedEngine(o));
         ClientOptions c;
         c.server = o.server;
+        c.mode = o.protocol == Protocol::websocket ? ClientMode::websocket : ClientMode::framed;
+        c.tls = o.tls;
+        c.tls_ca = o.tls_ca;
         c.heartbeat = o.heartbeat;
         c.timeout = o.timeout;
         c.count = o.connections;
@@ -139,7 +143,9 @@ private:
 }  // namespace
 
 Result<std::unique_ptr<LoadEngine>> make_engine(const LoadOptions& options) {
-    if (options.protocol == Protocol::framed) return FramedEngine::create(options);
+    if (options.protocol == Protocol::framed || options.protocol == Protocol::websocket)
+        return FramedEngine::create(options);
+    if (options.tls) return Error{"TLS needs the framed or websocket protocol"};
     return make_raw_engine(options);
 }
 

@@ -17,9 +17,10 @@
 namespace lifeline::loadgen {
 
 enum class Protocol : unsigned char {
-    framed,  // lifeline's protocol, driven by the real lifeline::Client.
-    echo,    // 8-byte PING, 8-byte echo: for a timer-less echo server (the floor) and Asio.
-    mqtt,    // MQTT 3.1.1 CONNECT with keep-alive, then PINGREQ/PINGRESP: for mosquitto.
+    framed,     // lifeline's protocol, driven by the real lifeline::Client.
+    websocket,  // RFC 6455 to `serve --mode websocket`: the real lifeline::Client's WebSocket mode.
+    echo,       // 8-byte PING, 8-byte echo: for a timer-less echo server (the floor) and Asio.
+    mqtt,       // MQTT 3.1.1 CONNECT with keep-alive, then PINGREQ/PINGRESP: for mosquitto.
 };
 
 struct LoadOptions {
@@ -34,6 +35,9 @@ struct LoadOptions {
     // framed only: come back after the server closes a connection, with the
     // client's full-jitter backoff (the reconnect storm).
     bool reconnect = false;
+    // framed and websocket: over TLS, trusting the certificate in tls_ca (PEM).
+    bool tls = false;
+    std::string tls_ca;
 };
 
 // Wall-clock-free: times are monotonic nanoseconds (CLOCK_MONOTONIC), comparable across threads and processes.

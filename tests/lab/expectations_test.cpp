@@ -14,6 +14,8 @@ const LabConfig kConfig;  // keepalive 1s/1s x3, user timeout 4s, heartbeat 250m
 
 TEST(LabExpectations, FreezeIsCaughtByHeartbeatsNotByKeepalive) {
     EXPECT_EQ(expect(Fault::freeze, Mechanism::heartbeat, kConfig).server.kind, Kind::detect);
+    EXPECT_EQ(expect(Fault::freeze, Mechanism::websocket, kConfig).server.reasons,
+              std::vector<R>{R::heartbeat_timeout});
     EXPECT_EQ(expect(Fault::freeze, Mechanism::all, kConfig).server.reasons, std::vector<R>{R::heartbeat_timeout});
     for (Mechanism m : {Mechanism::none, Mechanism::keepalive, Mechanism::keepalive_user_timeout})
         EXPECT_EQ(expect(Fault::freeze, m, kConfig).server.kind, Kind::not_detect) << to_string(m);
