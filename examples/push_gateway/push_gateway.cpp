@@ -332,6 +332,7 @@ struct Options {
     std::string key_file;
     std::string keepalive = "10s:2s:3";
     std::string user_timeout = "auto";
+    std::string mode = "framed";
 };
 
 // "host:port" or "[v6]:port" as httplib wants it.
@@ -351,7 +352,12 @@ std::optional<std::pair<std::string, int>> split_address(const std::string& addr
 
 void define_options(CLI::App& app, Options& o) {
     o.server.listen = "0.0.0.0:7000";
-    app.add_option("--listen", o.server.listen, "Address for clients (framed protocol)")->capture_default_str();
+    app.add_option("--listen", o.server.listen, "Address for clients")->capture_default_str();
+    app.add_option("--mode", o.mode,
+                   "framed (lifeline's protocol) or websocket (browsers: ws://HOST:PORT/any?id=ID&token=CREDENTIAL;\n"
+                   "commands are text messages, pushes arrive as binary messages)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"framed", "websocket"}));
     app.add_option("--http", o.http, "Address of the HTTP API (keep it private: it can push to anyone)")
         ->capture_default_str();
     auto* key =
@@ -411,6 +417,7 @@ int run(Options& o) {
         return 2;
     }
     o.server.keepalive = *keepalive;
+    o.server.mode = o.mode == "websocket" ? lifeline::ServerMode::websocket : lifeline::ServerMode::framed;
     o.server.max_timeout = o.server.timeout;  // The operator's budget is the promise.
     o.server.min_interval = std::min(o.server.min_interval, o.server.heartbeat);
     auto http_address = split_address(o.http);
@@ -427,11 +434,16 @@ int run(Options& o) {
     httplib::Server http;
     http.set_payload_max_length(o.server.max_body_size - kPrefixRoom);  // A push is one DATA frame.
     add_routes(http, g);
-    if (!http.bind_to_port(http_address->first, http_address->second)) {
+    // Port 0: any free port, and the line below says which.
+    const int http_port = http_address->second == 0 ? http.bind_to_any_port(http_address->first)
+                          : http.bind_to_port(http_address->first, http_address->second) ? http_address->second
+                                                                                         : -1;
+    if (http_port < 0) {
         std::fprintf(stderr, "push_gateway: --http: cannot listen on %s\n", o.http.c_str());
         return 1;
     }
-    g.out.write({{"event", "listening"}, {"listen", g.server->local_address()}, {"http", o.http}});
+    const std::string http_bound = o.http.substr(0, o.http.rfind(':') + 1) + std::to_string(http_port);
+    g.out.write({{"event", "listening"}, {"listen", g.server->local_address()}, {"http", http_bound}});
     std::atomic<bool> http_ended{false};
     std::thread http_thread([&] {
         http.listen_after_bind();
@@ -460,7 +472,8 @@ int run(Options& o) {
 int main(int argc, char** argv) {
     CLI::App app(
         "push_gateway: a push/chat gateway on lifeline. Clients connect with the framed protocol,\n"
-        "id + credential (hex HMAC-SHA256(key, id)) in HELLO, and send text commands as DATA:\n"
+        "id + credential (hex HMAC-SHA256(key, id)) in HELLO, and send text commands as DATA\n"
+        "(--mode websocket: browsers, with ?id=ID&token=CREDENTIAL, commands as text messages):\n"
         "  join <room> | leave <room> | rooms | help\n"
         "The HTTP API pushes messages and answers presence:\n"
         "  POST /send/{id}      body = message for one client    (DATA \"direct <body>\")\n"
