@@ -22,6 +22,9 @@
 #include "lifeline/sys/detection_budget.hpp"
 #include "lifeline/sys/socket_options.hpp"
 #include "lifeline/sys/tcp_info.hpp"
+#include "net/connection_health.hpp"
+#include "net/sock_diag.hpp"
+#include "net/sysctl.hpp"
 
 namespace py = pybind11;
 using namespace lifeline;
@@ -194,6 +197,65 @@ std::unique_ptr<PyServer> make_server(std::int64_t now, std::uint64_t number, do
     return s;
 }
 
+
+// `lifeline sysctl` for Python: the host's settings (this network namespace),
+// what they imply, and, with a target, the advice `lifeline sysctl advise` gives.
+py::dict sysctl_dict(double target, std::optional<double> nat_timeout) {
+    const TcpKernelSettings k = value_or_raise(net::read_tcp_kernel_settings());
+    py::dict d;
+    d["keepalive_time"] = as_seconds(k.keepalive_time);
+    d["keepalive_intvl"] = as_seconds(k.keepalive_intvl);
+    d["keepalive_probes"] = k.keepalive_probes;
+    d["retries2"] = k.retries2;
+    d["syn_retries"] = k.syn_retries;
+    d["idle_peer_detection"] = as_seconds(idle_peer_detection(k));
+    d["retransmission_give_up"] = as_seconds(retransmission_give_up(k.retries2));
+    d["connect_give_up"] = as_seconds(connect_give_up(k.syn_retries));
+    if (target > 0) {
+        std::optional<Duration> nat;
+        if (nat_timeout) nat = seconds(*nat_timeout);
+        const KeepaliveAdvice a = value_or_raise(advise_keepalive(seconds(target), nat));
+        py::dict advice;
+        advice["idle"] = as_seconds(a.policy.idle);
+        advice["interval"] = as_seconds(a.policy.interval);
+        advice["count"] = a.policy.count;
+        advice["worst_case"] = as_seconds(a.worst_case);
+        advice["probes_per_hour"] = a.probes_per_hour;
+        advice["retries2_within_target"] = a.retries2_within_target;
+        advice["notes"] = a.notes;
+        d["advice"] = advice;
+    }
+    return d;
+}
+
+// `lifeline inspect` for Python: the host's TCP connections with the kernel's
+// verdict. Owners (and their sockets' real options) only for root.
+py::list inspect_list(std::optional<int> port, bool established_only) {
+    net::DiagFilter filter;
+    if (port) filter.any_port = static_cast<std::uint16_t>(*port);
+    if (established_only) filter.states = 1u << static_cast<int>(sys::TcpState::established);
+    const TcpKernelSettings k = value_or_raise(net::read_tcp_kernel_settings());
+    py::list out;
+    for (const net::DiagSocket& s : value_or_raise(net::dump_tcp_sockets(filter))) {
+        const net::KeepaliveView view = net::keepalive_view(s, std::nullopt, k);
+        const net::HealthAssessment health = net::assess(s, view, k);
+        py::dict d;
+        d["local"] = s.local.to_string();
+        d["remote"] = s.remote.to_string();
+        d["state"] = std::string(sys::to_string(s.state));
+        d["verdict"] = std::string(net::to_string(health.verdict));
+        d["time_left"] = as_seconds(health.time_left);
+        d["time_left_estimated"] = health.time_left_estimated;
+        d["keepalive"] = keepalive_dict(view.values);
+        d["keepalive_inferred"] = view.inferred;
+        d["send_queue"] = s.send_queue;
+        d["receive_queue"] = s.receive_queue;
+        if (s.info) d["tcp_info"] = tcp_info_dict(*s.info);
+        out.append(d);
+    }
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_lifeline, m) {
@@ -244,6 +306,9 @@ PYBIND11_MODULE(_lifeline, m) {
             return d;
         },
         py::arg("detect_within"));
+
+    m.def("sysctl", &sysctl_dict, py::arg("target") = 0.0, py::arg("nat_timeout") = py::none());
+    m.def("inspect", &inspect_list, py::arg("port") = py::none(), py::arg("established_only") = true);
 
     py::class_<PyClient>(m, "ClientSession")
         .def(py::init(&make_client), py::arg("now"), py::arg("interval") = 1.0, py::arg("timeout") = 3.0,

@@ -55,3 +55,39 @@ def test_policy_for_a_detection_target():
     assert plan.heartbeat_timeout == 10
     assert plan.keepalive_idle + plan.keepalive_interval * plan.keepalive_count <= 10
     assert plan.explanation
+
+
+def read_proc_sys(name):
+    with open("/proc/sys/" + name.replace(".", "/")) as f:
+        return int(f.read())
+
+
+def test_inspect_lists_our_connection_with_its_keepalive_and_verdict():
+    client, server = connected_pair()
+    with client, server:
+        lifeline.apply_keepalive(client, idle=7, interval=2, count=4)
+        port = client.getsockname()[1]
+        rows = [r for r in lifeline.inspect(port=port) if r.local == "127.0.0.1:%d" % port]
+        assert len(rows) == 1, rows
+        row = rows[0]
+        assert row.state == "established"
+        assert row.remote == "127.0.0.1:%d" % client.getpeername()[1]
+        assert row.keepalive.enabled
+        assert row.verdict == "healthy"
+        assert row.tcp_info.state == "established"
+        # The server side has no keepalive and no user timeout.
+        peer = [r for r in lifeline.inspect(port=port) if r.remote == "127.0.0.1:%d" % port]
+        assert len(peer) == 1 and peer[0].verdict == "unprotected"
+
+
+def test_sysctl_reads_the_kernel_and_advises_for_a_target():
+    s = lifeline.sysctl()
+    assert s.keepalive_time == read_proc_sys("net.ipv4.tcp_keepalive_time")
+    assert s.keepalive_probes == read_proc_sys("net.ipv4.tcp_keepalive_probes")
+    assert s.idle_peer_detection == s.keepalive_time + s.keepalive_intvl * s.keepalive_probes
+    assert not hasattr(s, "advice")
+    advised = lifeline.sysctl(target=10)
+    assert advised.advice.worst_case <= 10
+    assert advised.advice.idle + advised.advice.interval * advised.advice.count == advised.advice.worst_case
+    with pytest.raises(lifeline.LifelineError):
+        lifeline.sysctl(target=0.001)
