@@ -16,15 +16,14 @@
 #include <vector>
 
 #include "support/bounds.hpp"
+#include "support/certificate.hpp"
 #include "support/child_process.hpp"
-#include "support/netns.hpp"
 
 namespace lifeline {
 namespace {
 
 using Json = nlohmann::json;
 using lifeline::testing::ChildProcess;
-using lifeline::testing::run_command;
 using namespace std::chrono_literals;
 
 struct Wire {
@@ -42,10 +41,7 @@ protected:
         dir_ = std::filesystem::temp_directory_path() / ("lifeline-connect-ws-" + std::to_string(::getpid()));
         std::filesystem::create_directories(dir_);
         for (const char* name : {"server", "other"}) {
-            const testing::CommandResult r = run_command(
-                "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-                "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
-                file(std::string(name) + ".key") + " -out " + file(std::string(name) + ".pem"));
+            const testing::CommandResult r = testing::make_self_signed_certificate(file(name));
             ASSERT_EQ(r.status, 0) << "openssl (scripts/install-deps.sh) could not make a certificate: " << r.output;
         }
     }

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "support/bounds.hpp"
+#include "support/certificate.hpp"
 #include "support/child_process.hpp"
 #include "support/netns.hpp"
 
@@ -33,10 +34,7 @@ protected:
         dir_ = std::filesystem::temp_directory_path() / ("lifeline-tls-" + std::to_string(::getpid()));
         std::filesystem::create_directories(dir_);
         const auto make = [](const std::string& name) {
-            return run_command(
-                "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-                "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
-                (dir_ / (name + ".key")).string() + " -out " + (dir_ / (name + ".pem")).string());
+            return testing::make_self_signed_certificate((dir_ / name).string());
         };
         const testing::CommandResult a = make("server");
         ASSERT_EQ(a.status, 0) << "openssl (scripts/install-deps.sh) could not make a certificate: " << a.output;
