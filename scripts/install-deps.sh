@@ -26,6 +26,7 @@ packages=(
   openssl                               # tests: certificates for the TLS tests
   pybind11-dev python3-dev              # python/: the lifeline package's extension
   python3-pytest python3-pytest-asyncio # python/tests
+  python3-venv python3-setuptools-whl python3-wheel-whl # tests: `pip install ./python` into a venv, offline
   mosquitto                             # bench baseline: MQTT keep-alive broker for `lifeline bench --protocol mqtt`
 )
 

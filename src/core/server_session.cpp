@@ -276,9 +276,12 @@ bool ServerSession::take_ping_token(Instant now) {
 void ServerSession::handle_timeout(Instant now) {
     if (state_ == State::closed || now < next_timeout()) return;
     if (state_ == State::handshake) {
-        protocol_violation(CloseCode::handshake_timeout,
-                           std::string(config_->websocket ? "no WebSocket upgrade" : "no HELLO") + " within " +
-                               to_string(config_->handshake_timeout) + " of accept");
+        const std::string within = " within " + to_string(config_->handshake_timeout) + " of accept";
+        if (config_->websocket) {
+            ws_refuse_upgrade(408, "no WebSocket upgrade" + within);  // Still HTTP: 408 Request Timeout.
+        } else {
+            protocol_violation(CloseCode::handshake_timeout, "no HELLO" + within);
+        }
         return;
     }
     if (state_ == State::admitting) {

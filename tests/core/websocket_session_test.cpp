@@ -238,6 +238,7 @@ TEST(WebSocketSession, ABadUpgradeIsAnHttpErrorAndASlowOneTheHandshakeDeadline) 
         slow.send(bytes(std::string("G")));
         slow.advance(ms(400));
     }
+    EXPECT_EQ(slow.heard_text().rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u) << slow.heard_text();
     ASSERT_TRUE(slow.find(Kind::closed));
     EXPECT_EQ(slow.find(Kind::closed)->reason, R::protocol_error);
     EXPECT_NE(slow.find(Kind::error)->message.find("no WebSocket upgrade within 5s"), std::string::npos)
