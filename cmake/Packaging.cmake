@@ -18,8 +18,8 @@ endforeach()
 
 # What the objects need at link time. The shared library links them; a static
 # user must (lifelineConfig.cmake finds them, lifeline.pc lists them).
-set(_lifeline_private_links fmt::fmt PkgConfig::MNL PkgConfig::HTTPLIB OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
-set(_lifeline_private_pc "fmt libmnl cpp-httplib libssl libcrypto")
+set(_lifeline_private_links fmt::fmt PkgConfig::MNL PkgConfig::HTTPLIB PkgConfig::HIREDIS OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
+set(_lifeline_private_pc "fmt libmnl cpp-httplib hiredis libssl libcrypto")
 if(LIFELINE_HAVE_URING)
   list(APPEND _lifeline_private_links PkgConfig::URING)
   string(APPEND _lifeline_private_pc " liburing")

@@ -13,6 +13,8 @@ packages=(
   libmnl-dev                            # netlink sock_diag
   liburing-dev                          # serve --io uring (one io_uring_enter per loop turn)
   libcpp-httplib-dev                    # the server's /metrics and /connections endpoint
+  libhiredis-dev                        # serve --presence redis://: fleet presence (async API)
+  redis-server redis-tools              # tests and benchmarks: a real Redis (>= 7: functions)
   iproute2 nftables procps              # network namespaces for the lab and netns tests
   util-linux                            # setpriv: the protect test drops to an unprivileged user
   help2man                              # lifeline.1, the man page, from `lifeline --help`

@@ -23,6 +23,7 @@ enum class DisconnectReason : unsigned char {
     local_close,        // Our application closed it.
     shutdown,           // Our process is shutting down.
     rejected,           // Admission refused the HELLO (server), or the server refused us (client).
+    gateway_lost,       // Fleet presence: the gateway holding the session stopped heartbeating to Redis.
 };
 
 inline constexpr std::array kAllDisconnectReasons = {
@@ -30,7 +31,7 @@ inline constexpr std::array kAllDisconnectReasons = {
     DisconnectReason::user_timeout,     DisconnectReason::heartbeat_timeout, DisconnectReason::idle_timeout,
     DisconnectReason::unreachable,      DisconnectReason::protocol_error,    DisconnectReason::slow_consumer,
     DisconnectReason::session_replaced, DisconnectReason::local_close,       DisconnectReason::shutdown,
-    DisconnectReason::rejected,
+    DisconnectReason::rejected,         DisconnectReason::gateway_lost,
 };
 
 // The stable snake_case name, e.g. "heartbeat_timeout".

@@ -91,6 +91,20 @@ struct ServerOptions {
     // Keep presence of client-chosen ids (Server::presence, GET /presence, the
     // `offline` event). It costs a record per id (docs/BENCHMARKS.md, memory).
     bool presence = true;
+    // Fleet presence on Redis (docs/PROTOCOL.md, "Fleet presence on Redis"):
+    // "redis://HOST:PORT[/DB]" publishes every chosen id's online/offline,
+    // fenced by epoch, to Redis >= 7 ("" = embedded presence only). Detection
+    // never waits for Redis: while it is away, updates are buffered (at most
+    // presence_buffer offline events) and the live set is re-asserted when it
+    // returns. presence_gateway names this server in the fleet (default
+    // HOSTNAME:PORT); presence_ttl is the TTL of each live entry and of the
+    // gateway's heartbeat key (refreshed every ttl/3, in batches).
+    std::string presence_redis;
+    std::string presence_gateway;
+    Duration presence_ttl = Duration::seconds(30);
+    Duration presence_retention = Duration::hours(24);
+    std::string presence_stream = "lifeline:offline";
+    std::size_t presence_buffer = 100'000;
     // Timer wheel resolution: a silent peer is declared dead at most about
     // this long after its timeout. Fine ticks cost wake-ups only while timers
     // are expiring: a healthy peer pushes its deadline ahead and never fires.
@@ -101,6 +115,9 @@ struct ServerOptions {
     // Checks ranges and consistency; errors name the option.
     Result<void> validate() const;
 };
+
+// The default presence_gateway: "HOSTNAME:PORT" of a listen address.
+std::string default_presence_gateway(std::string_view listen_address);
 
 // Callbacks run on the connection's own loop thread (one connection's always
 // on the same thread, in order); make shared state thread-safe when threads > 1.

@@ -23,6 +23,7 @@ void add_bench_command(CLI::App& app, Action& run);
 void add_protect_command(CLI::App& app, Action& run);
 void add_reap_command(CLI::App& app, Action& run);
 void add_run_command(CLI::App& app, Action& run);
+void add_presence_command(CLI::App& app, Action& run);
 
 // The command line that would give `sub` the options it was given, starting
 // with its name, leaving out the options named in `skip` (e.g. "--workers"):

@@ -24,6 +24,11 @@ constexpr std::array kServe = {
     FlagName{"user_timeout", "--user-timeout"},
     FlagName{"listen", "--listen"},
     FlagName{"http", "--http"},
+    FlagName{"presence_redis", "--presence"},
+    FlagName{"presence_gateway", "--gateway"},
+    FlagName{"presence_ttl", "--presence-ttl"},
+    FlagName{"presence_retention", "--offline-retention"},
+    FlagName{"presence_stream", "--presence-stream"},
 };
 
 constexpr std::array kConnect = {
@@ -59,6 +64,13 @@ std::string with_flag_names(std::string_view message, std::span<const FlagName> 
     out.reserve(message.size() + 16);
     std::size_t i = 0;
     while (i < message.size()) {
+        if (message[i] == '"') {  // A quoted value ("http://...") is the user's text: kept as given.
+            const std::size_t close = message.find('"', i + 1);
+            const std::size_t end = close == std::string_view::npos ? message.size() : close + 1;
+            out += message.substr(i, end - i);
+            i = end;
+            continue;
+        }
         if (!word_char(message[i])) {
             out += message[i++];
             continue;

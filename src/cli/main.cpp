@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
     lifeline::cli::add_protect_command(app, run);
     lifeline::cli::add_reap_command(app, run);
     lifeline::cli::add_run_command(app, run);
+    lifeline::cli::add_presence_command(app, run);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

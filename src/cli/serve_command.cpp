@@ -73,7 +73,9 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
         }
         WorkerSupervisorOptions w;
         w.workers = o.workers;
-        w.worker_args = rebuild_arguments(app, {"--workers", "--listen", "--http"});
+        w.worker_args = rebuild_arguments(app, {"--workers", "--listen", "--http", "--gateway"});
+        w.presence_gateway = o.server.presence_redis.empty() ? "" : o.server.presence_gateway;
+        w.redis_presence = !o.server.presence_redis.empty();
         w.listen = o.server.listen;
         w.http = o.server.http;
         return run_worker_supervisor(std::move(w));
@@ -237,6 +239,20 @@ void add_serve_command(CLI::App& app, Action& run) {
     sub->add_flag("--echo", s.echo, "Echo DATA (framed) or bytes (raw) back");
     sub->add_flag("!--no-presence", s.presence,
                   "Keep no presence of client ids (no GET /presence, no offline events): saves a record per id");
+    sub->add_option("--presence", s.presence_redis,
+                    "Publish presence to Redis >= 7 (redis://HOST:PORT[/DB]) for a fleet of gateways: fenced by\n"
+                    "epoch, offline events on a stream, a dead gateway's sessions ended by the others\n"
+                    "(gateway_lost). Redis away: detection is unaffected, updates are buffered and resynced")
+        ->type_name("URL");
+    sub->add_option("--gateway", s.presence_gateway,
+                    "This gateway's name in the fleet (default HOSTNAME:PORT; --workers adds /wK)")
+        ->type_name("NAME");
+    add_duration_option(*sub, "--presence-ttl", s.presence_ttl,
+                        "TTL of each live presence entry and of the gateway's heartbeat key (refreshed every ttl/3)");
+    add_duration_option(*sub, "--offline-retention", s.presence_retention,
+                        "How long Redis keeps an offline record (online: false, last reason)");
+    sub->add_option("--presence-stream", s.presence_stream, "The Redis stream of online/offline events")
+        ->capture_default_str();
     sub->callback([opts, &run, sub] { run = [opts, sub] { return run_serve(*opts, *sub); }; });
 }
 

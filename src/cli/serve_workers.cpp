@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/self_process.hpp"
+#include "lifeline/server.hpp"
 #include "net/endpoint.hpp"
 #include "runtime/http_endpoint.hpp"
 #include "runtime/metrics.hpp"
@@ -198,6 +199,12 @@ private:
         if (!options_.http.empty()) {
             args.push_back("--http");
             args.push_back("127.0.0.1:0");
+        }
+        if (options_.redis_presence) {
+            const std::string base = options_.presence_gateway.empty() ? lifeline::default_presence_gateway(address_)
+                                                                       : options_.presence_gateway;
+            args.push_back("--gateway");
+            args.push_back(base + "/w" + std::to_string(w.index));
         }
         // Workers go when the supervisor goes, however it goes: SIGTERM lets
         // them close their peers properly; nobody is left holding the port.

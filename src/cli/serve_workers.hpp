@@ -13,6 +13,8 @@ struct WorkerSupervisorOptions {
     std::string listen;                    // As given (port 0 allowed: resolved once for all workers).
     std::string http;                      // The supervisor's summed /metrics address, or "".
     std::string http_url;                  // Filled in: the bound URL.
+    bool redis_presence = false;           // --presence redis://: each worker is a gateway of its own,
+    std::string presence_gateway;          // named this (default HOSTNAME:PORT) + "/wK".
 };
 
 // Runs until SIGINT/SIGTERM has stopped every worker; returns the exit status.

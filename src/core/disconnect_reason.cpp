@@ -30,6 +30,8 @@ std::string_view to_string(DisconnectReason reason) {
             return "shutdown";
         case DisconnectReason::rejected:
             return "rejected";
+        case DisconnectReason::gateway_lost:
+            return "gateway_lost";
     }
     return "unknown";
 }

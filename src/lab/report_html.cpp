@@ -53,6 +53,8 @@ std::string_view short_reason(DisconnectReason reason) {
             return "shutdown";
         case DisconnectReason::rejected:
             return "rejected";
+        case DisconnectReason::gateway_lost:
+            return "gateway lost";
     }
     return "?";
 }

@@ -31,6 +31,27 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
     out += fmt::format("{}_count {}\n", name, count_.load(std::memory_order_relaxed));
 }
 
+namespace {
+
+void render_presence(std::string& out, const ServerMetrics::Presence& p) {
+    auto line = [&](const char* name, const char* type, const char* help, const std::atomic<std::uint64_t>& v) {
+        out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name,
+                           v.load(std::memory_order_relaxed));
+    };
+    line("lifeline_presence_redis_up", "gauge", "1 while Redis answers the presence publisher.", p.redis_up);
+    line("lifeline_presence_live", "gauge", "Sessions this gateway holds in fleet presence.", p.live);
+    line("lifeline_presence_queued", "gauge", "Offline events waiting for Redis.", p.queued);
+    line("lifeline_presence_commands_total", "counter", "Commands sent to Redis.", p.commands_total);
+    line("lifeline_presence_dropped_total", "counter", "Offline events dropped: the buffer was full.", p.dropped_total);
+    line("lifeline_presence_errors_total", "counter", "Error replies from Redis.", p.errors_total);
+    line("lifeline_presence_fenced_out_total", "counter", "Writes Redis refused: a newer epoch holds the id.",
+         p.fenced_out_total);
+    line("lifeline_presence_reaped_total", "counter", "Sessions of dead gateways this gateway ended.", p.reaped_total);
+    line("lifeline_presence_reconnects_total", "counter", "Reconnections to Redis.", p.reconnects_total);
+}
+
+}  // namespace
+
 std::string ServerMetrics::prometheus_text(Duration loop_lag_max) const {
     std::string out;
     auto counter = [&](const char* name, const char* help, std::uint64_t v) {
@@ -64,6 +85,7 @@ std::string ServerMetrics::prometheus_text(Duration loop_lag_max) const {
     counter("lifeline_loop_stalls_total", "Event loop wake-ups late by more than the stall threshold.",
             stalls_total.load(std::memory_order_relaxed));
     gauge("lifeline_loop_lag_max_seconds", "Worst event loop wake-up lag seen.", loop_lag_max.seconds_f());
+    if (presence.enabled.load(std::memory_order_relaxed)) render_presence(out, presence);
     detection_latency.render(out, "lifeline_detection_latency_seconds",
                              "Silence from the last byte received to the dead verdict.");
     rtt.render(out, "lifeline_rtt_seconds", "Heartbeat round-trip samples.");

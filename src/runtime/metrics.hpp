@@ -36,6 +36,20 @@ struct ServerMetrics {
     std::atomic<std::uint64_t> broadcast_dropped_total{0};  // Broadcast frames a full queue refused.
     std::atomic<std::uint64_t> stalls_total{0};
     std::array<std::atomic<std::uint64_t>, kAllDisconnectReasons.size()> closed_total{};
+    // Fleet presence on Redis (rendered only with presence_redis): copied
+    // from the publisher's counters by its loop after each step.
+    struct Presence {
+        std::atomic<bool> enabled{false};
+        std::atomic<std::uint64_t> redis_up{0};
+        std::atomic<std::uint64_t> live{0};
+        std::atomic<std::uint64_t> queued{0};
+        std::atomic<std::uint64_t> commands_total{0};
+        std::atomic<std::uint64_t> dropped_total{0};
+        std::atomic<std::uint64_t> errors_total{0};
+        std::atomic<std::uint64_t> fenced_out_total{0};
+        std::atomic<std::uint64_t> reaped_total{0};
+        std::atomic<std::uint64_t> reconnects_total{0};
+    } presence;
     Histogram detection_latency;  // silence at the moment a peer was declared dead
     Histogram rtt;
 

@@ -14,6 +14,7 @@
 
 #include "lifeline/sys/socket_options.hpp"
 #include "runtime/server_impl.hpp"
+#include "runtime/server_redis_presence.hpp"
 #include "runtime/server_worker.hpp"
 
 namespace lifeline {
@@ -58,6 +59,8 @@ void Server::Impl::release_session(const std::string& id, runtime::ConnectionRef
 }
 
 // ---- Server -------------------------------------------------------------------
+
+Server::Impl::~Impl() = default;
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -113,6 +116,11 @@ Result<std::unique_ptr<Server::Impl>> make_server(const ServerOptions& options, 
             std::make_unique<runtime::Worker>(*impl, static_cast<std::size_t>(i), std::move(*loop), *fd));
         if (auto s = impl->workers.back()->start(); !s) return s.error();
     }
+    if (!options.presence_redis.empty()) {
+        Result<std::unique_ptr<runtime::RedisPresence>> redis = runtime::RedisPresence::create(*impl);
+        if (!redis) return redis.error().with_context("presence");
+        impl->redis_presence = std::move(*redis);
+    }
     if (!options.http.empty()) {
         Server::Impl* raw = impl.get();
         runtime::HttpEndpoint::Pages pages;
@@ -140,6 +148,7 @@ void Server::run() {
         listening.message = impl_->http->url();  // The metrics endpoint, port resolved.
         impl_->emit(listening);
     }
+    if (impl_->redis_presence) impl_->redis_presence->start();
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < impl_->workers.size(); ++i) {
         threads.emplace_back([this, i] { impl_->workers[i]->run(); });
@@ -148,6 +157,8 @@ void Server::run() {
     if (impl_->stop_requested.load()) stop();
     impl_->workers[0]->run();
     for (auto& t : threads) t.join();
+    // Every connection has ended: its offline is queued for Redis. Send them.
+    if (impl_->redis_presence) impl_->redis_presence->finish(Duration::seconds(2));
 }
 
 void Server::stop() {

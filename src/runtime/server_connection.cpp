@@ -311,9 +311,28 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     worker().retire(slot_);
 }
 
+// From the peer's last byte to the verdict, for the reasons that are a
+// detection (zero for the others: an orderly close is heard at once).
+Duration Connection::detected_after(DisconnectReason reason) const {
+    switch (reason) {
+        case DisconnectReason::heartbeat_timeout:
+        case DisconnectReason::idle_timeout:
+        case DisconnectReason::keepalive_timeout:
+        case DisconnectReason::user_timeout:
+        case DisconnectReason::unreachable: {
+            const Instant last = session_.liveness().last_received();
+            const Instant now = worker().loop().now();
+            return last == Instant::never() || last > now ? Duration::zero() : now - last;
+        }
+        default:
+            return Duration::zero();
+    }
+}
+
 void Connection::report_offline(DisconnectReason reason) {
     Server::Impl& server = worker().server();
-    const PresenceTable::Offline o = server.presence_offline(session_.chosen_id(), id(), reason);
+    const PresenceTable::Offline o =
+        server.presence_offline(session_.chosen_id(), id(), reason, detected_after(reason).ms());
     if (!o.applied && o.epoch == 0) return;  // Never online here (refused, or it never got that far).
     Event e = event(EventKind::offline);
     e.reason = reason;

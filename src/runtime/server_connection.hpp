@@ -114,6 +114,7 @@ private:
     // The session is closed: report it, release the id, close the socket.
     void finish(DisconnectReason reason, const std::string& message);
     // A session with a chosen id ended: presence (fenced) and, if it was ever online, the `offline` event.
+    Duration detected_after(DisconnectReason reason) const;
     void report_offline(DisconnectReason reason);
     // `best_effort`: bytes sent on the way out (CLOSE). They never change how
     // the connection ends: a send error or a full budget just drops them.

@@ -24,6 +24,7 @@
 namespace lifeline::runtime {
 
 class Worker;
+class RedisPresence;
 
 // Where a connection lives: its loop, its slot there, and its number (a slot
 // is reused; the number is not).
@@ -42,6 +43,7 @@ ServerSessionConfig session_config(const ServerOptions& options, SessionCounters
 namespace lifeline {
 
 struct Server::Impl {
+    ~Impl();  // In server.cpp, where RedisPresence is complete.
     ServerOptions options;
     testing::ServerFaults faults;
     ServerSessionConfig session;      // From options; every connection's ServerSession uses it.
@@ -59,6 +61,9 @@ struct Server::Impl {
     std::atomic<std::uint64_t> next_conn_id{1};
     std::atomic<bool> stop_requested{false};
     std::unique_ptr<runtime::HttpEndpoint> http;
+    // Fleet presence on Redis (options.presence_redis), or null. Destroyed
+    // before the workers: its thread is joined first.
+    std::unique_ptr<runtime::RedisPresence> redis_presence;
 
     void emit(const Event& e) const {
         if (callbacks.on_event) callbacks.on_event(e);
@@ -72,7 +77,8 @@ struct Server::Impl {
     void release_session(const std::string& id, runtime::ConnectionRef owner);
     // Presence of client-chosen ids; time is the wall clock (Unix ms).
     std::uint64_t presence_online(const std::string& id, std::uint64_t conn, const std::string& peer);
-    PresenceTable::Offline presence_offline(const std::string& id, std::uint64_t conn, DisconnectReason reason);
+    PresenceTable::Offline presence_offline(const std::string& id, std::uint64_t conn, DisconnectReason reason,
+                                            std::int64_t detected_after_ms);
     std::uint64_t presence_epoch(const std::string& id, std::uint64_t conn) const;  // 0: not its session.
     std::string presence_json(const std::string& id) const;                         // "" when unknown.
     std::string presence_list_json() const;

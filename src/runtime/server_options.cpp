@@ -2,9 +2,26 @@
 #include <string>
 
 #include "lifeline/server.hpp"
+#include "runtime/redis_link.hpp"
 #include "runtime/server_impl.hpp"
 
 namespace lifeline {
+
+namespace {
+
+Result<void> validate_redis_presence(const ServerOptions& o) {
+    if (o.presence_redis.empty()) return {};
+    if (!o.presence) return Error{"presence_redis needs the embedded presence on (it publishes the same records)"};
+    if (auto a = runtime::parse_redis_url(o.presence_redis); !a) return a.error();
+    if (o.presence_ttl < Duration::seconds(1)) return Error{"presence_ttl must be at least 1s"};
+    if (o.presence_retention < Duration::seconds(1)) return Error{"presence_retention must be at least 1s"};
+    if (o.presence_stream.empty()) return Error{"presence_stream must name a stream key"};
+    if (o.presence_gateway.find_first_of(" {}") != std::string::npos)
+        return Error{"presence_gateway must not contain spaces or braces (got \"" + o.presence_gateway + "\")"};
+    return {};
+}
+
+}  // namespace
 
 Result<void> ServerOptions::validate() const {
     // The protocol's own limits (heartbeat, timeout, min_interval,
@@ -16,7 +33,7 @@ Result<void> ServerOptions::validate() const {
     if (slow_consumer_after < Duration::zero()) return Error{"slow_consumer_after must be >= 0"};
     if (tick <= Duration::zero() || tick > Duration::seconds(1)) return Error{"tick must be in (0, 1s]"};
     if (auto k = keepalive.validate(); !k) return k.error().with_context("keepalive");
-    return {};
+    return validate_redis_presence(*this);
 }
 
 }  // namespace lifeline

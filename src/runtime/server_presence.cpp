@@ -7,6 +7,7 @@
 
 #include "lifeline/server.hpp"
 #include "runtime/server_impl.hpp"
+#include "runtime/server_redis_presence.hpp"
 
 namespace lifeline {
 
@@ -35,13 +36,15 @@ std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 
 std::uint64_t Server::Impl::presence_online(const std::string& id, std::uint64_t conn, const std::string& peer) {
     if (!options.presence) return 0;
+    if (redis_presence) redis_presence->online(id, conn, peer);
     std::lock_guard lock(presence_mutex);
     return presence.online(id, conn, peer, unix_ms_now());
 }
 
 PresenceTable::Offline Server::Impl::presence_offline(const std::string& id, std::uint64_t conn,
-                                                      DisconnectReason reason) {
+                                                      DisconnectReason reason, std::int64_t detected_after_ms) {
     if (!options.presence) return {};
+    if (redis_presence) redis_presence->offline(id, conn, reason, detected_after_ms);
     std::lock_guard lock(presence_mutex);
     return presence.offline(id, conn, reason, unix_ms_now());
 }

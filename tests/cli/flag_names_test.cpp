@@ -17,6 +17,27 @@ TEST(FlagNames, FieldsBecomeFlagsAsWholeWordsOnly) {
     // Words that are not fields of this command stay: a plural, another command's field.
     EXPECT_EQ(with_flag_names("two heartbeats; count", kServeFlags), "two heartbeats; count");
     EXPECT_EQ(with_flag_names("count must be 1..20000", kConnectFlags), "--count must be 1..20000");
+    // What the user typed, quoted in a message, is theirs: "http://" stays "http://".
+    EXPECT_EQ(with_flag_names("presence_redis: \"http://h\": not a redis:// URL", kServeFlags),
+              "--presence: \"http://h\": not a redis:// URL");
+}
+
+TEST(FlagNames, PresenceOptionsAreCheckedAndNamedByTheirFlags) {
+    ServerOptions s;
+    s.presence_redis = "redis://127.0.0.1:6379";
+    s.presence_gateway = "gw {1}";
+    const Result<void> v = s.validate();
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(with_flag_names(v.error().message, kServeFlags).rfind("--gateway must not contain", 0), 0u)
+        << v.error().message;
+    s.presence_gateway = "gw-1";
+    s.presence_ttl = Duration::milliseconds(500);
+    ASSERT_FALSE(s.validate().ok());
+    s.presence_ttl = Duration::seconds(30);
+    s.presence_redis = "redis://127.0.0.1:99999";
+    ASSERT_FALSE(s.validate().ok());
+    s.presence_redis = "redis://127.0.0.1:6379/2";
+    EXPECT_TRUE(s.validate().ok()) << s.validate().error().message;
 }
 
 TEST(FlagNames, LibraryValidationNamesFieldsAndTheCliShowsFlags) {

@@ -16,7 +16,8 @@ TEST(DisconnectReason, NamesAreStableSnakeCaseAndRoundTrip) {
         for (char c : name) EXPECT_TRUE((c >= 'a' && c <= 'z') || c == '_') << name;
         EXPECT_EQ(parse_disconnect_reason(name), r);
     }
-    EXPECT_EQ(names.size(), 13u);
+    EXPECT_EQ(names.size(), 14u);
+    EXPECT_EQ(to_string(DisconnectReason::gateway_lost), "gateway_lost");
     EXPECT_EQ(to_string(DisconnectReason::heartbeat_timeout), "heartbeat_timeout");
     EXPECT_EQ(to_string(DisconnectReason::slow_consumer), "slow_consumer");
     EXPECT_FALSE(parse_disconnect_reason("dead").has_value());

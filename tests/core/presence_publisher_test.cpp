@@ -1,0 +1,229 @@
+// PresencePublisher without Redis: what it sends when, and what replies mean
+// for the local sessions. The fencing itself runs inside Redis and is tested
+// against a real redis-server (tests/cli/presence_redis_test.cpp); here the
+// replies are the ones those functions give.
+#include "lifeline/engine/presence_publisher.hpp"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace lifeline {
+namespace {
+
+constexpr std::int64_t kUnixMs = 1'800'000'000'000;
+
+RedisValue integer(std::int64_t v) {
+    RedisValue r;
+    r.type = RedisValue::Type::integer;
+    r.integer = v;
+    return r;
+}
+RedisValue array(std::vector<RedisValue> e) {
+    RedisValue r;
+    r.type = RedisValue::Type::array;
+    r.elements = std::move(e);
+    return r;
+}
+RedisValue online_reply(std::int64_t epoch) { return array({integer(epoch), RedisValue{}, integer(0)}); }
+
+struct Rig {
+    PresencePublisherConfig config = [] {
+        PresencePublisherConfig c;
+        c.gateway = "gw-a";
+        c.ttl = Duration::seconds(3);
+        c.batch = 10;
+        c.buffer_limit = 3;
+        return c;
+    }();
+    PresencePublisher p{config};
+    Instant now = Instant::from_ns(1'000'000'000);
+
+    std::vector<RedisCommand> take() { return p.take_commands(); }
+    static std::vector<RedisCommand> named(const std::vector<RedisCommand>& all, const std::string& function) {
+        std::vector<RedisCommand> out;
+        for (const RedisCommand& c : all) {
+            if (c.argv.size() > 1 && c.argv[1] == function) out.push_back(c);
+        }
+        return out;
+    }
+    // Connects, and answers the start-up commands (load, reap, heartbeat).
+    void connect() {
+        p.on_connected(now, kUnixMs);
+        for (const RedisCommand& c : take())
+            p.on_reply(c.tag, c.argv[1] == "lifeline_reap" ? array({integer(0), integer(0)}) : RedisValue{});
+    }
+    // Admits `id` and answers its online with `epoch`.
+    void admit(const std::string& id, std::uint64_t conn, std::int64_t epoch) {
+        p.online(id, conn, "10.0.0.1:1000", kUnixMs);
+        const std::vector<RedisCommand> sent = named(take(), "lifeline_online");
+        ASSERT_EQ(sent.size(), 1u);
+        p.on_reply(sent[0].tag, online_reply(epoch));
+    }
+    void advance(Duration d) {
+        const Instant end = now + d;
+        while (now < end) {
+            now = std::min(end, std::max(now, p.next_timeout()));
+            p.handle_timeout(now, kUnixMs);
+            if (p.next_timeout() > end) now = end;
+        }
+    }
+};
+
+TEST(PresencePublisher, StartsByLoadingTheFunctionsAndEndingItsPreviousRun) {
+    Rig r;
+    r.p.on_connected(r.now, kUnixMs);
+    const std::vector<RedisCommand> sent = r.take();
+    ASSERT_GE(sent.size(), 3u);
+    EXPECT_EQ(sent[0].argv[0], "FUNCTION");
+    EXPECT_EQ(sent[0].argv[2], "REPLACE");
+    const std::vector<RedisCommand> reap = Rig::named(sent, "lifeline_reap");
+    ASSERT_EQ(reap.size(), 1u);
+    EXPECT_EQ(reap[0].argv[7], "gw-a");
+    EXPECT_EQ(reap[0].argv[12], "1") << "force: the previous run of this gateway is gone";
+}
+
+TEST(PresencePublisher, AnOfflineCarriesTheEpochRedisGave) {
+    Rig r;
+    r.connect();
+    r.admit("dev-1", 7, 42);
+    r.p.offline("dev-1", 7, DisconnectReason::heartbeat_timeout, 3012, kUnixMs + 5000);
+    const std::vector<RedisCommand> off = Rig::named(r.take(), "lifeline_offline");
+    ASSERT_EQ(off.size(), 1u);
+    EXPECT_EQ(off[0].argv[5], "dev-1");
+    EXPECT_EQ(off[0].argv[6], "42");
+    EXPECT_EQ(off[0].argv[7], "heartbeat_timeout");
+    EXPECT_EQ(off[0].argv[8], "3012");
+    EXPECT_EQ(r.p.live(), 0u);
+}
+
+TEST(PresencePublisher, AnOfflineBeforeItsOnlinesReplyWaitsForTheEpoch) {
+    Rig r;
+    r.connect();
+    r.p.online("dev-1", 7, "peer", kUnixMs);
+    const std::vector<RedisCommand> on = Rig::named(r.take(), "lifeline_online");
+    ASSERT_EQ(on.size(), 1u);
+    r.p.offline("dev-1", 7, DisconnectReason::peer_closed, 0, kUnixMs + 10);
+    EXPECT_TRUE(Rig::named(r.take(), "lifeline_offline").empty());
+    r.p.on_reply(on[0].tag, online_reply(5));
+    const std::vector<RedisCommand> off = Rig::named(r.take(), "lifeline_offline");
+    ASSERT_EQ(off.size(), 1u);
+    EXPECT_EQ(off[0].argv[6], "5");
+}
+
+TEST(PresencePublisher, RefreshesEveryEntryOncePerThirdOfTheTtlInBatches) {
+    Rig r;
+    r.connect();
+    for (int i = 0; i < 100; ++i) r.admit("dev-" + std::to_string(i), static_cast<std::uint64_t>(i + 1), 1);
+    r.take();
+    std::multiset<std::string> refreshed;
+    std::size_t calls = 0;
+    const Instant start = r.now;
+    while (r.now < start + Duration::seconds(1)) {  // ttl/3
+        r.now = r.now + Duration::milliseconds(100);
+        r.p.handle_timeout(r.now, kUnixMs);
+        for (const RedisCommand& c : Rig::named(r.take(), "lifeline_refresh")) {
+            ++calls;
+            EXPECT_LE((c.argv.size() - 6) / 5, r.config.batch);
+            for (std::size_t i = 6; i < c.argv.size(); i += 5) refreshed.insert(c.argv[i]);
+        }
+    }
+    EXPECT_EQ(refreshed.size(), 100u);
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(refreshed.count("dev-" + std::to_string(i)), 1u) << i;
+    EXPECT_LE(calls, 20u) << "batched: 100 entries over 10 ticks, at most 10 per call";
+}
+
+TEST(PresencePublisher, AFencedOutRefreshClosesThatSessionHere) {
+    Rig r;
+    r.connect();
+    for (int i = 0; i < 20; ++i) r.admit("dev-" + std::to_string(i), static_cast<std::uint64_t>(i + 1), 3);
+    r.take();
+    r.advance(Duration::seconds(1));  // Two entries per 100 ms tick.
+    const std::vector<RedisCommand> refresh = Rig::named(r.take(), "lifeline_refresh");
+    ASSERT_FALSE(refresh.empty());
+    // Redis says the second entry of the first batch lost its epoch meanwhile.
+    const std::string lost_id = refresh[0].argv.size() > 11 ? refresh[0].argv[11] : "";
+    ASSERT_FALSE(lost_id.empty());
+    r.p.on_reply(refresh[0].tag, array({integer(2)}));
+    const std::vector<PresenceNotice> notices = r.p.take_notices();
+    ASSERT_EQ(notices.size(), 1u);
+    EXPECT_EQ(notices[0].kind, PresenceNotice::Kind::lost);
+    EXPECT_EQ(notices[0].id, lost_id);
+    EXPECT_EQ(r.p.live(), 19u);
+}
+
+TEST(PresencePublisher, AControlMessageClosesTheGhostOnlyAtItsEpoch) {
+    Rig r;
+    r.connect();
+    r.admit("dev-1", 9, 6);
+    r.p.on_control("dev-1 5");  // An older epoch: not this session.
+    EXPECT_TRUE(r.p.take_notices().empty());
+    r.p.on_control("dev-1 6");
+    const std::vector<PresenceNotice> notices = r.p.take_notices();
+    ASSERT_EQ(notices.size(), 1u);
+    EXPECT_EQ(notices[0].kind, PresenceNotice::Kind::replaced);
+    EXPECT_EQ(notices[0].conn, 9u);
+    // Its own end afterwards sends nothing: Redis recorded it when the other gateway admitted the id.
+    r.p.offline("dev-1", 9, DisconnectReason::session_replaced, 0, kUnixMs);
+    EXPECT_TRUE(Rig::named(r.take(), "lifeline_offline").empty());
+}
+
+TEST(PresencePublisher, WhileRedisIsAwayOfflinesQueueUpToTheBoundAndDrainInOrder) {
+    Rig r;
+    r.connect();
+    for (int i = 0; i < 5; ++i) r.admit("dev-" + std::to_string(i), static_cast<std::uint64_t>(i + 1), 1);
+    r.p.on_disconnected();
+    for (int i = 0; i < 5; ++i)
+        r.p.offline("dev-" + std::to_string(i), static_cast<std::uint64_t>(i + 1), DisconnectReason::peer_reset, 0,
+                    kUnixMs);
+    EXPECT_TRUE(r.take().empty()) << "nothing is sent while Redis is away";
+    EXPECT_EQ(r.p.queued(), 3u);
+    EXPECT_EQ(r.p.counters().dropped, 2u);
+    EXPECT_EQ(r.p.take_notices().size(), 2u) << "each drop is reported";
+    r.p.on_connected(r.now, kUnixMs);
+    const std::vector<RedisCommand> off = Rig::named(r.take(), "lifeline_offline");
+    ASSERT_EQ(off.size(), 3u);
+    EXPECT_EQ(off[0].argv[5], "dev-2");
+    EXPECT_EQ(off[1].argv[5], "dev-3");
+    EXPECT_EQ(off[2].argv[5], "dev-4");
+}
+
+TEST(PresencePublisher, OnReconnectTheLiveSetIsReassertedAndUnansweredOfflinesResent) {
+    Rig r;
+    r.connect();
+    r.admit("kept", 1, 2);
+    r.admit("gone", 2, 3);
+    r.p.online("new", 3, "peer", kUnixMs);  // Its online is in flight when the link drops.
+    r.p.offline("gone", 2, DisconnectReason::heartbeat_timeout, 1000, kUnixMs);
+    r.take();
+    r.p.on_disconnected();
+    r.p.on_connected(r.now, kUnixMs);
+    const std::vector<RedisCommand> sent = r.take();
+    const std::vector<RedisCommand> on = Rig::named(sent, "lifeline_online");
+    ASSERT_EQ(on.size(), 1u);
+    EXPECT_EQ(on[0].argv[7], "new");
+    const std::vector<RedisCommand> refresh = Rig::named(sent, "lifeline_refresh");
+    ASSERT_EQ(refresh.size(), 1u);
+    EXPECT_EQ(refresh[0].argv[6], "kept");
+    const std::vector<RedisCommand> off = Rig::named(sent, "lifeline_offline");
+    ASSERT_EQ(off.size(), 1u);
+    EXPECT_EQ(off[0].argv[5], "gone");
+    EXPECT_EQ(off[0].argv[6], "3");
+}
+
+TEST(PresencePublisher, LooksForDeadGatewaysOnlyATtlAfterConnecting) {
+    Rig r;
+    r.connect();
+    auto gateway_lookups = [&] {
+        std::size_t n = 0;
+        for (const RedisCommand& c : r.take()) n += c.argv[0] == "HGETALL";
+        return n;
+    };
+    r.advance(Duration::milliseconds(2900));
+    EXPECT_EQ(gateway_lookups(), 0u);
+    r.advance(Duration::milliseconds(200));
+    EXPECT_EQ(gateway_lookups(), 1u);
+}
+
+}  // namespace
+}  // namespace lifeline
