@@ -72,7 +72,7 @@ for i in $(seq "$CLIENTS"); do
   gw=gw-a
   ((i % 2 == 0)) && gw=gw-b
   "$bin/src/cli/lifeline" connect "127.0.0.1:${gw_port[$gw]}" --id "$(printf 'device-%08x-%04x' "$RANDOM$i" "$i")" \
-    --heartbeat 1s --timeout 10s >/dev/null 2>&1 &
+    --heartbeat 1s --timeout 3s >/dev/null 2>&1 &
   pids+=($!)
   clients+=($!)
 done

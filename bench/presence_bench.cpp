@@ -10,6 +10,7 @@
 // Redis' CPU comes from /proc/PID/stat (user + system), its command count
 // from INFO stats. One JSON object on stdout per phase. Run by bench/presence.sh.
 #include <hiredis/hiredis.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -83,8 +84,17 @@ struct Phase {
     const char* name;
     double seconds = 0;
     double redis_cpu = 0;
-    std::uint64_t commands = 0;
+    std::uint64_t commands = 0;  // Redis' count: calls inside functions included.
+    std::uint64_t sent = 0;      // Commands the gateway sent.
+    double gateway_cpu = 0;      // This process (the publisher and its Redis link).
 };
+
+double own_cpu_s() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 nlohmann::json report(const Options& o, const Phase& p) {
     const double per_100k = 100'000.0 / static_cast<double>(o.sessions);
@@ -92,8 +102,11 @@ nlohmann::json report(const Options& o, const Phase& p) {
             {"sessions", o.sessions},
             {"ttl_s", o.ttl_s},
             {"window_s", p.seconds},
+            {"gateway_commands_per_s", static_cast<double>(p.sent) / p.seconds},
+            {"gateway_commands_per_s_per_100k", static_cast<double>(p.sent) / p.seconds * per_100k},
             {"redis_commands_per_s", static_cast<double>(p.commands) / p.seconds},
             {"redis_commands_per_s_per_100k", static_cast<double>(p.commands) / p.seconds * per_100k},
+            {"gateway_cpu_percent", 100.0 * p.gateway_cpu / p.seconds},
             {"redis_cpu_percent", 100.0 * p.redis_cpu / p.seconds},
             {"redis_cpu_percent_per_100k", 100.0 * p.redis_cpu / p.seconds * per_100k}};
 }
@@ -146,11 +159,16 @@ private:
         phase_cpu0_ = redis_cpu_s(o_.redis_pid);
         phase_cmd0_ = redis_commands(address_);
         phase_t0_ = loop_.now();
+        phase_sent0_ = sent();
+        phase_own0_ = own_cpu_s();
     }
+    std::uint64_t sent() const { return publisher_.counters().commands + naive_sent_; }
     void end() {
         phase_.seconds = (loop_.now() - phase_t0_).seconds_f();
         phase_.redis_cpu = redis_cpu_s(o_.redis_pid) - phase_cpu0_;
         phase_.commands = redis_commands(address_) - phase_cmd0_;
+        phase_.sent = sent() - phase_sent0_;
+        phase_.gateway_cpu = own_cpu_s() - phase_own0_;
         std::printf("%s\n", report(o_, phase_).dump().c_str());
         std::fflush(stdout);
     }
@@ -236,6 +254,8 @@ private:
     Phase phase_{"admission"};
     double phase_cpu0_ = 0;
     std::uint64_t phase_cmd0_ = 0;
+    std::uint64_t phase_sent0_ = 0;
+    double phase_own0_ = 0;
     Instant phase_t0_;
     std::size_t naive_next_ = 0;
     std::uint64_t naive_sent_ = 0;

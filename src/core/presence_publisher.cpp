@@ -248,13 +248,29 @@ void PresencePublisher::refresh_some(std::size_t count) {
         if (live.epoch == 0) continue;  // Its online is in flight.
         if (argv.empty())
             argv = {"FCALL", "lifeline_refresh", "1", session_key(), config_.gateway, num(config_.ttl.ms())};
-        argv.insert(argv.end(), {id, num(static_cast<std::int64_t>(live.epoch)),
-                                 num(static_cast<std::int64_t>(live.conn)), live.peer, num(live.since_ms)});
+        argv.insert(argv.end(), {id, num(static_cast<std::int64_t>(live.epoch))});
         p.batch.push_back(id);
         p.batch_epochs.push_back(live.epoch);
         if (p.batch.size() >= config_.batch) flush();
     }
     flush();
+}
+
+// The entries whose records are gone, sent whole (still live here at the same epoch).
+void PresencePublisher::restore(const std::vector<std::string>& ids, const std::vector<std::uint64_t>& epochs) {
+    std::vector<std::string> argv = {"FCALL",       "lifeline_restore", "1",
+                                     session_key(), config_.gateway,    num(config_.ttl.ms())};
+    Pending p{Op::restore};
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        auto it = live_.find(ids[i]);
+        if (it == live_.end() || it->second.epoch != epochs[i]) continue;
+        const Live& live = it->second;
+        argv.insert(argv.end(), {ids[i], num(static_cast<std::int64_t>(live.epoch)),
+                                 num(static_cast<std::int64_t>(live.conn)), live.peer, num(live.since_ms)});
+        p.batch.push_back(ids[i]);
+        p.batch_epochs.push_back(epochs[i]);
+    }
+    if (!p.batch.empty()) send(std::move(argv), std::move(p));
 }
 
 void PresencePublisher::reap(const std::string& gateway, std::int64_t unix_ms, bool force) {
@@ -314,18 +330,32 @@ void PresencePublisher::on_online_reply(const Pending& p, const RedisValue& repl
 }
 
 void PresencePublisher::on_refresh_reply(const Pending& p, const RedisValue& reply) {
-    counters_.refreshed += p.batch.size();
-    for (const RedisValue& lost : reply.elements) {
-        const auto index = static_cast<std::size_t>(lost.integer);
-        if (index == 0 || index > p.batch.size()) continue;
-        const std::string& id = p.batch[index - 1];
+    // refresh: {lost, missing}; restore: lost.
+    const bool nested = p.op == Op::refresh;
+    static const RedisValue kNone;
+    const RedisValue& lost = nested ? (reply.elements.empty() ? kNone : reply.elements[0]) : reply;
+    if (nested) counters_.refreshed += p.batch.size();
+    for (const RedisValue& index : lost.elements) {
+        const auto at = static_cast<std::size_t>(index.integer);
+        if (at == 0 || at > p.batch.size()) continue;
+        const std::string& id = p.batch[at - 1];
         auto it = live_.find(id);
-        if (it == live_.end() || it->second.epoch != p.batch_epochs[index - 1]) continue;
+        if (it == live_.end() || it->second.epoch != p.batch_epochs[at - 1]) continue;
         ++counters_.fenced_out;
         const std::uint64_t conn = it->second.conn;
         forget(id);
         notice(PresenceNotice::Kind::lost, id, conn, "Redis no longer holds this session (declared gone meanwhile)");
     }
+    if (!nested || reply.elements.size() < 2) return;
+    std::vector<std::string> ids;
+    std::vector<std::uint64_t> epochs;
+    for (const RedisValue& index : reply.elements[1].elements) {
+        const auto at = static_cast<std::size_t>(index.integer);
+        if (at == 0 || at > p.batch.size()) continue;
+        ids.push_back(p.batch[at - 1]);
+        epochs.push_back(p.batch_epochs[at - 1]);
+    }
+    if (!ids.empty()) restore(ids, epochs);
 }
 
 void PresencePublisher::on_gateways_reply(const RedisValue& reply) {

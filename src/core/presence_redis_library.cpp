@@ -85,11 +85,33 @@ local function offline(keys, args)
   return go_offline(id, epoch, reason, after, gw, peer, now, retention, keys[2], maxlen)
 end
 
--- Keeps this gateway's live entries alive, and re-creates those that expired
--- while Redis was unreachable (fenced: only at their current epoch, and never
--- once that epoch went offline). KEYS: this gateway's sessions.
--- ARGV: gateway ttl then (id epoch conn peer since)*. -> the 1-based entries fenced out
+-- Keeps this gateway's live entries alive: two calls per entry. KEYS: this
+-- gateway's sessions. ARGV: gateway ttl then (id epoch)*.
+-- -> {the 1-based entries fenced out, the entries whose record is gone}
 local function refresh(keys, args)
+  local gw, ttl = args[1], args[2]
+  local lost, missing = {}, {}
+  local n = 0
+  for i = 3, #args, 2 do
+    n = n + 1
+    local rec, epoch = rec_key(args[i]), args[i + 1]
+    local st = redis.call('HMGET', rec, 'epoch', 'online', 'gateway')
+    if st[1] == epoch and st[2] == '1' and st[3] == gw then
+      redis.call('PEXPIRE', rec, 2 * tonumber(ttl))
+    elseif st[1] == epoch then
+      lost[#lost + 1] = n  -- This epoch went offline meanwhile (reaped).
+    else
+      missing[#missing + 1] = n  -- Expired or never written: the gateway sends it whole (restore).
+    end
+  end
+  return {lost, missing}
+end
+
+-- Re-creates records that expired while Redis was unreachable (or were lost
+-- with its data), fenced: only at the id's current epoch, and never one whose
+-- epoch went offline meanwhile. KEYS: this gateway's sessions.
+-- ARGV: gateway ttl then (id epoch conn peer since)*. -> the 1-based entries fenced out
+local function restore(keys, args)
   local gw, ttl = args[1], args[2]
   local lost = {}
   local n = 0
@@ -98,15 +120,13 @@ local function refresh(keys, args)
     local id, epoch, conn, peer, since = args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4]
     local rec = rec_key(id)
     local current = redis.call('GET', epoch_key(id))
-    local st = redis.call('HMGET', rec, 'epoch', 'online', 'gateway')
     if current == false then
       redis.call('SET', epoch_key(id), epoch)  -- Redis lost its data: the live session is the truth.
       current = epoch
     end
+    local st = redis.call('HMGET', rec, 'epoch', 'online')
     if current ~= epoch or (st[1] == epoch and st[2] == '0') then
       lost[#lost + 1] = n
-    elseif st[1] == epoch and st[2] == '1' and st[3] == gw then
-      redis.call('PEXPIRE', rec, 2 * tonumber(ttl))
     else
       redis.call('HSET', rec, 'epoch', epoch, 'online', '1', 'gateway', gw, 'conn', conn, 'peer', peer, 'since', since)
       redis.call('PEXPIRE', rec, 2 * tonumber(ttl))
@@ -147,6 +167,7 @@ end
 redis.register_function('lifeline_online', online)
 redis.register_function('lifeline_offline', offline)
 redis.register_function('lifeline_refresh', refresh)
+redis.register_function('lifeline_restore', restore)
 redis.register_function('lifeline_reap', reap)
 )lua";
 }

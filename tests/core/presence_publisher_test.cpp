@@ -124,8 +124,8 @@ TEST(PresencePublisher, RefreshesEveryEntryOncePerThirdOfTheTtlInBatches) {
         r.p.handle_timeout(r.now, kUnixMs);
         for (const RedisCommand& c : Rig::named(r.take(), "lifeline_refresh")) {
             ++calls;
-            EXPECT_LE((c.argv.size() - 6) / 5, r.config.batch);
-            for (std::size_t i = 6; i < c.argv.size(); i += 5) refreshed.insert(c.argv[i]);
+            EXPECT_LE((c.argv.size() - 6) / 2, r.config.batch);
+            for (std::size_t i = 6; i < c.argv.size(); i += 2) refreshed.insert(c.argv[i]);
         }
     }
     EXPECT_EQ(refreshed.size(), 100u);
@@ -142,14 +142,32 @@ TEST(PresencePublisher, AFencedOutRefreshClosesThatSessionHere) {
     const std::vector<RedisCommand> refresh = Rig::named(r.take(), "lifeline_refresh");
     ASSERT_FALSE(refresh.empty());
     // Redis says the second entry of the first batch lost its epoch meanwhile.
-    const std::string lost_id = refresh[0].argv.size() > 11 ? refresh[0].argv[11] : "";
+    const std::string lost_id = refresh[0].argv.size() > 8 ? refresh[0].argv[8] : "";
     ASSERT_FALSE(lost_id.empty());
-    r.p.on_reply(refresh[0].tag, array({integer(2)}));
+    r.p.on_reply(refresh[0].tag, array({array({integer(2)}), array({})}));
     const std::vector<PresenceNotice> notices = r.p.take_notices();
     ASSERT_EQ(notices.size(), 1u);
     EXPECT_EQ(notices[0].kind, PresenceNotice::Kind::lost);
     EXPECT_EQ(notices[0].id, lost_id);
     EXPECT_EQ(r.p.live(), 19u);
+}
+
+TEST(PresencePublisher, ARecordRedisNoLongerHasIsSentWholeAgain) {
+    Rig r;
+    r.connect();
+    for (int i = 0; i < 20; ++i) r.admit("dev-" + std::to_string(i), static_cast<std::uint64_t>(i + 1), 3);
+    r.take();
+    r.advance(Duration::milliseconds(100));
+    const std::vector<RedisCommand> refresh = Rig::named(r.take(), "lifeline_refresh");
+    ASSERT_EQ(refresh.size(), 1u);
+    ASSERT_EQ(refresh[0].argv.size(), 10u) << "two entries: (id, epoch) each";
+    r.p.on_reply(refresh[0].tag, array({array({}), array({integer(1)})}));  // The first one's record expired.
+    const std::vector<RedisCommand> restore = Rig::named(r.take(), "lifeline_restore");
+    ASSERT_EQ(restore.size(), 1u);
+    ASSERT_EQ(restore[0].argv.size(), 11u) << "one entry, whole: id epoch conn peer since";
+    EXPECT_EQ(restore[0].argv[6], refresh[0].argv[6]);
+    EXPECT_EQ(restore[0].argv[9], "10.0.0.1:1000");
+    EXPECT_TRUE(r.p.take_notices().empty());
 }
 
 TEST(PresencePublisher, AControlMessageClosesTheGhostOnlyAtItsEpoch) {
@@ -205,6 +223,7 @@ TEST(PresencePublisher, OnReconnectTheLiveSetIsReassertedAndUnansweredOfflinesRe
     const std::vector<RedisCommand> refresh = Rig::named(sent, "lifeline_refresh");
     ASSERT_EQ(refresh.size(), 1u);
     EXPECT_EQ(refresh[0].argv[6], "kept");
+    EXPECT_EQ(refresh[0].argv.size(), 8u);
     const std::vector<RedisCommand> off = Rig::named(sent, "lifeline_offline");
     ASSERT_EQ(off.size(), 1u);
     EXPECT_EQ(off[0].argv[5], "gone");

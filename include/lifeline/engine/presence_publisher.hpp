@@ -130,12 +130,12 @@ private:
         std::int64_t since_ms = 0;  // When it went online (for an online sent late).
         std::int64_t unix_ms = 0;
     };
-    enum class Op : std::uint8_t { load, online, offline, refresh, heartbeat, gateways, reap, other };
+    enum class Op : std::uint8_t { load, online, offline, refresh, restore, heartbeat, gateways, reap, other };
     struct Pending {
         Op op = Op::other;
         std::string id;
         std::uint64_t conn = 0;
-        std::vector<std::string> batch;  // refresh: the ids, in order.
+        std::vector<std::string> batch;  // refresh, restore: the ids, in order.
         std::vector<std::uint64_t> batch_epochs;
         std::string gateway;  // reap
         bool force = false;   // reap: this gateway's previous run.
@@ -148,6 +148,7 @@ private:
     void queue_offline(Offline o);
     void drain_queue();
     void refresh_some(std::size_t count);
+    void restore(const std::vector<std::string>& ids, const std::vector<std::uint64_t>& epochs);
     void heartbeat(std::int64_t unix_ms);
     void reap(const std::string& gateway, std::int64_t unix_ms, bool force);
     void forget(const std::string& id);
