@@ -84,8 +84,8 @@ private:
 
     // Loop thread. The session times each PING from the turn that sent it to the turn that read its PONG.
     void on_round_trip(Duration rtt) {
-        round_trips_.fetch_add(1, std::memory_order_relaxed);
         std::lock_guard lock(mutex_);
+        round_trips_.fetch_add(1, std::memory_order_relaxed);
         stats_.round_trip_latency.record_ns(rtt.ns());
     }
 

@@ -672,9 +672,10 @@ LoadStats RawEngine::stats() const {
 }
 
 void RawEngine::on_round_trips(std::uint64_t n, Instant sent) {
-    round_trips_.fetch_add(n, std::memory_order_relaxed);
     const std::int64_t rtt_ns = (loop_->now() - sent).ns();
     std::lock_guard lock(mutex_);
+    // Counted under the lock, so a stats() snapshot has as many samples as round trips.
+    round_trips_.fetch_add(n, std::memory_order_relaxed);
     for (std::uint64_t k = 0; k < n; ++k) stats_.round_trip_latency.record_ns(rtt_ns);
 }
 
