@@ -51,13 +51,22 @@ void LatencyHistogram::subtract(const LatencyHistogram& earlier) {
         counts_[i] -= std::min(counts_[i], earlier.counts_[i]);
         count_ += counts_[i];
     }
-    // max_ns_ stays: the largest sample since the start bounds the window's too.
+    // The window's largest sample is in its highest non-empty bucket: bound
+    // the maximum by that bucket's end (exact only if the maximum fell in the window).
+    std::size_t top = kBuckets;
+    while (top > 0 && counts_[top - 1] == 0) --top;
+    if (top == 0) {
+        max_ns_ = 0;
+    } else if (top < kBuckets) {
+        max_ns_ = std::min(max_ns_, bucket_start_ns(top) - 1);
+    }
 }
 
 std::int64_t LatencyHistogram::quantile_ns(double q) const {
     if (count_ == 0) return 0;
     const double clamped = std::clamp(q, 0.0, 1.0);
     const auto rank = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(clamped * double(count_))));
+    if (rank == count_) return max_ns_;  // The largest sample is known exactly.
     std::uint64_t seen = 0;
     for (std::size_t i = 0; i < kBuckets; ++i) {
         seen += counts_[i];

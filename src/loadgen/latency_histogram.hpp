@@ -33,7 +33,8 @@ public:
 
     std::uint64_t count() const { return count_; }
     // Nearest rank: the bucket holding the ceil(q * count)-th smallest sample,
-    // reported as its midpoint (clamped to the largest sample seen); 0 if empty.
+    // reported as its midpoint (clamped to the largest sample seen), or the
+    // largest sample itself for the last rank; 0 if empty.
     std::int64_t quantile_ns(double q) const;
 
     // Which bucket `ns` falls in, and the smallest value of bucket `index` (both exposed for the tests).
