@@ -129,7 +129,7 @@ start_server() { # name -> sets server_pid, port, protocol
 }
 
 csv=$out_dir/compare.csv
-echo "server,connections,run,cpu_us_per_rt,rss_bytes_per_conn,detect_p50_ms,detect_p99_ms,detect_max_ms,budget_ms,detected,silenced,false_positives,connect_failures,arrivals,rt_p50_ms,rt_p99_ms,rt_p999_ms" >"$csv"
+echo "server,connections,run,cpu_us_per_rt,rss_bytes_per_conn,detect_p50_ms,detect_p99_ms,detect_max_ms,budget_ms,detected,silenced,false_positives,connect_failures,arrivals,rt_p50_ms,rt_p99_ms,rt_p999_ms,rt_per_server_wakeup,events_per_generator_wakeup" >"$csv"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 echo "load: heartbeat 1 s per connection, ramp $ramp/s, CPU over ${window}s after ${settle}s of settling; server on CPU 0, generator on CPU 1"
 printf '%-15s %-8s %6s %4s %10s %11s %26s %7s %4s %22s\n' server arrivals N run "CPU µs/RT" "RSS B/conn" \
@@ -149,10 +149,12 @@ for n in "${counts[@]}"; do
         ramp_s=$(awk -v n="$n" -v r="$ramp" 'BEGIN { printf "%.3f", n / r + 0.1 }')
         sleep "$(awk -v a="$ramp_s" -v s="$settle" 'BEGIN { print a + s }')"
         cpu0=$(cpu_tree_s "$server_pid")
+        wake0=$(wakeups_tree "$server_pid") gen_wake0=$(wakeups_tree "$bench_pid")
         t0=$(date +%s.%N)
         rss1=$(rss_tree_kib "$server_pid")
         sleep "$window"
         cpu1=$(cpu_tree_s "$server_pid")
+        wake1=$(wakeups_tree "$server_pid") gen_wake1=$(wakeups_tree "$bench_pid")
         t1=$(date +%s.%N)
         wait "$bench_pid" || { echo "compare.sh: bench against $name failed:" >&2; cat "$tmp/bench.err" >&2; exit 1; }
         kill "$server_pid"
@@ -174,7 +176,15 @@ for n in "${counts[@]}"; do
         failures=$(field connect_failures)
         rt() { grep -o "\"round_trip\":{[^}]*" "$j" | grep -o "\"$1\":[^,}]*" | cut -d: -f2; }
         rt50=$(rt p50_ms) rt99=$(rt p99_ms) rt999=$(rt p999_ms)
-        echo "$name,$n,$run,$cpu_us,$rss_per,$p50,$p99,$pmax,$budget,$detected,$silenced,$fp,$failures,$arrivals,$rt50,$rt99,$rt999" >>"$csv"
+        # How many round trips the server handled per wake-up: 1 when every
+        # heartbeat wakes it alone, more when they reach it bunched.
+        per_wake=$(awk -v w0="$wake0" -v w1="$wake1" -v t0="$t0" -v t1="$t1" -v n="${connected:-$n}" \
+            'BEGIN { w = w1 - w0; printf "%.2f", (w > 0 ? n * (t1 - t0) / w : 0) }')
+        # The same for the generator: about 2 (a wake-up to send, one to read
+        # the reply) when each ping leaves on its own, more when they bunch.
+        gen_per_wake=$(awk -v w0="$gen_wake0" -v w1="$gen_wake1" -v t0="$t0" -v t1="$t1" -v n="${connected:-$n}" \
+            'BEGIN { w = w1 - w0; printf "%.2f", (w > 0 ? 2 * n * (t1 - t0) / w : 0) }')
+        echo "$name,$n,$run,$cpu_us,$rss_per,$p50,$p99,$pmax,$budget,$detected,$silenced,$fp,$failures,$arrivals,$rt50,$rt99,$rt999,$per_wake,$gen_per_wake" >>"$csv"
         if [[ $detected == 0 ]]; then det="none (no timers)"; else
             det=$(printf '%.0f / %.0f / %.0f' "$p50" "$p99" "$pmax"); fi
         printf '%-15s %-8s %6s %4s %10s %11s %26s %7s %4s %22s\n' "$name" "$arrivals" "$n" "$run" "$cpu_us" "$rss_per" \

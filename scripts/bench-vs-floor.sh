@@ -11,8 +11,10 @@
 # Prints a markdown table of medians and spreads (min-max over the rounds):
 # server CPU per heartbeat round trip, its ratio to the floor of the same
 # round and pattern, RSS per connection, the generator's round trip
-# p50/p99/p99.9, detection p99 after the last byte, false deaths; and the
-# machine's load before and after. Files: build/bench-results/vs-floor/.
+# p50/p99/p99.9, detection p99 after the last byte, false deaths, round
+# trips per server wake-up and the generator's sends and replies per wake-up
+# (voluntary context switches: how bunched the heartbeats really were); and
+# the machine's load before and after. Files: build/bench-results/vs-floor/.
 #
 # Takes about 3 servers x 2 patterns x REPEAT runs of (N / RAMP + 1 + 20) s
 # plus a few seconds each: about 9 minutes at the defaults. Quick look:
@@ -44,7 +46,8 @@ load_after=$(uptime)
 
 # compare.csv columns: 1 server, 2 N, 3 run, 4 cpu_us_per_rt, 5 rss_bytes_per_conn,
 # 6 detect_p50, 7 detect_p99, 8 detect_max, 9 budget, 10 detected, 11 silenced,
-# 12 false_positives, 13 connect_failures, 14 arrivals, 15 rt_p50, 16 rt_p99, 17 rt_p999.
+# 12 false_positives, 13 connect_failures, 14 arrivals, 15 rt_p50, 16 rt_p99, 17 rt_p999,
+# 18 round trips per server wake-up, 19 generator events (sends + replies) per generator wake-up.
 echo
 echo "$n connections, heartbeat 1 s, 10 % silenced after the CPU window, server on CPU 0, generator on CPU 1;"
 echo "$REPEAT rounds per pattern, servers interleaved; median (min-max). Machine: $(nproc) CPUs, kernel $(uname -r)."
@@ -63,12 +66,13 @@ NR == 1 { next }
     cpu[key] = cpu[key] " " $4; rss[key] = rss[key] " " $5
     rt50[key] = rt50[key] " " $15; rt99[key] = rt99[key] " " $16; rt999[key] = rt999[key] " " $17
     if ($10 > 0) det[key] = det[key] " " $7
+    per_wake[key] = per_wake[key] " " $18; gen_wake[key] = gen_wake[key] " " $19
     fp[key] += $12; failures[key] += $13; runs[key]++
     round_cpu[$14 SUBSEP $1 SUBSEP $3] = $4
 }
 END {
-    print "| arrivals | server | CPU µs / round trip | × floor | RSS B / conn | RT p50 ms | RT p99 ms | RT p99.9 ms | detect p99 ms | false deaths | runs |"
-    print "|---|---|---|---|---|---|---|---|---|---|---|"
+    print "| arrivals | server | CPU µs / round trip | × floor | RSS B / conn | RT p50 ms | RT p99 ms | RT p99.9 ms | detect p99 ms | false deaths | RT per server wake-up | generator events per wake-up | runs |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= count; i++) {
         key = order[i]; split(key, k, SUBSEP)
         # The ratio of each round to the floor of the same round and pattern.
@@ -81,9 +85,9 @@ END {
         }
         ratio = ratios == "" ? "-" : spread(ratios, "%.2f")
         detect = det[key] == "" ? "none (no timers)" : spread(det[key], "%.0f")
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d%s |\n", k[1], k[2], spread(cpu[key], "%.2f"), ratio,
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %d%s |\n", k[1], k[2], spread(cpu[key], "%.2f"), ratio,
             spread(rss[key], "%.0f"), spread(rt50[key], "%.3f"), spread(rt99[key], "%.3f"), spread(rt999[key], "%.3f"),
-            detect, fp[key], runs[key], (failures[key] > 0 ? sprintf(" (%d connect failures)", failures[key]) : "")
+            detect, fp[key], spread(per_wake[key], "%.2f"), spread(gen_wake[key], "%.2f"), runs[key], (failures[key] > 0 ? sprintf(" (%d connect failures)", failures[key]) : "")
     }
 }' "$OUT_DIR/compare.csv" | tee "$OUT_DIR/table.md"
 echo
