@@ -35,3 +35,11 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+# Voluntary context switches of a process tree: how often its threads went to
+# sleep (an epoll_wait or io_uring_enter that blocked) and were woken.
+wakeups_tree() {
+    local p
+    for p in $(tree_pids "$1"); do cat /proc/"$p"/task/*/status 2>/dev/null || true; done |
+        awk '/^voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}

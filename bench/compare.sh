@@ -19,11 +19,17 @@
 # round (so a slow minute of this shared machine hits all of them alike); the
 # summary takes the median of the rounds. Output: one line per run on stdout,
 # then the summary with each server's ratio to the epoll floor;
-# build/bench-results/compare.csv (every run), compare-summary.csv (medians)
+# $OUT_DIR (default build/bench-results)/compare.csv (every run), compare-summary.csv (medians)
 # and compare.svg (median CPU per round trip against N).
 #
+# ARRIVALS lists the generator's arrival patterns to run (`lifeline bench
+# --arrivals`; default: uniform, each connection on its own random phase);
+# every server runs under each, and ratios are to the floor under the same one.
+# Each run also records the heartbeat round trip the generator saw (p50 / p99
+# / p99.9 over the hold).
+#
 # Usage: bash bench/compare.sh [N ...]        (default: 1000 5000 10000 18000)
-#        SERVERS="lifeline floor" REPEAT=5 bash bench/compare.sh 10000
+#        SERVERS="lifeline floor" REPEAT=5 ARRIVALS="uniform burst" bash bench/compare.sh 10000
 # Needs the release build (make build-release) and mosquitto (scripts/install-deps.sh).
 # Benchmarks are not tests: nothing here passes or fails on a figure.
 set -euo pipefail
@@ -33,11 +39,12 @@ lifeline=build/release/src/cli/lifeline
 floor=build/release/bench/floor_echo_server
 uring_floor=build/release/bench/uring_echo_server
 asio=build/release/bench/asio_echo_server
-out_dir=build/bench-results
+out_dir=${OUT_DIR:-build/bench-results}
 counts=("$@")
 ((${#counts[@]})) || counts=(1000 5000 10000 18000)
 read -r -a servers <<<"${SERVERS:-floor lifeline lifeline-uring uring-floor asio mosquitto lifeline-ws lifeline-tls lifeline-wss}"
 repeat=${REPEAT:-3}
+read -r -a arrivals_list <<<"${ARRIVALS:-uniform}"
 ramp=${RAMP:-4000}          # connections per second
 settle=${SETTLE:-3}         # seconds after the ramp before CPU is measured
 window=${WINDOW:-10}        # seconds of steady heartbeats measured
@@ -122,27 +129,32 @@ start_server() { # name -> sets server_pid, port, protocol
 }
 
 csv=$out_dir/compare.csv
-echo "server,connections,run,cpu_us_per_rt,rss_bytes_per_conn,detect_p50_ms,detect_p99_ms,detect_max_ms,budget_ms,detected,silenced,false_positives,connect_failures" >"$csv"
+echo "server,connections,run,cpu_us_per_rt,rss_bytes_per_conn,detect_p50_ms,detect_p99_ms,detect_max_ms,budget_ms,detected,silenced,false_positives,connect_failures,arrivals,rt_p50_ms,rt_p99_ms,rt_p999_ms,rt_per_server_wakeup,events_per_generator_wakeup" >"$csv"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 echo "load: heartbeat 1 s per connection, ramp $ramp/s, CPU over ${window}s after ${settle}s of settling; server on CPU 0, generator on CPU 1"
-printf '%-15s %6s %4s %10s %11s %26s %7s %4s\n' server N run "CPU µs/RT" "RSS B/conn" "detect p50/p99/max (ms)" budget FP
+printf '%-15s %-8s %6s %4s %10s %11s %26s %7s %4s %22s\n' server arrivals N run "CPU µs/RT" "RSS B/conn" \
+    "detect p50/p99/max (ms)" budget FP "RT p50/p99/p99.9 ms"
 
 for n in "${counts[@]}"; do
   for run in $(seq "$repeat"); do
+   for arrivals in "${arrivals_list[@]}"; do
     for name in "${servers[@]}"; do
         start_server "$name"
         rss0=$(rss_tree_kib "$server_pid")
         taskset -c 1 "$lifeline" bench "127.0.0.1:$port" --protocol "$protocol" -n "$n" --ramp "$ramp" \
             --heartbeat 1s --timeout 3s --hold "${hold}s" --silence 0.1 --silence-after "${silence_after}s" \
+            --arrivals "$arrivals" --seed "$run" \
             "${budget_flag[@]}" "${client_flags[@]}" --json >"$tmp/bench.json" 2>"$tmp/bench.err" &
         bench_pid=$!
         ramp_s=$(awk -v n="$n" -v r="$ramp" 'BEGIN { printf "%.3f", n / r + 0.1 }')
         sleep "$(awk -v a="$ramp_s" -v s="$settle" 'BEGIN { print a + s }')"
         cpu0=$(cpu_tree_s "$server_pid")
+        wake0=$(wakeups_tree "$server_pid") gen_wake0=$(wakeups_tree "$bench_pid")
         t0=$(date +%s.%N)
         rss1=$(rss_tree_kib "$server_pid")
         sleep "$window"
         cpu1=$(cpu_tree_s "$server_pid")
+        wake1=$(wakeups_tree "$server_pid") gen_wake1=$(wakeups_tree "$bench_pid")
         t1=$(date +%s.%N)
         wait "$bench_pid" || { echo "compare.sh: bench against $name failed:" >&2; cat "$tmp/bench.err" >&2; exit 1; }
         kill "$server_pid"
@@ -162,12 +174,24 @@ for n in "${counts[@]}"; do
         silenced=$(field silenced)
         fp=$(field false_closes)
         failures=$(field connect_failures)
-        echo "$name,$n,$run,$cpu_us,$rss_per,$p50,$p99,$pmax,$budget,$detected,$silenced,$fp,$failures" >>"$csv"
+        rt() { grep -o "\"round_trip\":{[^}]*" "$j" | grep -o "\"$1\":[^,}]*" | cut -d: -f2; }
+        rt50=$(rt p50_ms) rt99=$(rt p99_ms) rt999=$(rt p999_ms)
+        # How many round trips the server handled per wake-up: 1 when every
+        # heartbeat wakes it alone, more when they reach it bunched.
+        per_wake=$(awk -v w0="$wake0" -v w1="$wake1" -v t0="$t0" -v t1="$t1" -v n="${connected:-$n}" \
+            'BEGIN { w = w1 - w0; printf "%.2f", (w > 0 ? n * (t1 - t0) / w : 0) }')
+        # The same for the generator: about 2 (a wake-up to send, one to read
+        # the reply) when each ping leaves on its own, more when they bunch.
+        gen_per_wake=$(awk -v w0="$gen_wake0" -v w1="$gen_wake1" -v t0="$t0" -v t1="$t1" -v n="${connected:-$n}" \
+            'BEGIN { w = w1 - w0; printf "%.2f", (w > 0 ? 2 * n * (t1 - t0) / w : 0) }')
+        echo "$name,$n,$run,$cpu_us,$rss_per,$p50,$p99,$pmax,$budget,$detected,$silenced,$fp,$failures,$arrivals,$rt50,$rt99,$rt999,$per_wake,$gen_per_wake" >>"$csv"
         if [[ $detected == 0 ]]; then det="none (no timers)"; else
             det=$(printf '%.0f / %.0f / %.0f' "$p50" "$p99" "$pmax"); fi
-        printf '%-15s %6s %4s %10s %11s %26s %7s %4s\n' "$name" "$n" "$run" "$cpu_us" "$rss_per" \
-            "$det ($detected/$silenced)" "$(printf '%.0f' "$budget")" "$fp"
+        printf '%-15s %-8s %6s %4s %10s %11s %26s %7s %4s %22s\n' "$name" "$arrivals" "$n" "$run" "$cpu_us" "$rss_per" \
+            "$det ($detected/$silenced)" "$(printf '%.0f' "$budget")" "$fp" \
+            "$(printf '%.3f / %.3f / %.3f' "$rt50" "$rt99" "$rt999")"
     done
+   done
   done
 done
 
@@ -180,25 +204,26 @@ function median(list,    a, k, i, j, v) {
     return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 }
 NR == 1 { next }
-{ key = $1 "," $2; if (!(key in cpu)) order[++count] = key
+{ key = $1 "," $14 "," $2; if (!(key in cpu)) order[++count] = key
   cpu[key] = cpu[key] " " $4; rss[key] = rss[key] " " $5; p99[key] = p99[key] " " $7; fp[key] += $12; runs[key]++ }
 END {
-    print "server,connections,runs,cpu_us_per_rt_median,cpu_ratio_to_floor,rss_bytes_per_conn_median,detect_p99_ms_median,false_positives_total" > out
+    print "server,arrivals,connections,runs,cpu_us_per_rt_median,cpu_ratio_to_floor,rss_bytes_per_conn_median,detect_p99_ms_median,false_positives_total" > out
     for (i = 1; i <= count; i++) { key = order[i]; med[key] = median(cpu[key]) }
-    printf "\n%-15s %6s %4s %14s %9s %11s %13s %4s\n", "server", "N", "runs", "CPU µs/RT med", "x floor", "RSS B/conn", "detect p99 ms", "FP"
+    printf "\n%-15s %-8s %6s %4s %14s %9s %11s %13s %4s\n", "server", "arrivals", "N", "runs", "CPU µs/RT med", "x floor", "RSS B/conn", "detect p99 ms", "FP"
     for (i = 1; i <= count; i++) {
         key = order[i]; split(key, k, ",")
-        f = med["floor," k[2]]; ratio = f > 0 ? sprintf("%.2f", med[key] / f) : "-"
-        printf "%s,%d,%s,%.2f,%s,%.0f,%.1f,%d\n", k[1], k[2], runs[key], med[key], ratio, median(rss[key]), median(p99[key]), fp[key] > out
-        printf "%-15s %6s %4s %14.2f %9s %11.0f %13.1f %4d\n", k[1], k[2], runs[key], med[key], ratio, median(rss[key]), median(p99[key]), fp[key]
+        f = med["floor," k[2] "," k[3]]; ratio = f > 0 ? sprintf("%.2f", med[key] / f) : "-"
+        printf "%s,%s,%d,%s,%.2f,%s,%.0f,%.1f,%d\n", k[1], k[2], k[3], runs[key], med[key], ratio, median(rss[key]), median(p99[key]), fp[key] > out
+        printf "%-15s %-8s %6s %4s %14.2f %9s %11.0f %13.1f %4d\n", k[1], k[2], k[3], runs[key], med[key], ratio, median(rss[key]), median(p99[key]), fp[key]
     }
 }' "$csv"
 
 # The chart: CPU per round trip against N, one line per server.
 awk -F, -v out="$out_dir/compare.svg" '
 NR == 1 { next }
-{ s[$1] = 1; key = $1 SUBSEP $2; y[key] = $4; if ($2 > maxn) maxn = $2; if ($4 > maxy) maxy = $4
-  if (!($2 in ns)) { ns[$2] = 1; nv[++count] = $2 + 0 } }
+{ name = $2 == "uniform" ? $1 : $1 " (" $2 ")"  # Summary columns: server, arrivals, N, runs, CPU median.
+  s[name] = 1; key = name SUBSEP $3; y[key] = $5; if ($3 > maxn) maxn = $3; if ($5 > maxy) maxy = $5
+  if (!($3 in ns)) { ns[$3] = 1; nv[++count] = $3 + 0 } }
 END {
     W = 640; H = 400; L = 70; R = 130; T = 30; B = 50
     split("#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #e6ab02 #a6761d #666666 #1f78b4", colors, " ")

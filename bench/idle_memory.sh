@@ -4,13 +4,16 @@
 # by N. Runs inside a network namespace of its own (root) with a wide
 # ephemeral port range; everything it creates is removed on exit.
 #
-#   bash bench/idle_memory.sh [N=19000] [--ids]   (--ids: clients send ids, as devices do)
+#   bash bench/idle_memory.sh [N=19000] [--ids|--long-ids]
+#     --ids: clients send short ids (dev-0 ... dev-18999, within std::string's 15-byte inline buffer);
+#     --long-ids: ids like `lifeline bench` sends, device-<16 hex>-<n> (25-29 bytes, as devices do)
 #   SERVE_FLAGS=--no-presence bash bench/idle_memory.sh 19000 --ids   (extra `serve` flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-19000}
 IDS=()
 [[ ${2:-} == --ids ]] && IDS=(--id "dev")
+[[ ${2:-} == --long-ids ]] && IDS=(--id "device-50456d1e94dd80a2")
 # shellcheck source=bench/memory_netns.sh
 source bench/memory_netns.sh
 
@@ -31,6 +34,6 @@ wait_lines "$OUT/server.jsonl" '"hello"' $((N + 1))
 AFTER=$(rss_kib "$SERVER_PID")
 kill -9 "$WARM_PID" 2>/dev/null || true
 PER=$(( (AFTER - BEFORE) * 1024 / N ))
-echo "lifeline serve, framed, $N idle connections (heartbeat 30s)${IDS:+, client ids like dev-123}:"
+echo "lifeline serve, framed, $N idle connections (heartbeat 30s)${IDS:+, client ids like ${IDS[1]}-123}:"
 echo "  server RSS before: ${BEFORE} KiB   after: ${AFTER} KiB"
 echo "  user-space memory per idle connection: ${PER} bytes (target: < 256)"

@@ -2,7 +2,7 @@
 # checks, a network namespace of their own ($NS, loopback up, a wide
 # ephemeral port range), a scratch directory ($OUT), and their removal on
 # exit (which also kills $CLIENT_PID, $WARM_PID and $SERVER_PID).
-BIN=build/release/src/cli/lifeline
+BIN=${BIN:-build/release/src/cli/lifeline}  # BIN=... measures another build (before/after)
 [[ -x $BIN ]] || { echo "build the release preset first (make build-release)" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || { echo "needs root (network namespace)" >&2; exit 1; }
 NS=llb-$$-mem

@@ -73,6 +73,11 @@ struct ClientOptions {
     // own ephemeral port range towards the server.
     std::vector<std::string> source_addresses;
     double ramp_per_second = 0;  // First connects spread at this rate (0 = all at once).
+    // Each connection's first connect waits a further uniformly random
+    // [0, start_jitter) (drawn from `seed`), so connections opened together
+    // do not heartbeat in step: with start_jitter = heartbeat, each one's
+    // PINGs keep an independent, uniformly random phase. 0 = none.
+    Duration start_jitter = Duration::zero();
     // WebSocket: the request path; id, credential and resume token are added
     // to its query. The Host header is websocket_host, else `server`.
     std::string websocket_path = "/";

@@ -31,6 +31,9 @@ constexpr int kReservedDescriptors = 200;
 struct BenchOptions {
     std::string server;
     std::string protocol = "framed";
+    std::string arrivals = "uniform";
+    std::uint64_t seed = 1;
+    bool send_id = true;
     int connections = 10000;
     int processes = 0;  // 0 = as many as the descriptor limit needs.
     int threads = 1;
@@ -106,7 +109,10 @@ loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol,
     p.load.ramp_per_second = o.ramp / shards;
     p.load.heartbeat = o.heartbeat;
     p.load.timeout = o.timeout;
-    p.load.seed = static_cast<std::uint64_t>(shard + 1);
+    p.load.arrivals = o.arrivals == "burst" ? loadgen::Arrivals::burst : loadgen::Arrivals::uniform;
+    // Distinct per shard (and, in run_shard, per thread): distinct phases and client ids.
+    p.load.seed = o.seed * 1000 + static_cast<std::uint64_t>(shard + 1);
+    p.load.send_id = o.send_id;
     p.load.sources = sources;
     p.load.reconnect = o.reconnect;
     p.load.tls = o.tls;
@@ -120,6 +126,8 @@ loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol,
     p.threads = std::max(o.threads, needed);
     p.epoch_ns = epoch_ns;
     p.ramp = Duration::nanoseconds(static_cast<std::int64_t>(1e9 * o.connections / o.ramp));
+    // Uniform arrivals delay each first connect by up to one interval: the ramp ends that much later.
+    if (p.load.arrivals == loadgen::Arrivals::uniform) p.ramp = p.ramp + o.heartbeat;
     p.hold = o.hold;
     p.silence_fraction = o.silence;
     p.silence_after = o.silence_after;
@@ -128,6 +136,20 @@ loadgen::BenchPlan shard_plan(const BenchOptions& o, loadgen::Protocol protocol,
 
 std::string summary_line(const char* label, const std::string& value) {
     return fmt::format("  {:<17}{}\n", label, value);
+}
+
+// The generator's heartbeat round trips over the hold, in ms.
+nlohmann::json round_trip_json(const loadgen::LatencyHistogram& h) {
+    auto ms = [&h](double q) { return static_cast<double>(h.quantile_ns(q)) / 1e6; };
+    return nlohmann::json{
+        {"samples", h.count()}, {"p50_ms", ms(0.5)}, {"p99_ms", ms(0.99)}, {"p999_ms", ms(0.999)}, {"max_ms", ms(1.0)}};
+}
+
+std::string round_trip_text(const loadgen::LatencyHistogram& h) {
+    if (h.count() == 0) return "none";
+    auto ms = [&h](double q) { return static_cast<double>(h.quantile_ns(q)) / 1e6; };
+    return fmt::format("p50 {:.3f} ms, p99 {:.3f} ms, p99.9 {:.3f} ms, max {:.3f} ms ({} samples)", ms(0.5), ms(0.99),
+                       ms(0.999), ms(1.0), h.count());
 }
 
 std::string latency_text(std::vector<std::int64_t> samples) {
@@ -144,6 +166,11 @@ nlohmann::json report_json(const BenchOptions& o, int shards, loadgen::BenchResu
     auto q = [](std::vector<std::int64_t> v, double p) { return static_cast<double>(loadgen::quantile(v, p)) / 1e6; };
     j.erase("detect_after_silence_ns");
     j.erase("detect_after_last_send_ns");
+    j.erase("round_trip_latency");
+    j["round_trip"] = round_trip_json(s.round_trip_latency);
+    j["arrivals"] = o.arrivals;
+    j["seed"] = o.seed;
+    j["client_ids"] = o.send_id && o.protocol != "echo" && o.protocol != "mqtt";
     j["protocol"] = o.protocol;
     j["server"] = o.server;
     j["connections"] = o.connections;
@@ -167,10 +194,11 @@ nlohmann::json report_json(const BenchOptions& o, int shards, loadgen::BenchResu
 
 std::string report_text(const BenchOptions& o, int shards, loadgen::BenchResult r) {
     auto& s = r.stats;
-    std::string out =
-        fmt::format("lifeline bench: {} protocol, {} connections to {} ({} process{} x {} thread{}), heartbeat {}\n",
-                    o.protocol, o.connections, o.server, shards, shards == 1 ? "" : "es", o.threads,
-                    o.threads == 1 ? "" : "s", to_string(o.heartbeat));
+    std::string out = fmt::format(
+        "lifeline bench: {} protocol, {} connections to {} ({} process{} x {} thread{}), heartbeat {}, "
+        "{} arrivals (seed {})\n",
+        o.protocol, o.connections, o.server, shards, shards == 1 ? "" : "es", o.threads, o.threads == 1 ? "" : "s",
+        to_string(o.heartbeat), o.arrivals, o.seed);
     out += summary_line("connected", fmt::format("{} ({} failed{})", s.connected, s.connect_failures,
                                                  s.first_error.empty() ? "" : ": " + s.first_error));
     if (!s.first_error.empty()) {
@@ -180,6 +208,7 @@ std::string report_text(const BenchOptions& o, int shards, loadgen::BenchResult 
     const double rate =
         r.measured > Duration::zero() ? static_cast<double>(r.round_trips_in_hold) / r.measured.seconds_f() : 0;
     out += summary_line("round trips", fmt::format("{:.0f}/s over the {} hold", rate, to_string(r.measured)));
+    out += summary_line("round trip time", round_trip_text(s.round_trip_latency));
     if (o.silence > 0) {
         out += summary_line("went silent",
                             fmt::format("{} ({:.1f} %) at ramp + {}", s.silenced,
@@ -357,7 +386,13 @@ void add_bench_command(CLI::App& app, Action& run) {
         "Scale: connections are spread over source addresses 127.0.0.2-254 (loopback servers) so N can\n"
         "pass one address's ephemeral ports, and over several processes when N passes one process's\n"
         "descriptor limit. When the kernel stops the ramp the summary says which setting to change\n"
-        "(net.ipv4.ip_local_port_range, fs.nr_open, net.core.somaxconn).");
+        "(net.ipv4.ip_local_port_range, fs.nr_open, net.core.somaxconn).\n\n"
+        "Arrivals: uniform (the default) starts each connection at an independent, uniformly random\n"
+        "phase within the heartbeat (from --seed), then pings every heartbeat, each ping its own send\n"
+        "at its own instant (the generator's loop ticks every 25 us), as real devices would; burst keeps\n"
+        "the connections in ramp order on 10 ms ticks, so the pings due in a tick leave together.\n"
+        "framed and websocket clients send an id (\"device-<16 hex>-<index>\", 25-29 bytes) unless\n"
+        "--no-id. The summary has each heartbeat's round trip as the generator saw it (p50/p99/p99.9).");
     sub->add_option("server", o->server, "HOST:PORT of the server (IPv4)")->required();
     sub->add_flag("--tls", o->tls, "framed and websocket: connect over TLS");
     sub->add_option("--tls-ca", o->tls_ca, "With --tls: the PEM certificate (or CA) to trust")
@@ -366,6 +401,16 @@ void add_bench_command(CLI::App& app, Action& run) {
                     "framed, websocket (to `serve --mode websocket`; the client pings, masked), echo or mqtt")
         ->capture_default_str()
         ->check(CLI::IsMember({"framed", "websocket", "echo", "mqtt"}));
+    sub->add_option("--arrivals", o->arrivals,
+                    "uniform (each connection at its own random phase, one send per ping) or burst (pings due in\n"
+                    "the same 10 ms tick leave together)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"uniform", "burst"}));
+    sub->add_option("--seed", o->seed, "Seeds the phases, the client ids and the backoff jitter: same seed, same run")
+        ->capture_default_str();
+    sub->add_flag("--id,!--no-id", o->send_id,
+                  "framed and websocket: send a client id in HELLO (the query) so the server's id map and presence\n"
+                  "table are measured too (default on)");
     sub->add_option("-n,--connections", o->connections, "Connections to open")
         ->capture_default_str()
         ->check(CLI::Range(1, 10'000'000));

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fmt/core.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include <algorithm>
@@ -54,7 +55,15 @@ Result<BenchResult> run_shard(const BenchPlan& plan) {
     }
     sleep_until(plan.epoch_ns);
     std::vector<std::thread> runners;
-    for (auto& e : engines) runners.emplace_back([&e] { e->run(); });
+    const bool precise = plan.load.arrivals == Arrivals::uniform;
+    for (auto& e : engines) {
+        runners.emplace_back([&e, precise] {
+            // The kernel may defer a timed wake-up by the thread's timer slack
+            // (50 us by default): more than the uniform pattern's tick.
+            if (precise) ::prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+            e->run();
+        });
+    }
 
     const std::int64_t ramp_end = plan.epoch_ns + plan.ramp.ns();
     const std::int64_t silence_at = ramp_end + plan.silence_after.ns();
@@ -62,13 +71,16 @@ Result<BenchResult> run_shard(const BenchPlan& plan) {
     bool silenced = plan.silence_fraction <= 0;
     bool hold_started = false;
     std::uint64_t trips_at_hold = 0;
+    LatencyHistogram latency_at_hold;
     std::int64_t hold_start_ns = 0;
     // Wake once a second for progress, and at each phase boundary.
     for (std::int64_t now = monotonic_ns(); now < end; now = monotonic_ns()) {
         if (!hold_started && now >= ramp_end) {
             hold_started = true;
             hold_start_ns = now;
-            trips_at_hold = sum(engines).round_trips;
+            const LoadStats at_hold = sum(engines);
+            trips_at_hold = at_hold.round_trips;
+            latency_at_hold = at_hold.round_trip_latency;
         }
         if (!silenced && now >= silence_at) {
             silenced = true;
@@ -94,6 +106,9 @@ Result<BenchResult> run_shard(const BenchPlan& plan) {
     result.stats.false_closes = before_stop.false_closes;
     result.stats.round_trips = before_stop.round_trips;
     result.round_trips_in_hold = before_stop.round_trips - trips_at_hold;
+    // Latency over the hold only: the ramp's accept backlog is not the steady state.
+    result.stats.round_trip_latency = before_stop.round_trip_latency;
+    result.stats.round_trip_latency.subtract(latency_at_hold);
     result.measured = Duration::nanoseconds(hold_started ? hold_end_ns - hold_start_ns : 0);
     return result;
 }
@@ -117,6 +132,7 @@ void merge(BenchResult& into, const BenchResult& other) {
     if (b.first_drop_ns != 0 && (a.first_drop_ns == 0 || b.first_drop_ns < a.first_drop_ns))
         a.first_drop_ns = b.first_drop_ns;
     a.last_reconnect_ns = std::max(a.last_reconnect_ns, b.last_reconnect_ns);
+    a.round_trip_latency.add(b.round_trip_latency);
     into.round_trips_in_hold += other.round_trips_in_hold;
     into.measured = std::max(into.measured, other.measured);
 }
@@ -137,7 +153,8 @@ nlohmann::json to_json(const BenchResult& r) {
                           {"drops", s.drops},
                           {"reconnected", s.reconnected},
                           {"first_drop_ns", s.first_drop_ns},
-                          {"last_reconnect_ns", s.last_reconnect_ns}};
+                          {"last_reconnect_ns", s.last_reconnect_ns},
+                          {"round_trip_latency", s.round_trip_latency.to_json()}};
 }
 
 Result<BenchResult> bench_result_from_json(const nlohmann::json& j) {
@@ -157,6 +174,9 @@ Result<BenchResult> bench_result_from_json(const nlohmann::json& j) {
         s.reconnected = j.at("reconnected").get<std::uint64_t>();
         s.first_drop_ns = j.at("first_drop_ns").get<std::int64_t>();
         s.last_reconnect_ns = j.at("last_reconnect_ns").get<std::int64_t>();
+        Result<LatencyHistogram> latency = LatencyHistogram::from_json(j.at("round_trip_latency"));
+        if (!latency) return latency.error();
+        s.round_trip_latency = *latency;
         r.round_trips_in_hold = j.at("round_trips_in_hold").get<std::uint64_t>();
         r.measured = Duration::nanoseconds(j.at("hold_ns").get<std::int64_t>());
         return r;

@@ -29,13 +29,19 @@ public:
         c.source_addresses = o.sources;
         c.ramp_per_second = o.ramp_per_second;
         c.seed = o.seed;
+        // What the server keeps per id (its id map, the presence table) is part of what is measured.
+        if (o.send_id) c.id = client_id_base(o.seed);
+        if (o.arrivals == Arrivals::uniform) {
+            c.tick = kUniformTick;
+            c.start_jitter = o.heartbeat;
+        }
         c.reconnect = o.reconnect;
         c.backoff_initial = Duration::milliseconds(100);
         c.backoff_max = Duration::seconds(5);
         FramedEngine* self = engine.get();
         ClientCallbacks callbacks;
         callbacks.on_connect = [self](int conn) { self->on_connect(conn); };
-        callbacks.on_rtt = [self](int, Duration) { self->round_trips_.fetch_add(1, std::memory_order_relaxed); };
+        callbacks.on_rtt = [self](int, Duration rtt) { self->on_round_trip(rtt); };
         callbacks.on_down = [self](int conn, DisconnectReason reason) { self->on_down(conn, reason); };
         testing::ClientFaults faults;
         faults.on_silenced = [self](int conn, Instant now, Instant last_sent) {
@@ -75,6 +81,13 @@ private:
           silenced_at_(static_cast<std::size_t>(o.connections)),
           last_sent_(static_cast<std::size_t>(o.connections)),
           drops_(static_cast<std::size_t>(o.connections)) {}
+
+    // Loop thread. The session times each PING from the turn that sent it to the turn that read its PONG.
+    void on_round_trip(Duration rtt) {
+        std::lock_guard lock(mutex_);
+        round_trips_.fetch_add(1, std::memory_order_relaxed);
+        stats_.round_trip_latency.record_ns(rtt.ns());
+    }
 
     // Loop thread.
     void on_connect(int conn) {

@@ -13,6 +13,7 @@
 
 #include "lifeline/result.hpp"
 #include "lifeline/time.hpp"
+#include "loadgen/latency_histogram.hpp"
 
 namespace lifeline::loadgen {
 
@@ -23,6 +24,37 @@ enum class Protocol : unsigned char {
     mqtt,       // MQTT 3.1.1 CONNECT with keep-alive, then PINGREQ/PINGRESP: for mosquitto.
 };
 
+// When each connection's heartbeats go out.
+enum class Arrivals : unsigned char {
+    // Like real devices: each connection starts at an independent, uniformly
+    // random phase within the heartbeat interval (seeded), then pings every
+    // interval, each ping its own send() at its own instant. The generator's
+    // loop ticks every kUniformTick, so two pings share a loop turn only when
+    // their instants fall in the same kUniformTick.
+    uniform,
+    // The generator's historical pattern: connections start in ramp order and
+    // ping on the loop's 10 ms ticks, so every ping due within a tick leaves
+    // in one burst (the server then reads many per wake-up).
+    burst,
+};
+
+// The generator loop's timer resolution under Arrivals::uniform. At 19,000
+// pings a second (one every 53 us on average) a 25 us tick puts two pings in
+// one turn only about as often as independent arrivals would fall that close.
+inline constexpr Duration kUniformTick = Duration::microseconds(25);
+
+// What each connection's first ping waits for beyond its ramp slot: uniform
+// in [0, heartbeat) from `rng_state` (a splitmix64 state, advanced), or 0 for
+// burst. Deterministic for a given seed.
+Duration start_jitter(Arrivals arrivals, Duration heartbeat, std::uint64_t& rng_state);
+
+// The client id prefix of the engine seeded `seed`, "device-<16 hex digits>"
+// (23 bytes); lifeline::Client appends "-<index>", so a connection sends 25
+// to 29 bytes in HELLO (framed) or the query (websocket) at up to 20,000
+// connections per engine. Unique across engines with distinct seeds: the hex
+// is a bijection of the seed.
+std::string client_id_base(std::uint64_t seed);
+
 struct LoadOptions {
     std::string server = "127.0.0.1:8888";  // IPv4 "a.b.c.d:port"
     Protocol protocol = Protocol::framed;
@@ -32,6 +64,9 @@ struct LoadOptions {
     Duration heartbeat = Duration::seconds(1);  // PING / PINGREQ interval.
     Duration timeout = Duration::seconds(3);    // framed: requested timeout; mqtt: keep-alive = heartbeat.
     std::uint64_t seed = 1;
+    Arrivals arrivals = Arrivals::uniform;
+    // framed and websocket: send a client id (client_id_base(seed) + "-<index>"); false = the server assigns one.
+    bool send_id = true;
     // framed only: come back after the server closes a connection, with the
     // client's full-jitter backoff (the reconnect storm).
     bool reconnect = false;
@@ -59,6 +94,9 @@ struct LoadStats {
     std::uint64_t reconnected = 0;       // Connections that came back after their drop.
     std::int64_t first_drop_ns = 0;      // CLOCK_MONOTONIC; 0 = none.
     std::int64_t last_reconnect_ns = 0;  // When the latest of them came back.
+    // Every heartbeat round trip: the ping's send (the loop turn that wrote it)
+    // to its echo, PONG or PINGRESP (the loop turn that read it).
+    LatencyHistogram round_trip_latency;
 };
 
 class LoadEngine {

@@ -170,7 +170,8 @@ public:
     }
     std::span<std::uint8_t> scratch() { return scratch_; }
     std::uint16_t keep_alive_s() const { return keep_alive_s_; }
-    void count_round_trips(std::uint64_t n) { round_trips_.fetch_add(n, std::memory_order_relaxed); }
+    // `n` round trips completed in this turn, the latest ping having left at `sent`.
+    void on_round_trips(std::uint64_t n, Instant sent);
     void on_opened();
     void on_connect_failure(const std::string& message);
     void on_server_close(const RawConnection& connection, Instant seen);
@@ -434,7 +435,9 @@ void RawConnection::read_available() {
 bool RawConnection::consume_echo(std::size_t bytes) {
     // Only the count matters: every 8 bytes back are one round trip, however the reads split them.
     const std::size_t total = echo_partial_ + bytes;
-    engine_->count_round_trips(total / kEchoSize);
+    // One ping in flight at a time (the interval dwarfs the round trip), so the
+    // latest send is the one echoed; the turn's instant, like the framed client's.
+    if (total >= kEchoSize) engine_->on_round_trips(total / kEchoSize, last_send_);
     echo_partial_ = static_cast<std::uint8_t>(total % kEchoSize);
     return true;
 }
@@ -502,7 +505,7 @@ bool RawConnection::on_mqtt_packet() {
         opened();
         return state_ == State::open;
     }
-    if (mqtt_type_ == kMqttPingresp && state_ == State::open) engine_->count_round_trips(1);
+    if (mqtt_type_ == kMqttPingresp && state_ == State::open) engine_->on_round_trips(1, last_send_);
     // Anything else (a PUBLISH, a stray CONNACK, a PINGRESP before CONNACK) has been skipped by its length.
     return true;
 }
@@ -611,7 +614,9 @@ Result<std::unique_ptr<LoadEngine>> RawEngine::create(const LoadOptions& options
         if (!e) return e.error().with_context("source address");
         sources.push_back(*e);
     }
-    Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(runtime::EventLoopConfig{});
+    runtime::EventLoopConfig loop_config;
+    if (options.arrivals == Arrivals::uniform) loop_config.tick = kUniformTick;  // Each ping at its own instant.
+    Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(loop_config);
     if (!loop) return loop.error();
     const auto keep_alive_s = static_cast<std::uint16_t>(std::min<std::int64_t>(keep_alive, 65535));
     return std::unique_ptr<LoadEngine>(
@@ -622,11 +627,14 @@ void RawEngine::run() {
     assert(!ran_ && "run() once per engine");
     ran_ = true;
     const Instant start = loop_->precise_now();
+    std::uint64_t rng_state = options_.seed;
     for (std::uint32_t i = 0; i < count_; ++i) {
         // Clamped before the conversion: a ramp of 1e-12/s must not overflow the cast.
         const double delay_ns =
             options_.ramp_per_second > 0 ? std::min(1e9 * double(i) / options_.ramp_per_second, 1e18) : 0.0;
-        connections_[i].start_at(start + Duration::nanoseconds(static_cast<std::int64_t>(delay_ns)));
+        // The first echo leaves at open, so the start's phase is the heartbeats' phase.
+        const Duration jitter = start_jitter(options_.arrivals, options_.heartbeat, rng_state);
+        connections_[i].start_at(start + Duration::nanoseconds(static_cast<std::int64_t>(delay_ns)) + jitter);
     }
     loop_->run();
 }
@@ -661,6 +669,14 @@ LoadStats RawEngine::stats() const {
     LoadStats s = stats_;
     s.round_trips = round_trips_.load(std::memory_order_relaxed);
     return s;
+}
+
+void RawEngine::on_round_trips(std::uint64_t n, Instant sent) {
+    const std::int64_t rtt_ns = (loop_->now() - sent).ns();
+    std::lock_guard lock(mutex_);
+    // Counted under the lock, so a stats() snapshot has as many samples as round trips.
+    round_trips_.fetch_add(n, std::memory_order_relaxed);
+    for (std::uint64_t k = 0; k < n; ++k) stats_.round_trip_latency.record_ns(rtt_ns);
 }
 
 void RawEngine::on_opened() {

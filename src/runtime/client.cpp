@@ -2,6 +2,7 @@
 // with its own ClientSession per attempt and (with reconnect) its own backoff.
 #include "lifeline/client.hpp"
 
+#include <algorithm>
 #include <random>
 
 #include "lifeline/engine/client_session.hpp"
@@ -30,6 +31,7 @@ Result<void> ClientOptions::validate() const {
     if (backoff_initial <= Duration::zero() || backoff_max < backoff_initial)
         return Error{"backoff_initial and backoff_max: need 0 < backoff_initial <= backoff_max"};
     if (ramp_per_second < 0) return Error{"ramp_per_second must be >= 0 connections per second"};
+    if (start_jitter < Duration::zero()) return Error{"start_jitter must be >= 0"};
     if (connect_timeout <= Duration::zero()) return Error{"connect_timeout must be > 0"};
     if (auto k = keepalive.validate(); !k) return k.error().with_context("keepalive");
     return {};
@@ -99,9 +101,12 @@ Result<std::unique_ptr<Client::Impl>> make_client(const ClientOptions& options, 
 
 void Client::run() {
     const double ramp = impl_->options.ramp_per_second;
+    const std::int64_t jitter_ns = impl_->options.start_jitter.ns();
+    std::uniform_int_distribution<std::int64_t> jitter(0, std::max<std::int64_t>(0, jitter_ns - 1));
     for (std::size_t i = 0; i < impl_->conns.size(); ++i) {
-        impl_->conns[i]->start_after(ramp > 0 ? Duration::nanoseconds(static_cast<std::int64_t>(1e9 * double(i) / ramp))
-                                              : Duration::zero());
+        const Duration slot =
+            ramp > 0 ? Duration::nanoseconds(static_cast<std::int64_t>(1e9 * double(i) / ramp)) : Duration::zero();
+        impl_->conns[i]->start_after(jitter_ns > 0 ? slot + Duration::nanoseconds(jitter(impl_->rng)) : slot);
     }
     if (impl_->finished < static_cast<int>(impl_->conns.size())) impl_->loop->run();
 }

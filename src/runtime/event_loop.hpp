@@ -62,6 +62,8 @@ public:
 };
 
 struct EventLoopConfig {
+    // Below 1 ms the loop waits with epoll_pwait2 (nanoseconds) instead of
+    // epoll_wait (milliseconds), so timers fire within a tick of their deadline.
     Duration tick = Duration::milliseconds(10);
     int max_events_per_turn = 1024;
     // Timers fired per turn; the rest wait one turn so I/O is serviced between
@@ -129,6 +131,8 @@ private:
     void wait_and_dispatch(Instant deadline);
     Result<void> wait_in_ring(Instant deadline);
     int epoll_wait(int timeout_ms);
+    // Waits until `deadline`, to the nanosecond when the tick is below a millisecond.
+    int epoll_wait_until(Instant deadline);
     // Reads the clock after a wait; reports a stall before any I/O is dispatched.
     void woke(Instant deadline);
     void dispatch_epoll(int ready);

@@ -14,7 +14,9 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "support/bounds.hpp"
 #include "support/child_process.hpp"
@@ -121,6 +123,64 @@ TEST(Bench, ReconnectStormIsCountedOnceEach) {
     EXPECT_GT(r["storm_seconds"].get<double>(), 0.0);
     std::filesystem::remove(out);
 }
+
+// Framed clients send a realistic client id by default (16..36 bytes, unique),
+// so the server's id map is part of what is measured; --no-id sends none.
+// The JSON reports the arrival model and the round trips' latency.
+void expect_hello_ids(bool send_id) {
+    constexpr int kCount = 200;
+    ChildProcess server({LIFELINE_RELEASE_BINARY, "serve", "--listen", "127.0.0.1:0", "--heartbeat", "1s"});
+    const auto listening = server.wait_for_event("listening", 10s);
+    ASSERT_TRUE(listening);
+    const std::string address = (*listening)["address"];
+    const std::string out = (std::filesystem::temp_directory_path() /
+                             ("ids-" + std::to_string(::getpid()) + (send_id ? "-on" : "-off") + ".json"))
+                                .string();
+    std::vector<std::string> args = {LIFELINE_RELEASE_BINARY,
+                                     "bench",
+                                     address,
+                                     "-n",
+                                     std::to_string(kCount),
+                                     "--ramp",
+                                     "2000",
+                                     "--hold",
+                                     "3s",
+                                     "--json"};
+    if (!send_id) args.push_back("--no-id");
+    ChildProcess bench(args, "", out);
+    std::set<std::string> ids;
+    for (int i = 0; i < kCount; ++i) {
+        const auto hello = server.wait_for_event("hello", 20s);
+        ASSERT_TRUE(hello) << i << " hellos";
+        if (!send_id) {
+            EXPECT_EQ(hello->value("id", "").rfind("device-", 0), std::string::npos) << hello->dump();
+            continue;
+        }
+        const std::string id = hello->value("id", "");
+        EXPECT_GE(id.size(), 16u) << id;
+        EXPECT_LE(id.size(), 36u) << id;
+        EXPECT_TRUE(ids.insert(id).second) << "duplicate id " << id;
+    }
+    int status = -1;
+    for (auto deadline = std::chrono::steady_clock::now() + 60s;
+         std::chrono::steady_clock::now() < deadline && (status = bench.wait_exit(100ms)) < 0;)
+        server.next_event(1ms);
+    ASSERT_EQ(status, 0);
+    std::ifstream in(out);
+    const Json r = Json::parse(in, nullptr, false);
+    ASSERT_TRUE(r.is_object());
+    EXPECT_EQ(r["connected"], kCount);
+    EXPECT_EQ(r["arrivals"], "uniform");
+    EXPECT_EQ(r["client_ids"], send_id);
+    EXPECT_GT(r["round_trip"]["samples"].get<std::uint64_t>(), 0u) << r.dump();
+    EXPECT_LE(r["round_trip"]["p50_ms"].get<double>(), r["round_trip"]["p99_ms"].get<double>());
+    EXPECT_LE(r["round_trip"]["p99_ms"].get<double>(), r["round_trip"]["p999_ms"].get<double>());
+    std::filesystem::remove(out);
+}
+
+TEST(Bench, FramedClientsSendUniqueIdsOfRealisticLength) { expect_hello_ids(true); }
+
+TEST(Bench, NoIdSendsNone) { expect_hello_ids(false); }
 
 }  // namespace
 }  // namespace lifeline

@@ -74,5 +74,34 @@ TEST(Presence, TheOfflineCountIsBounded) {
     EXPECT_TRUE(t.get("d4", 10));
 }
 
+// The id is stored once (as the table's key) and short peers inline; what
+// comes back is the same whatever the lengths.
+TEST(Presence, IdsAndPeersOfAnyLengthComeBackAsGiven) {
+    PresenceTable t;
+    const std::string id = "device-50456d1e94dd80a2-18999";
+    const std::string v4 = "255.255.255.255:65535";                         // 21: the longest IPv4 peer.
+    const std::string v6 = "[2001:db8:85a3:8d3:1319:8a2e:370:7348]:65535";  // Past the inline buffer.
+    t.online(id, 1, v4, 0);
+    t.online("short", 2, v6, 0);
+    std::optional<PresenceRecord> a = t.get(id, 1);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->id, id);
+    EXPECT_EQ(a->peer, v4);
+    std::optional<PresenceRecord> b = t.get("short", 1);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->peer, v6);
+    // A takeover from a short peer after a long one (and back) keeps each exactly.
+    t.online("short", 3, "10.0.0.1:1", 2);
+    EXPECT_EQ(t.get("short", 3)->peer, "10.0.0.1:1");
+    t.online("short", 4, v6, 4);
+    EXPECT_EQ(t.get("short", 5)->peer, v6);
+    t.offline(id, 1, DisconnectReason::peer_closed, 6);
+    const std::vector<PresenceRecord> all = t.list(7);
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0].id, "short");  // Online first.
+    EXPECT_EQ(all[1].id, id);
+    EXPECT_EQ(all[1].last_reason, DisconnectReason::peer_closed);
+}
+
 }  // namespace
 }  // namespace lifeline

@@ -223,6 +223,32 @@ private:
     int idle_closes_ = 0;  // Guarded by mutex_.
 };
 
+// Echoes everything and records when each connection's first bytes arrived.
+class FirstByteEchoServer final : public PollServer {
+public:
+    FirstByteEchoServer() { start(); }
+    ~FirstByteEchoServer() override { shut_down(); }
+
+    std::vector<SteadyClock::time_point> first_bytes() const {
+        std::lock_guard lock(mutex_);
+        return first_bytes_;
+    }
+
+private:
+    void on_data(Conn& c) override {
+        if (seen_.insert(c.fd).second) {
+            std::lock_guard lock(mutex_);
+            first_bytes_.push_back(c.last_received);
+            notify();
+        }
+        send_all(c.fd, c.in.data(), c.in.size());
+        c.in.clear();
+    }
+
+    std::set<int> seen_;                                // Server thread only.
+    std::vector<SteadyClock::time_point> first_bytes_;  // Guarded by mutex_.
+};
+
 // MQTT 3.1.1 just enough for keep-alive: records each CONNECT, answers it with
 // CONNACK(return_code), then sends a PUBLISH the client never asked for (with
 // a two-byte remaining length, in two pieces) and answers every PINGREQ with a
@@ -544,6 +570,36 @@ TEST(RawEngine, RejectsOptionsItCannotRun) {
     EXPECT_FALSE(make_engine(options).ok());
     options.heartbeat = Duration::seconds(1);
     EXPECT_TRUE(make_engine(options).ok());
+}
+
+// Uniform arrivals: connections opened all at once still ping on phases
+// spread over the whole heartbeat interval (40 uniform phases span less
+// than half of it with probability 40 / 2^39), and every round trip lands in
+// the latency histogram.
+TEST(RawEngine, UniformArrivalsSpreadFirstPingsOverTheIntervalAndTimeEachRoundTrip) {
+    constexpr int kCount = 40;
+    FirstByteEchoServer server;
+    LoadOptions options;
+    options.server = server.address();
+    options.protocol = Protocol::echo;
+    options.connections = kCount;
+    options.heartbeat = Duration::seconds(1);
+    options.ramp_per_second = 0;  // All at once: only the arrival model spreads them.
+    options.arrivals = Arrivals::uniform;
+    options.seed = 5;
+    RunningEngine engine(options);
+    ASSERT_TRUE(server.wait_until([&] { return server.first_bytes().size() == kCount; }, 20s))
+        << server.first_bytes().size() << " of " << kCount << " pinged";
+    const std::vector<SteadyClock::time_point> first = server.first_bytes();
+    const auto [earliest, latest] = std::minmax_element(first.begin(), first.end());
+    EXPECT_GT(*latest - *earliest, 500ms) << "first pings bunched together";
+
+    const LoadStats s = engine.wait_stats([](const LoadStats& x) { return x.round_trips >= 2 * kCount; }, 20s);
+    ASSERT_GE(s.round_trips, 2u * kCount) << describe(s);
+    EXPECT_EQ(s.round_trip_latency.count(), s.round_trips) << "one latency sample per round trip";
+    EXPECT_GE(s.round_trip_latency.quantile_ns(0.5), 0);
+    EXPECT_LT(s.round_trip_latency.quantile_ns(1.0), std::chrono::nanoseconds(1s).count())
+        << "a loopback echo is far below the interval";
 }
 
 }  // namespace

@@ -9,8 +9,10 @@
 // if shared). Errors: none; unknown ids are simply absent.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -54,11 +56,36 @@ public:
     std::size_t online_count() const { return online_; }
 
 private:
+    // A peer's address text, inline up to 23 characters (every IPv4
+    // "a.b.c.d:port" fits): a std::string would put most of them on the heap.
+    class PeerText {
+    public:
+        PeerText& operator=(std::string_view text);
+        std::string str() const;
+
+    private:
+        static constexpr std::size_t kInline = 23;
+        std::array<char, kInline> inline_{};
+        std::uint8_t size_ = 0;              // Inline length; unused when long_ is set.
+        std::unique_ptr<std::string> long_;  // Longer text (IPv6 with port).
+    };
+    // What is kept per id. The id itself is the map's key, stored once (a
+    // record used to hold a second copy): with 26-byte device ids that was 80
+    // bytes an id, and the peer's heap string 32 more (docs/BENCHMARKS.md).
+    struct Stored {
+        std::uint64_t epoch = 0;
+        std::uint64_t conn = 0;
+        std::int64_t since_ms = 0;
+        PeerText peer;
+        bool online = false;
+        std::optional<DisconnectReason> last_reason;
+    };
+    static PresenceRecord record(const std::string& id, const Stored& s);
     void forget_expired(std::int64_t now_ms);
 
     std::int64_t retention_ms_;
     std::size_t max_offline_;
-    std::unordered_map<std::string, PresenceRecord> records_;
+    std::unordered_map<std::string, Stored> records_;
     // Offline records in the order they went offline: (id, epoch) for expiry.
     std::deque<std::pair<std::string, std::uint64_t>> offline_order_;
     // Sessions replaced while online (conn -> their epoch), until their own
