@@ -24,6 +24,7 @@
 #include "lifeline/presence_reader.hpp"
 #include "support/bounds.hpp"
 #include "support/child_process.hpp"
+#include "support/presence_stream.hpp"
 #include "support/redis_server.hpp"
 
 namespace lifeline {
@@ -32,16 +33,12 @@ namespace {
 using Json = nlohmann::json;
 using lifeline::testing::ChildProcess;
 using lifeline::testing::RedisServer;
+using lifeline::testing::unix_ms;
 using namespace std::chrono_literals;
 
 constexpr std::int64_t kTtlMs = 3000;  // --presence-ttl: refreshes and gateway heartbeats every 1 s.
 constexpr std::int64_t kIntervalMs = kTtlMs / 3;
 constexpr std::int64_t kTimeoutMs = 1000;  // The detection budget of clients and gateways.
-
-std::int64_t unix_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 class PresenceRedis : public ::testing::Test {
 protected:
@@ -50,6 +47,7 @@ protected:
         Result<PresenceReader> reader = PresenceReader::connect(redis_->url());
         ASSERT_TRUE(reader) << reader.error().message;
         reader_ = std::make_unique<PresenceReader>(std::move(*reader));
+        stream_ = std::make_unique<testing::PresenceStream>(*reader_);
     }
 
     ChildProcess& gateway(const std::string& name) {
@@ -71,61 +69,6 @@ protected:
         return *clients_.back();
     }
 
-    // Reads the stream until an event matches (every event read is kept in events_).
-    std::optional<PresenceEvent> await(const std::function<bool(const PresenceEvent&)>& match,
-                                       std::chrono::milliseconds limit) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        for (const PresenceEvent& e : events_) {
-            if (match(e)) return e;
-        }
-        std::optional<PresenceEvent> found;
-        PresenceWatch w;
-        w.after = events_.empty() ? "0-0" : events_.back().stream_id;
-        w.poll = Duration::milliseconds(100);
-        const Result<void> r = reader_->watch(
-            w,
-            [&](const PresenceEvent& e) {
-                events_.push_back(e);
-                if (match(e)) found = e;
-                return !found;
-            },
-            [&] { return std::chrono::steady_clock::now() >= deadline; });
-        EXPECT_TRUE(r) << r.error().message;
-        return found;
-    }
-    std::optional<PresenceEvent> await_event(const std::string& event, const std::string& id,
-                                             std::chrono::milliseconds limit, const std::string& reason = "") {
-        return await(
-            [&](const PresenceEvent& e) {
-                return e.event == event && e.id == id && (reason.empty() || e.reason == reason);
-            },
-            limit);
-    }
-    // Everything the stream holds now.
-    void read_all() {
-        await([](const PresenceEvent&) { return false; }, 300ms);
-    }
-
-    std::vector<PresenceEvent> of(const std::string& id, const std::string& event = "") const {
-        std::vector<PresenceEvent> out;
-        for (const PresenceEvent& e : events_) {
-            if (e.id == id && (event.empty() || e.event == event)) out.push_back(e);
-        }
-        return out;
-    }
-
-    // Every id's events: epochs never go back, an epoch is online once and offline once at most.
-    void expect_epoch_order_without_duplicates() const {
-        std::map<std::string, std::uint64_t> last;
-        std::set<std::tuple<std::string, std::string, std::uint64_t>> seen;
-        for (const PresenceEvent& e : events_) {
-            EXPECT_GE(e.epoch, last[e.id]) << e.id << " went back from epoch " << last[e.id] << " at " << e.stream_id;
-            last[e.id] = std::max(last[e.id], e.epoch);
-            EXPECT_TRUE(seen.insert({e.id, e.event, e.epoch}).second)
-                << e.id << " " << e.event << " epoch " << e.epoch << " twice (" << e.stream_id << ")";
-        }
-    }
-
     FleetPresence record(const std::string& id) {
         Result<std::optional<FleetPresence>> r = reader_->get(id);
         EXPECT_TRUE(r) << r.error().message;
@@ -138,7 +81,7 @@ protected:
     std::map<std::string, std::unique_ptr<ChildProcess>> gateways_;
     std::map<std::string, std::string> ports_;
     std::vector<std::unique_ptr<ChildProcess>> clients_;
-    std::vector<PresenceEvent> events_;
+    std::unique_ptr<testing::PresenceStream> stream_;
 };
 
 TEST_F(PresenceRedis, EachClientShowsOnItsGatewayAndAStoppedOneGoesOfflineWithItsReason) {
@@ -146,8 +89,8 @@ TEST_F(PresenceRedis, EachClientShowsOnItsGatewayAndAStoppedOneGoesOfflineWithIt
     gateway("gw-b");
     ChildProcess& a1 = client("a1", "gw-a");
     client("b1", "gw-b");
-    ASSERT_TRUE(await_event("online", "a1", 5s));
-    ASSERT_TRUE(await_event("online", "b1", 5s));
+    ASSERT_TRUE(stream_->await_event("online", "a1", 5s));
+    ASSERT_TRUE(stream_->await_event("online", "b1", 5s));
     EXPECT_EQ(record("a1").gateway, "gw-a");
     EXPECT_TRUE(record("a1").online);
     const Result<std::vector<FleetPresence>> on_b = reader_->list("gw-b");
@@ -157,7 +100,7 @@ TEST_F(PresenceRedis, EachClientShowsOnItsGatewayAndAStoppedOneGoesOfflineWithIt
 
     const std::int64_t stopped_at = unix_ms();
     a1.signal(SIGSTOP);
-    const auto offline = await_event(
+    const auto offline = stream_->await_event(
         "offline", "a1", std::chrono::milliseconds(kTimeoutMs + kIntervalMs) + testing::kSchedulingSlack * 2);
     a1.signal(SIGCONT);
     ASSERT_TRUE(offline) << "no offline for the stopped client";
@@ -171,7 +114,7 @@ TEST_F(PresenceRedis, EachClientShowsOnItsGatewayAndAStoppedOneGoesOfflineWithIt
     EXPECT_FALSE(gone.online);
     EXPECT_EQ(gone.last_reason, "heartbeat_timeout");
     EXPECT_TRUE(record("b1").online);
-    expect_epoch_order_without_duplicates();
+    stream_->expect_epoch_order_without_duplicates();
 }
 
 TEST_F(PresenceRedis, AKilledGatewaysSessionsGoOfflineOnceAsGatewayLost) {
@@ -180,14 +123,14 @@ TEST_F(PresenceRedis, AKilledGatewaysSessionsGoOfflineOnceAsGatewayLost) {
     client("a1", "gw-a");
     client("b1", "gw-b");
     client("b2", "gw-b");
-    for (const char* id : {"a1", "b1", "b2"}) ASSERT_TRUE(await_event("online", id, 5s)) << id;
+    for (const char* id : {"a1", "b1", "b2"}) ASSERT_TRUE(stream_->await_event("online", id, 5s)) << id;
 
     const std::int64_t killed_at = unix_ms();
     b.signal(SIGKILL);
     // The survivor looks one TTL after its own start, and every interval after that.
     const auto bound = std::chrono::milliseconds(2 * kTtlMs + kIntervalMs) + testing::kSchedulingSlack * 2;
     for (const char* id : {"b1", "b2"}) {
-        const auto lost = await_event("offline", id, bound, "gateway_lost");
+        const auto lost = stream_->await_event("offline", id, bound, "gateway_lost");
         ASSERT_TRUE(lost) << id << " was not declared gateway_lost";
         EXPECT_EQ(lost->gateway, "gw-b");
         EXPECT_LE(lost->time_ms - killed_at, 2 * kTtlMs + kIntervalMs + 2 * testing::kSchedulingSlackMs) << id;
@@ -195,19 +138,19 @@ TEST_F(PresenceRedis, AKilledGatewaysSessionsGoOfflineOnceAsGatewayLost) {
         EXPECT_EQ(record(id).last_reason, "gateway_lost");
     }
     // Two more survivor rounds: nobody is ended twice, gw-a's client is untouched.
-    await([](const PresenceEvent&) { return false; }, std::chrono::milliseconds(2 * kIntervalMs));
-    EXPECT_EQ(of("b1", "offline").size(), 1u);
-    EXPECT_EQ(of("b2", "offline").size(), 1u);
-    EXPECT_TRUE(of("a1", "offline").empty());
+    stream_->read_for(std::chrono::milliseconds(2 * kIntervalMs));
+    EXPECT_EQ(stream_->of("b1", "offline").size(), 1u);
+    EXPECT_EQ(stream_->of("b2", "offline").size(), 1u);
+    EXPECT_TRUE(stream_->of("a1", "offline").empty());
     EXPECT_TRUE(record("a1").online);
-    expect_epoch_order_without_duplicates();
+    stream_->expect_epoch_order_without_duplicates();
 }
 
 TEST_F(PresenceRedis, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothing) {
     ChildProcess& a = gateway("gw-a");
     gateway("gw-b");
     client("dup", "gw-a");
-    const auto first = await_event("online", "dup", 5s);
+    const auto first = stream_->await_event("online", "dup", 5s);
     ASSERT_TRUE(first);
     client("dup", "gw-b");  // The same device, back through the other gateway while its ghost is on gw-a.
     const auto ghost_closed =
@@ -218,13 +161,13 @@ TEST_F(PresenceRedis, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
     // gw-a's own offline for the ghost follows, fenced out; a session it admits
     // later is written after it (one connection, in order).
     client("marker", "gw-a");
-    ASSERT_TRUE(await_event("online", "marker", 5s));
-    ASSERT_EQ(of("dup", "offline").size(), 1u) << "exactly one offline for the replaced session";
-    EXPECT_EQ(of("dup", "offline")[0].reason, "session_replaced");
-    EXPECT_EQ(of("dup", "offline")[0].epoch, first->epoch);
-    ASSERT_EQ(of("dup", "online").size(), 2u);
-    EXPECT_EQ(of("dup", "online")[1].epoch, first->epoch + 1);
-    EXPECT_EQ(of("dup", "online")[1].gateway, "gw-b");
+    ASSERT_TRUE(stream_->await_event("online", "marker", 5s));
+    ASSERT_EQ(stream_->of("dup", "offline").size(), 1u) << "exactly one offline for the replaced session";
+    EXPECT_EQ(stream_->of("dup", "offline")[0].reason, "session_replaced");
+    EXPECT_EQ(stream_->of("dup", "offline")[0].epoch, first->epoch);
+    ASSERT_EQ(stream_->of("dup", "online").size(), 2u);
+    EXPECT_EQ(stream_->of("dup", "online")[1].epoch, first->epoch + 1);
+    EXPECT_EQ(stream_->of("dup", "online")[1].gateway, "gw-b");
 
     // A late offline from the old epoch, replayed straight into Redis through the same function.
     const std::string length_before = redis_->cli({"XLEN", "lifeline:offline"});
@@ -238,15 +181,15 @@ TEST_F(PresenceRedis, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
     EXPECT_TRUE(now.online);
     EXPECT_EQ(now.gateway, "gw-b");
     EXPECT_EQ(now.epoch, first->epoch + 1);
-    expect_epoch_order_without_duplicates();
+    stream_->expect_epoch_order_without_duplicates();
 }
 
 TEST_F(PresenceRedis, RedisRestartedEmptyConvergesAndKeepsWhatHappenedMeanwhile) {
     ChildProcess& a = gateway("gw-a");
     client("k1", "gw-a");
     ChildProcess& k2 = client("k2", "gw-a");
-    ASSERT_TRUE(await_event("online", "k1", 5s));
-    ASSERT_TRUE(await_event("online", "k2", 5s));
+    ASSERT_TRUE(stream_->await_event("online", "k1", 5s));
+    ASSERT_TRUE(stream_->await_event("online", "k2", 5s));
 
     redis_->kill();
     ASSERT_TRUE(a.wait_for(
@@ -264,18 +207,18 @@ TEST_F(PresenceRedis, RedisRestartedEmptyConvergesAndKeepsWhatHappenedMeanwhile)
     Result<PresenceReader> reader = PresenceReader::connect(redis_->url());
     ASSERT_TRUE(reader) << reader.error().message;
     reader_ = std::make_unique<PresenceReader>(std::move(*reader));
-    events_.clear();  // A new, empty stream.
-    const auto k2_gone = await_event("offline", "k2", 10s);
+    stream_->reset(*reader_);  // A new, empty stream.
+    const auto k2_gone = stream_->await_event("offline", "k2", 10s);
     ASSERT_TRUE(k2_gone) << "the offline that happened while Redis was away never reached it";
     EXPECT_EQ(k2_gone->reason, "heartbeat_timeout");
-    ASSERT_TRUE(await_event("online", "k3", 5s));
+    ASSERT_TRUE(stream_->await_event("online", "k3", 5s));
     EXPECT_TRUE(record("k1").online) << "the live set was not re-asserted";
     EXPECT_EQ(record("k1").gateway, "gw-a");
     EXPECT_TRUE(record("k3").online);
     EXPECT_FALSE(record("k2").online);
     k2.signal(SIGCONT);
-    read_all();
-    expect_epoch_order_without_duplicates();
+    stream_->read_for(300ms);
+    stream_->expect_epoch_order_without_duplicates();
 }
 
 TEST_F(PresenceRedis, RedisPausedPastTheTtlConvergesWithoutFalseGatewayLoss) {
@@ -284,7 +227,7 @@ TEST_F(PresenceRedis, RedisPausedPastTheTtlConvergesWithoutFalseGatewayLoss) {
     client("p1", "gw-a");
     ChildProcess& p2 = client("p2", "gw-a");
     client("q1", "gw-b");
-    for (const char* id : {"p1", "p2", "q1"}) ASSERT_TRUE(await_event("online", id, 5s)) << id;
+    for (const char* id : {"p1", "p2", "q1"}) ASSERT_TRUE(stream_->await_event("online", id, 5s)) << id;
 
     redis_->pause();  // Longer than the TTL: every key's TTL runs out meanwhile.
     p2.signal(SIGSTOP);
@@ -299,17 +242,18 @@ TEST_F(PresenceRedis, RedisPausedPastTheTtlConvergesWithoutFalseGatewayLoss) {
     ASSERT_FALSE(a.wait_for([](const Json&) { return false; }, std::chrono::milliseconds(kTtlMs)));
     redis_->resume();
 
-    const auto p2_gone = await_event("offline", "p2", 10s);
+    const auto p2_gone = stream_->await_event("offline", "p2", 10s);
     ASSERT_TRUE(p2_gone);
     EXPECT_EQ(p2_gone->reason, "heartbeat_timeout");
     // Two gateway TTLs after the pause: each gateway came back, nobody reaped a live one.
-    await([](const PresenceEvent&) { return false; }, std::chrono::milliseconds(2 * kTtlMs));
-    for (const PresenceEvent& e : events_) EXPECT_NE(e.reason, "gateway_lost") << e.id << " at " << e.stream_id;
+    stream_->read_for(std::chrono::milliseconds(2 * kTtlMs));
+    for (const PresenceEvent& e : stream_->events())
+        EXPECT_NE(e.reason, "gateway_lost") << e.id << " at " << e.stream_id;
     EXPECT_TRUE(record("p1").online);
     EXPECT_TRUE(record("q1").online);
     EXPECT_EQ(record("q1").gateway, "gw-b");
     p2.signal(SIGCONT);
-    expect_epoch_order_without_duplicates();
+    stream_->expect_epoch_order_without_duplicates();
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // Test support: a real redis-server (Debian's), started by the test on a free
 // loopback port with no persistence and stopped with it. Ready means its log
 // said "Ready to accept connections" (read from its stdout, with a deadline),
-// not that a sleep ran out. Cluster: start three with cluster_mode and join
-// them with redis-cli --cluster create (see cluster()).
+// not that a sleep ran out. RedisPlace runs it elsewhere (inside a network
+// namespace the test made, on its address).
 #pragma once
 
 #include <netinet/in.h>
@@ -34,15 +34,21 @@ inline int free_loopback_port() {
     return ntohs(a.sin_port);
 }
 
+struct RedisPlace {
+    std::vector<std::string> prefix;  // e.g. {"ip", "netns", "exec", NS}: where it runs ({} = here).
+    std::string bind = "127.0.0.1";
+    int port = 0;  // 0: a free loopback port.
+};
+
 class RedisServer {
 public:
     // Starts on a free port (another try on another port if that one was taken meanwhile).
-    explicit RedisServer(bool cluster_mode = false) : cluster_mode_(cluster_mode) {
+    explicit RedisServer(RedisPlace place = {}) : place_(std::move(place)) {
         dir_ = std::filesystem::temp_directory_path() /
                ("lifeline-redis-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
         std::filesystem::create_directories(dir_);
         for (int attempt = 0; attempt < 5 && !process_; ++attempt) {
-            port_ = free_loopback_port();
+            port_ = place_.port != 0 ? place_.port : free_loopback_port();
             start_process();
         }
         if (!process_) throw std::runtime_error("redis-server did not start (Debian: redis-server): " + last_log_);
@@ -56,7 +62,7 @@ public:
     RedisServer& operator=(const RedisServer&) = delete;
 
     int port() const { return port_; }
-    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+    std::string url() const { return "redis://" + place_.bind + ":" + std::to_string(port_); }
 
     // SIGKILL, and wait for it to be gone (its data is lost: no persistence).
     void kill() {
@@ -77,7 +83,9 @@ public:
 
     // redis-cli ARGS against this server; its stdout.
     std::string cli(const std::vector<std::string>& args) const {
-        std::string cmd = "redis-cli -h 127.0.0.1 -p " + std::to_string(port_);
+        std::string cmd;
+        for (const std::string& p : place_.prefix) cmd += p + " ";
+        cmd += "redis-cli -h " + place_.bind + " -p " + std::to_string(port_);
         for (const std::string& a : args) cmd += " '" + a + "'";
         std::string out;
         if (FILE* p = ::popen(cmd.c_str(), "r")) {
@@ -95,24 +103,16 @@ private:
         return n;
     }
     void start_process() {
-        std::vector<std::string> argv = {"/usr/bin/redis-server",
-                                         "--port",
-                                         std::to_string(port_),
-                                         "--bind",
-                                         "127.0.0.1",
-                                         "--save",
-                                         "",
-                                         "--appendonly",
-                                         "no",
-                                         "--dir",
-                                         dir_.string(),
-                                         "--daemonize",
-                                         "no",
-                                         "--logfile",
-                                         ""};
-        if (cluster_mode_)
-            argv.insert(argv.end(), {"--cluster-enabled", "yes", "--cluster-config-file",
-                                     (dir_ / ("nodes-" + std::to_string(port_) + ".conf")).string()});
+        std::vector<std::string> argv = place_.prefix;
+        if (!argv.empty()) argv.insert(argv.begin(), "/usr/bin/env");
+        for (const std::string& a :
+             {std::string("/usr/bin/redis-server"), std::string("--port"), std::to_string(port_), std::string("--bind"),
+              place_.bind, std::string("--save"), std::string(""), std::string("--appendonly"), std::string("no"),
+              std::string("--dir"), dir_.string(), std::string("--daemonize"), std::string("no"),
+              std::string("--logfile"), std::string("")})
+            argv.push_back(a);
+        // Off the loopback (a test's own namespace), Redis refuses clients unless told this is fine.
+        if (place_.bind != "127.0.0.1") argv.insert(argv.end(), {"--protected-mode", "no"});
         auto p = std::make_unique<ChildProcess>(argv);
         last_log_.clear();
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -132,7 +132,7 @@ private:
         p->wait_exit(std::chrono::seconds(5));
     }
 
-    bool cluster_mode_;
+    RedisPlace place_;
     std::filesystem::path dir_;
     int port_ = 0;
     std::unique_ptr<ChildProcess> process_;
