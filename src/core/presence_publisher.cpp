@@ -127,13 +127,27 @@ void PresencePublisher::on_connected(Instant now, std::int64_t unix_ms) {
     if (!started_) reap(config_.gateway, unix_ms, true);  // A previous run's sessions are gone.
     started_ = true;
     heartbeat(unix_ms);
-    // Re-assert the live set: refresh (fenced) what Redis acknowledged, admit what it never heard of.
+    // Re-assert the live set before anything queued: write whole (fenced) what
+    // Redis acknowledged, since Redis may have come back empty; admit what it
+    // never heard of.
+    std::vector<std::string> ids;
+    std::vector<std::uint64_t> epochs;
     for (const std::string& id : order_) {
         const Live& live = live_[id];
-        if (live.epoch == 0) send_online(id, live);
+        if (live.epoch == 0) {
+            send_online(id, live);
+            continue;
+        }
+        ids.push_back(id);
+        epochs.push_back(live.epoch);
+        if (ids.size() >= config_.batch) {
+            restore(ids, epochs);
+            ids.clear();
+            epochs.clear();
+        }
     }
+    restore(ids, epochs);
     cursor_ = 0;
-    refresh_some(order_.size());
     drain_queue();
     next_tick_ = now + config_.tick;
     next_heartbeat_ = now + config_.ttl / 3;

@@ -82,6 +82,7 @@ struct Server::Impl {
     std::uint64_t presence_epoch(const std::string& id, std::uint64_t conn) const;  // 0: not its session.
     std::string presence_json(const std::string& id) const;                         // "" when unknown.
     std::string presence_list_json() const;
+    std::string gateway_name() const;  // options.presence_gateway, or HOSTNAME:PORT.
     std::string metrics_text_unlocked() const;
     std::string connections_json_unlocked() const;
 };

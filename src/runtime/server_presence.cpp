@@ -18,10 +18,11 @@ std::int64_t unix_ms_now() {
         .count();
 }
 
-nlohmann::json to_json(const PresenceRecord& r) {
+nlohmann::json to_json(const PresenceRecord& r, const std::string& gateway) {
     nlohmann::json j;
     j["id"] = r.id;
     j["online"] = r.online;
+    j["gateway"] = gateway;  // This server: its --gateway name, or HOSTNAME:PORT.
     j["epoch"] = r.epoch;
     j["conn"] = r.conn;
     j["peer"] = r.peer;
@@ -58,14 +59,19 @@ std::uint64_t Server::Impl::presence_epoch(const std::string& id, std::uint64_t 
 std::string Server::Impl::presence_json(const std::string& id) const {
     std::lock_guard lock(presence_mutex);
     std::optional<PresenceRecord> r = presence.get(id, unix_ms_now());
-    return r ? dump(to_json(*r)) : std::string();
+    return r ? dump(to_json(*r, gateway_name())) : std::string();
 }
 
 std::string Server::Impl::presence_list_json() const {
     std::lock_guard lock(presence_mutex);
     nlohmann::json all = nlohmann::json::array();
-    for (const PresenceRecord& r : presence.list(unix_ms_now())) all.push_back(to_json(r));
+    const std::string gateway = gateway_name();
+    for (const PresenceRecord& r : presence.list(unix_ms_now())) all.push_back(to_json(r, gateway));
     return dump(all);
+}
+
+std::string Server::Impl::gateway_name() const {
+    return options.presence_gateway.empty() ? default_presence_gateway(endpoint.to_string()) : options.presence_gateway;
 }
 
 std::optional<PresenceRecord> Server::presence(std::string_view client_id) const {

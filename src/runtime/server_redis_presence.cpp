@@ -22,9 +22,9 @@ std::int64_t unix_ms_now() {
         .count();
 }
 
-PresencePublisherConfig publisher_config(const ServerOptions& o, const std::string& listen_address) {
+PresencePublisherConfig publisher_config(const ServerOptions& o, const std::string& gateway) {
     PresencePublisherConfig c;
-    c.gateway = o.presence_gateway.empty() ? default_presence_gateway(listen_address) : o.presence_gateway;
+    c.gateway = gateway;
     c.ttl = o.presence_ttl;
     c.offline_retention = o.presence_retention;
     c.stream = o.presence_stream;
@@ -61,8 +61,8 @@ Result<std::unique_ptr<RedisPresence>> RedisPresence::create(Server::Impl& serve
     config.tick = Duration::milliseconds(10);
     Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(config);
     if (!loop) return loop.error().with_context("presence loop");
-    return std::unique_ptr<RedisPresence>(new RedisPresence(
-        server, std::move(*loop), *address, publisher_config(server.options, server.endpoint.to_string())));
+    return std::unique_ptr<RedisPresence>(
+        new RedisPresence(server, std::move(*loop), *address, publisher_config(server.options, server.gateway_name())));
 }
 
 RedisPresence::RedisPresence(Server::Impl& server, std::unique_ptr<EventLoop> loop, RedisAddress address,

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -202,6 +203,10 @@ TEST(ServerClient, PresenceSaysWhoIsOnlineAndWhyTheOthersLeft) {
     const Json record = Json::parse(gone->body);
     EXPECT_EQ(record["online"], false) << gone->body;
     EXPECT_EQ(record["last_reason"], "heartbeat_timeout") << gone->body;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    EXPECT_EQ(record["gateway"], std::string(host) + ":" + server.address.substr(server.address.rfind(':') + 1))
+        << "the default gateway name is HOSTNAME:PORT";
     auto all = http.Get("/presence");
     ASSERT_TRUE(all);
     const Json list = Json::parse(all->body);
