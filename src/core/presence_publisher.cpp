@@ -111,6 +111,10 @@ void PresencePublisher::on_control(std::string_view message) {
     const std::string id(message.substr(0, space));
     const std::optional<std::uint64_t> epoch = parse_u64(message.substr(space + 1));
     auto it = live_.find(id);
+    if (epoch && it != live_.end() && it->second.epoch == 0) {
+        early_controls_[id] = *epoch;  // Came before our online's reply (another connection): applied with it.
+        return;
+    }
     if (!epoch || it == live_.end() || it->second.epoch != *epoch) return;  // Not (or no longer) ours.
     const std::uint64_t conn = it->second.conn;
     forget(id);
@@ -124,20 +128,20 @@ void PresencePublisher::on_connected(Instant now, std::int64_t unix_ms) {
     connected_ = true;
     last_unix_ms_ = unix_ms;
     send({"FUNCTION", "LOAD", "REPLACE", std::string(presence_redis::library_source())}, {Op::load});
-    if (!started_) reap(config_.gateway, unix_ms, true);  // A previous run's sessions are gone.
+    if (!started_) run_ = num(unix_ms);  // Tells this run's admissions from a previous run's.
+    // A previous run's sessions are gone: moved aside at the first call, then ended in batches.
+    if (!self_reaped_) reap(config_.gateway, unix_ms, true, !started_);
     started_ = true;
     heartbeat(unix_ms);
-    // Re-assert the live set before anything queued: write whole (fenced) what
-    // Redis acknowledged, since Redis may have come back empty; admit what it
-    // never heard of.
+    // What ended while Redis was away goes first (older epochs), then the live
+    // set, written whole (fenced) since Redis may have come back empty, then
+    // the admissions Redis never heard of.
+    drain_queue();
     std::vector<std::string> ids;
     std::vector<std::uint64_t> epochs;
     for (const std::string& id : order_) {
         const Live& live = live_[id];
-        if (live.epoch == 0) {
-            send_online(id, live);
-            continue;
-        }
+        if (live.epoch == 0) continue;
         ids.push_back(id);
         epochs.push_back(live.epoch);
         if (ids.size() >= config_.batch) {
@@ -147,8 +151,10 @@ void PresencePublisher::on_connected(Instant now, std::int64_t unix_ms) {
         }
     }
     restore(ids, epochs);
+    for (const std::string& id : order_) {
+        if (const Live& live = live_[id]; live.epoch == 0) send_online(id, live);
+    }
     cursor_ = 0;
-    drain_queue();
     next_tick_ = now + config_.tick;
     next_heartbeat_ = now + config_.ttl / 3;
     reap_from_ = now + config_.ttl;
@@ -166,6 +172,12 @@ void PresencePublisher::on_disconnected() {
     for (auto& [tag, o] : unsent) queue_.push_front(std::move(o));
     for (auto& [conn, o] : waiting_) queue_.push_back(std::move(o));
     waiting_.clear();
+    while (queue_.size() > config_.buffer_limit) {
+        ++counters_.dropped;
+        notice(PresenceNotice::Kind::error, queue_.front().id, queue_.front().conn,
+               "presence buffer full: the oldest offline event was dropped");
+        queue_.pop_front();
+    }
     in_flight_.clear();
     commands_.clear();
     next_tick_ = Instant::never();
@@ -230,9 +242,10 @@ void PresencePublisher::send(std::vector<std::string> argv, Pending pending) {
 
 void PresencePublisher::send_online(const std::string& id, const Live& live) {
     Pending p{Op::online, id, live.conn};
-    send({"FCALL", "lifeline_online", "4", "lifeline:{" + id + "}", "lifeline:{" + id + "}:epoch", config_.stream,
-          session_key(), id, config_.gateway, num(static_cast<std::int64_t>(live.conn)), live.peer, num(live.since_ms),
-          num(config_.ttl.ms()), num(static_cast<std::int64_t>(config_.stream_maxlen))},
+    const std::string tag = "lifeline:{" + id + "}";
+    send({"FCALL", "lifeline_online", "5", tag, tag + ":epoch", config_.stream, session_key(), tag + ":admissions", id,
+          config_.gateway, num(static_cast<std::int64_t>(live.conn)), live.peer, num(live.since_ms),
+          num(config_.ttl.ms()), num(static_cast<std::int64_t>(config_.stream_maxlen)), run_},
          std::move(p));
 }
 
@@ -287,14 +300,15 @@ void PresencePublisher::restore(const std::vector<std::string>& ids, const std::
     if (!p.batch.empty()) send(std::move(argv), std::move(p));
 }
 
-void PresencePublisher::reap(const std::string& gateway, std::int64_t unix_ms, bool force) {
+void PresencePublisher::reap(const std::string& gateway, std::int64_t unix_ms, bool force, bool rename) {
     Pending p{Op::reap};
     p.gateway = gateway;
     p.force = force;
-    send({"FCALL", "lifeline_reap", "4", "lifeline:gateway:{" + gateway + "}", "lifeline:sessions:{" + gateway + "}",
-          "lifeline:gateways", config_.stream, gateway, num(unix_ms), num(config_.offline_retention.ms()),
+    const std::string live = "lifeline:sessions:{" + gateway + "}";
+    send({"FCALL", "lifeline_reap", "5", "lifeline:gateway:{" + gateway + "}", force ? live + ":prev" : live,
+          "lifeline:gateways", config_.stream, live, gateway, num(unix_ms), num(config_.offline_retention.ms()),
           num(static_cast<std::int64_t>(config_.stream_maxlen)), num(static_cast<std::int64_t>(config_.reap_limit)),
-          force ? "1" : "0", num((config_.ttl / 3).ms())},
+          force ? "1" : "0", num((config_.ttl / 3).ms()), rename ? "1" : "0"},
          std::move(p));
 }
 
@@ -308,7 +322,7 @@ void PresencePublisher::on_reply(std::uint64_t tag, const RedisValue& reply) {
     if (reply.type == RedisValue::Type::error) {
         ++counters_.errors;
         notice(PresenceNotice::Kind::error, p.id, p.conn, "Redis: " + reply.text);
-        if (p.op == Op::offline) queue_.push_back(p.off);  // Kept: sent again at the next reconnect.
+        if (p.op == Op::offline) queue_offline(p.off);  // Kept: sent again at the next reconnect.
         return;
     }
     switch (p.op) {
@@ -319,6 +333,7 @@ void PresencePublisher::on_reply(std::uint64_t tag, const RedisValue& reply) {
             if (reply.integer == 0) ++counters_.fenced_out;
             return;
         case Op::refresh:
+        case Op::restore:
             return on_refresh_reply(p, reply);
         case Op::gateways:
             return on_gateways_reply(reply);
@@ -332,15 +347,26 @@ void PresencePublisher::on_reply(std::uint64_t tag, const RedisValue& reply) {
 void PresencePublisher::on_online_reply(const Pending& p, const RedisValue& reply) {
     ++counters_.onlines;
     const auto epoch = static_cast<std::uint64_t>(integer_at(reply, 0));
+    const bool superseded = integer_at(reply, 3) == 1;  // A resent online: another session took the id since.
     if (auto w = waiting_.find(p.conn); w != waiting_.end()) {
         Offline o = std::move(w->second);
         waiting_.erase(w);
         o.epoch = epoch;
-        send_offline(o);
+        if (!superseded) send_offline(o);  // Superseded: Redis recorded its end when the id was taken.
         return;
     }
     auto it = live_.find(p.id);
-    if (it != live_.end() && it->second.conn == p.conn) it->second.epoch = epoch;
+    if (it == live_.end() || it->second.conn != p.conn) return;
+    it->second.epoch = epoch;
+    const auto control = early_controls_.find(p.id);
+    const bool replaced = control != early_controls_.end() && control->second == epoch;
+    if (control != early_controls_.end()) early_controls_.erase(control);
+    if (superseded || replaced) {
+        const std::uint64_t conn = it->second.conn;
+        forget(p.id);
+        notice(PresenceNotice::Kind::replaced, p.id, conn,
+               "another session took this id while its online was in flight");
+    }
 }
 
 void PresencePublisher::on_refresh_reply(const Pending& p, const RedisValue& reply) {
@@ -375,14 +401,15 @@ void PresencePublisher::on_refresh_reply(const Pending& p, const RedisValue& rep
 void PresencePublisher::on_gateways_reply(const RedisValue& reply) {
     for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
         const std::string gateway = text_at(reply, i);
-        if (gateway != config_.gateway) reap(gateway, last_unix_ms_, false);
+        if (gateway != config_.gateway) reap(gateway, last_unix_ms_, false, false);
     }
 }
 
 void PresencePublisher::on_reap_reply(const Pending& p, const RedisValue& reply) {
     const std::int64_t left = integer_at(reply, 0);
     counters_.reaped += static_cast<std::uint64_t>(std::max<std::int64_t>(0, integer_at(reply, 1)));
-    if (left > 0) reap(p.gateway, last_unix_ms_, p.force);  // -1 alive, -2 stale: nothing to do.
+    if (left > 0) reap(p.gateway, last_unix_ms_, p.force, false);  // -1 alive, -2 stale: nothing to do.
+    if (p.force && left == 0) self_reaped_ = true;
 }
 
 void PresencePublisher::notice(PresenceNotice::Kind kind, std::string id, std::uint64_t conn, std::string message) {

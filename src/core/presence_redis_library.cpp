@@ -24,6 +24,18 @@ local function rec_key(id) return 'lifeline:{' .. id .. '}' end
 local function epoch_key(id) return 'lifeline:{' .. id .. '}:epoch' end
 local function sessions_key(gw) return 'lifeline:sessions:{' .. gw .. '}' end
 
+-- The id's current epoch. A key missing, or below EPOCH, means Redis lost
+-- data (restarted empty, or from an older snapshot): the epoch a gateway
+-- still holds is then raised into it, so a number is never handed out twice.
+local function current_epoch(id, epoch)
+  local current = redis.call('GET', epoch_key(id))
+  if current == false or tonumber(current) < tonumber(epoch) then
+    redis.call('SET', epoch_key(id), epoch)
+    return epoch
+  end
+  return current
+end
+
 local function xadd(stream, maxlen, fields)
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
 end
@@ -33,12 +45,7 @@ end
 -- No epoch key at all means Redis lost its data (restarted empty): the
 -- gateway's word is then the truth.
 local function go_offline(id, epoch, reason, after, gw, peer, now, retention, stream, maxlen)
-  local current = redis.call('GET', epoch_key(id))
-  if current == false then
-    redis.call('SET', epoch_key(id), epoch)
-  elseif current ~= epoch then
-    return 0
-  end
+  if current_epoch(id, epoch) ~= epoch then return 0 end
   local rec = rec_key(id)
   local st = redis.call('HMGET', rec, 'epoch', 'online', 'peer', 'conn')
   if st[1] == epoch and st[2] == '0' then return 0 end
@@ -51,14 +58,21 @@ local function go_offline(id, epoch, reason, after, gw, peer, now, retention, st
   return 1
 end
 
--- KEYS: record, epoch key, stream, this gateway's sessions.
--- ARGV: id gateway conn peer now ttl maxlen. -> {epoch, replaced gateway, replaced epoch}
+-- KEYS: record, epoch key, stream, this gateway's sessions, the id's admissions.
+-- ARGV: id gateway conn peer now ttl maxlen run.
+-- -> {epoch, replaced gateway, replaced epoch, 1 if this admission was superseded}
+-- The admissions hash (gateway run conn -> epoch, recent ones only) makes a resent online (its
+-- reply lost with the connection) a no-op: it gets its first epoch back, and
+-- learns whether another session took the id since.
 local function online(keys, args)
-  local rec, stream, mine = keys[1], keys[3], keys[4]
-  local id, gw, conn, peer, now, ttl, maxlen = unpack(args)
+  local rec, stream, mine, adm = keys[1], keys[3], keys[4], keys[5]
+  local id, gw, conn, peer, now, ttl, maxlen, run = unpack(args)
+  local token = gw .. ' ' .. run .. ' ' .. conn
+  local prior = redis.call('HGET', adm, token)
   local st = redis.call('HMGET', rec, 'epoch', 'online', 'gateway', 'conn', 'peer')
-  if st[2] == '1' and st[3] == gw and st[4] == conn then
-    return {tonumber(st[1]), '', 0}  -- A retry of this same admission.
+  if prior then
+    if st[1] == prior and st[2] == '1' then return {tonumber(prior), '', 0, 0} end
+    return {tonumber(prior), '', 0, 1}
   end
   local epoch = redis.call('INCR', keys[2])
   local old_gw, old_epoch = '', 0
@@ -71,10 +85,13 @@ local function online(keys, args)
   end
   redis.call('HSET', rec, 'epoch', epoch, 'online', '1', 'gateway', gw, 'conn', conn, 'peer', peer, 'since', now)
   redis.call('PEXPIRE', rec, 2 * tonumber(ttl))
+  if redis.call('HLEN', adm) >= 16 then redis.call('DEL', adm) end  -- Only recent ones are ever resent.
+  redis.call('HSET', adm, token, epoch)
+  redis.call('PEXPIRE', adm, 2 * tonumber(ttl))
   redis.call('HSET', mine, id, epoch)
   xadd(stream, maxlen, {'event', 'online', 'id', id, 'epoch', tostring(epoch), 'gateway', gw, 'peer', peer,
                         'time', now})
-  return {epoch, old_gw, old_epoch}
+  return {epoch, old_gw, old_epoch, 0}
 end
 
 -- KEYS: this gateway's sessions, stream.
@@ -119,11 +136,7 @@ local function restore(keys, args)
     n = n + 1
     local id, epoch, conn, peer, since = args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4]
     local rec = rec_key(id)
-    local current = redis.call('GET', epoch_key(id))
-    if current == false then
-      redis.call('SET', epoch_key(id), epoch)  -- Redis lost its data: the live session is the truth.
-      current = epoch
-    end
+    local current = current_epoch(id, epoch)
     local st = redis.call('HMGET', rec, 'epoch', 'online')
     if current ~= epoch or (st[1] == epoch and st[2] == '0') then
       lost[#lost + 1] = n
@@ -138,19 +151,23 @@ end
 
 -- Ends the sessions of a gateway whose heartbeat key expired (or, with FORCE,
 -- of this gateway's previous run), at most LIMIT per call, with reason
--- gateway_lost. KEYS: its heartbeat key, its sessions, lifeline:gateways, stream.
+-- gateway_lost. KEYS: its heartbeat key, the sessions to end, lifeline:gateways,
+-- stream, its live sessions. With RENAME (a gateway's first call at start),
+-- the previous run's live sessions are first moved aside to be ended, so
+-- that this run's new ones are never among them.
 -- A reap that waited in a socket while Redis was paused (SIGSTOP, swap) is
 -- stale: the gateway it condemns may only have been unable to reach Redis
 -- too. It is skipped if Redis' clock is more than STALE_MS past its sending.
--- ARGV: gateway now retention maxlen limit force stale_ms.
+-- ARGV: gateway now retention maxlen limit force stale_ms rename.
 -- -> {sessions left (-1: alive, -2: stale), ended}
 local function reap(keys, args)
-  local gw, now, retention, maxlen, limit, force, stale = unpack(args)
+  local gw, now, retention, maxlen, limit, force, stale, rename = unpack(args)
   local t = redis.call('TIME')
   if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(now) > tonumber(stale) then
     return {-2, 0}
   end
   if force ~= '1' and redis.call('EXISTS', keys[1]) == 1 then return {-1, 0} end
+  if rename == '1' and redis.call('EXISTS', keys[5]) == 1 then redis.call('RENAME', keys[5], keys[2]) end
   local last = tonumber(redis.call('HGET', keys[3], gw) or now)
   local after = tostring(math.max(0, tonumber(now) - last))
   local batch = redis.call('HRANDFIELD', keys[2], tonumber(limit), 'WITHVALUES')

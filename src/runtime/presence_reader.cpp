@@ -167,7 +167,12 @@ Result<void> PresenceReader::watch(const PresenceWatch& o, const std::function<b
                                    const std::function<bool()>& stop) {
     const std::string block = std::to_string(std::max<std::int64_t>(1, o.poll.ms()));
     std::string last = o.from_start ? "0-0" : "$";
-    bool pending = true;  // With a group: first what this consumer was given and never acked.
+    bool pending = true;              // With a group: first what this consumer was given and never acked,
+    std::string pending_after = "0";  // from after the last of those seen.
+    // Each blocking read must end before the socket's own timeout does.
+    const std::int64_t socket_ms = std::max<std::int64_t>(5000, o.poll.ms() + 5000);
+    const timeval tv{static_cast<time_t>(socket_ms / 1000), static_cast<suseconds_t>(socket_ms % 1000 * 1000)};
+    redisSetTimeout(impl_->context, tv);
     if (!o.group.empty()) {
         Result<Reply> made =
             impl_->command({"XGROUP", "CREATE", o.stream, o.group, o.from_start ? "0" : "$", "MKSTREAM"});
@@ -198,9 +203,18 @@ Result<void> PresenceReader::watch(const PresenceWatch& o, const std::function<b
         if (pending && entries->elements == 0) pending = false;
         for (std::size_t i = 0; i < entries->elements; ++i) {
             const redisReply* entry = entries->element[i];
-            if (entry->elements < 2 || entry->element[1]->type != REDIS_REPLY_ARRAY) continue;  // Trimmed away.
+            if (entry->elements < 2 || entry->element[1]->type != REDIS_REPLY_ARRAY) {
+                // Trimmed away (MAXLEN) while pending: nothing to deliver; acked so it stops coming back.
+                const std::string gone(text(entry->element[0]));
+                if (pending) pending_after = gone;
+                if (!o.group.empty()) {
+                    if (auto ack = impl_->command({"XACK", o.stream, o.group, gone}); !ack) return ack.error();
+                }
+                continue;
+            }
             const PresenceEvent e = event_of(entry);
             last = e.stream_id;
+            if (pending) pending_after = e.stream_id;
             const bool more = on_event(e);
             if (!o.group.empty()) {
                 if (auto ack = impl_->command({"XACK", o.stream, o.group, e.stream_id}); !ack) return ack.error();

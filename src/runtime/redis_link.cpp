@@ -185,12 +185,12 @@ void RedisLink::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
     }
     if (tag == kInternalTag && !message) {
         if (r->type == REDIS_REPLY_ERROR) {
-            self->in_callback_ = true;
-            self->callbacks_.down(std::string("Redis refused the session: ") + std::string(r->str, r->len));
-            self->in_callback_ = false;
+            // SELECT or PING refused (a bad DB, NOAUTH): never ready; dropped from the timer, outside hiredis.
+            self->refused_ = "Redis refused the session: " + std::string(r->str, r->len);
+            self->loop_.schedule(*self, self->loop_.now());
             return;
         }
-        if (r->type == REDIS_REPLY_STATUS && std::string_view(r->str, r->len) == "PONG") {
+        if (r->type == REDIS_REPLY_STATUS && std::string_view(r->str, r->len) == "PONG" && self->refused_.empty()) {
             self->ready_ = true;
             self->backoff_ = Duration::milliseconds(100);
             self->callbacks_.ready();
@@ -238,10 +238,8 @@ void RedisLink::update_interest() {
 
 void RedisLink::on_io(std::uint32_t events) {
     if (context_ == nullptr) return;
-    in_callback_ = true;
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) redisAsyncHandleRead(context_);
     if (context_ != nullptr && (events & (EPOLLOUT | EPOLLERR))) redisAsyncHandleWrite(context_);
-    in_callback_ = false;
 }
 
 void RedisLink::on_timer() {
@@ -252,12 +250,16 @@ void RedisLink::on_timer() {
             arm_timer();
         return;
     }
-    if (outstanding_ > 0 && loop_.now() >= last_progress_ + reply_timeout_) {
+    const bool silent = outstanding_ > 0 && loop_.now() >= last_progress_ + reply_timeout_;
+    if (silent || !refused_.empty()) {
+        const std::string why =
+            !refused_.empty() ? std::exchange(refused_, {})
+                              : "no reply from " + address_.to_string() + " for " + lifeline::to_string(reply_timeout_);
         redisAsyncContext* c = context_;
         context_ = nullptr;
         c->data = nullptr;  // The free runs the pending callbacks: not ours any more.
         redisAsyncFree(c);  // Also runs cleanup (unregisters the fd): ev.data is still us.
-        lost("no reply from " + address_.to_string() + " for " + lifeline::to_string(reply_timeout_));
+        lost(why);
         return;
     }
     arm_timer();

@@ -75,7 +75,7 @@ private:
     bool want_read_ = false;
     bool want_write_ = false;
     bool ready_ = false;
-    bool in_callback_ = false;
+    std::string refused_;            // Why Redis refused SELECT or PING: the timer drops the connection.
     std::uint64_t outstanding_ = 0;  // Commands sent, replies not yet in (subscriptions excluded).
     Instant last_progress_;          // Last reply (or the send that made outstanding_ non-zero).
     Duration backoff_ = Duration::milliseconds(100);

@@ -37,16 +37,17 @@ std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 
 std::uint64_t Server::Impl::presence_online(const std::string& id, std::uint64_t conn, const std::string& peer) {
     if (!options.presence) return 0;
-    if (redis_presence) redis_presence->online(id, conn, peer);
     std::lock_guard lock(presence_mutex);
+    // Under the lock: Redis hears of two sessions of one id in the order the table did.
+    if (redis_presence) redis_presence->online(id, conn, peer);
     return presence.online(id, conn, peer, unix_ms_now());
 }
 
 PresenceTable::Offline Server::Impl::presence_offline(const std::string& id, std::uint64_t conn,
                                                       DisconnectReason reason, std::int64_t detected_after_ms) {
     if (!options.presence) return {};
-    if (redis_presence) redis_presence->offline(id, conn, reason, detected_after_ms);
     std::lock_guard lock(presence_mutex);
+    if (redis_presence) redis_presence->offline(id, conn, reason, detected_after_ms);
     return presence.offline(id, conn, reason, unix_ms_now());
 }
 

@@ -160,7 +160,7 @@ void RedisPresence::pump() {
     Instant next = publisher_.next_timeout();
     if (finishing_) {
         const bool drained = publisher_.in_flight() == 0 && publisher_.queued() == 0;
-        if (drained || !link_->ready() || loop_->now() >= finish_by_) {
+        if (drained || loop_->now() >= finish_by_) {  // Redis away: the grace is its chance to come back.
             loop_->stop();
             return;
         }

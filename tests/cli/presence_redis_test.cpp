@@ -177,6 +177,22 @@ TEST_F(PresenceRedis, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
                      "60000", "1000"});
     EXPECT_EQ(applied, "0\n") << "redis-cli: the function must say it did not apply";
     EXPECT_EQ(redis_->cli({"XLEN", "lifeline:offline"}), length_before);
+
+    // gw-a's first admission resent late (as after a reply lost with its
+    // connection): it gets its old epoch back, marked superseded, and nothing
+    // else changes; no new epoch, no offline for gw-b's live session.
+    std::string token = redis_->cli({"HKEYS", "lifeline:{dup}:admissions"});
+    const std::size_t at = token.find("gw-a ");
+    ASSERT_NE(at, std::string::npos) << token;
+    token = token.substr(at, token.find('\n', at) - at);  // "gw-a RUN CONN"
+    const std::string run = token.substr(5, token.rfind(' ') - 5);
+    const std::string conn = token.substr(token.rfind(' ') + 1);
+    const std::string resent = redis_->cli({"FCALL", "lifeline_online", "5", "lifeline:{dup}", "lifeline:{dup}:epoch",
+                                            "lifeline:offline", "lifeline:sessions:{gw-a}", "lifeline:{dup}:admissions",
+                                            "dup", "gw-a", conn, "", std::to_string(unix_ms()), "3000", "1000", run});
+    EXPECT_EQ(resent, std::to_string(first->epoch) + "\n\n0\n1\n") << "epoch, no replaced gateway, superseded";
+    EXPECT_EQ(redis_->cli({"XLEN", "lifeline:offline"}), length_before);
+    EXPECT_EQ(redis_->cli({"GET", "lifeline:{dup}:epoch"}), std::to_string(first->epoch + 1) + "\n");
     const FleetPresence now = record("dup");
     EXPECT_TRUE(now.online);
     EXPECT_EQ(now.gateway, "gw-b");

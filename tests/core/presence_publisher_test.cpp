@@ -60,6 +60,7 @@ struct Rig {
         ASSERT_EQ(sent.size(), 1u);
         p.on_reply(sent[0].tag, online_reply(epoch));
     }
+    void take_notices_from_start() { p.take_notices(); }
     void advance(Duration d) {
         const Instant end = now + d;
         while (now < end) {
@@ -79,8 +80,10 @@ TEST(PresencePublisher, StartsByLoadingTheFunctionsAndEndingItsPreviousRun) {
     EXPECT_EQ(sent[0].argv[2], "REPLACE");
     const std::vector<RedisCommand> reap = Rig::named(sent, "lifeline_reap");
     ASSERT_EQ(reap.size(), 1u);
-    EXPECT_EQ(reap[0].argv[7], "gw-a");
-    EXPECT_EQ(reap[0].argv[12], "1") << "force: the previous run of this gateway is gone";
+    EXPECT_EQ(reap[0].argv[8], "gw-a");
+    EXPECT_EQ(reap[0].argv[4], "lifeline:sessions:{gw-a}:prev") << "what it ends: the previous run's, moved aside";
+    EXPECT_EQ(reap[0].argv[13], "1") << "force: the previous run of this gateway is gone";
+    EXPECT_EQ(reap[0].argv[15], "1") << "the first call moves the previous run's sessions aside";
 }
 
 TEST(PresencePublisher, AnOfflineCarriesTheEpochRedisGave) {
@@ -219,17 +222,51 @@ TEST(PresencePublisher, OnReconnectTheLiveSetIsReassertedAndUnansweredOfflinesRe
     const std::vector<RedisCommand> sent = r.take();
     const std::vector<RedisCommand> on = Rig::named(sent, "lifeline_online");
     ASSERT_EQ(on.size(), 1u);
-    EXPECT_EQ(on[0].argv[7], "new");
-    // Written whole, before the queued offline: Redis may have come back empty.
+    EXPECT_EQ(on[0].argv[8], "new");
+    // The queued offline first (an older epoch), then the live set written
+    // whole (Redis may have come back empty), then what Redis never heard of.
     const std::vector<RedisCommand> restore = Rig::named(sent, "lifeline_restore");
     ASSERT_EQ(restore.size(), 1u);
     EXPECT_EQ(restore[0].argv[6], "kept");
     EXPECT_EQ(restore[0].argv.size(), 11u);
-    EXPECT_LT(restore[0].tag, Rig::named(sent, "lifeline_offline").at(0).tag);
+    EXPECT_LT(Rig::named(sent, "lifeline_offline").at(0).tag, restore[0].tag);
+    EXPECT_LT(restore[0].tag, on[0].tag);
     const std::vector<RedisCommand> off = Rig::named(sent, "lifeline_offline");
     ASSERT_EQ(off.size(), 1u);
     EXPECT_EQ(off[0].argv[5], "gone");
     EXPECT_EQ(off[0].argv[6], "3");
+}
+
+TEST(PresencePublisher, AResentOnlineThatWasSupersededClosesTheSessionHere) {
+    Rig r;
+    r.connect();
+    r.p.online("dev-1", 4, "peer", kUnixMs);
+    r.take();
+    r.p.on_disconnected();  // Its reply is lost with the connection.
+    r.p.on_connected(r.now, kUnixMs);
+    const std::vector<RedisCommand> again = Rig::named(r.take(), "lifeline_online");
+    ASSERT_EQ(again.size(), 1u);
+    r.take_notices_from_start();
+    r.p.on_reply(again[0].tag, array({integer(5), RedisValue{}, integer(0), integer(1)}));
+    const std::vector<PresenceNotice> notices = r.p.take_notices();
+    ASSERT_EQ(notices.size(), 1u);
+    EXPECT_EQ(notices[0].kind, PresenceNotice::Kind::replaced);
+    EXPECT_EQ(notices[0].conn, 4u);
+    EXPECT_EQ(r.p.live(), 0u);
+}
+
+TEST(PresencePublisher, AControlMessageBeforeTheOnlinesReplyStillClosesTheGhost) {
+    Rig r;
+    r.connect();
+    r.p.online("dev-1", 4, "peer", kUnixMs);
+    const std::vector<RedisCommand> on = Rig::named(r.take(), "lifeline_online");
+    ASSERT_EQ(on.size(), 1u);
+    r.p.on_control("dev-1 8");  // On the subscription's connection, ahead of the reply.
+    EXPECT_TRUE(r.p.take_notices().empty());
+    r.p.on_reply(on[0].tag, online_reply(8));
+    const std::vector<PresenceNotice> notices = r.p.take_notices();
+    ASSERT_EQ(notices.size(), 1u);
+    EXPECT_EQ(notices[0].kind, PresenceNotice::Kind::replaced);
 }
 
 TEST(PresencePublisher, LooksForDeadGatewaysOnlyATtlAfterConnecting) {

@@ -150,7 +150,7 @@ private:
     void refresh_some(std::size_t count);
     void restore(const std::vector<std::string>& ids, const std::vector<std::uint64_t>& epochs);
     void heartbeat(std::int64_t unix_ms);
-    void reap(const std::string& gateway, std::int64_t unix_ms, bool force);
+    void reap(const std::string& gateway, std::int64_t unix_ms, bool force, bool rename);
     void forget(const std::string& id);
     void on_online_reply(const Pending& p, const RedisValue& reply);
     void on_refresh_reply(const Pending& p, const RedisValue& reply);
@@ -162,7 +162,11 @@ private:
     PresencePublisherConfig config_;
     std::string control_channel_;
     bool connected_ = false;
-    bool started_ = false;  // The first connection reaps this gateway's previous run.
+    bool started_ = false;      // Connected at least once.
+    bool self_reaped_ = false;  // The previous run's sessions are all ended.
+    std::string run_;           // This run's token in Redis (its first connection's time, ms).
+    // Control messages that came before their session's online reply.
+    std::unordered_map<std::string, std::uint64_t> early_controls_;
     std::unordered_map<std::string, Live> live_;
     std::vector<std::string> order_;  // Live ids, for the refresh round-robin.
     std::size_t cursor_ = 0;
