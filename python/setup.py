@@ -20,6 +20,7 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRATCH = ROOT / "build" / "python-pip"
+SCRATCH.mkdir(parents=True, exist_ok=True)  # setuptools wants egg_base to exist (a fresh clone has no build/).
 
 
 def project_version():
