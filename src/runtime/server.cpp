@@ -36,20 +36,21 @@ void Server::Impl::take_over_session(const std::string& id, runtime::ConnectionR
         previous = sessions.take(id, now_owner, token);
     }
     if (!previous) return;
-    // The old connection may live on another loop: close it there.
-    runtime::Worker& owner = *workers[previous->worker];
-    const std::uint64_t old_conn = previous->conn;
-    const std::uint32_t old_slot = previous->slot;
-    auto close_old = [&owner, old_conn, old_slot] {
-        if (runtime::Connection* c = owner.find(old_slot, old_conn)) {
-            c->close_with_frame(DisconnectReason::session_replaced, CloseCode::session_replaced,
-                                "the same client connected again");
-        }
+    close_connection(*previous, DisconnectReason::session_replaced, CloseCode::session_replaced,
+                     "the same client connected again");
+}
+
+void Server::Impl::close_connection(runtime::ConnectionRef ref, DisconnectReason reason, CloseCode code,
+                                    std::string text) {
+    // The connection may live on another loop: close it there.
+    runtime::Worker& owner = *workers[ref.worker];
+    auto close = [&owner, ref, reason, code, text = std::move(text)] {
+        if (runtime::Connection* c = owner.find(ref.slot, ref.conn)) c->close_with_frame(reason, code, text);
     };
-    if (previous->worker == now_owner.worker) {
-        close_old();
+    if (runtime::Worker::on_this_thread() == &owner) {
+        close();
     } else {
-        owner.loop().post(close_old);
+        owner.loop().post(std::move(close));
     }
 }
 

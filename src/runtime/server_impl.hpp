@@ -73,6 +73,8 @@ struct Server::Impl {
     // `id` is now `owner`'s, with `token`: the connection that held it (on any
     // loop) ends with session_replaced.
     void take_over_session(const std::string& id, runtime::ConnectionRef owner, const ResumeToken& token);
+    // Ends `ref` (if it is still that connection) with a CLOSE frame, on its own loop.
+    void close_connection(runtime::ConnectionRef ref, DisconnectReason reason, CloseCode code, std::string text);
     // `owner` closed: its id is free again, unless a newer connection took it.
     void release_session(const std::string& id, runtime::ConnectionRef owner);
     // Presence of client-chosen ids; time is the wall clock (Unix ms).

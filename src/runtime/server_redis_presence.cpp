@@ -200,17 +200,13 @@ void RedisPresence::handle_notice(const PresenceNotice& n) {
         holder = server_.sessions.find(n.id);
     }
     if (!holder || holder->conn != n.conn) return;  // Already gone.
-    Worker& worker = *server_.workers[holder->worker];
-    const std::uint32_t slot = holder->slot;
-    const std::uint64_t conn = n.conn;
-    const std::string text = n.kind == PresenceNotice::Kind::replaced
-                                 ? "the same client connected to another gateway"
-                                 : "the fleet declared this session gone while Redis could not hear from us";
-    const DisconnectReason reason =
-        n.kind == PresenceNotice::Kind::replaced ? DisconnectReason::session_replaced : DisconnectReason::gateway_lost;
-    worker.loop().post([&worker, slot, conn, text, reason] {
-        if (Connection* c = worker.find(slot, conn)) c->close_with_frame(reason, CloseCode::session_replaced, text);
-    });
+    if (n.kind == PresenceNotice::Kind::replaced) {
+        server_.close_connection(*holder, DisconnectReason::session_replaced, CloseCode::session_replaced,
+                                 "the same client connected to another gateway");
+    } else {
+        server_.close_connection(*holder, DisconnectReason::gateway_lost, CloseCode::session_replaced,
+                                 "the fleet declared this session gone while Redis could not hear from us");
+    }
 }
 
 }  // namespace lifeline::runtime
