@@ -8,41 +8,74 @@
 #include <charconv>
 
 #include "core/presence_redis_library.hpp"
+#include "core/presence_wire.hpp"
 
 namespace lifeline {
 
 namespace {
 
-std::string num(std::int64_t v) { return std::to_string(v); }
+using presence_wire::num;
+using presence_wire::rec_key;
 
-std::optional<std::uint64_t> parse_u64(std::string_view text) {
-    std::uint64_t v = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-    return v;
+// CRC16/XMODEM: polynomial 0x1021, initial value 0, no reflection.
+std::uint16_t crc16(std::string_view bytes) {
+    std::uint16_t crc = 0;
+    for (const char c : bytes) {
+        crc ^= static_cast<std::uint16_t>(static_cast<unsigned char>(c) << 8);
+        for (int bit = 0; bit < 8; ++bit)
+            crc = static_cast<std::uint16_t>((crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc;
 }
 
-std::int64_t integer_at(const RedisValue& v, std::size_t i) {
-    if (v.type != RedisValue::Type::array || i >= v.elements.size()) return 0;
-    const RedisValue& e = v.elements[i];
-    if (e.type == RedisValue::Type::integer) return e.integer;
-    return static_cast<std::int64_t>(parse_u64(e.text).value_or(0));
-}
-
-std::string text_at(const RedisValue& v, std::size_t i) {
-    if (v.type != RedisValue::Type::array || i >= v.elements.size()) return {};
-    return v.elements[i].text;
+// The hash tag of KEY, if it has one (the text between the first '{' and the next '}', not empty).
+std::optional<std::string_view> hash_tag(std::string_view key) {
+    const std::size_t open = key.find('{');
+    if (open == std::string_view::npos) return std::nullopt;
+    const std::size_t close = key.find('}', open + 1);
+    if (close == std::string_view::npos || close == open + 1) return std::nullopt;
+    return key.substr(open + 1, close - open - 1);
 }
 
 }  // namespace
 
+std::uint16_t redis_key_slot(std::string_view key) {
+    return static_cast<std::uint16_t>(crc16(hash_tag(key).value_or(key)) % kRedisSlots);
+}
+
+std::string presence_seen_prefix(std::string_view stream) {
+    if (hash_tag(stream)) return std::string(stream) + ":seen:";
+    if (stream.find('{') != std::string_view::npos || stream.find('}') != std::string_view::npos) return {};
+    return "{" + std::string(stream) + "}:seen:";
+}
+
 PresencePublisher::PresencePublisher(PresencePublisherConfig config)
-    : config_(std::move(config)), control_channel_("lifeline:control:" + config_.gateway) {
+    : config_(std::move(config)),
+      control_channel_("lifeline:control:" + config_.gateway),
+      seen_prefix_(presence_seen_prefix(config_.stream)) {
     config_.batch = std::max<std::size_t>(1, config_.batch);
     config_.reap_limit = std::max<std::size_t>(1, config_.reap_limit);
+    emit_batch_.op = Op::emit;
 }
 
 std::string PresencePublisher::session_key() const { return "lifeline:sessions:{" + config_.gateway + "}"; }
+std::string PresencePublisher::token(std::uint64_t conn) const { return run_ + " " + std::to_string(conn); }
+
+std::uint16_t PresencePublisher::node_of(const std::string& id) const {
+    return node_of_slot_.empty() ? 0 : node_of_slot_[redis_key_slot(rec_key(id))];
+}
+
+std::vector<std::string> PresencePublisher::stream_args() const {
+    return {config_.stream, seen_prefix_, num(static_cast<std::int64_t>(config_.stream_maxlen)),
+            num(config_.offline_retention.ms())};
+}
+
+void PresencePublisher::on_topology(std::vector<std::uint16_t> node_of_slot) {
+    if (node_of_slot.size() != kRedisSlots) node_of_slot.clear();
+    node_of_slot_ = std::move(node_of_slot);
+}
+
+// ---- Session events -----------------------------------------------------------
 
 // ---- Session events -----------------------------------------------------------
 
@@ -55,7 +88,14 @@ void PresencePublisher::online(std::string_view id, std::uint64_t conn, std::str
     live.since_ms = unix_ms;
     live.order = order_.size();
     order_.push_back(key);
-    if (connected_) send_online(key, live);
+    if (connected_) admit(key, conn);
+}
+
+// The session goes in this gateway's list first, so that a survivor finds it
+// even if this gateway dies right after Redis admits it; the online follows
+// the list's reply (on_index_reply).
+void PresencePublisher::admit(const std::string& id, std::uint64_t conn) {
+    index_batch_.push_back({id, token(conn), conn});
 }
 
 void PresencePublisher::offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
@@ -109,7 +149,7 @@ void PresencePublisher::on_control(std::string_view message) {
     const std::size_t space = message.rfind(' ');
     if (space == std::string_view::npos) return;
     const std::string id(message.substr(0, space));
-    const std::optional<std::uint64_t> epoch = parse_u64(message.substr(space + 1));
+    const std::optional<std::uint64_t> epoch = presence_wire::parse_u64(message.substr(space + 1));
     auto it = live_.find(id);
     if (epoch && it != live_.end() && it->second.epoch == 0) {
         early_controls_[id] = *epoch;  // Came before our online's reply (another connection): applied with it.
@@ -118,6 +158,7 @@ void PresencePublisher::on_control(std::string_view message) {
     if (!epoch || it == live_.end() || it->second.epoch != *epoch) return;  // Not (or no longer) ours.
     const std::uint64_t conn = it->second.conn;
     forget(id);
+    unindex(session_key(), {{id, token(conn), conn}}, {});
     notice(PresenceNotice::Kind::replaced, id, conn, "another gateway admitted the same client id");
 }
 
@@ -128,32 +169,21 @@ void PresencePublisher::on_connected(Instant now, std::int64_t unix_ms) {
     connected_ = true;
     last_unix_ms_ = unix_ms;
     send({"FUNCTION", "LOAD", "REPLACE", std::string(presence_redis::library_source())}, {Op::load});
-    if (!started_) run_ = num(unix_ms);  // Tells this run's admissions from a previous run's.
+    commands_.back().every_node = true;
+    if (!started_) {
+        run_ = num(unix_ms);  // Tells this run's admissions from a previous run's.
+        send({"HGET", "lifeline:gateways", config_.gateway}, {Op::last}, "lifeline:gateways");
+    }
     // A previous run's sessions are gone: moved aside at the first call, then ended in batches.
-    if (!self_reaped_) reap(config_.gateway, unix_ms, true, !started_);
+    if (!self_reaped_) reap(config_.gateway, true, !started_, 0);
     started_ = true;
     heartbeat(unix_ms);
     // What ended while Redis was away goes first (older epochs), then the live
-    // set, written whole (fenced) since Redis may have come back empty, then
-    // the admissions Redis never heard of.
+    // set, listed again and then written whole (fenced) since Redis may have
+    // come back empty, then the admissions Redis never heard of.
     drain_queue();
-    std::vector<std::string> ids;
-    std::vector<std::uint64_t> epochs;
-    for (const std::string& id : order_) {
-        const Live& live = live_[id];
-        if (live.epoch == 0) continue;
-        ids.push_back(id);
-        epochs.push_back(live.epoch);
-        if (ids.size() >= config_.batch) {
-            restore(ids, epochs);
-            ids.clear();
-            epochs.clear();
-        }
-    }
-    restore(ids, epochs);
-    for (const std::string& id : order_) {
-        if (const Live& live = live_[id]; live.epoch == 0) send_online(id, live);
-    }
+    for (const std::string& id : order_) admit(id, live_[id].conn);
+    for (std::string& event : std::exchange(carry_later_, {})) emit_batch_.events.push_back(std::move(event));
     cursor_ = 0;
     next_tick_ = now + config_.tick;
     next_heartbeat_ = now + config_.ttl / 3;
@@ -166,8 +196,15 @@ void PresencePublisher::on_disconnected() {
     // What was in flight may or may not have run: every write is idempotent, so send it again.
     std::vector<std::pair<std::uint64_t, Offline>> unsent;
     for (auto& [tag, p] : in_flight_) {
-        if (p.op == Op::offline) unsent.emplace_back(tag, std::move(p.off));
+        for (Offline& o : p.offs) unsent.emplace_back(tag, std::move(o));
+        if (p.op == Op::emit) carry_later_.insert(carry_later_.end(), p.events.begin(), p.events.end());
     }
+    for (Offline& o : emit_batch_.offs) unsent.emplace_back(next_tag_, std::move(o));
+    for (auto& [list, p] : unindex_batch_) {
+        for (Offline& o : p.offs) unsent.emplace_back(next_tag_, std::move(o));
+    }
+    unindex_batch_.clear();
+    carry_later_.insert(carry_later_.end(), emit_batch_.events.begin(), emit_batch_.events.end());
     std::sort(unsent.begin(), unsent.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     for (auto& [tag, o] : unsent) queue_.push_front(std::move(o));
     for (auto& [conn, o] : waiting_) queue_.push_back(std::move(o));
@@ -180,6 +217,9 @@ void PresencePublisher::on_disconnected() {
     }
     in_flight_.clear();
     commands_.clear();
+    index_batch_.clear();
+    emit_batch_ = Pending{Op::emit};
+    reaping_.clear();
     next_tick_ = Instant::never();
     next_heartbeat_ = Instant::never();
 }
@@ -192,9 +232,8 @@ void PresencePublisher::drain_queue() {
             send_offline(o);
             continue;
         }
-        // Admitted and gone while Redis was away: online first, then the offline with its epoch.
-        const Live live{o.conn, 0, o.peer, o.since_ms, 0};
-        send_online(o.id, live);
+        // Admitted and gone while Redis was away: listed, online, then the offline with its epoch.
+        admit(o.id, o.conn);
         waiting_.emplace(o.conn, std::move(o));
     }
 }
@@ -220,203 +259,121 @@ void PresencePublisher::handle_timeout(Instant now, std::int64_t unix_ms) {
         heartbeat(unix_ms);
         // Look for dead gateways only once the others had a TTL to come back
         // after whatever kept us from Redis (it may have kept them too).
-        if (now >= reap_from_) send({"HGETALL", "lifeline:gateways"}, {Op::gateways});
+        if (now >= reap_from_) send({"HGETALL", "lifeline:gateways"}, {Op::gateways}, "lifeline:gateways");
         next_heartbeat_ = now + config_.ttl / 3;
     }
 }
 
 void PresencePublisher::heartbeat(std::int64_t unix_ms) {
-    send({"SET", "lifeline:gateway:{" + config_.gateway + "}", num(unix_ms), "PX", num(config_.ttl.ms())},
-         {Op::heartbeat});
-    send({"HSET", "lifeline:gateways", config_.gateway, num(unix_ms)}, {Op::heartbeat});
+    const std::string key = "lifeline:gateway:{" + config_.gateway + "}";
+    send({"SET", key, num(unix_ms), "PX", num(config_.ttl.ms())}, {Op::heartbeat}, key);
+    send({"HSET", "lifeline:gateways", config_.gateway, num(unix_ms)}, {Op::heartbeat}, "lifeline:gateways");
 }
 
 // ---- Commands -----------------------------------------------------------------
 
-void PresencePublisher::send(std::vector<std::string> argv, Pending pending) {
+void PresencePublisher::send(std::vector<std::string> argv, Pending pending, std::string route) {
     const std::uint64_t tag = next_tag_++;
     in_flight_.emplace(tag, std::move(pending));
-    commands_.push_back({std::move(argv), tag});
+    commands_.push_back({std::move(argv), tag, std::move(route)});
     ++counters_.commands;
 }
 
 void PresencePublisher::send_online(const std::string& id, const Live& live) {
     Pending p{Op::online, id, live.conn};
-    const std::string tag = "lifeline:{" + id + "}";
-    send({"FCALL", "lifeline_online", "5", tag, tag + ":epoch", config_.stream, session_key(), tag + ":admissions", id,
-          config_.gateway, num(static_cast<std::int64_t>(live.conn)), live.peer, num(live.since_ms),
-          num(config_.ttl.ms()), num(static_cast<std::int64_t>(config_.stream_maxlen)), run_},
-         std::move(p));
+    const std::string rec = rec_key(id);
+    std::vector<std::string> argv = {"FCALL",
+                                     "lifeline_online",
+                                     "4",
+                                     rec,
+                                     rec + ":epoch",
+                                     rec + ":admissions",
+                                     rec + ":outbox",
+                                     id,
+                                     config_.gateway,
+                                     num(live.conn),
+                                     live.peer,
+                                     num(live.since_ms),
+                                     num(config_.ttl.ms()),
+                                     run_};
+    for (std::string& a : stream_args()) argv.push_back(std::move(a));
+    send(std::move(argv), std::move(p), rec);
 }
 
 void PresencePublisher::send_offline(const Offline& o) {
     Pending p{Op::offline, o.id, o.conn};
-    p.off = o;
-    send({"FCALL", "lifeline_offline", "2", session_key(), config_.stream, o.id,
-          num(static_cast<std::int64_t>(o.epoch)), o.reason, num(o.detected_after_ms), config_.gateway, o.peer,
-          num(o.unix_ms), num(config_.offline_retention.ms()), num(static_cast<std::int64_t>(config_.stream_maxlen))},
-         std::move(p));
+    p.offs.push_back(o);
+    const std::string rec = rec_key(o.id);
+    std::vector<std::string> argv = {"FCALL",
+                                     "lifeline_offline",
+                                     "3",
+                                     rec,
+                                     rec + ":epoch",
+                                     rec + ":outbox",
+                                     o.id,
+                                     num(o.epoch),
+                                     o.reason,
+                                     num(o.detected_after_ms),
+                                     config_.gateway,
+                                     o.peer,
+                                     num(o.unix_ms)};
+    for (std::string& a : stream_args()) argv.push_back(std::move(a));
+    send(std::move(argv), std::move(p), rec);
 }
 
+// Batches go to the node that holds all of their ids: one per node per call.
 void PresencePublisher::refresh_some(std::size_t count) {
     count = std::min(count, order_.size());
-    std::vector<std::string> argv;
-    Pending p{Op::refresh};
-    auto flush = [&] {
+    std::unordered_map<std::uint16_t, std::pair<std::vector<std::string>, Pending>> by_node;
+    auto flush = [&](std::vector<std::string>& argv, Pending& p) {
         if (p.batch.empty()) return;
-        send(std::move(argv), std::move(p));
-        argv.clear();
-        p = Pending{Op::refresh};
+        const std::string route = rec_key(p.batch.front());
+        send(std::exchange(argv, {}), std::exchange(p, Pending{Op::refresh}), route);
     };
     for (std::size_t i = 0; i < count; ++i) {
         if (cursor_ >= order_.size()) cursor_ = 0;
         const std::string& id = order_[cursor_++];
         const Live& live = live_[id];
         if (live.epoch == 0) continue;  // Its online is in flight.
-        if (argv.empty())
-            argv = {"FCALL", "lifeline_refresh", "1", session_key(), config_.gateway, num(config_.ttl.ms())};
-        argv.insert(argv.end(), {id, num(static_cast<std::int64_t>(live.epoch))});
+        auto& [argv, p] =
+            by_node.try_emplace(node_of(id), std::vector<std::string>{}, Pending{Op::refresh}).first->second;
+        if (argv.empty()) argv = {"FCALL", "lifeline_refresh", "0", config_.gateway, num(config_.ttl.ms())};
+        argv.insert(argv.end(), {id, num(live.epoch)});
         p.batch.push_back(id);
         p.batch_epochs.push_back(live.epoch);
-        if (p.batch.size() >= config_.batch) flush();
+        if (p.batch.size() >= config_.batch) flush(argv, p);
     }
-    flush();
+    for (auto& [node, batch] : by_node) flush(batch.first, batch.second);
 }
 
 // The entries whose records are gone, sent whole (still live here at the same epoch).
 void PresencePublisher::restore(const std::vector<std::string>& ids, const std::vector<std::uint64_t>& epochs) {
-    std::vector<std::string> argv = {"FCALL",       "lifeline_restore", "1",
-                                     session_key(), config_.gateway,    num(config_.ttl.ms())};
-    Pending p{Op::restore};
+    std::unordered_map<std::uint16_t, std::pair<std::vector<std::string>, Pending>> by_node;
     for (std::size_t i = 0; i < ids.size(); ++i) {
         auto it = live_.find(ids[i]);
         if (it == live_.end() || it->second.epoch != epochs[i]) continue;
         const Live& live = it->second;
-        argv.insert(argv.end(), {ids[i], num(static_cast<std::int64_t>(live.epoch)),
-                                 num(static_cast<std::int64_t>(live.conn)), live.peer, num(live.since_ms)});
+        auto& [argv, p] =
+            by_node.try_emplace(node_of(ids[i]), std::vector<std::string>{}, Pending{Op::restore}).first->second;
+        if (argv.empty()) argv = {"FCALL", "lifeline_restore", "0", config_.gateway, num(config_.ttl.ms()), run_};
+        argv.insert(argv.end(), {ids[i], num(live.epoch), num(live.conn), live.peer, num(live.since_ms)});
         p.batch.push_back(ids[i]);
         p.batch_epochs.push_back(epochs[i]);
     }
-    if (!p.batch.empty()) send(std::move(argv), std::move(p));
-}
-
-void PresencePublisher::reap(const std::string& gateway, std::int64_t unix_ms, bool force, bool rename) {
-    Pending p{Op::reap};
-    p.gateway = gateway;
-    p.force = force;
-    const std::string live = "lifeline:sessions:{" + gateway + "}";
-    send({"FCALL", "lifeline_reap", "5", "lifeline:gateway:{" + gateway + "}", force ? live + ":prev" : live,
-          "lifeline:gateways", config_.stream, live, gateway, num(unix_ms), num(config_.offline_retention.ms()),
-          num(static_cast<std::int64_t>(config_.stream_maxlen)), num(static_cast<std::int64_t>(config_.reap_limit)),
-          force ? "1" : "0", num((config_.ttl / 3).ms()), rename ? "1" : "0"},
-         std::move(p));
-}
-
-// ---- Replies ------------------------------------------------------------------
-
-void PresencePublisher::on_reply(std::uint64_t tag, const RedisValue& reply) {
-    auto it = in_flight_.find(tag);
-    if (it == in_flight_.end()) return;  // Sent before a reconnect: already resent.
-    const Pending p = std::move(it->second);
-    in_flight_.erase(it);
-    if (reply.type == RedisValue::Type::error) {
-        ++counters_.errors;
-        notice(PresenceNotice::Kind::error, p.id, p.conn, "Redis: " + reply.text);
-        if (p.op == Op::offline) queue_offline(p.off);  // Kept: sent again at the next reconnect.
-        return;
-    }
-    switch (p.op) {
-        case Op::online:
-            return on_online_reply(p, reply);
-        case Op::offline:
-            ++counters_.offlines;
-            if (reply.integer == 0) ++counters_.fenced_out;
-            return;
-        case Op::refresh:
-        case Op::restore:
-            return on_refresh_reply(p, reply);
-        case Op::gateways:
-            return on_gateways_reply(reply);
-        case Op::reap:
-            return on_reap_reply(p, reply);
-        default:
-            return;
+    for (auto& [node, batch] : by_node) {
+        const std::string route = rec_key(batch.second.batch.front());
+        send(std::move(batch.first), std::move(batch.second), route);
     }
 }
 
-void PresencePublisher::on_online_reply(const Pending& p, const RedisValue& reply) {
-    ++counters_.onlines;
-    const auto epoch = static_cast<std::uint64_t>(integer_at(reply, 0));
-    const bool superseded = integer_at(reply, 3) == 1;  // A resent online: another session took the id since.
-    if (auto w = waiting_.find(p.conn); w != waiting_.end()) {
-        Offline o = std::move(w->second);
-        waiting_.erase(w);
-        o.epoch = epoch;
-        if (!superseded) send_offline(o);  // Superseded: Redis recorded its end when the id was taken.
-        return;
-    }
-    auto it = live_.find(p.id);
-    if (it == live_.end() || it->second.conn != p.conn) return;
-    it->second.epoch = epoch;
-    const auto control = early_controls_.find(p.id);
-    const bool replaced = control != early_controls_.end() && control->second == epoch;
-    if (control != early_controls_.end()) early_controls_.erase(control);
-    if (superseded || replaced) {
-        const std::uint64_t conn = it->second.conn;
-        forget(p.id);
-        notice(PresenceNotice::Kind::replaced, p.id, conn,
-               "another session took this id while its online was in flight");
-    }
+std::vector<RedisCommand> PresencePublisher::take_commands() {
+    flush_batches();
+    return std::exchange(commands_, {});
 }
-
-void PresencePublisher::on_refresh_reply(const Pending& p, const RedisValue& reply) {
-    // refresh: {lost, missing}; restore: lost.
-    const bool nested = p.op == Op::refresh;
-    static const RedisValue kNone;
-    const RedisValue& lost = nested ? (reply.elements.empty() ? kNone : reply.elements[0]) : reply;
-    if (nested) counters_.refreshed += p.batch.size();
-    for (const RedisValue& index : lost.elements) {
-        const auto at = static_cast<std::size_t>(index.integer);
-        if (at == 0 || at > p.batch.size()) continue;
-        const std::string& id = p.batch[at - 1];
-        auto it = live_.find(id);
-        if (it == live_.end() || it->second.epoch != p.batch_epochs[at - 1]) continue;
-        ++counters_.fenced_out;
-        const std::uint64_t conn = it->second.conn;
-        forget(id);
-        notice(PresenceNotice::Kind::lost, id, conn, "Redis no longer holds this session (declared gone meanwhile)");
-    }
-    if (!nested || reply.elements.size() < 2) return;
-    std::vector<std::string> ids;
-    std::vector<std::uint64_t> epochs;
-    for (const RedisValue& index : reply.elements[1].elements) {
-        const auto at = static_cast<std::size_t>(index.integer);
-        if (at == 0 || at > p.batch.size()) continue;
-        ids.push_back(p.batch[at - 1]);
-        epochs.push_back(p.batch_epochs[at - 1]);
-    }
-    if (!ids.empty()) restore(ids, epochs);
-}
-
-void PresencePublisher::on_gateways_reply(const RedisValue& reply) {
-    for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-        const std::string gateway = text_at(reply, i);
-        if (gateway != config_.gateway) reap(gateway, last_unix_ms_, false, false);
-    }
-}
-
-void PresencePublisher::on_reap_reply(const Pending& p, const RedisValue& reply) {
-    const std::int64_t left = integer_at(reply, 0);
-    counters_.reaped += static_cast<std::uint64_t>(std::max<std::int64_t>(0, integer_at(reply, 1)));
-    if (left > 0) reap(p.gateway, last_unix_ms_, p.force, false);  // -1 alive, -2 stale: nothing to do.
-    if (p.force && left == 0) self_reaped_ = true;
-}
+std::vector<PresenceNotice> PresencePublisher::take_notices() { return std::exchange(notices_, {}); }
 
 void PresencePublisher::notice(PresenceNotice::Kind kind, std::string id, std::uint64_t conn, std::string message) {
     notices_.push_back({kind, std::move(id), conn, std::move(message)});
 }
-
-std::vector<RedisCommand> PresencePublisher::take_commands() { return std::exchange(commands_, {}); }
-std::vector<PresenceNotice> PresencePublisher::take_notices() { return std::exchange(notices_, {}); }
 
 }  // namespace lifeline

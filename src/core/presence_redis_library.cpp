@@ -1,19 +1,37 @@
-// The Redis Functions library `lifeline` (Redis >= 7: FUNCTION LOAD REPLACE),
-// the fencing rules of fleet presence, run atomically inside Redis. See
-// docs/PROTOCOL.md ("Fleet presence on Redis") for the keys and the stream.
+// The Redis Functions library `lifeline` (Redis >= 7: FUNCTION LOAD REPLACE on
+// every master), the fencing rules of fleet presence, run atomically inside
+// Redis. See docs/PROTOCOL.md ("Fleet presence on Redis") for the keys and the
+// stream. The same library serves one redis-server and a Redis Cluster.
 //
 // Every record lives under the id's hash tag, so one id's keys share a slot:
-//   lifeline:{ID}        hash: epoch online gateway conn peer since reason detected_after_ms
-//   lifeline:{ID}:epoch  the id's epoch counter; never expires, so an epoch is
-//                        never reused and a late write from an old one can never
-//                        match a newer session.
+//   lifeline:{ID}         hash: epoch online gateway conn run peer since reason detected_after_ms
+//   lifeline:{ID}:epoch   the id's epoch counter; never expires, so an epoch is
+//                         never reused and a late write from an old one can never
+//                         match a newer session.
+//   lifeline:{ID}:outbox  the id's events the stream does not have yet (only
+//                         when the stream is on another cluster node).
 // A live record's TTL is twice the gateway's: a dead gateway's sessions are
 // ended by a survivor (reap) one TTL after its heartbeat stops, with the
 // record's peer still there; the record's own expiry is the backstop when no
 // gateway survives.
-// Per gateway: lifeline:gateway:{G} (its heartbeat, PX ttl), lifeline:sessions:{G}
-// (id -> epoch of its live sessions), lifeline:control:G (channel: "ID EPOCH"
-// to close a ghost), and the hash lifeline:gateways (G -> last heartbeat, ms).
+// Per gateway G (tag {G}): lifeline:gateway:{G} (its heartbeat, PX ttl),
+// lifeline:sessions:{G} (id -> "RUN CONN" of its sessions, written before each
+// admission so a survivor can always find them), and lifeline:control:G
+// (channel: "ID EPOCH" to close a ghost). lifeline:gateways: G -> last heartbeat.
+//
+// The stream: every event of an id has a sequence number, 2*epoch for its
+// online and 2*epoch+1 for its offline, and `SEEN_PREFIX..ID` (on the stream's
+// slot) holds the last one the stream has. An event is appended only past it:
+// exactly once, and in epoch order per id, whoever carries it. A function
+// appends an id's events itself when the stream's slot is on its node (always
+// with one redis-server); otherwise they wait in the id's outbox, in order, and
+// the function returns the outbox for the gateway to carry (lifeline_emit) and
+// then clear (lifeline_ack). An event is in the outbox atomically with the
+// write it reports, so a gateway dying in between loses nothing: the next
+// writer of the id, or the survivor that reaps it, carries it.
+//
+// Functions that touch many ids (refresh, restore, reap_ids, ack) declare no
+// keys and are sent to the node that holds all of them (allow-cross-slot-keys).
 #include "core/presence_redis_library.hpp"
 
 namespace lifeline::presence_redis {
@@ -22,7 +40,7 @@ std::string_view library_source() {
     return R"lua(#!lua name=lifeline
 local function rec_key(id) return 'lifeline:{' .. id .. '}' end
 local function epoch_key(id) return 'lifeline:{' .. id .. '}:epoch' end
-local function sessions_key(gw) return 'lifeline:sessions:{' .. gw .. '}' end
+local function outbox_key(id) return 'lifeline:{' .. id .. '}:outbox' end
 
 -- The id's current epoch. A key missing, or below EPOCH, means Redis lost
 -- data (restarted empty, or from an older snapshot): the epoch a gateway
@@ -36,15 +54,42 @@ local function current_epoch(id, epoch)
   return current
 end
 
-local function xadd(stream, maxlen, fields)
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+-- S: the stream's settings {stream, seen prefix, maxlen, retention}.
+local function stream_of(args, at)
+  return {name = args[at], seen = args[at + 1], maxlen = args[at + 2], retention = args[at + 3]}
 end
+
+-- Appends one event (encoded {seq, id, fields}) unless the stream has it. -> 1 appended
+local function append(s, event)
+  local e = cjson.decode(event)
+  local seen = s.seen .. e[2]
+  if e[1] <= tonumber(redis.call('GET', seen) or '-1') then return 0 end
+  redis.call('XADD', s.name, 'MAXLEN', '~', s.maxlen, '*', unpack(e[3]))
+  redis.call('SET', seen, e[1], 'PX', s.retention)
+  return 1
+end
+
+-- Hands an event of ID to the stream: appended here, after the outbox, when
+-- the stream is on this node; else added to the outbox for a gateway to carry.
+local function publish(s, id, seq, fields)
+  local box = outbox_key(id)
+  local event = cjson.encode({seq, id, fields})
+  local probe = redis.pcall('EXISTS', s.seen .. id)
+  if type(probe) == 'table' and probe.err then  -- Another node's slot.
+    redis.call('RPUSH', box, event)
+    redis.call('PEXPIRE', box, s.retention)
+    return
+  end
+  for _, queued in ipairs(redis.call('LRANGE', box, 0, -1)) do append(s, queued) end
+  redis.call('DEL', box)
+  append(s, event)
+end
+
+local function outbox(id) return redis.call('LRANGE', outbox_key(id), 0, -1) end
 
 -- Offline, once: only while EPOCH is the id's current epoch and the record
 -- does not already say that epoch went offline.
--- No epoch key at all means Redis lost its data (restarted empty): the
--- gateway's word is then the truth.
-local function go_offline(id, epoch, reason, after, gw, peer, now, retention, stream, maxlen)
+local function go_offline(s, id, epoch, reason, after, gw, peer, now)
   if current_epoch(id, epoch) ~= epoch then return 0 end
   local rec = rec_key(id)
   local st = redis.call('HMGET', rec, 'epoch', 'online', 'peer', 'conn')
@@ -52,58 +97,58 @@ local function go_offline(id, epoch, reason, after, gw, peer, now, retention, st
   if peer == '' then peer = st[3] or '' end
   redis.call('HSET', rec, 'epoch', epoch, 'online', '0', 'gateway', gw, 'conn', st[4] or '0', 'peer', peer,
              'since', now, 'reason', reason, 'detected_after_ms', after)
-  redis.call('PEXPIRE', rec, retention)
-  xadd(stream, maxlen, {'event', 'offline', 'id', id, 'epoch', epoch, 'reason', reason,
-                        'detected_after_ms', after, 'gateway', gw, 'peer', peer, 'time', now})
+  redis.call('PEXPIRE', rec, s.retention)
+  publish(s, id, 2 * tonumber(epoch) + 1, {'event', 'offline', 'id', id, 'epoch', epoch, 'reason', reason,
+                                           'detected_after_ms', after, 'gateway', gw, 'peer', peer, 'time', now})
   return 1
 end
 
--- KEYS: record, epoch key, stream, this gateway's sessions, the id's admissions.
--- ARGV: id gateway conn peer now ttl maxlen run.
--- -> {epoch, replaced gateway, replaced epoch, 1 if this admission was superseded}
+-- KEYS: the id's record, epoch, admissions, outbox.
+-- ARGV: id gateway conn peer now ttl run, then the stream's settings.
+-- -> {epoch, replaced gateway, replaced epoch, 1 if this admission was superseded, outbox}
 -- The admissions hash (gateway run conn -> epoch, recent ones only) makes a resent online (its
 -- reply lost with the connection) a no-op: it gets its first epoch back, and
 -- learns whether another session took the id since.
 local function online(keys, args)
-  local rec, stream, mine, adm = keys[1], keys[3], keys[4], keys[5]
-  local id, gw, conn, peer, now, ttl, maxlen, run = unpack(args)
+  local rec, adm = keys[1], keys[3]
+  local id, gw, conn, peer, now, ttl, run = unpack(args, 1, 7)
+  local s = stream_of(args, 8)
   local token = gw .. ' ' .. run .. ' ' .. conn
   local prior = redis.call('HGET', adm, token)
   local st = redis.call('HMGET', rec, 'epoch', 'online', 'gateway', 'conn', 'peer')
   if prior then
-    if st[1] == prior and st[2] == '1' then return {tonumber(prior), '', 0, 0} end
-    return {tonumber(prior), '', 0, 1}
+    local superseded = (st[1] == prior and st[2] == '1') and 0 or 1
+    return {tonumber(prior), '', 0, superseded, outbox(id)}
   end
   local epoch = redis.call('INCR', keys[2])
   local old_gw, old_epoch = '', 0
   if st[2] == '1' and st[1] then
     old_gw, old_epoch = st[3], tonumber(st[1])
-    xadd(stream, maxlen, {'event', 'offline', 'id', id, 'epoch', st[1], 'reason', 'session_replaced',
-                          'detected_after_ms', '0', 'gateway', old_gw, 'peer', st[5] or '', 'time', now})
-    redis.call('HDEL', sessions_key(old_gw), id)
+    publish(s, id, 2 * old_epoch + 1, {'event', 'offline', 'id', id, 'epoch', st[1], 'reason', 'session_replaced',
+                                       'detected_after_ms', '0', 'gateway', old_gw, 'peer', st[5] or '', 'time', now})
     redis.call('PUBLISH', 'lifeline:control:' .. old_gw, id .. ' ' .. st[1])
   end
-  redis.call('HSET', rec, 'epoch', epoch, 'online', '1', 'gateway', gw, 'conn', conn, 'peer', peer, 'since', now)
+  redis.call('HSET', rec, 'epoch', epoch, 'online', '1', 'gateway', gw, 'conn', conn, 'run', run, 'peer', peer,
+             'since', now)
   redis.call('PEXPIRE', rec, 2 * tonumber(ttl))
   if redis.call('HLEN', adm) >= 16 then redis.call('DEL', adm) end  -- Only recent ones are ever resent.
   redis.call('HSET', adm, token, epoch)
   redis.call('PEXPIRE', adm, 2 * tonumber(ttl))
-  redis.call('HSET', mine, id, epoch)
-  xadd(stream, maxlen, {'event', 'online', 'id', id, 'epoch', tostring(epoch), 'gateway', gw, 'peer', peer,
-                        'time', now})
-  return {epoch, old_gw, old_epoch, 0}
+  publish(s, id, 2 * epoch, {'event', 'online', 'id', id, 'epoch', tostring(epoch), 'gateway', gw, 'peer', peer,
+                             'time', now})
+  return {epoch, old_gw, old_epoch, 0, outbox(id)}
 end
 
--- KEYS: this gateway's sessions, stream.
--- ARGV: id epoch reason detected_after_ms gateway peer now retention maxlen. -> 1 applied, 0 fenced out
+-- KEYS: the id's record, epoch, outbox.
+-- ARGV: id epoch reason detected_after_ms gateway peer now, then the stream's settings.
+-- -> {1 applied or 0 fenced out, outbox}
 local function offline(keys, args)
-  local id, epoch, reason, after, gw, peer, now, retention, maxlen = unpack(args)
-  if redis.call('HGET', keys[1], id) == epoch then redis.call('HDEL', keys[1], id) end
-  return go_offline(id, epoch, reason, after, gw, peer, now, retention, keys[2], maxlen)
+  local id, epoch, reason, after, gw, peer, now = unpack(args, 1, 7)
+  local s = stream_of(args, 8)
+  return {go_offline(s, id, epoch, reason, after, gw, peer, now), outbox(id)}
 end
 
--- Keeps this gateway's live entries alive: two calls per entry. KEYS: this
--- gateway's sessions. ARGV: gateway ttl then (id epoch)*.
+-- Keeps this gateway's live entries alive. ARGV: gateway ttl then (id epoch)*.
 -- -> {the 1-based entries fenced out, the entries whose record is gone}
 local function refresh(keys, args)
   local gw, ttl = args[1], args[2]
@@ -126,13 +171,13 @@ end
 
 -- Re-creates records that expired while Redis was unreachable (or were lost
 -- with its data), fenced: only at the id's current epoch, and never one whose
--- epoch went offline meanwhile. KEYS: this gateway's sessions.
--- ARGV: gateway ttl then (id epoch conn peer since)*. -> the 1-based entries fenced out
+-- epoch went offline meanwhile.
+-- ARGV: gateway ttl run then (id epoch conn peer since)*. -> the 1-based entries fenced out
 local function restore(keys, args)
-  local gw, ttl = args[1], args[2]
+  local gw, ttl, run = args[1], args[2], args[3]
   local lost = {}
   local n = 0
-  for i = 3, #args, 5 do
+  for i = 4, #args, 5 do
     n = n + 1
     local id, epoch, conn, peer, since = args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4]
     local rec = rec_key(id)
@@ -141,51 +186,98 @@ local function restore(keys, args)
     if current ~= epoch or (st[1] == epoch and st[2] == '0') then
       lost[#lost + 1] = n
     else
-      redis.call('HSET', rec, 'epoch', epoch, 'online', '1', 'gateway', gw, 'conn', conn, 'peer', peer, 'since', since)
+      redis.call('HSET', rec, 'epoch', epoch, 'online', '1', 'gateway', gw, 'conn', conn, 'run', run, 'peer', peer,
+                 'since', since)
       redis.call('PEXPIRE', rec, 2 * tonumber(ttl))
-      redis.call('HSET', keys[1], id, epoch)
     end
   end
   return lost
 end
 
--- Ends the sessions of a gateway whose heartbeat key expired (or, with FORCE,
--- of this gateway's previous run), at most LIMIT per call, with reason
--- gateway_lost. KEYS: its heartbeat key, the sessions to end, lifeline:gateways,
--- stream, its live sessions. With RENAME (a gateway's first call at start),
--- the previous run's live sessions are first moved aside to be ended, so
--- that this run's new ones are never among them.
+-- The next sessions of a gateway whose heartbeat key expired (or, with FORCE,
+-- of this gateway's previous run) to end, at most LIMIT. KEYS: its heartbeat
+-- key, the sessions to end, its live sessions. With RENAME (a gateway's first
+-- call at start), the previous run's sessions are first moved aside, so that
+-- this run's new ones are never among them.
 -- A reap that waited in a socket while Redis was paused (SIGSTOP, swap) is
 -- stale: the gateway it condemns may only have been unable to reach Redis
 -- too. It is skipped if Redis' clock is more than STALE_MS past its sending.
--- ARGV: gateway now retention maxlen limit force stale_ms rename.
--- -> {sessions left (-1: alive, -2: stale), ended}
-local function reap(keys, args)
-  local gw, now, retention, maxlen, limit, force, stale, rename = unpack(args)
+-- ARGV: now limit force stale_ms rename. -> {-1 alive | -2 stale | sessions left, then (id token)*}
+local function reap_list(keys, args)
+  local now, limit, force, stale, rename = unpack(args)
   local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(now) > tonumber(stale) then
-    return {-2, 0}
-  end
-  if force ~= '1' and redis.call('EXISTS', keys[1]) == 1 then return {-1, 0} end
-  if rename == '1' and redis.call('EXISTS', keys[5]) == 1 then redis.call('RENAME', keys[5], keys[2]) end
-  local last = tonumber(redis.call('HGET', keys[3], gw) or now)
-  local after = tostring(math.max(0, tonumber(now) - last))
-  local batch = redis.call('HRANDFIELD', keys[2], tonumber(limit), 'WITHVALUES')
-  local ended = 0
-  for i = 1, #batch, 2 do
-    ended = ended + go_offline(batch[i], batch[i + 1], 'gateway_lost', after, gw, '', now, retention, keys[4], maxlen)
-    redis.call('HDEL', keys[2], batch[i])
-  end
-  local left = redis.call('HLEN', keys[2])
-  if left == 0 and force ~= '1' then redis.call('HDEL', keys[3], gw) end
-  return {left, ended}
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(now) > tonumber(stale) then return {-2} end
+  if force ~= '1' and redis.call('EXISTS', keys[1]) == 1 then return {-1} end
+  if rename == '1' and redis.call('EXISTS', keys[3]) == 1 then redis.call('RENAME', keys[3], keys[2]) end
+  local out = {redis.call('HLEN', keys[2])}
+  for _, v in ipairs(redis.call('HRANDFIELD', keys[2], tonumber(limit), 'WITHVALUES')) do out[#out + 1] = v end
+  return out
 end
 
-redis.register_function('lifeline_online', online)
-redis.register_function('lifeline_offline', offline)
-redis.register_function('lifeline_refresh', refresh)
-redis.register_function('lifeline_restore', restore)
-redis.register_function('lifeline_reap', reap)
+-- Ends the listed sessions of gateway G with gateway_lost: each only if its
+-- record still says this very session (gateway, run and conn) is online.
+-- ARGV: gateway now after, the stream's settings, then (id token)*. -> {ended, the ids' outboxes...}
+local function reap_ids(keys, args)
+  local gw, now, after = args[1], args[2], args[3]
+  local s = stream_of(args, 4)
+  local out = {0}
+  for i = 8, #args, 2 do
+    local id, token = args[i], args[i + 1]
+    local st = redis.call('HMGET', rec_key(id), 'online', 'gateway', 'run', 'conn', 'epoch')
+    if st[1] == '1' and st[2] == gw and (st[3] or '') .. ' ' .. (st[4] or '') == token then
+      out[1] = out[1] + go_offline(s, id, st[5], 'gateway_lost', after, gw, '', now)
+    end
+    for _, e in ipairs(outbox(id)) do out[#out + 1] = e end
+  end
+  return out
+end
+
+-- KEYS: a gateway's sessions. ARGV: (id token)*: each removed if still that session.
+local function unindex(keys, args)
+  for i = 1, #args, 2 do
+    if redis.call('HGET', keys[1], args[i]) == args[i + 1] then redis.call('HDEL', keys[1], args[i]) end
+  end
+  return 1
+end
+
+-- Carries outbox events to the stream. KEYS: the stream. ARGV: the stream's settings, then events.
+-- -> (id seq)* of every event the stream now has, for lifeline_ack.
+local function emit(keys, args)
+  local s = stream_of(args, 1)
+  local out = {}
+  for i = 5, #args do
+    append(s, args[i])
+    local e = cjson.decode(args[i])
+    out[#out + 1] = e[2]
+    out[#out + 1] = e[1]
+  end
+  return out
+end
+
+-- Clears carried events from outboxes. ARGV: (id seq)*: each outbox loses its events up to SEQ.
+local function ack(keys, args)
+  for i = 1, #args, 2 do
+    local box = outbox_key(args[i])
+    local seq = tonumber(args[i + 1])
+    while true do
+      local head = redis.call('LINDEX', box, 0)
+      if not head or cjson.decode(head)[1] > seq then break end
+      redis.call('LPOP', box)
+    end
+  end
+  return 1
+end
+
+local many = {'allow-cross-slot-keys'}
+redis.register_function{function_name = 'lifeline_online', callback = online, flags = many}
+redis.register_function{function_name = 'lifeline_offline', callback = offline, flags = many}
+redis.register_function{function_name = 'lifeline_refresh', callback = refresh, flags = many}
+redis.register_function{function_name = 'lifeline_restore', callback = restore, flags = many}
+redis.register_function('lifeline_reap_list', reap_list)
+redis.register_function{function_name = 'lifeline_reap_ids', callback = reap_ids, flags = many}
+redis.register_function('lifeline_unindex', unindex)
+redis.register_function('lifeline_emit', emit)
+redis.register_function{function_name = 'lifeline_ack', callback = ack, flags = many}
 )lua";
 }
 

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <map>
 
+#include "lifeline/engine/presence_publisher.hpp"
 #include "runtime/redis_link.hpp"
 
 namespace lifeline {
@@ -89,27 +91,82 @@ PresenceEvent event_of(const redisReply* entry) {
 
 }  // namespace
 
+// One connection per Redis node it was sent to. With a Redis Cluster, a
+// command goes first where its key's slot was last seen and follows MOVED
+// (remembered) and ASK (this once) redirections.
 struct PresenceReader::Impl {
-    redisContext* context = nullptr;
-    std::string where;
-    ~Impl() {
-        if (context != nullptr) redisFree(context);
+    struct Context {
+        void operator()(redisContext* c) const { redisFree(c); }
+    };
+    std::string where;  // The seed, for messages.
+    std::string seed;   // "host:port"
+    timeval timeout{};
+    std::map<std::string, std::unique_ptr<redisContext, Context>> nodes;  // "host:port" -> connection.
+    std::map<std::uint16_t, std::string> slot_node;                       // Learnt from MOVED.
+
+    Result<redisContext*> node(const std::string& address) {
+        auto it = nodes.find(address);
+        if (it != nodes.end()) return it->second.get();
+        const std::size_t colon = address.rfind(':');
+        const std::string host = address.substr(0, colon);
+        const int port = number<int>(std::string_view(address).substr(colon + 1));
+        redisContext* c = redisConnectWithTimeout(host.c_str(), port, timeout);
+        if (c == nullptr) return make_error(Errc::system, "Redis " + address + ": out of memory");
+        std::unique_ptr<redisContext, Context> owned(c);
+        if (c->err != 0) return make_error(Errc::system, "Redis redis://" + address + ": " + c->errstr);
+        redisSetTimeout(c, timeout);
+        return nodes.emplace(address, std::move(owned)).first->second.get();
     }
 
-    Result<Reply> command(const std::vector<std::string>& argv) {
+    void set_timeout(timeval tv) {
+        timeout = tv;
+        for (auto& [address, c] : nodes) redisSetTimeout(c.get(), tv);
+    }
+
+    static Reply send(redisContext* c, const std::vector<std::string>& argv) {
         std::vector<const char*> args;
         std::vector<std::size_t> lengths;
         for (const std::string& a : argv) {
             args.push_back(a.data());
             lengths.push_back(a.size());
         }
-        auto* r = static_cast<redisReply*>(
-            redisCommandArgv(context, static_cast<int>(args.size()), args.data(), lengths.data()));
-        if (r == nullptr) return make_error(Errc::system, "Redis " + where + ": " + context->errstr);
-        Reply reply(r);
-        if (r->type == REDIS_REPLY_ERROR)
-            return make_error(Errc::invalid_argument, "Redis " + where + ": " + argv[0] + ": " + std::string(text(r)));
-        return reply;
+        return Reply(
+            static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), args.data(), lengths.data())));
+    }
+
+    // ROUTE: the command's key (empty: the seed).
+    Result<Reply> command(const std::vector<std::string>& argv, const std::string& route = {}) {
+        std::string address = seed;
+        if (!route.empty()) {
+            if (auto known = slot_node.find(redis_key_slot(route)); known != slot_node.end()) address = known->second;
+        }
+        bool asking = false;
+        for (int hop = 0; hop < 5; ++hop) {
+            Result<redisContext*> c = node(address);
+            if (!c) return c.error();
+            if (asking) Reply ignored = send(*c, {"ASKING"});
+            Reply reply = send(*c, argv);
+            if (!reply) {
+                const std::string why = (*c)->errstr;
+                nodes.erase(address);  // Broken: a later command reconnects.
+                return make_error(Errc::system, "Redis redis://" + address + ": " + why);
+            }
+            const std::string_view error = reply->type == REDIS_REPLY_ERROR ? text(reply.get()) : std::string_view();
+            const bool moved = error.rfind("MOVED ", 0) == 0;
+            if (moved || error.rfind("ASK ", 0) == 0) {
+                // "MOVED 3999 127.0.0.1:6381"
+                const std::size_t space = error.rfind(' ');
+                address = std::string(error.substr(space + 1));
+                if (moved) slot_node[number<std::uint16_t>(error.substr(error.find(' ') + 1))] = address;
+                asking = !moved;
+                continue;
+            }
+            if (reply->type == REDIS_REPLY_ERROR)
+                return make_error(Errc::invalid_argument,
+                                  "Redis " + where + ": " + argv[0] + ": " + std::string(error));
+            return reply;
+        }
+        return make_error(Errc::system, "Redis " + where + ": " + argv[0] + ": too many cluster redirections");
     }
 };
 
@@ -123,11 +180,9 @@ Result<PresenceReader> PresenceReader::connect(std::string_view redis_url, Durat
     if (!address) return address.error();
     auto impl = std::make_unique<Impl>();
     impl->where = address->to_string();
-    const timeval tv{static_cast<time_t>(timeout.ms() / 1000), static_cast<suseconds_t>(timeout.ms() % 1000 * 1000)};
-    impl->context = redisConnectWithTimeout(address->host.c_str(), address->port, tv);
-    if (impl->context == nullptr) return make_error(Errc::system, "Redis " + impl->where + ": out of memory");
-    if (impl->context->err != 0) return make_error(Errc::system, "Redis " + impl->where + ": " + impl->context->errstr);
-    redisSetTimeout(impl->context, tv);
+    impl->seed = address->host + ":" + std::to_string(address->port);
+    impl->timeout = {static_cast<time_t>(timeout.ms() / 1000), static_cast<suseconds_t>(timeout.ms() % 1000 * 1000)};
+    if (Result<redisContext*> c = impl->node(impl->seed); !c) return c.error();
     if (address->db != 0) {
         if (auto r = impl->command({"SELECT", std::to_string(address->db)}); !r) return r.error();
     }
@@ -135,7 +190,8 @@ Result<PresenceReader> PresenceReader::connect(std::string_view redis_url, Durat
 }
 
 Result<std::optional<FleetPresence>> PresenceReader::get(std::string_view id) {
-    Result<Reply> r = impl_->command({"HGETALL", "lifeline:{" + std::string(id) + "}"});
+    const std::string key = "lifeline:{" + std::string(id) + "}";
+    Result<Reply> r = impl_->command({"HGETALL", key}, key);
     if (!r) return r.error();
     if ((*r)->type != REDIS_REPLY_ARRAY || (*r)->elements == 0) return std::optional<FleetPresence>();
     return std::optional<FleetPresence>(record_of(id, r->get()));
@@ -146,13 +202,14 @@ Result<std::vector<FleetPresence>> PresenceReader::list(std::string_view gateway
     if (!gateway.empty()) {
         gateways.emplace_back(gateway);
     } else {
-        Result<Reply> all = impl_->command({"HKEYS", "lifeline:gateways"});
+        Result<Reply> all = impl_->command({"HKEYS", "lifeline:gateways"}, "lifeline:gateways");
         if (!all) return all.error();
         for (std::size_t i = 0; i < (*all)->elements; ++i) gateways.emplace_back(text((*all)->element[i]));
     }
     std::vector<FleetPresence> out;
     for (const std::string& g : gateways) {
-        Result<Reply> ids = impl_->command({"HKEYS", "lifeline:sessions:{" + g + "}"});
+        const std::string sessions = "lifeline:sessions:{" + g + "}";
+        Result<Reply> ids = impl_->command({"HKEYS", sessions}, sessions);
         if (!ids) return ids.error();
         for (std::size_t i = 0; i < (*ids)->elements; ++i) {
             Result<std::optional<FleetPresence>> p = get(text((*ids)->element[i]));
@@ -172,17 +229,17 @@ Result<void> PresenceReader::watch(const PresenceWatch& o, const std::function<b
     // Each blocking read must end before the socket's own timeout does.
     const std::int64_t socket_ms = std::max<std::int64_t>(5000, o.poll.ms() + 5000);
     const timeval tv{static_cast<time_t>(socket_ms / 1000), static_cast<suseconds_t>(socket_ms % 1000 * 1000)};
-    redisSetTimeout(impl_->context, tv);
+    impl_->set_timeout(tv);
     if (!o.group.empty()) {
         Result<Reply> made =
-            impl_->command({"XGROUP", "CREATE", o.stream, o.group, o.from_start ? "0" : "$", "MKSTREAM"});
+            impl_->command({"XGROUP", "CREATE", o.stream, o.group, o.from_start ? "0" : "$", "MKSTREAM"}, o.stream);
         if (!made && made.error().message.find("BUSYGROUP") == std::string::npos) return made.error();
     }
     if (o.group.empty() && !o.after.empty()) {
         last = o.after;
     } else if (o.group.empty() && !o.from_start) {
         // Where the stream ends now: "$" on every read would skip what arrives between two reads.
-        Result<Reply> tail = impl_->command({"XREVRANGE", o.stream, "+", "-", "COUNT", "1"});
+        Result<Reply> tail = impl_->command({"XREVRANGE", o.stream, "+", "-", "COUNT", "1"}, o.stream);
         if (!tail) return tail.error();
         last = (*tail)->elements > 0 ? std::string(text((*tail)->element[0]->element[0])) : "0-0";
     }
@@ -195,7 +252,7 @@ Result<void> PresenceReader::watch(const PresenceWatch& o, const std::function<b
             argv = {"XREADGROUP", "GROUP",   o.group,  o.consumer,         "COUNT", "100", "BLOCK",
                     block,        "STREAMS", o.stream, pending ? "0" : ">"};
         }
-        Result<Reply> r = impl_->command(argv);
+        Result<Reply> r = impl_->command(argv, o.stream);
         if (!r) return r.error();
         const redisReply* streams = r->get();
         if (streams->type != REDIS_REPLY_ARRAY || streams->elements == 0) continue;  // The block ran out.
@@ -208,7 +265,8 @@ Result<void> PresenceReader::watch(const PresenceWatch& o, const std::function<b
                 const std::string gone(text(entry->element[0]));
                 if (pending) pending_after = gone;
                 if (!o.group.empty()) {
-                    if (auto ack = impl_->command({"XACK", o.stream, o.group, gone}); !ack) return ack.error();
+                    if (auto ack = impl_->command({"XACK", o.stream, o.group, gone}, o.stream); !ack)
+                        return ack.error();
                 }
                 continue;
             }
@@ -217,7 +275,8 @@ Result<void> PresenceReader::watch(const PresenceWatch& o, const std::function<b
             if (pending) pending_after = e.stream_id;
             const bool more = on_event(e);
             if (!o.group.empty()) {
-                if (auto ack = impl_->command({"XACK", o.stream, o.group, e.stream_id}); !ack) return ack.error();
+                if (auto ack = impl_->command({"XACK", o.stream, o.group, e.stream_id}, o.stream); !ack)
+                    return ack.error();
             }
             if (!more || (o.count != 0 && ++seen >= o.count)) return {};
         }

@@ -1,6 +1,7 @@
 // ServerOptions: checks, and what they mean for the protocol engine.
 #include <string>
 
+#include "lifeline/engine/presence_publisher.hpp"
 #include "lifeline/server.hpp"
 #include "runtime/redis_link.hpp"
 #include "runtime/server_impl.hpp"
@@ -16,6 +17,9 @@ Result<void> validate_redis_presence(const ServerOptions& o) {
     if (o.presence_ttl < Duration::seconds(1)) return Error{"presence_ttl must be at least 1s"};
     if (o.presence_retention < Duration::seconds(1)) return Error{"presence_retention must be at least 1s"};
     if (o.presence_stream.empty()) return Error{"presence_stream must name a stream key"};
+    if (presence_seen_prefix(o.presence_stream).empty())
+        return Error{"presence_stream: a '{' or '}' must form a Redis hash tag like {name} (got \"" +
+                     o.presence_stream + "\")"};
     if (o.presence_gateway.find_first_of(" {}") != std::string::npos)
         return Error{"presence_gateway must not contain spaces or braces (got \"" + o.presence_gateway + "\")"};
     return {};

@@ -69,29 +69,30 @@ RedisPresence::RedisPresence(Server::Impl& server, std::unique_ptr<EventLoop> lo
                              PresencePublisherConfig config)
     : server_(server), loop_(std::move(loop)), publisher_(std::move(config)) {
     const Duration timeout = reply_timeout(publisher_.config().ttl);
-    link_ = std::make_unique<RedisLink>(
+    router_ = std::make_unique<RedisRouter>(
         *loop_, address, timeout,
-        RedisLink::Callbacks{[this] {
-                                 last_error_.clear();
-                                 publisher_.on_connected(loop_->now(), unix_ms_now());
-                                 pump();
-                             },
-                             [this](const std::string& why) {
-                                 if (why != last_error_) {
-                                     Event e;
-                                     e.kind = EventKind::error;
-                                     e.message = "presence: Redis " + link_->address().to_string() + ": " + why +
-                                                 " (buffering; detection is unaffected)";
-                                     server_.emit(e);
-                                     last_error_ = why;
-                                 }
-                                 publisher_.on_disconnected();
-                                 publish_metrics();
-                             },
-                             [this](std::uint64_t tag, const RedisValue& v) {
-                                 publisher_.on_reply(tag, v);
-                                 pump();
-                             }});
+        RedisRouter::Callbacks{[this](std::vector<std::uint16_t> node_of_slot) {
+                                   last_error_.clear();
+                                   publisher_.on_topology(std::move(node_of_slot));
+                                   publisher_.on_connected(loop_->now(), unix_ms_now());
+                                   pump();
+                               },
+                               [this](const std::string& why) {
+                                   if (why != last_error_) {
+                                       Event e;
+                                       e.kind = EventKind::error;
+                                       e.message = "presence: Redis " + router_->seed().to_string() + ": " + why +
+                                                   " (buffering; detection is unaffected)";
+                                       server_.emit(e);
+                                       last_error_ = why;
+                                   }
+                                   publisher_.on_disconnected();
+                                   publish_metrics();
+                               },
+                               [this](std::uint64_t tag, const RedisValue& v) {
+                                   publisher_.on_reply(tag, v);
+                                   pump();
+                               }});
     subscriber_ = std::make_unique<RedisLink>(
         *loop_, address, timeout,
         RedisLink::Callbacks{[this] {
@@ -109,14 +110,14 @@ RedisPresence::~RedisPresence() {
         loop_->stop();
         thread_.join();
     }
-    link_.reset();
+    router_.reset();
     subscriber_.reset();
     loop_->cancel(*this);
 }
 
 void RedisPresence::start() {
     loop_->post([this] {
-        link_->start();
+        router_->start();
         subscriber_->start();
     });
     thread_ = std::thread([this] { loop_->run(); });
@@ -154,7 +155,7 @@ void RedisPresence::on_timer() {
 }
 
 void RedisPresence::pump() {
-    for (const RedisCommand& c : publisher_.take_commands()) link_->send(c);
+    for (const RedisCommand& c : publisher_.take_commands()) router_->send(c);
     for (const PresenceNotice& n : publisher_.take_notices()) handle_notice(n);
     publish_metrics();
     Instant next = publisher_.next_timeout();

@@ -1,6 +1,7 @@
 // The server's fleet presence on Redis (ServerOptions::presence_redis): a
-// PresencePublisher and its two Redis connections (commands, and the
-// subscription to this gateway's control channel) on a loop and thread of
+// PresencePublisher and its Redis connections (commands, through a
+// RedisRouter: one redis-server or every master of a cluster; and the
+// subscription to this gateway's control channel, on the seed node) on a loop and thread of
 // their own, so a slow or absent Redis never touches a connection's loop.
 // Internal to src/runtime.
 //
@@ -16,6 +17,7 @@
 #include "lifeline/server.hpp"
 #include "runtime/event_loop.hpp"
 #include "runtime/redis_link.hpp"
+#include "runtime/redis_router.hpp"
 
 namespace lifeline::runtime {
 
@@ -44,7 +46,7 @@ private:
     Server::Impl& server_;
     std::unique_ptr<EventLoop> loop_;
     PresencePublisher publisher_;
-    std::unique_ptr<RedisLink> link_;
+    std::unique_ptr<RedisRouter> router_;
     std::unique_ptr<RedisLink> subscriber_;
     std::thread thread_;
     bool finishing_ = false;

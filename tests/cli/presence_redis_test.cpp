@@ -172,10 +172,10 @@ TEST_F(PresenceRedis, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
     // A late offline from the old epoch, replayed straight into Redis through the same function.
     const std::string length_before = redis_->cli({"XLEN", "lifeline:offline"});
     const std::string applied =
-        redis_->cli({"FCALL", "lifeline_offline", "2", "lifeline:sessions:{gw-a}", "lifeline:offline", "dup",
-                     std::to_string(first->epoch), "heartbeat_timeout", "5", "gw-a", "", std::to_string(unix_ms()),
-                     "60000", "1000"});
-    EXPECT_EQ(applied, "0\n") << "redis-cli: the function must say it did not apply";
+        redis_->cli({"FCALL", "lifeline_offline", "3", "lifeline:{dup}", "lifeline:{dup}:epoch",
+                     "lifeline:{dup}:outbox", "dup", std::to_string(first->epoch), "heartbeat_timeout", "5", "gw-a", "",
+                     std::to_string(unix_ms()), "lifeline:offline", "{lifeline:offline}:seen:", "1000", "60000"});
+    EXPECT_EQ(applied.substr(0, 2), "0\n") << "redis-cli: the function must say it did not apply: " << applied;
     EXPECT_EQ(redis_->cli({"XLEN", "lifeline:offline"}), length_before);
 
     // gw-a's first admission resent late (as after a reply lost with its
@@ -187,10 +187,12 @@ TEST_F(PresenceRedis, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
     token = token.substr(at, token.find('\n', at) - at);  // "gw-a RUN CONN"
     const std::string run = token.substr(5, token.rfind(' ') - 5);
     const std::string conn = token.substr(token.rfind(' ') + 1);
-    const std::string resent = redis_->cli({"FCALL", "lifeline_online", "5", "lifeline:{dup}", "lifeline:{dup}:epoch",
-                                            "lifeline:offline", "lifeline:sessions:{gw-a}", "lifeline:{dup}:admissions",
-                                            "dup", "gw-a", conn, "", std::to_string(unix_ms()), "3000", "1000", run});
-    EXPECT_EQ(resent, std::to_string(first->epoch) + "\n\n0\n1\n") << "epoch, no replaced gateway, superseded";
+    const std::string resent = redis_->cli({"FCALL", "lifeline_online", "4", "lifeline:{dup}", "lifeline:{dup}:epoch",
+                                            "lifeline:{dup}:admissions", "lifeline:{dup}:outbox", "dup", "gw-a", conn,
+                                            "", std::to_string(unix_ms()), "3000", run, "lifeline:offline",
+                                            "{lifeline:offline}:seen:", "1000", "60000"});
+    EXPECT_EQ(resent.substr(0, resent.rfind("1\n") + 2), std::to_string(first->epoch) + "\n\n0\n1\n")
+        << "epoch, no replaced gateway, superseded";
     EXPECT_EQ(redis_->cli({"XLEN", "lifeline:offline"}), length_before);
     EXPECT_EQ(redis_->cli({"GET", "lifeline:{dup}:epoch"}), std::to_string(first->epoch + 1) + "\n");
     const FleetPresence now = record("dup");

@@ -39,7 +39,18 @@ struct Rig {
     PresencePublisher p{config};
     Instant now = Instant::from_ns(1'000'000'000);
 
-    std::vector<RedisCommand> take() { return p.take_commands(); }
+    // What it sends; a session's listing (HSET on this gateway's sessions, sent
+    // before each admission) is answered at once, and what follows is included.
+    std::vector<RedisCommand> take() {
+        std::vector<RedisCommand> all;
+        for (std::vector<RedisCommand> sent = p.take_commands(); !sent.empty(); sent = p.take_commands()) {
+            for (RedisCommand& c : sent) {
+                if (c.argv[0] == "HSET" && c.argv[1] == "lifeline:sessions:{gw-a}") p.on_reply(c.tag, integer(1));
+                all.push_back(std::move(c));
+            }
+        }
+        return all;
+    }
     static std::vector<RedisCommand> named(const std::vector<RedisCommand>& all, const std::string& function) {
         std::vector<RedisCommand> out;
         for (const RedisCommand& c : all) {
@@ -51,7 +62,7 @@ struct Rig {
     void connect() {
         p.on_connected(now, kUnixMs);
         for (const RedisCommand& c : take())
-            p.on_reply(c.tag, c.argv[1] == "lifeline_reap" ? array({integer(0), integer(0)}) : RedisValue{});
+            p.on_reply(c.tag, c.argv[1] == "lifeline_reap_list" ? array({integer(0)}) : RedisValue{});
     }
     // Admits `id` and answers its online with `epoch`.
     void admit(const std::string& id, std::uint64_t conn, std::int64_t epoch) {
@@ -78,12 +89,13 @@ TEST(PresencePublisher, StartsByLoadingTheFunctionsAndEndingItsPreviousRun) {
     ASSERT_GE(sent.size(), 3u);
     EXPECT_EQ(sent[0].argv[0], "FUNCTION");
     EXPECT_EQ(sent[0].argv[2], "REPLACE");
-    const std::vector<RedisCommand> reap = Rig::named(sent, "lifeline_reap");
+    EXPECT_TRUE(sent[0].every_node) << "every master of a cluster needs the functions";
+    const std::vector<RedisCommand> reap = Rig::named(sent, "lifeline_reap_list");
     ASSERT_EQ(reap.size(), 1u);
-    EXPECT_EQ(reap[0].argv[8], "gw-a");
+    EXPECT_EQ(reap[0].argv[3], "lifeline:gateway:{gw-a}");
     EXPECT_EQ(reap[0].argv[4], "lifeline:sessions:{gw-a}:prev") << "what it ends: the previous run's, moved aside";
-    EXPECT_EQ(reap[0].argv[13], "1") << "force: the previous run of this gateway is gone";
-    EXPECT_EQ(reap[0].argv[15], "1") << "the first call moves the previous run's sessions aside";
+    EXPECT_EQ(reap[0].argv[8], "1") << "force: the previous run of this gateway is gone";
+    EXPECT_EQ(reap[0].argv[10], "1") << "the first call moves the previous run's sessions aside";
 }
 
 TEST(PresencePublisher, AnOfflineCarriesTheEpochRedisGave) {
@@ -93,10 +105,11 @@ TEST(PresencePublisher, AnOfflineCarriesTheEpochRedisGave) {
     r.p.offline("dev-1", 7, DisconnectReason::heartbeat_timeout, 3012, kUnixMs + 5000);
     const std::vector<RedisCommand> off = Rig::named(r.take(), "lifeline_offline");
     ASSERT_EQ(off.size(), 1u);
-    EXPECT_EQ(off[0].argv[5], "dev-1");
-    EXPECT_EQ(off[0].argv[6], "42");
-    EXPECT_EQ(off[0].argv[7], "heartbeat_timeout");
-    EXPECT_EQ(off[0].argv[8], "3012");
+    EXPECT_EQ(off[0].argv[6], "dev-1");
+    EXPECT_EQ(off[0].argv[7], "42");
+    EXPECT_EQ(off[0].argv[8], "heartbeat_timeout");
+    EXPECT_EQ(off[0].argv[9], "3012");
+    EXPECT_EQ(off[0].route, "lifeline:{dev-1}");
     EXPECT_EQ(r.p.live(), 0u);
 }
 
@@ -111,7 +124,7 @@ TEST(PresencePublisher, AnOfflineBeforeItsOnlinesReplyWaitsForTheEpoch) {
     r.p.on_reply(on[0].tag, online_reply(5));
     const std::vector<RedisCommand> off = Rig::named(r.take(), "lifeline_offline");
     ASSERT_EQ(off.size(), 1u);
-    EXPECT_EQ(off[0].argv[6], "5");
+    EXPECT_EQ(off[0].argv[7], "5");
 }
 
 TEST(PresencePublisher, RefreshesEveryEntryOncePerThirdOfTheTtlInBatches) {
@@ -127,8 +140,8 @@ TEST(PresencePublisher, RefreshesEveryEntryOncePerThirdOfTheTtlInBatches) {
         r.p.handle_timeout(r.now, kUnixMs);
         for (const RedisCommand& c : Rig::named(r.take(), "lifeline_refresh")) {
             ++calls;
-            EXPECT_LE((c.argv.size() - 6) / 2, r.config.batch);
-            for (std::size_t i = 6; i < c.argv.size(); i += 2) refreshed.insert(c.argv[i]);
+            EXPECT_LE((c.argv.size() - 5) / 2, r.config.batch);
+            for (std::size_t i = 5; i < c.argv.size(); i += 2) refreshed.insert(c.argv[i]);
         }
     }
     EXPECT_EQ(refreshed.size(), 100u);
@@ -145,7 +158,7 @@ TEST(PresencePublisher, AFencedOutRefreshClosesThatSessionHere) {
     const std::vector<RedisCommand> refresh = Rig::named(r.take(), "lifeline_refresh");
     ASSERT_FALSE(refresh.empty());
     // Redis says the second entry of the first batch lost its epoch meanwhile.
-    const std::string lost_id = refresh[0].argv.size() > 8 ? refresh[0].argv[8] : "";
+    const std::string lost_id = refresh[0].argv.size() > 7 ? refresh[0].argv[7] : "";
     ASSERT_FALSE(lost_id.empty());
     r.p.on_reply(refresh[0].tag, array({array({integer(2)}), array({})}));
     const std::vector<PresenceNotice> notices = r.p.take_notices();
@@ -163,12 +176,12 @@ TEST(PresencePublisher, ARecordRedisNoLongerHasIsSentWholeAgain) {
     r.advance(Duration::milliseconds(100));
     const std::vector<RedisCommand> refresh = Rig::named(r.take(), "lifeline_refresh");
     ASSERT_EQ(refresh.size(), 1u);
-    ASSERT_EQ(refresh[0].argv.size(), 10u) << "two entries: (id, epoch) each";
+    ASSERT_EQ(refresh[0].argv.size(), 9u) << "two entries: (id, epoch) each";
     r.p.on_reply(refresh[0].tag, array({array({}), array({integer(1)})}));  // The first one's record expired.
     const std::vector<RedisCommand> restore = Rig::named(r.take(), "lifeline_restore");
     ASSERT_EQ(restore.size(), 1u);
     ASSERT_EQ(restore[0].argv.size(), 11u) << "one entry, whole: id epoch conn peer since";
-    EXPECT_EQ(restore[0].argv[6], refresh[0].argv[6]);
+    EXPECT_EQ(restore[0].argv[6], refresh[0].argv[5]);
     EXPECT_EQ(restore[0].argv[9], "10.0.0.1:1000");
     EXPECT_TRUE(r.p.take_notices().empty());
 }
@@ -204,9 +217,9 @@ TEST(PresencePublisher, WhileRedisIsAwayOfflinesQueueUpToTheBoundAndDrainInOrder
     r.p.on_connected(r.now, kUnixMs);
     const std::vector<RedisCommand> off = Rig::named(r.take(), "lifeline_offline");
     ASSERT_EQ(off.size(), 3u);
-    EXPECT_EQ(off[0].argv[5], "dev-2");
-    EXPECT_EQ(off[1].argv[5], "dev-3");
-    EXPECT_EQ(off[2].argv[5], "dev-4");
+    EXPECT_EQ(off[0].argv[6], "dev-2");
+    EXPECT_EQ(off[1].argv[6], "dev-3");
+    EXPECT_EQ(off[2].argv[6], "dev-4");
 }
 
 TEST(PresencePublisher, OnReconnectTheLiveSetIsReassertedAndUnansweredOfflinesResent) {
@@ -222,7 +235,7 @@ TEST(PresencePublisher, OnReconnectTheLiveSetIsReassertedAndUnansweredOfflinesRe
     const std::vector<RedisCommand> sent = r.take();
     const std::vector<RedisCommand> on = Rig::named(sent, "lifeline_online");
     ASSERT_EQ(on.size(), 1u);
-    EXPECT_EQ(on[0].argv[8], "new");
+    EXPECT_EQ(on[0].argv[7], "new");
     // The queued offline first (an older epoch), then the live set written
     // whole (Redis may have come back empty), then what Redis never heard of.
     const std::vector<RedisCommand> restore = Rig::named(sent, "lifeline_restore");
@@ -233,8 +246,8 @@ TEST(PresencePublisher, OnReconnectTheLiveSetIsReassertedAndUnansweredOfflinesRe
     EXPECT_LT(restore[0].tag, on[0].tag);
     const std::vector<RedisCommand> off = Rig::named(sent, "lifeline_offline");
     ASSERT_EQ(off.size(), 1u);
-    EXPECT_EQ(off[0].argv[5], "gone");
-    EXPECT_EQ(off[0].argv[6], "3");
+    EXPECT_EQ(off[0].argv[6], "gone");
+    EXPECT_EQ(off[0].argv[7], "3");
 }
 
 TEST(PresencePublisher, AResentOnlineThatWasSupersededClosesTheSessionHere) {
@@ -267,6 +280,126 @@ TEST(PresencePublisher, AControlMessageBeforeTheOnlinesReplyStillClosesTheGhost)
     const std::vector<PresenceNotice> notices = r.p.take_notices();
     ASSERT_EQ(notices.size(), 1u);
     EXPECT_EQ(notices[0].kind, PresenceNotice::Kind::replaced);
+}
+
+TEST(PresencePublisher, ASessionIsListedBeforeRedisAdmitsIt) {
+    Rig r;
+    r.connect();
+    r.p.online("dev-1", 7, "peer", kUnixMs);
+    const std::vector<RedisCommand> listed = r.p.take_commands();
+    ASSERT_EQ(listed.size(), 1u) << "only the listing: a survivor must find the session if this gateway dies";
+    EXPECT_EQ(listed[0].argv[0], "HSET");
+    EXPECT_EQ(listed[0].route, "lifeline:sessions:{gw-a}");
+    EXPECT_EQ(listed[0].argv[2], "dev-1");
+    EXPECT_EQ(listed[0].argv[3], std::to_string(kUnixMs) + " 7") << "RUN CONN: this very session";
+    r.p.on_reply(listed[0].tag, integer(1));
+    EXPECT_EQ(Rig::named(r.p.take_commands(), "lifeline_online").size(), 1u);
+}
+
+RedisValue text(const std::string& s) {
+    RedisValue v;
+    v.type = RedisValue::Type::string;
+    v.text = s;
+    return v;
+}
+
+TEST(PresencePublisher, EventsLeftInAnOutboxAreCarriedToTheStreamBeforeTheSessionIsUnlisted) {
+    Rig r;
+    r.connect();
+    r.admit("dev-1", 7, 42);
+    r.p.offline("dev-1", 7, DisconnectReason::heartbeat_timeout, 3012, kUnixMs + 5000);
+    const std::vector<RedisCommand> off = Rig::named(r.take(), "lifeline_offline");
+    ASSERT_EQ(off.size(), 1u);
+    // The stream is on another node: the function kept the event in the id's outbox.
+    const std::string event = R"([85,"dev-1",["event","offline","id","dev-1"]])";
+    r.p.on_reply(off[0].tag, array({integer(1), array({text(event)})}));
+    std::vector<RedisCommand> sent = r.take();
+    ASSERT_EQ(sent.size(), 1u) << "the event first; the session stays listed until the stream has it";
+    EXPECT_EQ(sent[0].argv[1], "lifeline_emit");
+    EXPECT_EQ(sent[0].route, "lifeline:offline");
+    EXPECT_EQ(sent[0].argv.back(), event);
+    r.p.on_reply(sent[0].tag, array({text("dev-1"), integer(85)}));
+    sent = r.take();
+    const std::vector<RedisCommand> ack = Rig::named(sent, "lifeline_ack");
+    ASSERT_EQ(ack.size(), 1u);
+    EXPECT_EQ(ack[0].route, "lifeline:{dev-1}");
+    EXPECT_EQ(std::vector<std::string>(ack[0].argv.begin() + 3, ack[0].argv.end()),
+              (std::vector<std::string>{"dev-1", "85"}));
+    const std::vector<RedisCommand> unlisted = Rig::named(sent, "lifeline_unindex");
+    ASSERT_EQ(unlisted.size(), 1u);
+    EXPECT_EQ(unlisted[0].argv[3], "lifeline:sessions:{gw-a}");
+    EXPECT_EQ(unlisted[0].argv[4], "dev-1");
+}
+
+TEST(PresencePublisher, OnAClusterABatchOnlyHoldsIdsOfTheNodeItGoesTo) {
+    Rig r;
+    std::vector<std::uint16_t> nodes(kRedisSlots);
+    for (std::size_t slot = 0; slot < kRedisSlots; ++slot)
+        nodes[slot] = static_cast<std::uint16_t>(slot * 3 / kRedisSlots);
+    r.p.on_topology(nodes);
+    r.connect();
+    for (int i = 0; i < 30; ++i) r.admit("dev-" + std::to_string(i), static_cast<std::uint64_t>(i + 1), 1);
+    r.take();
+    std::set<std::uint16_t> used;
+    std::size_t refreshed = 0;
+    r.advance(Duration::seconds(1));
+    for (const RedisCommand& c : Rig::named(r.take(), "lifeline_refresh")) {
+        const std::uint16_t node = nodes[redis_key_slot(c.route)];
+        used.insert(node);
+        for (std::size_t i = 5; i < c.argv.size(); i += 2, ++refreshed)
+            EXPECT_EQ(nodes[redis_key_slot("lifeline:{" + c.argv[i] + "}")], node) << c.argv[i];
+    }
+    EXPECT_EQ(refreshed, 30u);
+    EXPECT_EQ(used.size(), 3u) << "30 ids over 3 nodes";
+}
+
+TEST(PresencePublisher, ADeadGatewaysSessionsAreEndedRoundByRound) {
+    Rig r;
+    r.connect();
+    r.advance(Duration::seconds(3));  // One TTL: it looks for dead gateways.
+    std::vector<RedisCommand> sent = r.take();
+    std::vector<RedisCommand> lookup;
+    for (const RedisCommand& c : sent)
+        if (c.argv[0] == "HGETALL") lookup.push_back(c);
+    ASSERT_EQ(lookup.size(), 1u);
+    r.p.on_reply(lookup[0].tag, array({text("gw-b"), text(std::to_string(kUnixMs - 4000))}));
+    std::vector<RedisCommand> list = Rig::named(r.take(), "lifeline_reap_list");
+    ASSERT_EQ(list.size(), 1u);
+    EXPECT_EQ(list[0].argv[4], "lifeline:sessions:{gw-b}");
+    r.p.on_reply(list[0].tag, array({integer(2), text("b1"), text("1 4"), text("b2"), text("1 5")}));
+    const std::vector<RedisCommand> ids = Rig::named(r.take(), "lifeline_reap_ids");
+    ASSERT_EQ(ids.size(), 1u) << "one node";
+    EXPECT_EQ(ids[0].argv[3], "gw-b");
+    EXPECT_EQ(ids[0].argv[5], "4000") << "detected after: since its last heartbeat";
+    r.p.on_reply(ids[0].tag, array({integer(2)}));  // Both ended; the stream was local.
+    EXPECT_EQ(r.p.counters().reaped, 2u);
+    const std::vector<RedisCommand> unlisted = Rig::named(r.take(), "lifeline_unindex");
+    ASSERT_EQ(unlisted.size(), 1u);
+    EXPECT_EQ(unlisted[0].argv.size(), 8u) << "both entries";
+    r.p.on_reply(unlisted[0].tag, integer(1));
+    list = Rig::named(r.take(), "lifeline_reap_list");
+    ASSERT_EQ(list.size(), 1u) << "the next round";
+    r.p.on_reply(list[0].tag, array({integer(0)}));
+    sent = r.take();
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0].argv, (std::vector<std::string>{"HDEL", "lifeline:gateways", "gw-b"}));
+}
+
+TEST(PresencePublisher, TheSeenKeysShareTheStreamsSlot) {
+    for (const std::string stream : {"lifeline:offline", "events{fleet}", "x"}) {
+        const std::string prefix = presence_seen_prefix(stream);
+        ASSERT_FALSE(prefix.empty()) << stream;
+        EXPECT_EQ(redis_key_slot(prefix + "some-device"), redis_key_slot(stream)) << stream;
+    }
+    EXPECT_TRUE(presence_seen_prefix("a{}b").empty());
+    EXPECT_TRUE(presence_seen_prefix("a}b").empty());
+    // Redis Cluster specification's examples; the slots are what redis-server 7.0's CLUSTER KEYSLOT says.
+    EXPECT_EQ(redis_key_slot("123456789"), 12739u);
+    EXPECT_EQ(redis_key_slot("{user1000}.following"), redis_key_slot("{user1000}.followers"));
+    EXPECT_EQ(redis_key_slot("foo{}{bar}"), 8363u) << "an empty tag: the whole key";
+    EXPECT_EQ(redis_key_slot("foo{{bar}}zap"), 4015u) << "the tag is \"{bar\"";
+    EXPECT_EQ(redis_key_slot("foo{bar}{zap}"), 5061u) << "the first tag only";
+    EXPECT_EQ(redis_key_slot("lifeline:{dev-1}"), 2349u);
 }
 
 TEST(PresencePublisher, LooksForDeadGatewaysOnlyATtlAfterConnecting) {

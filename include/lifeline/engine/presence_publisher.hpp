@@ -3,11 +3,16 @@
 // events into Redis commands (FCALLs of the `lifeline` function library, which
 // fences every write by the id's epoch inside Redis) and Redis replies into
 // notices for the server (close a ghost that another gateway took over).
+// One redis-server or a Redis Cluster: each command names the key whose slot
+// picks its node (`route`), and commands about many ids are grouped by the
+// node that holds them (on_topology()).
 //
-//   driver:  connect to Redis -> on_connected(); each command from
-//            take_commands() -> send it, and its reply -> on_reply(tag, value);
-//            a lost connection -> on_disconnected(); a message on
-//            control_channel() -> on_control(); at next_timeout() -> handle_timeout().
+//   driver:  connect to Redis (every master) -> on_topology() if a cluster,
+//            then on_connected(); each command from take_commands() -> send it
+//            to its route's node (to every master if `every_node`), and its
+//            reply -> on_reply(tag, value); a lost connection -> on_disconnected();
+//            a message on control_channel() -> on_control(); at
+//            next_timeout() -> handle_timeout().
 //   server:  admission -> online(); the session's end -> offline();
 //            take_notices() -> close what they name.
 //
@@ -46,8 +51,21 @@ struct RedisValue {
 
 struct RedisCommand {
     std::vector<std::string> argv;
-    std::uint64_t tag = 0;  // Handed back with the reply.
+    std::uint64_t tag = 0;    // Handed back with the reply.
+    std::string route;        // A key on the node this goes to (empty: any node).
+    bool every_node = false;  // To every master (one reply: the first error, or the last).
 };
+
+// Redis Cluster's slot of KEY: CRC16 (XMODEM) of its hash tag (the text
+// between the first '{' and the next '}', when not empty) or of the whole key,
+// modulo 16384 (Redis Cluster specification, "Key distribution model").
+std::uint16_t redis_key_slot(std::string_view key);
+constexpr std::size_t kRedisSlots = 16384;
+
+// The prefix of the keys, on the stream's own slot, that hold the last event of
+// each id the stream has; empty if the stream's name has a '{' that is not a
+// hash tag (such a name is refused).
+std::string presence_seen_prefix(std::string_view stream);
 
 struct PresencePublisherConfig {
     std::string gateway;                   // This gateway's name (unique in the fleet).
@@ -93,6 +111,9 @@ public:
     void offline(std::string_view id, std::uint64_t conn, DisconnectReason reason, std::int64_t detected_after_ms,
                  std::int64_t unix_ms);
 
+    // A cluster's slot map: the node (any numbering) of each of kRedisSlots
+    // slots. Never called, or empty: one node.
+    void on_topology(std::vector<std::uint16_t> node_of_slot);
     void on_connected(Instant now, std::int64_t unix_ms);
     void on_disconnected();
     void on_reply(std::uint64_t tag, const RedisValue& reply);
@@ -130,34 +151,80 @@ private:
         std::int64_t since_ms = 0;  // When it went online (for an online sent late).
         std::int64_t unix_ms = 0;
     };
-    enum class Op : std::uint8_t { load, online, offline, refresh, restore, heartbeat, gateways, reap, other };
+    enum class Op : std::uint8_t {
+        load,
+        last,
+        index,
+        online,
+        offline,
+        refresh,
+        restore,
+        heartbeat,
+        gateways,
+        reap_list,
+        reap_ids,
+        emit,
+        ack,
+        unindex,
+        other
+    };
+    // A session in a gateway's list (lifeline:sessions:{G}): its id and "RUN CONN".
+    struct Entry {
+        std::string id;
+        std::string token;
+        std::uint64_t conn = 0;
+    };
     struct Pending {
         Op op = Op::other;
         std::string id;
         std::uint64_t conn = 0;
         std::vector<std::string> batch;  // refresh, restore: the ids, in order.
         std::vector<std::uint64_t> batch_epochs;
-        std::string gateway;  // reap
-        bool force = false;   // reap: this gateway's previous run.
-        Offline off;          // offline
+        std::vector<Entry> entries;       // index, reap_ids, unindex
+        std::string list;                 // reap_list, reap_ids, unindex: the sessions list they work on.
+        std::vector<std::string> events;  // emit: what it carries.
+        std::unordered_map<std::string, std::vector<Entry>> then_unindex;  // emit: per list, once carried.
+        std::vector<Offline> offs;  // offline, emit, unindex: the offline events that end with it.
+    };
+    // One gateway's sessions being ended (a dead gateway's, or this one's previous run's).
+    struct Reaping {
+        std::string gateway;
+        bool force = false;
+        std::int64_t last_heartbeat_ms = 0;  // 0: not known.
+        std::size_t outstanding = 0;         // Entries of this round not yet unindexed.
     };
 
-    void send(std::vector<std::string> argv, Pending pending);
+    void send(std::vector<std::string> argv, Pending pending, std::string route = {});
+    void flush_batches();
     void send_online(const std::string& id, const Live& live);
     void send_offline(const Offline& o);
+    void admit(const std::string& id, std::uint64_t conn);
     void queue_offline(Offline o);
     void drain_queue();
     void refresh_some(std::size_t count);
     void restore(const std::vector<std::string>& ids, const std::vector<std::uint64_t>& epochs);
     void heartbeat(std::int64_t unix_ms);
-    void reap(const std::string& gateway, std::int64_t unix_ms, bool force, bool rename);
+    void reap(const std::string& gateway, bool force, bool rename, std::int64_t last_heartbeat_ms);
+    void next_reap_round(const std::string& list);
+    void carry(const RedisValue& events, const std::string& list, std::vector<Entry> entries,
+               std::vector<Offline> offs);
+    void unindex(const std::string& list, std::vector<Entry> entries, std::vector<Offline> offs);
     void forget(const std::string& id);
+    void on_index_reply(const Pending& p);
     void on_online_reply(const Pending& p, const RedisValue& reply);
+    void on_offline_reply(const Pending& p, const RedisValue& reply);
     void on_refresh_reply(const Pending& p, const RedisValue& reply);
     void on_gateways_reply(const RedisValue& reply);
-    void on_reap_reply(const Pending& p, const RedisValue& reply);
+    void on_reap_list_reply(const Pending& p, const RedisValue& reply);
+    void on_reap_ids_reply(const Pending& p, const RedisValue& reply);
+    void on_emit_reply(const Pending& p, const RedisValue& reply);
+    void on_unindex_reply(const Pending& p);
+    void on_failed(const Pending& p);
     void notice(PresenceNotice::Kind kind, std::string id, std::uint64_t conn, std::string message);
     std::string session_key() const;
+    std::string token(std::uint64_t conn) const;
+    std::uint16_t node_of(const std::string& id) const;
+    std::vector<std::string> stream_args() const;
 
     PresencePublisherConfig config_;
     std::string control_channel_;
@@ -165,6 +232,9 @@ private:
     bool started_ = false;      // Connected at least once.
     bool self_reaped_ = false;  // The previous run's sessions are all ended.
     std::string run_;           // This run's token in Redis (its first connection's time, ms).
+    std::string seen_prefix_;
+    std::vector<std::uint16_t> node_of_slot_;  // Empty: one node.
+    std::int64_t previous_heartbeat_ms_ = 0;   // This gateway's last before this run (for its self-reap).
     // Control messages that came before their session's online reply.
     std::unordered_map<std::string, std::uint64_t> early_controls_;
     std::unordered_map<std::string, Live> live_;
@@ -174,6 +244,12 @@ private:
     std::deque<Offline> queue_;                           // Not sent yet (Redis away, or its online unanswered).
     std::unordered_map<std::uint64_t, Offline> waiting_;  // conn -> offline awaiting its epoch.
     std::unordered_map<std::uint64_t, Pending> in_flight_;
+    std::unordered_map<std::string, Reaping> reaping_;  // By the list being ended.
+    // Built up between take_commands() calls, sent as one command each.
+    std::vector<Entry> index_batch_;
+    Pending emit_batch_;
+    std::unordered_map<std::string, Pending> unindex_batch_;  // By list.
+    std::vector<std::string> carry_later_;                    // Events whose carrying was cut by a lost connection.
     std::uint64_t next_tag_ = 1;
     std::vector<RedisCommand> commands_;
     std::vector<PresenceNotice> notices_;
