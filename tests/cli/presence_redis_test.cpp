@@ -21,10 +21,12 @@
 #include <string>
 #include <vector>
 
+#include "lifeline/engine/presence_publisher.hpp"
 #include "lifeline/presence_reader.hpp"
 #include "support/bounds.hpp"
 #include "support/child_process.hpp"
 #include "support/presence_stream.hpp"
+#include "support/redis_cluster.hpp"
 #include "support/redis_server.hpp"
 
 namespace lifeline {
@@ -40,11 +42,16 @@ constexpr std::int64_t kTtlMs = 3000;  // --presence-ttl: refreshes and gateway 
 constexpr std::int64_t kIntervalMs = kTtlMs / 3;
 constexpr std::int64_t kTimeoutMs = 1000;  // The detection budget of clients and gateways.
 
-class PresenceRedis : public ::testing::Test {
+// Two gateways and their clients on one Redis: a redis-server or a
+// three-master cluster (RedisCluster), whichever the fixture starts.
+class Fleet : public ::testing::Test {
 protected:
-    void SetUp() override {
-        redis_ = std::make_unique<RedisServer>();
-        Result<PresenceReader> reader = PresenceReader::connect(redis_->url());
+    void start(bool cluster) {
+        if (cluster)
+            cluster_ = std::make_unique<testing::RedisCluster>();
+        else
+            redis_ = std::make_unique<RedisServer>();
+        Result<PresenceReader> reader = PresenceReader::connect(url());
         ASSERT_TRUE(reader) << reader.error().message;
         reader_ = std::make_unique<PresenceReader>(std::move(*reader));
         stream_ = std::make_unique<testing::PresenceStream>(*reader_);
@@ -53,7 +60,7 @@ protected:
     ChildProcess& gateway(const std::string& name) {
         auto g = std::make_unique<ChildProcess>(std::vector<std::string>{
             LIFELINE_BINARY, "serve", "--listen", "127.0.0.1:0", "--heartbeat", "200ms", "--timeout", "1s",
-            "--presence", redis_->url(), "--gateway", name, "--presence-ttl", "3s"});
+            "--presence", url(), "--gateway", name, "--presence-ttl", "3s"});
         const std::optional<Json> listening = g->wait_for_event("listening", 10s);
         EXPECT_TRUE(listening) << name << " did not start";
         const std::string address = listening ? listening->value("address", "") : "";
@@ -76,7 +83,13 @@ protected:
         return r && *r ? **r : FleetPresence{};
     }
 
-    std::unique_ptr<RedisServer> redis_;
+    std::string url() const { return cluster_ ? cluster_->url() : redis_->url(); }
+    std::string cli(const std::vector<std::string>& args) const {
+        return cluster_ ? cluster_->cli(args) : redis_->cli(args);
+    }
+
+    std::unique_ptr<RedisServer> redis_;  // One of these two.
+    std::unique_ptr<testing::RedisCluster> cluster_;
     std::unique_ptr<PresenceReader> reader_;
     std::map<std::string, std::unique_ptr<ChildProcess>> gateways_;
     std::map<std::string, std::string> ports_;
@@ -84,11 +97,32 @@ protected:
     std::unique_ptr<testing::PresenceStream> stream_;
 };
 
-TEST_F(PresenceRedis, EachClientShowsOnItsGatewayAndAStoppedOneGoesOfflineWithItsReason) {
+// Only a redis-server: these tests kill, restart and pause it.
+class PresenceRedis : public Fleet {
+protected:
+    void SetUp() override { start(false); }
+};
+
+// Both: the same tests on one redis-server and on a Redis Cluster.
+class PresenceFleet : public Fleet, public ::testing::WithParamInterface<std::string> {
+protected:
+    void SetUp() override { start(GetParam() == "cluster"); }
+};
+INSTANTIATE_TEST_SUITE_P(Redis, PresenceFleet, ::testing::Values("server", "cluster"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+TEST_P(PresenceFleet, EachClientShowsOnItsGatewayAndAStoppedOneGoesOfflineWithItsReason) {
     gateway("gw-a");
     gateway("gw-b");
     ChildProcess& a1 = client("a1", "gw-a");
     client("b1", "gw-b");
+    if (cluster_) {
+        // b1 shares the stream's node (its events are appended in its own
+        // function); a1 does not (they wait in its outbox and are carried).
+        const int stream_node = cluster_->node_of_slot(redis_key_slot("lifeline:offline"));
+        EXPECT_EQ(cluster_->node_of_slot(redis_key_slot("lifeline:{b1}")), stream_node);
+        EXPECT_NE(cluster_->node_of_slot(redis_key_slot("lifeline:{a1}")), stream_node);
+    }
     ASSERT_TRUE(stream_->await_event("online", "a1", 5s));
     ASSERT_TRUE(stream_->await_event("online", "b1", 5s));
     EXPECT_EQ(record("a1").gateway, "gw-a");
@@ -117,7 +151,7 @@ TEST_F(PresenceRedis, EachClientShowsOnItsGatewayAndAStoppedOneGoesOfflineWithIt
     stream_->expect_epoch_order_without_duplicates();
 }
 
-TEST_F(PresenceRedis, AKilledGatewaysSessionsGoOfflineOnceAsGatewayLost) {
+TEST_P(PresenceFleet, AKilledGatewaysSessionsGoOfflineOnceAsGatewayLost) {
     gateway("gw-a");
     ChildProcess& b = gateway("gw-b");
     client("a1", "gw-a");
@@ -146,15 +180,15 @@ TEST_F(PresenceRedis, AKilledGatewaysSessionsGoOfflineOnceAsGatewayLost) {
     stream_->expect_epoch_order_without_duplicates();
 }
 
-TEST_F(PresenceRedis, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothing) {
+TEST_P(PresenceFleet, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothing) {
     ChildProcess& a = gateway("gw-a");
     gateway("gw-b");
-    client("dup", "gw-a");
-    const auto first = stream_->await_event("online", "dup", 5s);
+    client("mover", "gw-a");
+    const auto first = stream_->await_event("online", "mover", 5s);
     ASSERT_TRUE(first);
-    client("dup", "gw-b");  // The same device, back through the other gateway while its ghost is on gw-a.
+    client("mover", "gw-b");  // The same device, back through the other gateway while its ghost is on gw-a.
     const auto ghost_closed =
-        a.wait_for([](const Json& j) { return j.value("event", "") == "closed" && j.value("id", "") == "dup"; },
+        a.wait_for([](const Json& j) { return j.value("event", "") == "closed" && j.value("id", "") == "mover"; },
                    2s + testing::kSchedulingSlack);
     ASSERT_TRUE(ghost_closed) << "gw-a did not close the ghost";
     EXPECT_EQ(ghost_closed->value("reason", ""), "session_replaced");
@@ -162,40 +196,40 @@ TEST_F(PresenceRedis, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
     // later is written after it (one connection, in order).
     client("marker", "gw-a");
     ASSERT_TRUE(stream_->await_event("online", "marker", 5s));
-    ASSERT_EQ(stream_->of("dup", "offline").size(), 1u) << "exactly one offline for the replaced session";
-    EXPECT_EQ(stream_->of("dup", "offline")[0].reason, "session_replaced");
-    EXPECT_EQ(stream_->of("dup", "offline")[0].epoch, first->epoch);
-    ASSERT_EQ(stream_->of("dup", "online").size(), 2u);
-    EXPECT_EQ(stream_->of("dup", "online")[1].epoch, first->epoch + 1);
-    EXPECT_EQ(stream_->of("dup", "online")[1].gateway, "gw-b");
+    ASSERT_EQ(stream_->of("mover", "offline").size(), 1u) << "exactly one offline for the replaced session";
+    EXPECT_EQ(stream_->of("mover", "offline")[0].reason, "session_replaced");
+    EXPECT_EQ(stream_->of("mover", "offline")[0].epoch, first->epoch);
+    ASSERT_EQ(stream_->of("mover", "online").size(), 2u);
+    EXPECT_EQ(stream_->of("mover", "online")[1].epoch, first->epoch + 1);
+    EXPECT_EQ(stream_->of("mover", "online")[1].gateway, "gw-b");
 
     // A late offline from the old epoch, replayed straight into Redis through the same function.
-    const std::string length_before = redis_->cli({"XLEN", "lifeline:offline"});
+    const std::string length_before = cli({"XLEN", "lifeline:offline"});
     const std::string applied =
-        redis_->cli({"FCALL", "lifeline_offline", "3", "lifeline:{dup}", "lifeline:{dup}:epoch",
-                     "lifeline:{dup}:outbox", "dup", std::to_string(first->epoch), "heartbeat_timeout", "5", "gw-a", "",
-                     std::to_string(unix_ms()), "lifeline:offline", "{lifeline:offline}:seen:", "1000", "60000"});
+        cli({"FCALL", "lifeline_offline", "3", "lifeline:{mover}", "lifeline:{mover}:epoch", "lifeline:{mover}:outbox",
+             "mover", std::to_string(first->epoch), "heartbeat_timeout", "5", "gw-a", "", std::to_string(unix_ms()),
+             "lifeline:offline", "{lifeline:offline}:seen:", "1000", "60000"});
     EXPECT_EQ(applied.substr(0, 2), "0\n") << "redis-cli: the function must say it did not apply: " << applied;
-    EXPECT_EQ(redis_->cli({"XLEN", "lifeline:offline"}), length_before);
+    EXPECT_EQ(cli({"XLEN", "lifeline:offline"}), length_before);
 
     // gw-a's first admission resent late (as after a reply lost with its
     // connection): it gets its old epoch back, marked superseded, and nothing
     // else changes; no new epoch, no offline for gw-b's live session.
-    std::string token = redis_->cli({"HKEYS", "lifeline:{dup}:admissions"});
+    std::string token = cli({"HKEYS", "lifeline:{mover}:admissions"});
     const std::size_t at = token.find("gw-a ");
     ASSERT_NE(at, std::string::npos) << token;
     token = token.substr(at, token.find('\n', at) - at);  // "gw-a RUN CONN"
     const std::string run = token.substr(5, token.rfind(' ') - 5);
     const std::string conn = token.substr(token.rfind(' ') + 1);
-    const std::string resent = redis_->cli({"FCALL", "lifeline_online", "4", "lifeline:{dup}", "lifeline:{dup}:epoch",
-                                            "lifeline:{dup}:admissions", "lifeline:{dup}:outbox", "dup", "gw-a", conn,
-                                            "", std::to_string(unix_ms()), "3000", run, "lifeline:offline",
-                                            "{lifeline:offline}:seen:", "1000", "60000"});
+    const std::string resent =
+        cli({"FCALL", "lifeline_online", "4", "lifeline:{mover}", "lifeline:{mover}:epoch",
+             "lifeline:{mover}:admissions", "lifeline:{mover}:outbox", "mover", "gw-a", conn, "",
+             std::to_string(unix_ms()), "3000", run, "lifeline:offline", "{lifeline:offline}:seen:", "1000", "60000"});
     EXPECT_EQ(resent.substr(0, resent.rfind("1\n") + 2), std::to_string(first->epoch) + "\n\n0\n1\n")
         << "epoch, no replaced gateway, superseded";
-    EXPECT_EQ(redis_->cli({"XLEN", "lifeline:offline"}), length_before);
-    EXPECT_EQ(redis_->cli({"GET", "lifeline:{dup}:epoch"}), std::to_string(first->epoch + 1) + "\n");
-    const FleetPresence now = record("dup");
+    EXPECT_EQ(cli({"XLEN", "lifeline:offline"}), length_before);
+    EXPECT_EQ(cli({"GET", "lifeline:{mover}:epoch"}), std::to_string(first->epoch + 1) + "\n");
+    const FleetPresence now = record("mover");
     EXPECT_TRUE(now.online);
     EXPECT_EQ(now.gateway, "gw-b");
     EXPECT_EQ(now.epoch, first->epoch + 1);

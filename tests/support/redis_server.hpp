@@ -37,7 +37,8 @@ inline int free_loopback_port() {
 struct RedisPlace {
     std::vector<std::string> prefix;  // e.g. {"ip", "netns", "exec", NS}: where it runs ({} = here).
     std::string bind = "127.0.0.1";
-    int port = 0;  // 0: a free loopback port.
+    int port = 0;                    // 0: a free loopback port.
+    std::vector<std::string> extra;  // More redis-server arguments.
 };
 
 class RedisServer {
@@ -62,6 +63,7 @@ public:
     RedisServer& operator=(const RedisServer&) = delete;
 
     int port() const { return port_; }
+    const std::filesystem::path& dir() const { return dir_; }
     std::string url() const { return "redis://" + place_.bind + ":" + std::to_string(port_); }
 
     // SIGKILL, and wait for it to be gone (its data is lost: no persistence).
@@ -111,6 +113,7 @@ private:
               std::string("--dir"), dir_.string(), std::string("--daemonize"), std::string("no"),
               std::string("--logfile"), std::string("")})
             argv.push_back(a);
+        argv.insert(argv.end(), place_.extra.begin(), place_.extra.end());
         // Off the loopback (a test's own namespace), Redis refuses clients unless told this is fine.
         if (place_.bind != "127.0.0.1") argv.insert(argv.end(), {"--protected-mode", "no"});
         auto p = std::make_unique<ChildProcess>(argv);
