@@ -242,7 +242,8 @@ void add_serve_command(CLI::App& app, Action& run) {
     sub->add_option("--presence", s.presence_redis,
                     "Publish presence to Redis >= 7 (redis://HOST:PORT[/DB]) for a fleet of gateways: fenced by\n"
                     "epoch, offline events on a stream, a dead gateway's sessions ended by the others\n"
-                    "(gateway_lost). Redis away: detection is unaffected, updates are buffered and resynced")
+                    "(gateway_lost). Redis away: detection is unaffected, updates are buffered and resynced.\n"
+                    "A Redis Cluster is found from any one of its nodes (CLUSTER SLOTS; DB must be 0)")
         ->type_name("URL");
     sub->add_option("--gateway", s.presence_gateway,
                     "This gateway's name in the fleet (default HOSTNAME:PORT; --workers adds /wK)")
