@@ -186,7 +186,8 @@ int run_watch(const PresenceOptions& o) {
 }
 
 void add_source_options(CLI::App& sub, PresenceOptions& o) {
-    sub.add_option("--presence", o.redis, "The fleet's Redis, as given to `serve --presence` (redis://HOST:PORT[/DB]; any node of a cluster)")
+    sub.add_option("--presence", o.redis,
+                   "The fleet's Redis, as given to `serve --presence` (redis://HOST:PORT[/DB]; any node of a cluster)")
         ->type_name("URL");
     sub.add_option("--http", o.http, "Or one server's embedded presence: its --http address (HOST:PORT)");
     sub.add_flag("--json", o.json_output, "JSON (one object, or one line per event) instead of text");

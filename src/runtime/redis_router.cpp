@@ -34,10 +34,21 @@ std::unique_ptr<RedisLink> RedisRouter::make_link(RedisAddress address) {
 
 void RedisRouter::start() { seed_->start(); }
 
+// The map is read from the seed, or from any master that answers (the seed
+// may be the master that failed over).
 void RedisRouter::on_link_ready() {
-    if (!seed_->ready()) return;
     if (!mapped_) {
-        if (!querying_) querying_ = seed_->send({{"CLUSTER", "SLOTS"}, kSlotsTag});
+        if (querying_) return;
+        if (seed_->ready()) {
+            querying_ = seed_->send({{"CLUSTER", "SLOTS"}, kSlotsTag + ++query_});
+            return;
+        }
+        for (const std::unique_ptr<RedisLink>& link : masters_) {
+            if (link->ready()) {
+                querying_ = link->send({{"CLUSTER", "SLOTS"}, kSlotsTag + ++query_});
+                return;
+            }
+        }
         return;
     }
     become_ready();
@@ -62,11 +73,15 @@ void RedisRouter::lose(const std::string& why) {
     querying_ = false;
     broadcasts_.clear();
     if (was_ready || callbacks_.down) callbacks_.down(why);
-    if (seed_->ready()) on_link_ready();
+    on_link_ready();
 }
 
 void RedisRouter::on_link_reply(std::uint64_t tag, const RedisValue& v) {
-    if (tag == kSlotsTag) return on_slots(v);
+    if ((tag & kSlotsTag) != 0 && tag < kSlotsTag * 2) {
+        // Only the latest query's: an older one may have come on a link that is gone from the map.
+        if (tag == kSlotsTag + query_) on_slots(v);
+        return;
+    }
     if (auto b = broadcasts_.find(tag); b != broadcasts_.end()) {
         if (b->second.reply.type != RedisValue::Type::error) b->second.reply = v;
         if (--b->second.waiting > 0) return;
@@ -100,7 +115,7 @@ void RedisRouter::on_slots(const RedisValue& v) {
             std::fill(map.begin() + first, map.begin() + last + 1, node);
         }
     }
-    // Links are kept for masters that stay; the others go.
+    // Links are kept for masters that stay; the others go (not the one this reply came on: it is in use).
     std::vector<std::unique_ptr<RedisLink>> kept;
     nodes_.clear();
     for (const RedisAddress& a : addresses) {
@@ -118,6 +133,11 @@ void RedisRouter::on_slots(const RedisValue& v) {
             kept.back()->start();
         }
         nodes_.push_back(kept.back().get());
+    }
+    // Dropped links are freed at the next map: this reply may be running on one of them.
+    retired_.clear();
+    for (std::unique_ptr<RedisLink>& link : masters_) {
+        if (link) retired_.push_back(std::move(link));
     }
     masters_ = std::move(kept);
     if (addresses.empty()) nodes_ = {seed_.get()};  // A plain redis-server (CLUSTER SLOTS refused).

@@ -57,11 +57,13 @@ private:
     Callbacks callbacks_;
     std::unique_ptr<RedisLink> seed_;
     std::vector<std::unique_ptr<RedisLink>> masters_;  // Besides the seed, when it is not one.
+    std::vector<std::unique_ptr<RedisLink>> retired_;  // Left the map; freed at the next one.
     std::vector<RedisLink*> nodes_;                    // Node index -> its link (the seed's when one node).
     std::vector<std::uint16_t> node_of_slot_;          // Empty: one redis-server.
     std::unordered_map<std::uint64_t, Broadcast> broadcasts_;
-    bool mapped_ = false;    // The slot map was read since the last loss.
-    bool querying_ = false;  // CLUSTER SLOTS in flight.
+    bool mapped_ = false;      // The slot map was read since the last loss.
+    bool querying_ = false;    // CLUSTER SLOTS in flight.
+    std::uint64_t query_ = 0;  // Which one (its tag's low bits).
     bool ready_ = false;
 };
 
