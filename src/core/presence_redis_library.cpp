@@ -21,8 +21,9 @@
 //
 // The stream: every event of an id has a sequence number, 2*epoch for its
 // online and 2*epoch+1 for its offline, and `SEEN_PREFIX..ID` (on the stream's
-// slot) holds the last one the stream has. An event is appended only past it:
-// exactly once, and in epoch order per id, whoever carries it. A function
+// slot; only for ids whose events went through an outbox) holds the last one
+// the stream has. An event is appended only past it: exactly once, and in
+// epoch order per id, whoever carries it. A function
 // appends an id's events itself when the stream's slot is on its node (always
 // with one redis-server); otherwise they wait in the id's outbox, in order, and
 // the function returns the outbox for the gateway to carry (lifeline_emit) and
@@ -59,30 +60,40 @@ local function stream_of(args, at)
   return {name = args[at], seen = args[at + 1], maxlen = args[at + 2], retention = args[at + 3]}
 end
 
--- Appends one event (encoded {seq, id, fields}) unless the stream has it. -> 1 appended
+-- Appends event SEQ of ID unless the stream has it. The last sequence number
+-- is kept (`seen`) only for ids whose events have travelled through an
+-- outbox (REMEMBER), the only ones a late carrier can bring again; an id
+-- whose events are always appended in place needs none. -> 1 appended
+local function append_fields(s, id, seq, fields, remember)
+  local seen = s.seen .. id
+  local last = redis.call('GET', seen)
+  if last and seq <= tonumber(last) then return 0 end
+  redis.call('XADD', s.name, 'MAXLEN', '~', s.maxlen, '*', unpack(fields))
+  if last or remember then redis.call('SET', seen, seq, 'PX', s.retention) end
+  return 1
+end
+
+-- A carried event, encoded {seq, id, fields}.
 local function append(s, event)
   local e = cjson.decode(event)
-  local seen = s.seen .. e[2]
-  if e[1] <= tonumber(redis.call('GET', seen) or '-1') then return 0 end
-  redis.call('XADD', s.name, 'MAXLEN', '~', s.maxlen, '*', unpack(e[3]))
-  redis.call('SET', seen, e[1], 'PX', s.retention)
-  return 1
+  return append_fields(s, e[2], e[1], e[3], true)
 end
 
 -- Hands an event of ID to the stream: appended here, after the outbox, when
 -- the stream is on this node; else added to the outbox for a gateway to carry.
 local function publish(s, id, seq, fields)
   local box = outbox_key(id)
-  local event = cjson.encode({seq, id, fields})
   local probe = redis.pcall('EXISTS', s.seen .. id)
   if type(probe) == 'table' and probe.err then  -- Another node's slot.
-    redis.call('RPUSH', box, event)
+    redis.call('RPUSH', box, cjson.encode({seq, id, fields}))
     redis.call('PEXPIRE', box, s.retention)
     return
   end
-  for _, queued in ipairs(redis.call('LRANGE', box, 0, -1)) do append(s, queued) end
-  redis.call('DEL', box)
-  append(s, event)
+  if redis.call('EXISTS', box) == 1 then
+    for _, queued in ipairs(redis.call('LRANGE', box, 0, -1)) do append(s, queued) end
+    redis.call('DEL', box)
+  end
+  append_fields(s, id, seq, fields, false)
 end
 
 local function outbox(id) return redis.call('LRANGE', outbox_key(id), 0, -1) end

@@ -8,6 +8,7 @@ namespace lifeline::runtime {
 
 namespace {
 
+constexpr Duration kRemapHold = Duration::seconds(1);
 constexpr std::uint64_t kSlotsTag = std::uint64_t{1} << 62;  // Above the publisher's tags, below the subscriber's.
 
 bool redirected(const RedisValue& v) {
@@ -15,7 +16,7 @@ bool redirected(const RedisValue& v) {
     for (const char* word : {"MOVED ", "ASK ", "CLUSTERDOWN", "TRYAGAIN"}) {
         if (v.text.rfind(word, 0) == 0) return true;
     }
-    return false;
+    return v.text.find("non local key") != std::string::npos;  // A batch sent on an old map.
 }
 
 }  // namespace
@@ -37,6 +38,7 @@ void RedisRouter::start() { seed_->start(); }
 // The map is read from the seed, or from any master that answers (the seed
 // may be the master that failed over).
 void RedisRouter::on_link_ready() {
+    if (loop_.now() < hold_until_) return;  // on_timer() comes back.
     if (!mapped_) {
         if (querying_) return;
         if (seed_->ready()) {
@@ -66,8 +68,12 @@ void RedisRouter::become_ready() {
 void RedisRouter::on_link_down(const std::string& why) { lose(why); }
 
 // Down until every master answers again, and the map is read again then.
-void RedisRouter::lose(const std::string& why) {
+void RedisRouter::lose(const std::string& why, Duration hold) {
     const bool was_ready = ready_;
+    if (hold > Duration::zero()) {
+        hold_until_ = loop_.now() + hold;
+        loop_.schedule(*this, hold_until_);
+    }
     ready_ = false;
     mapped_ = false;
     querying_ = false;
@@ -91,7 +97,7 @@ void RedisRouter::on_link_reply(std::uint64_t tag, const RedisValue& v) {
         return;
     }
     callbacks_.reply(tag, v);
-    if (redirected(v)) lose("the cluster moved a slot (" + v.text + ")");
+    if (redirected(v) && ready_) lose("the cluster's slot map changed (" + v.text + ")", kRemapHold);
 }
 
 void RedisRouter::on_slots(const RedisValue& v) {

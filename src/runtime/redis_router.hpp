@@ -2,8 +2,9 @@
 // Cluster, found from the seed address: CLUSTER SLOTS on the seed (an error
 // there means a plain redis-server), then one RedisLink per master. Ready when
 // every master answers; down when any does not. A MOVED, ASK or CLUSTERDOWN
-// reply means the slot map changed: the router reports it down and reads the
-// map again, and the publisher resends its state (every write is idempotent).
+// reply (or a function told a key is not on its node) means the slot map
+// changed: the router reports it down and, a second later, reads the map
+// again, and the publisher resends its state (every write is idempotent).
 // Internal to src/runtime. Loop thread only.
 #pragma once
 
@@ -19,7 +20,7 @@
 
 namespace lifeline::runtime {
 
-class RedisRouter {
+class RedisRouter : public LoopObject {
 public:
     struct Callbacks {
         // Every master answers. The slot map (node per slot), empty for one redis-server.
@@ -28,6 +29,7 @@ public:
         std::function<void(std::uint64_t tag, const RedisValue&)> reply;
     };
     RedisRouter(EventLoop& loop, RedisAddress seed, Duration reply_timeout, Callbacks callbacks);
+    ~RedisRouter() override { loop_.cancel(*this); }
     RedisRouter(const RedisRouter&) = delete;
     RedisRouter& operator=(const RedisRouter&) = delete;
 
@@ -37,6 +39,9 @@ public:
     bool ready() const { return ready_; }
     bool cluster() const { return !node_of_slot_.empty(); }
     const RedisAddress& seed() const { return seed_->address(); }
+
+    void on_io(std::uint32_t) override {}
+    void on_timer() override { on_link_ready(); }  // The hold after a redirection is over.
 
 private:
     struct Broadcast {
@@ -48,7 +53,9 @@ private:
     void on_link_reply(std::uint64_t tag, const RedisValue& v);
     void on_slots(const RedisValue& v);
     void become_ready();
-    void lose(const std::string& why);
+    // HOLD: wait this long before reading the map again (a cluster that keeps
+    // redirecting must not make the gateway resend its state in a loop).
+    void lose(const std::string& why, Duration hold = Duration::zero());
     std::unique_ptr<RedisLink> make_link(RedisAddress address);
     RedisLink& link_of(const std::string& route);
 
@@ -65,6 +72,7 @@ private:
     bool querying_ = false;    // CLUSTER SLOTS in flight.
     std::uint64_t query_ = 0;  // Which one (its tag's low bits).
     bool ready_ = false;
+    Instant hold_until_ = Instant::from_ns(0);
 };
 
 }  // namespace lifeline::runtime

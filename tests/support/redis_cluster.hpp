@@ -31,7 +31,7 @@ public:
             nodes_.push_back(std::make_unique<RedisServer>(place));
             create += " 127.0.0.1:" + std::to_string(nodes_.back()->port());
         }
-        const std::string made = run(create + " --cluster-replicas 0 --cluster-yes 2>&1");
+        const std::string made = command_output(create + " --cluster-replicas 0 --cluster-yes 2>&1");
         if (made.find("All 16384 slots covered") == std::string::npos)
             throw std::runtime_error("redis-cli --cluster create failed: " + made);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -51,7 +51,7 @@ public:
     std::string cli(const std::vector<std::string>& args) const {
         std::string cmd = "redis-cli -c -h 127.0.0.1 -p " + std::to_string(nodes_.front()->port());
         for (const std::string& a : args) cmd += " '" + a + "'";
-        return run(cmd);
+        return command_output(cmd);
     }
 
     // The node (0..2) serving SLOT, as CLUSTER SLOTS says.
@@ -76,17 +76,6 @@ public:
     }
 
 private:
-    static std::string run(const std::string& cmd) {
-        std::string out;
-        if (FILE* p = ::popen(cmd.c_str(), "r")) {
-            char buf[4096];
-            std::size_t n;
-            while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-            ::pclose(p);
-        }
-        return out;
-    }
-
     std::vector<std::unique_ptr<RedisServer>> nodes_;
 };
 

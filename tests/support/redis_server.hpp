@@ -34,6 +34,18 @@ inline int free_loopback_port() {
     return ntohs(a.sin_port);
 }
 
+// A shell command's stdout (redis-cli's, here).
+inline std::string command_output(const std::string& cmd) {
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[4096];
+        std::size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+        ::pclose(p);
+    }
+    return out;
+}
+
 struct RedisPlace {
     std::vector<std::string> prefix;  // e.g. {"ip", "netns", "exec", NS}: where it runs ({} = here).
     std::string bind = "127.0.0.1";
@@ -89,14 +101,7 @@ public:
         for (const std::string& p : place_.prefix) cmd += p + " ";
         cmd += "redis-cli -h " + place_.bind + " -p " + std::to_string(port_);
         for (const std::string& a : args) cmd += " '" + a + "'";
-        std::string out;
-        if (FILE* p = ::popen(cmd.c_str(), "r")) {
-            char buf[4096];
-            std::size_t n;
-            while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-            ::pclose(p);
-        }
-        return out;
+        return command_output(cmd);
     }
 
 private:
