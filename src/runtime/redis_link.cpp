@@ -281,6 +281,7 @@ void RedisLink::lost(const std::string& why) {
 void RedisLink::arm_timer() {
     Instant at = retry_at_;
     if (context_ != nullptr && outstanding_ > 0) at = std::min(at, last_progress_ + reply_timeout_);
+    if (context_ != nullptr && !refused_.empty()) at = loop_.now();  // Dropped at once (on_timer).
     if (at == Instant::never()) {
         loop_.cancel(*this);
         return;

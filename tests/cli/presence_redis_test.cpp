@@ -236,6 +236,23 @@ TEST_P(PresenceFleet, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
     stream_->expect_epoch_order_without_duplicates();
 }
 
+// A database Redis refuses (out of range; any but 0 on a cluster) is an error
+// event naming Redis' reason, not a gateway that waits silently.
+TEST_P(PresenceFleet, ARefusedDatabaseIsReportedWithRedisReason) {
+    const std::string db = cluster_ ? "/1" : "/99";
+    ChildProcess g(
+        {LIFELINE_BINARY, "serve", "--listen", "127.0.0.1:0", "--presence", url() + db, "--gateway", "gw-db"});
+    const auto refused = g.wait_for(
+        [](const Json& j) {
+            return j.value("event", "") == "error" &&
+                   j.value("message", "").find("Redis refused the session") != std::string::npos;
+        },
+        10s);
+    ASSERT_TRUE(refused) << "no error event for a refused SELECT";
+    EXPECT_NE(refused->value("message", "").find(cluster_ ? "cluster mode" : "out of range"), std::string::npos)
+        << refused->value("message", "");
+}
+
 TEST_F(PresenceRedis, RedisRestartedEmptyConvergesAndKeepsWhatHappenedMeanwhile) {
     ChildProcess& a = gateway("gw-a");
     client("k1", "gw-a");
