@@ -168,6 +168,8 @@ void PresencePublisher::on_connected(Instant now, std::int64_t unix_ms) {
     if (started_) ++counters_.reconnects;
     connected_ = true;
     last_unix_ms_ = unix_ms;
+    last_now_ = now;
+    resync_backoff_ = Duration::seconds(1);
     send({"FUNCTION", "LOAD", "REPLACE", std::string(presence_redis::library_source())}, {Op::load});
     commands_.back().every_node = true;
     if (!started_) {
@@ -175,7 +177,7 @@ void PresencePublisher::on_connected(Instant now, std::int64_t unix_ms) {
         send({"HGET", "lifeline:gateways", config_.gateway}, {Op::last}, "lifeline:gateways");
     }
     // A previous run's sessions are gone: moved aside at the first call, then ended in batches.
-    if (!self_reaped_) reap(config_.gateway, true, !started_, 0);
+    if (!self_reaped_) reap(config_.gateway, true, !renamed_, 0);
     started_ = true;
     heartbeat(unix_ms);
     // What ended while Redis was away goes first (older epochs), then the live
@@ -184,6 +186,7 @@ void PresencePublisher::on_connected(Instant now, std::int64_t unix_ms) {
     drain_queue();
     for (const std::string& id : order_) admit(id, live_[id].conn);
     for (std::string& event : std::exchange(carry_later_, {})) emit_batch_.events.push_back(std::move(event));
+    for (auto& [list, entry] : std::exchange(unindex_later_, {})) unindex(list, {std::move(entry)}, {});
     cursor_ = 0;
     next_tick_ = now + config_.tick;
     next_heartbeat_ = now + config_.ttl / 3;
@@ -195,16 +198,14 @@ void PresencePublisher::on_disconnected() {
     connected_ = false;
     // What was in flight may or may not have run: every write is idempotent, so send it again.
     std::vector<std::pair<std::uint64_t, Offline>> unsent;
-    for (auto& [tag, p] : in_flight_) {
+    auto keep = [&](std::uint64_t tag, Pending& p) {
         for (Offline& o : p.offs) unsent.emplace_back(tag, std::move(o));
-        if (p.op == Op::emit) carry_later_.insert(carry_later_.end(), p.events.begin(), p.events.end());
-    }
-    for (Offline& o : emit_batch_.offs) unsent.emplace_back(next_tag_, std::move(o));
-    for (auto& [list, p] : unindex_batch_) {
-        for (Offline& o : p.offs) unsent.emplace_back(next_tag_, std::move(o));
-    }
-    unindex_batch_.clear();
-    carry_later_.insert(carry_later_.end(), emit_batch_.events.begin(), emit_batch_.events.end());
+        p.offs.clear();
+        keep_for_reconnect(p);
+    };
+    for (auto& [tag, p] : in_flight_) keep(tag, p);
+    keep(next_tag_, emit_batch_);
+    for (auto& [list, p] : unindex_batch_) keep(next_tag_, p);
     std::sort(unsent.begin(), unsent.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     for (auto& [tag, o] : unsent) queue_.push_front(std::move(o));
     for (auto& [conn, o] : waiting_) queue_.push_back(std::move(o));
@@ -219,9 +220,23 @@ void PresencePublisher::on_disconnected() {
     commands_.clear();
     index_batch_.clear();
     emit_batch_ = Pending{Op::emit};
+    unindex_batch_.clear();
     reaping_.clear();
     next_tick_ = Instant::never();
     next_heartbeat_ = Instant::never();
+    resync_at_ = Instant::never();
+}
+
+// Events being carried, and entries about to leave this gateway's list, are
+// kept; a reap round is simply started again later.
+void PresencePublisher::keep_for_reconnect(Pending& p) {
+    if (p.op == Op::emit) carry_later_.insert(carry_later_.end(), p.events.begin(), p.events.end());
+    auto keep = [&](const std::string& list, std::vector<Entry>& entries) {
+        if (list != session_key()) return;
+        for (Entry& e : entries) unindex_later_.emplace_back(list, std::move(e));
+    };
+    if (p.op == Op::unindex) keep(p.list, p.entries);
+    for (auto& [list, entries] : p.then_unindex) keep(list, entries);
 }
 
 void PresencePublisher::drain_queue() {
@@ -240,11 +255,21 @@ void PresencePublisher::drain_queue() {
 
 // ---- Timers -------------------------------------------------------------------
 
-Instant PresencePublisher::next_timeout() const { return std::min(next_tick_, next_heartbeat_); }
+Instant PresencePublisher::next_timeout() const { return std::min({next_tick_, next_heartbeat_, resync_at_}); }
 
 void PresencePublisher::handle_timeout(Instant now, std::int64_t unix_ms) {
     last_unix_ms_ = unix_ms;
     if (!connected_) return;
+    last_now_ = now;
+    if (now >= resync_at_) {
+        // Redis answered with errors: start again as after a reconnect (nothing is lost on the way).
+        const Duration backoff = resync_backoff_;
+        on_disconnected();
+        on_connected(now, unix_ms);
+        --counters_.reconnects;  // Not a reconnection.
+        resync_backoff_ = std::min(backoff * 2, Duration::seconds(30));
+        return;
+    }
     if (now >= next_tick_) {
         // Each entry once per ttl/3: a third of the TTL is left when a refresh is late by a whole interval.
         const double per_tick = static_cast<double>(order_.size()) * static_cast<double>(config_.tick.ns()) /

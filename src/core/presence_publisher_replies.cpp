@@ -37,10 +37,18 @@ void PresencePublisher::flush_batches() {
     index_batch_.clear();
     Pending emit = std::exchange(emit_batch_, Pending{Op::emit});
     if (!emit.events.empty()) {
-        std::vector<std::string> argv = {"FCALL", "lifeline_emit", "1", config_.stream};
-        for (std::string& a : stream_args()) argv.push_back(std::move(a));
-        argv.insert(argv.end(), emit.events.begin(), emit.events.end());
-        send(std::move(argv), std::move(emit), config_.stream);
+        // In calls of at most `batch` events (a resync may carry many); the last one finishes the rest.
+        std::vector<std::string> events = std::move(emit.events);
+        for (std::size_t at = 0; at < events.size(); at += config_.batch) {
+            const std::size_t end = std::min(events.size(), at + config_.batch);
+            Pending part = end == events.size() ? std::move(emit) : Pending{Op::emit};
+            part.events.assign(std::make_move_iterator(events.begin() + static_cast<std::ptrdiff_t>(at)),
+                               std::make_move_iterator(events.begin() + static_cast<std::ptrdiff_t>(end)));
+            std::vector<std::string> argv = {"FCALL", "lifeline_emit", "1", config_.stream};
+            for (std::string& a : stream_args()) argv.push_back(std::move(a));
+            argv.insert(argv.end(), part.events.begin(), part.events.end());
+            send(std::move(argv), std::move(part), config_.stream);
+        }
     } else {
         for (auto& [list, entries] : emit.then_unindex)
             unindex(list, std::move(entries), list == session_key() ? std::move(emit.offs) : std::vector<Offline>{});
@@ -119,12 +127,15 @@ void PresencePublisher::on_reply(std::uint64_t tag, const RedisValue& reply) {
     }
 }
 
-// An error reply: what it was carrying is kept for the next reconnect.
-void PresencePublisher::on_failed(const Pending& p) {
+// An error reply: what it was carrying is kept, and sent again at a resync
+// soon (a second, doubling up to 30 s while errors go on).
+void PresencePublisher::on_failed(Pending& p) {
     for (const Offline& o : p.offs) queue_offline(o);
-    if (p.op == Op::emit) carry_later_.insert(carry_later_.end(), p.events.begin(), p.events.end());
-    if (!p.list.empty()) reaping_.erase(p.list);
+    p.offs.clear();
+    keep_for_reconnect(p);
+    if (p.op == Op::reap_list || p.op == Op::reap_ids || p.op == Op::unindex) reaping_.erase(p.list);
     for (const auto& [list, entries] : p.then_unindex) reaping_.erase(list);
+    if (resync_at_ == Instant::never()) resync_at_ = last_now_ + resync_backoff_;
 }
 
 // Listed: now Redis may admit them (or, after a reconnect, have them back whole).
@@ -255,7 +266,7 @@ void PresencePublisher::reap(const std::string& gateway, bool force, bool rename
     p.list = list;
     send({"FCALL", "lifeline_reap_list", "3", "lifeline:gateway:{" + gateway + "}", list, live, num(last_unix_ms_),
           num(static_cast<std::int64_t>(config_.reap_limit)), force ? "1" : "0", num((config_.ttl / 3).ms()),
-          rename ? "1" : "0"},
+          rename ? "1" : "0", run_},
          std::move(p), list);
 }
 
@@ -272,6 +283,7 @@ void PresencePublisher::on_reap_list_reply(const Pending& p, const RedisValue& r
     if (it == reaping_.end()) return;
     Reaping& r = it->second;
     const std::int64_t left = integer_at(reply, 0);  // -1 alive, -2 stale: nothing to do.
+    if (r.force && left >= 0) renamed_ = true;
     if (left <= 0 || reply.elements.size() < 3) {
         if (left == 0 && r.force) self_reaped_ = true;
         if (left == 0 && !r.force) send({"HDEL", "lifeline:gateways", r.gateway}, {Op::other}, "lifeline:gateways");

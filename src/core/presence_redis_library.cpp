@@ -63,12 +63,15 @@ end
 -- Appends event SEQ of ID unless the stream has it. The last sequence number
 -- is kept (`seen`) only for ids whose events have travelled through an
 -- outbox (REMEMBER), the only ones a late carrier can bring again; an id
--- whose events are always appended in place needs none. -> 1 appended
+-- whose events are always appended in place needs none.
+-- -> 1 appended, 0 the stream had it, nil the stream's slot is not here (migrating)
 local function append_fields(s, id, seq, fields, remember)
   local seen = s.seen .. id
-  local last = redis.call('GET', seen)
+  local last = redis.pcall('GET', seen)
+  if type(last) == 'table' and last.err then return nil end
   if last and seq <= tonumber(last) then return 0 end
-  redis.call('XADD', s.name, 'MAXLEN', '~', s.maxlen, '*', unpack(fields))
+  local added = redis.pcall('XADD', s.name, 'MAXLEN', '~', s.maxlen, '*', unpack(fields))
+  if type(added) == 'table' and added.err then return nil end
   if last or remember then redis.call('SET', seen, seq, 'PX', s.retention) end
   return 1
 end
@@ -79,21 +82,25 @@ local function append(s, event)
   return append_fields(s, e[2], e[1], e[3], true)
 end
 
+local function to_outbox(s, id, seq, fields)
+  local box = outbox_key(id)
+  redis.call('RPUSH', box, cjson.encode({seq, id, fields}))
+  redis.call('PEXPIRE', box, s.retention)
+end
+
 -- Hands an event of ID to the stream: appended here, after the outbox, when
--- the stream is on this node; else added to the outbox for a gateway to carry.
+-- the stream is on this node; else (or if any append fails: a slot being
+-- migrated) added to the outbox for a gateway to carry. Never raises after
+-- the caller's writes, so no write is ever left without its event.
 local function publish(s, id, seq, fields)
   local box = outbox_key(id)
-  local probe = redis.pcall('EXISTS', s.seen .. id)
-  if type(probe) == 'table' and probe.err then  -- Another node's slot.
-    redis.call('RPUSH', box, cjson.encode({seq, id, fields}))
-    redis.call('PEXPIRE', box, s.retention)
-    return
-  end
   if redis.call('EXISTS', box) == 1 then
-    for _, queued in ipairs(redis.call('LRANGE', box, 0, -1)) do append(s, queued) end
+    for _, queued in ipairs(redis.call('LRANGE', box, 0, -1)) do
+      if append(s, queued) == nil then return to_outbox(s, id, seq, fields) end  -- Appended ones are seen.
+    end
     redis.call('DEL', box)
   end
-  append_fields(s, id, seq, fields, false)
+  if append_fields(s, id, seq, fields, false) == nil then to_outbox(s, id, seq, fields) end
 end
 
 local function outbox(id) return redis.call('LRANGE', outbox_key(id), 0, -1) end
@@ -213,20 +220,32 @@ end
 -- A reap that waited in a socket while Redis was paused (SIGSTOP, swap) is
 -- stale: the gateway it condemns may only have been unable to reach Redis
 -- too. It is skipped if Redis' clock is more than STALE_MS past its sending.
--- ARGV: now limit force stale_ms rename. -> {-1 alive | -2 stale | sessions left, then (id token)*}
+-- Moving aside takes only entries of other runs than RUN (so it can be done
+-- again after a lost reply) and adds them to what is already aside.
+-- ARGV: now limit force stale_ms rename run. -> {-1 alive | -2 stale | sessions left, then (id token)*}
 local function reap_list(keys, args)
-  local now, limit, force, stale, rename = unpack(args)
+  local now, limit, force, stale, rename, run = unpack(args)
   local t = redis.call('TIME')
   if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(now) > tonumber(stale) then return {-2} end
   if force ~= '1' and redis.call('EXISTS', keys[1]) == 1 then return {-1} end
-  if rename == '1' and redis.call('EXISTS', keys[3]) == 1 then redis.call('RENAME', keys[3], keys[2]) end
+  if rename == '1' then
+    local live = redis.call('HGETALL', keys[3])
+    for i = 1, #live, 2 do
+      if string.match(live[i + 1], '^%S+') ~= run then
+        redis.call('HSET', keys[2], live[i], live[i + 1])
+        redis.call('HDEL', keys[3], live[i])
+      end
+    end
+  end
   local out = {redis.call('HLEN', keys[2])}
   for _, v in ipairs(redis.call('HRANDFIELD', keys[2], tonumber(limit), 'WITHVALUES')) do out[#out + 1] = v end
   return out
 end
 
 -- Ends the listed sessions of gateway G with gateway_lost: each only if its
--- record still says this very session (gateway, run and conn) is online.
+-- record still says a session of that run of G is online. (Not the listed
+-- conn: a newer session of the id on G is listed before Redis admits it, and
+-- G may die in between; every session of a dead run is dead.)
 -- ARGV: gateway now after, the stream's settings, then (id token)*. -> {ended, the ids' outboxes...}
 local function reap_ids(keys, args)
   local gw, now, after = args[1], args[2], args[3]
@@ -234,9 +253,9 @@ local function reap_ids(keys, args)
   local out = {0}
   for i = 8, #args, 2 do
     local id, token = args[i], args[i + 1]
-    local st = redis.call('HMGET', rec_key(id), 'online', 'gateway', 'run', 'conn', 'epoch')
-    if st[1] == '1' and st[2] == gw and (st[3] or '') .. ' ' .. (st[4] or '') == token then
-      out[1] = out[1] + go_offline(s, id, st[5], 'gateway_lost', after, gw, '', now)
+    local st = redis.call('HMGET', rec_key(id), 'online', 'gateway', 'run', 'epoch')
+    if st[1] == '1' and st[2] == gw and st[3] == string.match(token, '^%S+') then
+      out[1] = out[1] + go_offline(s, id, st[4], 'gateway_lost', after, gw, '', now)
     end
     for _, e in ipairs(outbox(id)) do out[#out + 1] = e end
   end

@@ -9,15 +9,22 @@ namespace lifeline::runtime {
 namespace {
 
 constexpr Duration kRemapHold = Duration::seconds(1);
+constexpr Duration kMaxRemapHold = Duration::seconds(30);
 constexpr std::uint64_t kSlotsTag = std::uint64_t{1} << 62;  // Above the publisher's tags, below the subscriber's.
 
-bool redirected(const RedisValue& v) {
+// The map is out of date (MOVED; a function told a key is not on its node:
+// a batch built on an old map) or the cluster is broken (CLUSTERDOWN). ASK
+// and TRYAGAIN (a slot being migrated) are not: the map is still right, and
+// the publisher retries what failed.
+bool remap_needed(const RedisValue& v) {
     if (v.type != RedisValue::Type::error) return false;
-    for (const char* word : {"MOVED ", "ASK ", "CLUSTERDOWN", "TRYAGAIN"}) {
+    for (const char* word : {"MOVED ", "CLUSTERDOWN"}) {
         if (v.text.rfind(word, 0) == 0) return true;
     }
-    return v.text.find("non local key") != std::string::npos;  // A batch sent on an old map.
+    return v.text.find("non local key") != std::string::npos;
 }
+
+std::string key_of(const RedisAddress& a) { return a.host + ":" + std::to_string(a.port); }
 
 }  // namespace
 
@@ -27,9 +34,11 @@ RedisRouter::RedisRouter(EventLoop& loop, RedisAddress seed, Duration reply_time
 }
 
 std::unique_ptr<RedisLink> RedisRouter::make_link(RedisAddress address) {
+    std::string key = key_of(address);
     return std::make_unique<RedisLink>(
         loop_, std::move(address), reply_timeout_,
-        RedisLink::Callbacks{[this] { on_link_ready(); }, [this](const std::string& why) { on_link_down(why); },
+        RedisLink::Callbacks{[this] { on_link_ready(); },
+                             [this, key = std::move(key)](const std::string& why) { on_link_down(key, why); },
                              [this](std::uint64_t tag, const RedisValue& v) { on_link_reply(tag, v); }});
 }
 
@@ -65,7 +74,15 @@ void RedisRouter::become_ready() {
     callbacks_.ready(node_of_slot_);
 }
 
-void RedisRouter::on_link_down(const std::string& why) { lose(why); }
+// Once mapped, only the masters count: the seed (not a master any more) or a
+// link that left the map keeps retrying on its own, and must not make the
+// gateway resend its state at every retry.
+void RedisRouter::on_link_down(const std::string& key, const std::string& why) {
+    if (mapped_ &&
+        std::none_of(nodes_.begin(), nodes_.end(), [&](const RedisLink* l) { return key_of(l->address()) == key; }))
+        return;
+    lose(why);
+}
 
 // Down until every master answers again, and the map is read again then.
 void RedisRouter::lose(const std::string& why, Duration hold) {
@@ -97,7 +114,13 @@ void RedisRouter::on_link_reply(std::uint64_t tag, const RedisValue& v) {
         return;
     }
     callbacks_.reply(tag, v);
-    if (redirected(v) && ready_) lose("the cluster's slot map changed (" + v.text + ")", kRemapHold);
+    if (remap_needed(v) && ready_) {
+        // A second, doubling (to 30 s) while the cluster keeps saying so within a minute.
+        remap_hold_ =
+            loop_.now() - last_remap_ > Duration::seconds(60) ? kRemapHold : std::min(remap_hold_ * 2, kMaxRemapHold);
+        last_remap_ = loop_.now();
+        lose("the cluster's slot map changed (" + v.text + ")", remap_hold_);
+    }
 }
 
 void RedisRouter::on_slots(const RedisValue& v) {
@@ -150,6 +173,13 @@ void RedisRouter::on_slots(const RedisValue& v) {
     node_of_slot_ = addresses.empty() ? std::vector<std::uint16_t>{} : std::move(map);
     mapped_ = true;
     become_ready();
+}
+
+std::optional<RedisAddress> RedisRouter::ready_node() const {
+    for (const RedisLink* link : nodes_) {
+        if (link->ready()) return link->address();
+    }
+    return std::nullopt;
 }
 
 RedisLink& RedisRouter::link_of(const std::string& route) {

@@ -1,16 +1,18 @@
 // The publisher's commands to one redis-server or to the masters of a Redis
 // Cluster, found from the seed address: CLUSTER SLOTS on the seed (an error
 // there means a plain redis-server), then one RedisLink per master. Ready when
-// every master answers; down when any does not. A MOVED, ASK or CLUSTERDOWN
-// reply (or a function told a key is not on its node) means the slot map
-// changed: the router reports it down and, a second later, reads the map
-// again, and the publisher resends its state (every write is idempotent).
+// every master answers; down when any does not. A MOVED or CLUSTERDOWN reply
+// (or a function told a key is not on its node) means the slot map changed:
+// the router reports it down and, a second later (doubling while it goes
+// on), reads the map again, and the publisher resends its state (every write
+// is idempotent).
 // Internal to src/runtime. Loop thread only.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -39,6 +41,8 @@ public:
     bool ready() const { return ready_; }
     bool cluster() const { return !node_of_slot_.empty(); }
     const RedisAddress& seed() const { return seed_->address(); }
+    // A master that answers now (for the subscription, when the seed does not).
+    std::optional<RedisAddress> ready_node() const;
 
     void on_io(std::uint32_t) override {}
     void on_timer() override { on_link_ready(); }  // The hold after a redirection is over.
@@ -49,7 +53,7 @@ private:
         RedisValue reply;  // The first error, or the last reply.
     };
     void on_link_ready();
-    void on_link_down(const std::string& why);
+    void on_link_down(const std::string& key, const std::string& why);
     void on_link_reply(std::uint64_t tag, const RedisValue& v);
     void on_slots(const RedisValue& v);
     void become_ready();
@@ -73,6 +77,8 @@ private:
     std::uint64_t query_ = 0;  // Which one (its tag's low bits).
     bool ready_ = false;
     Instant hold_until_ = Instant::from_ns(0);
+    Duration remap_hold_ = Duration::seconds(1);
+    Instant last_remap_ = Instant::from_ns(0);
 };
 
 }  // namespace lifeline::runtime

@@ -93,12 +93,27 @@ RedisPresence::RedisPresence(Server::Impl& server, std::unique_ptr<EventLoop> lo
                                    publisher_.on_reply(tag, v);
                                    pump();
                                }});
+    subscribe(address);
+}
+
+// The control channel, on one node (a cluster delivers a PUBLISH on every
+// node). When that node stops answering, another master that does takes over.
+void RedisPresence::subscribe(const RedisAddress& address) {
     subscriber_ = std::make_unique<RedisLink>(
-        *loop_, address, timeout,
+        *loop_, address, reply_timeout(publisher_.config().ttl),
         RedisLink::Callbacks{[this] {
                                  subscriber_->send({{"SUBSCRIBE", publisher_.control_channel()}, kControlTag});
                              },
-                             [](const std::string&) {},  // The command link reports Redis' state.
+                             [this](const std::string&) {  // The router reports Redis' state.
+                                 loop_->post([this] {      // Not inside the link's own callback.
+                                     const std::optional<RedisAddress> other = router_->ready_node();
+                                     if (subscriber_->ready() || !other ||
+                                         other->to_string() == subscriber_->address().to_string())
+                                         return;
+                                     subscribe(*other);
+                                     subscriber_->start();
+                                 });
+                             },
                              [this](std::uint64_t, const RedisValue& v) {
                                  if (v.elements.size() == 3) publisher_.on_control(v.elements[2].text);
                                  pump();

@@ -39,6 +39,7 @@ public:
 private:
     RedisPresence(Server::Impl& server, std::unique_ptr<EventLoop> loop, RedisAddress address,
                   PresencePublisherConfig config);
+    void subscribe(const RedisAddress& address);
     void pump();  // Commands to Redis, notices to the server, the timer re-armed.
     void handle_notice(const PresenceNotice& n);
     void publish_metrics();  // The publisher's counters into the server's /metrics.

@@ -120,6 +120,7 @@ TEST_P(PresenceFleet, EachClientShowsOnItsGatewayAndAStoppedOneGoesOfflineWithIt
         // b1 shares the stream's node (its events are appended in its own
         // function); a1 does not (they wait in its outbox and are carried).
         const int stream_node = cluster_->node_of_slot(redis_key_slot("lifeline:offline"));
+        ASSERT_GE(stream_node, 0) << "CLUSTER SLOTS not understood";
         EXPECT_EQ(cluster_->node_of_slot(redis_key_slot("lifeline:{b1}")), stream_node);
         EXPECT_NE(cluster_->node_of_slot(redis_key_slot("lifeline:{a1}")), stream_node);
     }
@@ -192,8 +193,10 @@ TEST_P(PresenceFleet, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
                    2s + testing::kSchedulingSlack);
     ASSERT_TRUE(ghost_closed) << "gw-a did not close the ghost";
     EXPECT_EQ(ghost_closed->value("reason", ""), "session_replaced");
-    // gw-a's own offline for the ghost follows, fenced out; a session it admits
-    // later is written after it (one connection, in order).
+    // The replaced session's offline; and gw-a writes nothing more for it (with
+    // one redis-server, a session it admits later is written after anything it
+    // sent before: one connection, in order).
+    ASSERT_TRUE(stream_->await_event("offline", "mover", 5s));
     client("marker", "gw-a");
     ASSERT_TRUE(stream_->await_event("online", "marker", 5s));
     ASSERT_EQ(stream_->of("mover", "offline").size(), 1u) << "exactly one offline for the replaced session";
@@ -233,6 +236,34 @@ TEST_P(PresenceFleet, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
     EXPECT_TRUE(now.online);
     EXPECT_EQ(now.gateway, "gw-b");
     EXPECT_EQ(now.epoch, first->epoch + 1);
+    stream_->expect_epoch_order_without_duplicates();
+}
+
+// A gateway that died right after listing a newer session of an id (its
+// online never ran) while the record still says an older session of its run
+// is online: the survivor ends that session, once, as gateway_lost. The dead
+// gateway's state is written straight into Redis by the test.
+TEST_P(PresenceFleet, ASurvivorEndsADeadRunsSessionWhateverConnItListedLast) {
+    gateway("gw-a");
+    const std::string now = std::to_string(unix_ms());
+    const std::string online =
+        cli({"FCALL", "lifeline_online", "4", "lifeline:{mover}", "lifeline:{mover}:epoch",
+             "lifeline:{mover}:admissions", "lifeline:{mover}:outbox", "mover", "gw-x", "1", "10.0.0.9:4000", now,
+             "3000", "77", "lifeline:offline", "{lifeline:offline}:seen:", "1000", "60000"});
+    ASSERT_EQ(online.substr(0, 2), "1\n") << online;
+    // The dead run's outbox (the stream may be on another node) is carried by the survivor.
+    cli({"HSET", "lifeline:sessions:{gw-x}", "mover", "77 2"});  // Conn 2, listed; its online never ran.
+    cli({"HSET", "lifeline:gateways", "gw-x", std::to_string(unix_ms() - 4000)});
+    const auto bound = std::chrono::milliseconds(kTtlMs + 2 * kIntervalMs) + testing::kSchedulingSlack * 2;
+    const auto lost = stream_->await_event("offline", "mover", bound, "gateway_lost");
+    ASSERT_TRUE(lost) << "the dead run's session was not ended";
+    EXPECT_EQ(lost->gateway, "gw-x");
+    EXPECT_EQ(lost->epoch, 1u);
+    EXPECT_FALSE(record("mover").online);
+    stream_->read_for(std::chrono::milliseconds(2 * kIntervalMs));  // Two more survivor rounds: once.
+    EXPECT_EQ(stream_->of("mover", "offline").size(), 1u);
+    EXPECT_EQ(stream_->of("mover", "online").size(), 1u);
+    EXPECT_EQ(cli({"HLEN", "lifeline:sessions:{gw-x}"}), "0\n");
     stream_->expect_epoch_order_without_duplicates();
 }
 

@@ -70,13 +70,17 @@ public:
         return out;
     }
 
-    // Every id's events: epochs never go back, an epoch is online once and offline once at most.
+    // Every id's events: in sequence order (2 x epoch for the online, + 1 for
+    // the offline: epochs never go back, and an epoch's online comes before
+    // its offline), an epoch online once and offline once at most.
     void expect_epoch_order_without_duplicates() const {
-        std::map<std::string, std::uint64_t> last;
+        std::map<std::string, std::uint64_t> last;  // The last sequence number, + 1.
         std::set<std::tuple<std::string, std::string, std::uint64_t>> seen;
         for (const PresenceEvent& e : events_) {
-            EXPECT_GE(e.epoch, last[e.id]) << e.id << " went back from epoch " << last[e.id] << " at " << e.stream_id;
-            last[e.id] = std::max(last[e.id], e.epoch);
+            const std::uint64_t seq = 2 * e.epoch + (e.event == "offline" ? 1 : 0) + 1;
+            EXPECT_GE(seq, last[e.id]) << e.id << " went back: " << e.event << " of epoch " << e.epoch << " at "
+                                       << e.stream_id;
+            last[e.id] = std::max(last[e.id], seq);
             EXPECT_TRUE(seen.insert({e.id, e.event, e.epoch}).second)
                 << e.id << " " << e.event << " epoch " << e.epoch << " twice (" << e.stream_id << ")";
         }

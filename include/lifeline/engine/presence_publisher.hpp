@@ -219,7 +219,8 @@ private:
     void on_reap_ids_reply(const Pending& p, const RedisValue& reply);
     void on_emit_reply(const Pending& p, const RedisValue& reply);
     void on_unindex_reply(const Pending& p);
-    void on_failed(const Pending& p);
+    void on_failed(Pending& p);
+    void keep_for_reconnect(Pending& p);
     void notice(PresenceNotice::Kind kind, std::string id, std::uint64_t conn, std::string message);
     std::string session_key() const;
     std::string token(std::uint64_t conn) const;
@@ -231,7 +232,13 @@ private:
     bool connected_ = false;
     bool started_ = false;      // Connected at least once.
     bool self_reaped_ = false;  // The previous run's sessions are all ended.
-    std::string run_;           // This run's token in Redis (its first connection's time, ms).
+    bool renamed_ = false;      // ... and were moved aside (Redis said so).
+    // An error reply (not a lost connection): everything is sent again, as
+    // after a reconnect, at this time; the wait doubles while errors go on
+    // (from 1 s at each real reconnect, up to 30 s).
+    Instant resync_at_ = Instant::never();
+    Duration resync_backoff_ = Duration::seconds(1);
+    std::string run_;  // This run's token in Redis (its first connection's time, ms).
     std::string seen_prefix_;
     std::vector<std::uint16_t> node_of_slot_;  // Empty: one node.
     std::int64_t previous_heartbeat_ms_ = 0;   // This gateway's last before this run (for its self-reap).
@@ -248,8 +255,9 @@ private:
     // Built up between take_commands() calls, sent as one command each.
     std::vector<Entry> index_batch_;
     Pending emit_batch_;
-    std::unordered_map<std::string, Pending> unindex_batch_;  // By list.
-    std::vector<std::string> carry_later_;                    // Events whose carrying was cut by a lost connection.
+    std::unordered_map<std::string, Pending> unindex_batch_;    // By list.
+    std::vector<std::string> carry_later_;                      // Events whose carrying was cut by a lost connection.
+    std::vector<std::pair<std::string, Entry>> unindex_later_;  // Likewise, entries to leave their lists.
     std::uint64_t next_tag_ = 1;
     std::vector<RedisCommand> commands_;
     std::vector<PresenceNotice> notices_;
@@ -257,6 +265,7 @@ private:
     Instant next_heartbeat_ = Instant::never();
     Instant reap_from_ = Instant::never();  // One TTL after each (re)connect.
     std::int64_t last_unix_ms_ = 0;
+    Instant last_now_;
     PresencePublisherCounters counters_;
 };
 
