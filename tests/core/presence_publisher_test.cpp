@@ -385,6 +385,26 @@ TEST(PresencePublisher, ADeadGatewaysSessionsAreEndedRoundByRound) {
     EXPECT_EQ(sent[0].argv, (std::vector<std::string>{"HDEL", "lifeline:gateways", "gw-b"}));
 }
 
+TEST(PresencePublisher, AnErrorReplyBringsAResyncASecondLater) {
+    Rig r;
+    r.connect();
+    r.p.online("dev-1", 7, "peer", kUnixMs);
+    const std::vector<RedisCommand> on = Rig::named(r.take(), "lifeline_online");
+    ASSERT_EQ(on.size(), 1u);
+    RedisValue error;
+    error.type = RedisValue::Type::error;
+    error.text = "OOM command not allowed when used memory > 'maxmemory'";
+    r.p.on_reply(on[0].tag, error);
+    ASSERT_EQ(r.p.take_notices().size(), 1u) << "reported";
+    r.advance(Duration::milliseconds(900));
+    EXPECT_TRUE(Rig::named(r.take(), "lifeline_online").empty());
+    r.advance(Duration::milliseconds(200));
+    const std::vector<RedisCommand> again = Rig::named(r.take(), "lifeline_online");
+    ASSERT_EQ(again.size(), 1u) << "sent again, on a stable connection";
+    EXPECT_EQ(again[0].argv[7], "dev-1");
+    EXPECT_EQ(r.p.counters().reconnects, 0u) << "a resync is not a reconnection";
+}
+
 TEST(PresencePublisher, TheSeenKeysShareTheStreamsSlot) {
     for (const std::string stream : {"lifeline:offline", "events{fleet}", "x"}) {
         const std::string prefix = presence_seen_prefix(stream);
