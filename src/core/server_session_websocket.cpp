@@ -106,7 +106,7 @@ void ServerSession::ws_upgraded(const ws::Upgrade& upgrade, std::span<const std:
         return;
     }
     state_ = State::admitting;
-    SessionEvent e = ws_event(SessionEventKind::hello, chosen_id());
+    SessionEvent e = ws_event(SessionEventKind::hello, std::string(chosen_id()));
     e.credential = std::move(credential);
     e.resume_token = ws::from_hex(upgrade.query("resume"));
     e.target = upgrade.target;

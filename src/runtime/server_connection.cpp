@@ -190,7 +190,7 @@ void Connection::on_opened(const SessionEvent& e) {
         Event hello = event(EventKind::hello);
         hello.interval = e.interval;
         hello.timeout = e.timeout;
-        if (const std::string& chosen = session_.chosen_id(); !chosen.empty())
+        if (const std::string_view chosen = session_.chosen_id(); !chosen.empty())
             hello.epoch = server.presence_epoch(chosen, id());
         server.emit(hello);
     }
@@ -292,7 +292,7 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     // longer names this connection.
     if (!session_.chosen_id().empty()) {
         report_offline(reason);
-        server.release_session(session_.chosen_id(), {static_cast<std::uint32_t>(worker().index()), slot_, id()});
+        server.release_session(session_.chosen_id(), handle_ref());
     }
     if (admitted_ && server.callbacks.on_close) {
         // Exactly once, with the event's reason. Thrown or not, it is over.
@@ -303,6 +303,13 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
             err.message = describe_throw("on_close", std::current_exception());
             server.emit(err);
         }
+    }
+    // The last use of the stored id: this connection reports nothing more.
+    if (stored_id_) {
+        const std::string_view stored = session_.chosen_id();
+        session_.forget_stored_id();
+        stored_id_ = false;
+        server.unpin_session(stored);  // Valid until this returns.
     }
     loop.cancel(*this);
     // A send still in flight delays the FIN (and what follows it) a little;

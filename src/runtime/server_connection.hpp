@@ -22,6 +22,7 @@
 #include "lifeline/engine/tls.hpp"
 #include "lifeline/events.hpp"
 #include "runtime/event_loop.hpp"
+#include "runtime/server_impl.hpp"
 #include "runtime/stream_socket.hpp"
 
 namespace lifeline::runtime {
@@ -63,6 +64,8 @@ public:
 
     // ---- The gateway API (server_gateway_connection.cpp) ----
     ConnectionId handle() const;
+    // The same, as the session directory names its holders.
+    ConnectionRef handle_ref() const;
     // The application's DATA (raw: bytes). Errors: not_open, too_large.
     Result<SendStatus> send_app(std::span<const std::uint8_t> payload);
     // One frame encoded by the caller (broadcast); `payload` bytes of it are
@@ -181,6 +184,7 @@ private:
     bool shutdown_flush_ : 1 = false;    // Closed for shutdown; waits for its output to leave.
     bool admitted_ : 1 = false;          // on_open ran: on_close is owed, once.
     bool wants_writable_ : 1 = false;    // A send() said `full`: on_writable is owed.
+    bool stored_id_ : 1 = false;         // The session's id is the directory's (pinned until finish()).
 };
 
 template <class F>
