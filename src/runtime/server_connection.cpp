@@ -24,9 +24,9 @@ constexpr Duration kCloseLinger = Duration::milliseconds(250);
 
 }  // namespace
 
-// Every idle connection pays for each byte: 232 is the most that still fits
-// glibc's 240-byte allocation class (the engine's ServerSession is 136 of it).
-static_assert(sizeof(Connection) <= 232, "Connection grew past its allocation class");
+// Every idle connection pays for each byte (in place in its worker's
+// ConnectionSlab, no malloc header): the engine's ServerSession is 136 of it.
+static_assert(sizeof(Connection) <= 232, "an idle connection's every byte counts (docs/BENCHMARKS.md)");
 
 Worker& Connection::worker() { return Worker::current(); }
 
