@@ -17,11 +17,38 @@ LivenessMachine::LivenessMachine(const LivenessConfig& config, FailureDetector& 
       last_ping_at_(now),
       // Kept even when this side does not ping: it is the contract (interval()).
       interval_ms_(static_cast<std::uint32_t>(std::clamp<std::int64_t>(config.interval.ms(), 0, UINT32_MAX))),
-      sends_pings_(config.sends_pings) {
+      sends_pings_(config.sends_pings),
+      external_(true) {
     assert(config.validate().ok());
 }
 
-void LivenessMachine::on_bytes_received(Instant now) { detector_->on_arrival(now); }
+LivenessMachine::LivenessMachine(const LivenessConfig& config, Duration timeout, Instant now)
+    : timeout_(timeout),
+      last_arrival_(now),
+      last_sent_(now),
+      last_ping_at_(now),
+      interval_ms_(static_cast<std::uint32_t>(std::clamp<std::int64_t>(config.interval.ms(), 0, UINT32_MAX))),
+      sends_pings_(config.sends_pings),
+      external_(false) {
+    assert(config.validate().ok());
+    assert(timeout > Duration::zero());
+}
+
+void LivenessMachine::on_bytes_received(Instant now) {
+    if (external_) {
+        detector_->on_arrival(now);
+    } else {
+        last_arrival_ = std::max(last_arrival_, now);
+    }
+}
+
+// FixedTimeoutDetector::suspicion(), for a timeout of its own.
+double LivenessMachine::suspicion(Instant now) const {
+    if (external_) return detector_->suspicion(now);
+    const Duration silence = now - last_arrival_;
+    if (silence <= Duration::zero()) return 0.0;
+    return static_cast<double>(silence.ns()) / static_cast<double>(timeout_.ns());
+}
 
 void LivenessMachine::on_bytes_sent(Instant now) { last_sent_ = std::max(last_sent_, now); }
 
@@ -46,21 +73,27 @@ Instant LivenessMachine::next_ping_time() const {
     if (!sends_pings_) return Instant::never();
     const Duration interval = Duration::milliseconds(interval_ms_);
     const Instant quiet_due = last_sent_ + interval;
-    const Instant deaf_due = std::max(detector_->last_arrival(), last_ping_at_) + interval;
+    const Instant deaf_due = std::max(last_received(), last_ping_at_) + interval;
     return earliest(quiet_due, deaf_due);
 }
 
-void LivenessMachine::on_local_stall(Instant now) { detector_->on_local_stall(now); }
+void LivenessMachine::on_local_stall(Instant now) {
+    if (external_) {
+        detector_->on_local_stall(now);
+    } else {
+        on_bytes_received(now);  // A fixed timeout restarts its silence clock; there is nothing to learn.
+    }
+}
 
 Instant LivenessMachine::next_deadline() const {
     if (dead_) return Instant::never();
-    return earliest(detector_->conviction_time(), next_ping_time());
+    return earliest(conviction_time(), next_ping_time());
 }
 
 LivenessStep LivenessMachine::on_timer(Instant now) {
     LivenessStep step;
     if (dead_) return step;
-    if (detector_->convicts(now)) {
+    if (now >= conviction_time()) {
         dead_ = true;
         step.action = LivenessAction::declare_dead;
         step.reason = DisconnectReason::heartbeat_timeout;

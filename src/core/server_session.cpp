@@ -40,8 +40,7 @@ Result<void> ServerSessionConfig::validate() const {
 
 ServerSession::ServerSession(const ServerSessionConfig& config, std::uint64_t number, Instant now)
     : config_(&config),
-      detector_(initial_timeout(config), now),
-      liveness_(LivenessConfig{config.heartbeat, false}, detector_, now),
+      liveness_(LivenessConfig{config.heartbeat, false}, initial_timeout(config), now),
       decoder_(DecoderRole::server, DecoderLimits{config.max_body_size}),
       accepted_at_(now),
       number_(number) {
@@ -94,7 +93,7 @@ void ServerSession::ExtrasSlot::store_id(const std::uint8_t* stored) {
     const auto bits = reinterpret_cast<std::uintptr_t>(stored);
     LIFELINE_CHECK((bits & 1) == 0, "a stored id is aligned (bit 0 tells it from an Extras)");
     Extras* x = get();
-    if (x != nullptr && (x->websocket || !x->held.empty())) {
+    if (x != nullptr && (x->websocket || !x->held.empty() || x->owner_data != nullptr)) {
         x->stored_id = stored;
         std::string().swap(x->chosen_id);
         return;
@@ -207,8 +206,7 @@ void ServerSession::handle_hello(const Hello& hello, Instant now) {
     Duration timeout = hello.timeout_ms == 0 ? c.timeout : Duration::milliseconds(hello.timeout_ms);
     // A timeout must leave room for at least two heartbeats and the round trips between them.
     timeout = std::clamp(timeout, interval * 2, c.max_timeout);
-    detector_ = FixedTimeoutDetector(timeout, now);
-    liveness_ = LivenessMachine(LivenessConfig{interval, c.server_pings}, detector_, now);
+    liveness_ = LivenessMachine(LivenessConfig{interval, c.server_pings}, timeout, now);
     if (!hello.id.empty()) extras().chosen_id = hello.id;
     if (!c.admission) {
         open_session("");
@@ -228,7 +226,7 @@ void ServerSession::handle_hello(const Hello& hello, Instant now) {
 void ServerSession::open_session(std::string_view resume_token) {
     state_ = State::open;
     const Duration interval = liveness_.interval();
-    const Duration timeout = detector_.timeout();
+    const Duration timeout = liveness_.timeout();
     control(Welcome{kProtocolVersion, static_cast<std::uint32_t>(interval.ms()),
                     static_cast<std::uint32_t>(timeout.ms()), client_id(), std::string(resume_token)});
     SessionEvent e;
@@ -245,10 +243,9 @@ Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
         return make_error(Errc::too_large, "resume_token is " + std::to_string(resume_token.size()) +
                                                " bytes, more than " + std::to_string(kMaxResumeTokenSize));
     // Liveness is judged from the WELCOME: the client heard nothing before it.
-    detector_ = FixedTimeoutDetector(detector_.timeout(), now);
     // WebSocket clients (browsers) never ping: the server always does.
     liveness_ = LivenessMachine(LivenessConfig{liveness_.interval(), config_->server_pings || config_->websocket},
-                                detector_, now);
+                                liveness_.timeout(), now);
     if (config_->websocket) {
         ws_open_session(resume_token);
     } else {
@@ -343,7 +340,7 @@ void ServerSession::handle_timeout(Instant now) {
         e.kind = SessionEventKind::dead;
         e.reason = config_->framed ? DisconnectReason::heartbeat_timeout : DisconnectReason::idle_timeout;
         e.silence = now - liveness_.last_received();
-        e.budget = detector_.timeout();
+        e.budget = liveness_.timeout();
         e.rtt = liveness_.rtt().has_sample() ? liveness_.rtt().smoothed() : Duration::zero();
         const std::string text = "nothing received for " + to_string(e.silence);
         const DisconnectReason reason = e.reason;

@@ -29,8 +29,6 @@ enum Flag : std::uint8_t {
     kLongId = 64,     // The id is on the heap (the entry holds a pointer to it).
 };
 
-std::uint32_t hash_of(std::string_view id) { return static_cast<std::uint32_t>(std::hash<std::string_view>{}(id)); }
-
 // "a.b.c.d:port", as net::format_address writes an IPv4 peer.
 std::string format_v4(std::uint32_t address, std::uint16_t port) {
     std::string out;
@@ -71,13 +69,17 @@ bool parse_v4(std::string_view text, std::uint32_t& address, std::uint16_t& port
 
 }  // namespace
 
-// One id. 80 bytes, aligned to 8 so that `id` (a stored id's address) is too.
+// One id. 72 bytes, aligned to 8 so that `id` (a stored id's address) is too.
 struct SessionDirectory::Entry {
-    SessionHolder holder;  // The holder while kHeld; its conn is also the presence record's connection.
+    // The holder while kHeld (conn, loop, slot); conn is also the presence record's connection.
+    std::uint64_t conn = 0;
     std::uint64_t epoch = 0;
     std::int64_t since_ms = 0;
-    std::uint32_t hash = 0;
-    std::uint32_t pins = 0;  // admit()s not yet unpin()ned: their stored bytes must stay.
+    std::uint32_t slot = 0;
+    // admit()s not yet unpin()ned: their stored bytes must stay. One per
+    // connection object, and a process has far fewer than 2^24 of those.
+    std::uint32_t pins : 24 = 0;
+    std::uint32_t loop : 8 = 0;  // A server has at most 256 loops.
     std::uint32_t peer_v4 = 0;
     std::uint16_t peer_port = 0;
     std::uint8_t reason = 0;  // DisconnectReason, with kHasReason.
@@ -85,6 +87,13 @@ struct SessionDirectory::Entry {
     // The id: its length, then its bytes; with kLongId, a pointer to the same on the heap.
     alignas(8) std::array<std::uint8_t, 1 + kInlineId> id{};
 
+    SessionHolder holder() const { return {loop, slot, conn}; }
+    void hold(const SessionHolder& h) {
+        LIFELINE_CHECK(h.loop < 256, "a holder's loop fits the entry's 8 bits");
+        loop = h.loop & 0xFF;  // Checked above.
+        slot = h.slot;
+        conn = h.conn;
+    }
     bool has(Flag f) const { return (flags & f) != 0; }
     const std::uint8_t* stored() const {
         if (!has(kLongId)) return id.data();
@@ -98,7 +107,7 @@ struct SessionDirectory::Entry {
 void SessionDirectory::FreeBlock::operator()(Entry* block) const { ::operator delete(block); }
 
 SessionDirectory::SessionDirectory(const SessionDirectoryConfig& config) : config_(config) {
-    static_assert(sizeof(Entry) == 80, "an id's entry is what every connection with an id pays");
+    static_assert(sizeof(Entry) == 72, "an id's entry is what every connection with an id pays");
 }
 
 SessionDirectory::~SessionDirectory() {
@@ -126,21 +135,20 @@ ResumeToken SessionDirectory::token_for(std::string_view id, std::uint64_t conn)
 IdClaim SessionDirectory::check(std::string_view id, std::string_view token) const {
     const std::uint32_t n = lookup(id);
     if (n == kNone || !at(n).has(kHeld)) return {};
-    return {true, resume_token_matches(token, token_for(id, at(n).holder.conn))};
+    return {true, resume_token_matches(token, token_for(id, at(n).conn))};
 }
 
 SessionDirectory::Admitted SessionDirectory::admit(std::string_view id, const SessionHolder& holder,
                                                    std::string_view peer, std::int64_t now_ms) {
-    const std::uint32_t hash = hash_of(id);
-    std::uint32_t n = lookup(id, hash);
-    if (n == kNone) n = insert(id, hash);
+    std::uint32_t n = lookup(id);
+    if (n == kNone) n = insert(id);
     Entry& e = at(n);
     Admitted a;
     a.stored = e.stored();
-    if (e.has(kHeld)) a.replaced = e.holder;
+    if (e.has(kHeld)) a.replaced = e.holder();
     if (config_.presence) {
         if (e.has(kOnline)) {
-            replaced_[e.holder.conn] = e.epoch;  // Taken over: its offline will be stale.
+            replaced_[e.conn] = e.epoch;  // Taken over: its offline will be stale.
         } else {
             ++online_;
         }
@@ -150,15 +158,16 @@ SessionDirectory::Admitted SessionDirectory::admit(std::string_view id, const Se
         set_peer(n, peer);
         a.epoch = e.epoch;
     }
-    e.holder = holder;
+    e.hold(holder);
     e.flags |= kHeld;
+    LIFELINE_CHECK(e.pins < (1u << 24) - 1, "pins fit their 24 bits");
     ++e.pins;
     return a;
 }
 
 bool SessionDirectory::release(std::string_view id, const SessionHolder& holder) {
     const std::uint32_t n = lookup(id);
-    if (n == kNone || !at(n).has(kHeld) || !(at(n).holder == holder)) return false;
+    if (n == kNone || !at(n).has(kHeld) || !(at(n).holder() == holder)) return false;
     at(n).flags &= ~kHeld;
     free_if_unused(n);
     return true;
@@ -179,7 +188,7 @@ PresenceTable::Offline SessionDirectory::offline(std::string_view id, std::uint6
         return {false, epoch};
     }
     const std::uint32_t n = lookup(id);
-    if (n == kNone || !at(n).has(kOnline) || at(n).holder.conn != conn) return {};
+    if (n == kNone || !at(n).has(kOnline) || at(n).conn != conn) return {};
     Entry& e = at(n);
     e.flags = static_cast<std::uint8_t>((e.flags & ~kOnline) | kHasReason);
     e.since_ms = now_ms;
@@ -194,7 +203,7 @@ PresenceTable::Offline SessionDirectory::offline(std::string_view id, std::uint6
 std::optional<SessionHolder> SessionDirectory::find(std::string_view id) const {
     const std::uint32_t n = lookup(id);
     if (n == kNone || !at(n).has(kHeld)) return std::nullopt;
-    return at(n).holder;
+    return at(n).holder();
 }
 
 std::optional<PresenceRecord> SessionDirectory::presence(std::string_view id, std::int64_t now_ms) {
@@ -220,7 +229,7 @@ PresenceRecord SessionDirectory::record(std::uint32_t n) const {
     r.id = std::string(e.text());
     r.online = e.has(kOnline);
     r.epoch = e.epoch;
-    r.conn = e.holder.conn;
+    r.conn = e.conn;
     r.peer = peer_of(n);
     r.since_ms = e.since_ms;
     if (e.has(kHasReason)) r.last_reason = static_cast<DisconnectReason>(e.reason);
@@ -293,13 +302,12 @@ std::uint32_t SessionDirectory::allocate() {
     return n;
 }
 
-std::uint32_t SessionDirectory::insert(std::string_view id, std::uint32_t hash) {
+std::uint32_t SessionDirectory::insert(std::string_view id) {
     LIFELINE_CHECK(id.size() <= 255, "a client id is at most 255 bytes (its length is one byte)");
     const std::uint32_t n = allocate();
     Entry& e = at(n);
     e = Entry();
     e.flags = kUsed;
-    e.hash = hash;
     if (id.size() <= kInlineId) {
         e.id[0] = static_cast<std::uint8_t>(id.size());
         std::memcpy(e.id.data() + 1, id.data(), id.size());
@@ -328,22 +336,25 @@ void SessionDirectory::free_if_unused(std::uint32_t n) {
 
 // ---- The index ---------------------------------------------------------------------
 
-std::uint32_t SessionDirectory::lookup(std::string_view id) const { return lookup(id, hash_of(id)); }
+// Not stored in the entry (it would cost 8 bytes there, with the padding):
+// computed again where needed.
+std::size_t SessionDirectory::home(std::string_view id) const {
+    return std::hash<std::string_view>{}(id) & (index_.size() - 1);
+}
 
-std::uint32_t SessionDirectory::lookup(std::string_view id, std::uint32_t hash) const {
+std::uint32_t SessionDirectory::lookup(std::string_view id) const {
     if (index_.empty()) return kNone;
     const std::size_t mask = index_.size() - 1;
-    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+    for (std::size_t i = home(id);; i = (i + 1) & mask) {
         const std::uint32_t slot = index_[i];
         if (slot == 0) return kNone;
-        const Entry& e = at(slot - 1);
-        if (e.hash == hash && e.text() == id) return slot - 1;
+        if (at(slot - 1).text() == id) return slot - 1;
     }
 }
 
 void SessionDirectory::place(std::uint32_t n) {
     const std::size_t mask = index_.size() - 1;
-    std::size_t i = at(n).hash & mask;
+    std::size_t i = home(at(n).text());
     while (index_[i] != 0) i = (i + 1) & mask;
     index_[i] = n + 1;
 }
@@ -360,12 +371,12 @@ void SessionDirectory::grow_index() {
 // tombstones, so lookups stay as short as if the id had never been there.
 void SessionDirectory::unindex(std::uint32_t n) {
     const std::size_t mask = index_.size() - 1;
-    std::size_t hole = at(n).hash & mask;
+    std::size_t hole = home(at(n).text());
     while (index_[hole] != n + 1) hole = (hole + 1) & mask;
     for (std::size_t j = (hole + 1) & mask; index_[j] != 0; j = (j + 1) & mask) {
-        const std::size_t home = at(index_[j] - 1).hash & mask;
+        const std::size_t home_j = home(at(index_[j] - 1).text());
         // The entry at j may move into the hole unless its home lies cyclically in (hole, j].
-        const bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        const bool stays = hole <= j ? (home_j > hole && home_j <= j) : (home_j > hole || home_j <= j);
         if (stays) continue;
         index_[hole] = index_[j];
         hole = j;

@@ -53,11 +53,13 @@ Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std
 
 // Connections are destroyed after finish() (which cancelled the timer) or by
 // their Worker, which cancels every timer first.
-Connection::~Connection() = default;
+Connection::~Connection() { delete extras_if_any(); }
 
 Connection::Extras& Connection::extras() {
-    if (!extras_) extras_ = std::make_unique<Extras>();
-    return *extras_;
+    if (Extras* x = extras_if_any()) return *x;
+    auto x = std::make_unique<Extras>();
+    session_.set_owner_data(x.get());
+    return *x.release();
 }
 
 void Connection::count_data(std::size_t in, std::size_t out) {
@@ -67,7 +69,7 @@ void Connection::count_data(std::size_t in, std::size_t out) {
 }
 
 std::string Connection::peer() const {
-    if (extras_ && !extras_->peer.empty()) return extras_->peer;
+    if (const Extras* x = extras_if_any(); x != nullptr && !x->peer.empty()) return x->peer;
     return net::format_address(AF_INET, &peer_v4_, peer_port_);
 }
 
@@ -279,8 +281,9 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     e.bytes_in = socket_.bytes_in();
     e.bytes_out = socket_.bytes_out();
     e.bytes_unsent = socket_.queued_bytes();
-    e.data_in = extras_ ? extras_->data_in : 0;
-    e.data_out = extras_ ? extras_->data_out : 0;
+    const Extras* x = extras_if_any();
+    e.data_in = x != nullptr ? x->data_in : 0;
+    e.data_out = x != nullptr ? x->data_out : 0;
     e.message = message;
     finished_ = true;
     server.metrics.count_closed(reason);

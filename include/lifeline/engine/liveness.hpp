@@ -63,6 +63,11 @@ class LivenessMachine {
 public:
     // `detector` decides when silence means death; it must outlive the machine.
     LivenessMachine(const LivenessConfig& config, FailureDetector& detector, Instant now);
+    // With a fixed timeout of its own (FixedTimeoutDetector's rule: dead once
+    // nothing has arrived for `timeout`, > 0, infinite for never), kept
+    // inside: no detector object, no pointer to it, no virtual calls. 16
+    // bytes less for every session that uses it (docs/BENCHMARKS.md).
+    LivenessMachine(const LivenessConfig& config, Duration timeout, Instant now);
 
     void on_bytes_received(Instant now);
     void on_bytes_sent(Instant now);
@@ -77,9 +82,11 @@ public:
     // When on_timer() next has something to do (never() once dead).
     Instant next_deadline() const;
     bool dead() const { return dead_; }
-    Instant last_received() const { return detector_->last_arrival(); }
+    Instant last_received() const { return external_ ? detector_->last_arrival() : last_arrival_; }
     Instant last_sent() const { return last_sent_; }
-    double suspicion(Instant now) const { return detector_->suspicion(now); }
+    double suspicion(Instant now) const;
+    // The fixed timeout of its own; infinite() with a detector of the caller's.
+    Duration timeout() const { return external_ ? Duration::infinite() : timeout_; }
     const RttEstimator& rtt() const { return rtt_; }
     std::uint64_t pings_sent() const { return next_ping_seq_ - 1; }
     // The heartbeat interval it was made with (the granted contract).
@@ -87,9 +94,16 @@ public:
 
 private:
     Instant next_ping_time() const;
+    Instant conviction_time() const { return external_ ? detector_->conviction_time() : last_arrival_ + timeout_; }
 
-    // Laid out for size: an idle connection holds one of these (48 bytes).
-    FailureDetector* detector_;
+    // Laid out for size: an idle connection holds one of these (56 bytes,
+    // its detector included). The caller's detector (external_), or the
+    // state of a fixed timeout of its own.
+    union {
+        FailureDetector* detector_;
+        Duration timeout_;
+    };
+    Instant last_arrival_;  // Own timeout only.
     Instant last_sent_;
     Instant last_ping_at_;  // When the latest PING went out.
     RttEstimator rtt_;
@@ -99,6 +113,7 @@ private:
     bool awaiting_pong_ = false;  // The latest PING has not been answered yet.
     bool sends_pings_;
     bool dead_ = false;
+    bool external_;
 };
 
 }  // namespace lifeline

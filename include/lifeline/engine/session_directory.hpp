@@ -5,7 +5,7 @@
 // used to keep the id three times (its session, a SessionRegistry, a
 // PresenceTable), each copy with its own heap buffer and hash node: 466 bytes
 // an idle connection with a 27-byte id (docs/BENCHMARKS.md). Here an id costs
-// one 80-byte entry and a 4-byte index slot.
+// one 72-byte entry and a 4-byte index slot.
 //
 //   on HELLO with an id:   IdClaim c = dir.check(id, hello_token);
 //   on admit:              token = dir.token_for(id, conn); WELCOME with it;
@@ -115,9 +115,9 @@ private:
     static constexpr std::uint32_t kNone = UINT32_MAX;
 
     // The open-addressing index (linear probing, 4 bytes a slot).
-    std::uint32_t lookup(std::string_view id, std::uint32_t hash) const;
+    std::size_t home(std::string_view id) const;  // The id's first slot.
     std::uint32_t lookup(std::string_view id) const;
-    std::uint32_t insert(std::string_view id, std::uint32_t hash);
+    std::uint32_t insert(std::string_view id);
     void place(std::uint32_t number);
     void unindex(std::uint32_t number);
     void grow_index();
