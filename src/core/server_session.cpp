@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "lifeline/check.hpp"
+#include "lifeline/engine/session_directory.hpp"
 #include "lifeline/engine/websocket.hpp"
 
 namespace lifeline {
@@ -39,8 +40,7 @@ Result<void> ServerSessionConfig::validate() const {
 
 ServerSession::ServerSession(const ServerSessionConfig& config, std::uint64_t number, Instant now)
     : config_(&config),
-      detector_(initial_timeout(config), now),
-      liveness_(LivenessConfig{config.heartbeat, false}, detector_, now),
+      liveness_(LivenessConfig{config.heartbeat, false}, initial_timeout(config), now),
       decoder_(DecoderRole::server, DecoderLimits{config.max_body_size}),
       accepted_at_(now),
       number_(number) {
@@ -53,15 +53,61 @@ ServerSession::ServerSession(const ServerSessionConfig& config, std::uint64_t nu
     }
 }
 
-const std::string& ServerSession::chosen_id() const {
-    static const std::string kNone;
-    return extras_ ? extras_->chosen_id : kNone;
+std::string_view ServerSession::chosen_id() const {
+    if (const std::uint8_t* stored = extras_.stored_id()) return stored_id_text(stored);
+    const Extras* x = extras_.get();
+    return x != nullptr ? std::string_view(x->chosen_id) : std::string_view();
 }
 
 std::string ServerSession::client_id() const {
     if (!config_->framed) return {};  // Raw: no protocol, no ids.
-    if (extras_ && !extras_->chosen_id.empty()) return extras_->chosen_id;
+    if (const std::string_view chosen = chosen_id(); !chosen.empty()) return std::string(chosen);
     return state_ == State::handshake ? std::string() : "c" + std::to_string(number_);
+}
+
+void ServerSession::use_stored_id(const std::uint8_t* stored) {
+    LIFELINE_CHECK(stored != nullptr && stored_id_text(stored) == chosen_id(), "the owner stores the id chosen");
+    extras_.store_id(stored);
+}
+
+void ServerSession::forget_stored_id() { extras_.forget_stored_id(); }
+
+ServerSession::ExtrasSlot::~ExtrasSlot() { delete get(); }
+
+ServerSession::Extras& ServerSession::ExtrasSlot::make() {
+    if (Extras* x = get()) return *x;
+    const std::uint8_t* stored = stored_id();
+    auto* x = new Extras();
+    x->stored_id = stored;
+    bits_ = reinterpret_cast<std::uintptr_t>(x);
+    return *x;
+}
+
+const std::uint8_t* ServerSession::ExtrasSlot::stored_id() const {
+    if ((bits_ & 1) != 0) return reinterpret_cast<const std::uint8_t*>(bits_ & ~std::uintptr_t{1});
+    const Extras* x = get();
+    return x != nullptr ? x->stored_id : nullptr;
+}
+
+void ServerSession::ExtrasSlot::store_id(const std::uint8_t* stored) {
+    const auto bits = reinterpret_cast<std::uintptr_t>(stored);
+    LIFELINE_CHECK((bits & 1) == 0, "a stored id is aligned (bit 0 tells it from an Extras)");
+    Extras* x = get();
+    if (x != nullptr && (x->websocket || !x->held.empty() || x->owner_data != nullptr)) {
+        x->stored_id = stored;
+        std::string().swap(x->chosen_id);
+        return;
+    }
+    delete x;
+    bits_ = bits | 1;
+}
+
+void ServerSession::ExtrasSlot::forget_stored_id() {
+    if ((bits_ & 1) != 0) {
+        bits_ = 0;
+    } else if (Extras* x = get()) {
+        x->stored_id = nullptr;
+    }
 }
 
 Instant ServerSession::next_timeout() const {
@@ -115,11 +161,6 @@ void ServerSession::receive(std::span<const std::uint8_t> bytes, Instant now) {
     }
 }
 
-ServerSession::Extras& ServerSession::extras() {
-    if (!extras_) extras_ = std::make_unique<Extras>();
-    return *extras_;
-}
-
 void ServerSession::hold(std::span<const std::uint8_t> bytes) {
     if (bytes.empty()) return;
     std::vector<std::uint8_t>& held = extras().held;
@@ -165,8 +206,7 @@ void ServerSession::handle_hello(const Hello& hello, Instant now) {
     Duration timeout = hello.timeout_ms == 0 ? c.timeout : Duration::milliseconds(hello.timeout_ms);
     // A timeout must leave room for at least two heartbeats and the round trips between them.
     timeout = std::clamp(timeout, interval * 2, c.max_timeout);
-    detector_ = FixedTimeoutDetector(timeout, now);
-    liveness_ = LivenessMachine(LivenessConfig{interval, c.server_pings}, detector_, now);
+    liveness_ = LivenessMachine(LivenessConfig{interval, c.server_pings}, timeout, now);
     if (!hello.id.empty()) extras().chosen_id = hello.id;
     if (!c.admission) {
         open_session("");
@@ -186,7 +226,7 @@ void ServerSession::handle_hello(const Hello& hello, Instant now) {
 void ServerSession::open_session(std::string_view resume_token) {
     state_ = State::open;
     const Duration interval = liveness_.interval();
-    const Duration timeout = detector_.timeout();
+    const Duration timeout = liveness_.timeout();
     control(Welcome{kProtocolVersion, static_cast<std::uint32_t>(interval.ms()),
                     static_cast<std::uint32_t>(timeout.ms()), client_id(), std::string(resume_token)});
     SessionEvent e;
@@ -203,18 +243,17 @@ Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
         return make_error(Errc::too_large, "resume_token is " + std::to_string(resume_token.size()) +
                                                " bytes, more than " + std::to_string(kMaxResumeTokenSize));
     // Liveness is judged from the WELCOME: the client heard nothing before it.
-    detector_ = FixedTimeoutDetector(detector_.timeout(), now);
     // WebSocket clients (browsers) never ping: the server always does.
     liveness_ = LivenessMachine(LivenessConfig{liveness_.interval(), config_->server_pings || config_->websocket},
-                                detector_, now);
+                                liveness_.timeout(), now);
     if (config_->websocket) {
         ws_open_session(resume_token);
     } else {
         open_session(resume_token);
     }
-    if (extras_ && !extras_->held.empty()) {
-        const std::vector<std::uint8_t> held = std::move(extras_->held);
-        extras_->held = {};
+    if (Extras* x = extras_.get(); x != nullptr && !x->held.empty()) {
+        const std::vector<std::uint8_t> held = std::move(x->held);
+        x->held = {};
         receive(held, now);
     }
     return {};
@@ -222,7 +261,7 @@ Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
 
 void ServerSession::reject(std::uint16_t code, std::string_view text) {
     if (state_ != State::admitting) return;
-    if (extras_) extras_->held = {};  // A refused client's pipelined frames are never read.
+    if (Extras* x = extras_.get()) x->held = {};  // A refused client's pipelined frames are never read.
     std::string why = "rejected: ";
     why += text;
     if (config_->websocket) {
@@ -301,7 +340,7 @@ void ServerSession::handle_timeout(Instant now) {
         e.kind = SessionEventKind::dead;
         e.reason = config_->framed ? DisconnectReason::heartbeat_timeout : DisconnectReason::idle_timeout;
         e.silence = now - liveness_.last_received();
-        e.budget = detector_.timeout();
+        e.budget = liveness_.timeout();
         e.rtt = liveness_.rtt().has_sample() ? liveness_.rtt().smoothed() : Duration::zero();
         const std::string text = "nothing received for " + to_string(e.silence);
         const DisconnectReason reason = e.reason;

@@ -96,8 +96,7 @@ void ServerSession::ws_upgraded(const ws::Upgrade& upgrade, std::span<const std:
     }
     ws_state().key = upgrade.key;
     if (std::string id = id_from(upgrade); !id.empty()) extras().chosen_id = std::move(id);
-    detector_ = FixedTimeoutDetector(config_->timeout, now);
-    liveness_ = LivenessMachine(LivenessConfig{config_->heartbeat, /*server_pings=*/true}, detector_, now);
+    liveness_ = LivenessMachine(LivenessConfig{config_->heartbeat, /*server_pings=*/true}, config_->timeout, now);
     if (!config_->admission) {
         ws_open_session("");
         if (rest.empty()) return;
@@ -106,7 +105,7 @@ void ServerSession::ws_upgraded(const ws::Upgrade& upgrade, std::span<const std:
         return;
     }
     state_ = State::admitting;
-    SessionEvent e = ws_event(SessionEventKind::hello, chosen_id());
+    SessionEvent e = ws_event(SessionEventKind::hello, std::string(chosen_id()));
     e.credential = std::move(credential);
     e.resume_token = ws::from_hex(upgrade.query("resume"));
     e.target = upgrade.target;

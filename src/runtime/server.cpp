@@ -5,9 +5,11 @@
 // runtime moves bytes, keeps time and reports.
 #include "lifeline/server.hpp"
 
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <future>
 #include <optional>
 #include <thread>
@@ -23,27 +25,48 @@ using runtime::EventLoop;
 
 // ---- Sessions -----------------------------------------------------------------
 
-IdClaim Server::Impl::check_claim(const std::string& id, std::string_view token) {
+namespace {
+
+// 256 bits from the kernel's CSPRNG: the key of every resume token this
+// server issues (HMAC-SHA256), so nobody can compute one, not even someone
+// who saw other clients' tokens.
+std::array<std::uint8_t, 32> random_token_key() {
+    std::array<std::uint8_t, 32> key{};
+    std::size_t got = 0;
+    while (got < key.size()) {
+        const ssize_t n = ::getrandom(key.data() + got, key.size() - got, 0);
+        if (n > 0) got += static_cast<std::size_t>(n);
+        LIFELINE_CHECK(n > 0 || errno == EINTR, "getrandom failed: no safe resume-token key");
+    }
+    return key;
+}
+
+SessionDirectoryConfig directory_config(const ServerOptions& o) {
+    SessionDirectoryConfig c;
+    c.presence = o.presence;
+    c.retention = o.presence_retention;
+    c.token_key = random_token_key();
+    return c;
+}
+
+}  // namespace
+
+Server::Impl::Impl(const ServerOptions& o) : options(o), sessions(directory_config(o)) {}
+
+IdClaim Server::Impl::check_claim(std::string_view id, std::string_view token) {
     std::lock_guard lock(sessions_mutex);
     return sessions.check(id, token);
 }
 
-void Server::Impl::take_over_session(const std::string& id, runtime::ConnectionRef now_owner,
-                                     const ResumeToken& token) {
-    std::optional<runtime::ConnectionRef> previous;
-    {
-        std::lock_guard lock(sessions_mutex);
-        previous = sessions.take(id, now_owner, token);
-    }
-    if (!previous) return;
-    close_connection(*previous, DisconnectReason::session_replaced, CloseCode::session_replaced,
-                     "the same client connected again");
+// The key never changes: no lock needed.
+ResumeToken Server::Impl::resume_token(std::string_view id, std::uint64_t conn) const {
+    return sessions.token_for(id, conn);
 }
 
 void Server::Impl::close_connection(runtime::ConnectionRef ref, DisconnectReason reason, CloseCode code,
                                     std::string text) {
     // The connection may live on another loop: close it there.
-    runtime::Worker& owner = *workers[ref.worker];
+    runtime::Worker& owner = *workers[ref.loop];
     auto close = [&owner, ref, reason, code, text = std::move(text)] {
         if (runtime::Connection* c = owner.find(ref.slot, ref.conn)) c->close_with_frame(reason, code, text);
     };
@@ -54,9 +77,14 @@ void Server::Impl::close_connection(runtime::ConnectionRef ref, DisconnectReason
     }
 }
 
-void Server::Impl::release_session(const std::string& id, runtime::ConnectionRef owner) {
+void Server::Impl::release_session(std::string_view id, runtime::ConnectionRef owner) {
     std::lock_guard lock(sessions_mutex);
     sessions.release(id, owner);
+}
+
+void Server::Impl::unpin_session(std::string_view id) {
+    std::lock_guard lock(sessions_mutex);
+    sessions.unpin(id);
 }
 
 // ---- Server -------------------------------------------------------------------
@@ -83,8 +111,7 @@ Result<std::unique_ptr<Server::Impl>> make_server(const ServerOptions& options, 
                                                       std::to_string(faults.push_rate) + " bytes/s");
     Result<net::Endpoint> endpoint = net::parse_endpoint(options.listen);
     if (!endpoint) return endpoint.error().with_context("listen");
-    auto impl = std::make_unique<Server::Impl>();
-    impl->options = options;
+    auto impl = std::make_unique<Server::Impl>(options);
     impl->faults = faults;
     impl->session = runtime::session_config(options, &impl->metrics.sessions);
     if (options.tls_cert.empty() != options.tls_key.empty())

@@ -24,9 +24,9 @@ constexpr Duration kCloseLinger = Duration::milliseconds(250);
 
 }  // namespace
 
-// Every idle connection pays for each byte: 232 is the most that still fits
-// glibc's 240-byte allocation class (the engine's ServerSession is 136 of it).
-static_assert(sizeof(Connection) <= 232, "Connection grew past its allocation class");
+// Every idle connection pays for each byte (in place in its worker's
+// ConnectionSlab, no malloc header): the engine's ServerSession is 136 of it.
+static_assert(sizeof(Connection) <= 232, "an idle connection's every byte counts (docs/BENCHMARKS.md)");
 
 Worker& Connection::worker() { return Worker::current(); }
 
@@ -53,11 +53,13 @@ Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std
 
 // Connections are destroyed after finish() (which cancelled the timer) or by
 // their Worker, which cancels every timer first.
-Connection::~Connection() = default;
+Connection::~Connection() { delete extras_if_any(); }
 
 Connection::Extras& Connection::extras() {
-    if (!extras_) extras_ = std::make_unique<Extras>();
-    return *extras_;
+    if (Extras* x = extras_if_any()) return *x;
+    auto x = std::make_unique<Extras>();
+    session_.set_owner_data(x.get());
+    return *x.release();
 }
 
 void Connection::count_data(std::size_t in, std::size_t out) {
@@ -67,7 +69,7 @@ void Connection::count_data(std::size_t in, std::size_t out) {
 }
 
 std::string Connection::peer() const {
-    if (extras_ && !extras_->peer.empty()) return extras_->peer;
+    if (const Extras* x = extras_if_any(); x != nullptr && !x->peer.empty()) return x->peer;
     return net::format_address(AF_INET, &peer_v4_, peer_port_);
 }
 
@@ -190,7 +192,7 @@ void Connection::on_opened(const SessionEvent& e) {
         Event hello = event(EventKind::hello);
         hello.interval = e.interval;
         hello.timeout = e.timeout;
-        if (const std::string& chosen = session_.chosen_id(); !chosen.empty())
+        if (const std::string_view chosen = session_.chosen_id(); !chosen.empty())
             hello.epoch = server.presence_epoch(chosen, id());
         server.emit(hello);
     }
@@ -279,8 +281,9 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     e.bytes_in = socket_.bytes_in();
     e.bytes_out = socket_.bytes_out();
     e.bytes_unsent = socket_.queued_bytes();
-    e.data_in = extras_ ? extras_->data_in : 0;
-    e.data_out = extras_ ? extras_->data_out : 0;
+    const Extras* x = extras_if_any();
+    e.data_in = x != nullptr ? x->data_in : 0;
+    e.data_out = x != nullptr ? x->data_out : 0;
     e.message = message;
     finished_ = true;
     server.metrics.count_closed(reason);
@@ -292,7 +295,7 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     // longer names this connection.
     if (!session_.chosen_id().empty()) {
         report_offline(reason);
-        server.release_session(session_.chosen_id(), {static_cast<std::uint32_t>(worker().index()), slot_, id()});
+        server.release_session(session_.chosen_id(), handle_ref());
     }
     if (admitted_ && server.callbacks.on_close) {
         // Exactly once, with the event's reason. Thrown or not, it is over.
@@ -303,6 +306,13 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
             err.message = describe_throw("on_close", std::current_exception());
             server.emit(err);
         }
+    }
+    // The last use of the stored id: this connection reports nothing more.
+    if (stored_id_) {
+        const std::string_view stored = session_.chosen_id();
+        session_.forget_stored_id();
+        stored_id_ = false;
+        server.unpin_session(stored);  // Valid until this returns.
     }
     loop.cancel(*this);
     // A send still in flight delays the FIN (and what follows it) a little;

@@ -22,6 +22,7 @@
 #include "lifeline/engine/tls.hpp"
 #include "lifeline/events.hpp"
 #include "runtime/event_loop.hpp"
+#include "runtime/server_impl.hpp"
 #include "runtime/stream_socket.hpp"
 
 namespace lifeline::runtime {
@@ -63,6 +64,8 @@ public:
 
     // ---- The gateway API (server_gateway_connection.cpp) ----
     ConnectionId handle() const;
+    // The same, as the session directory names its holders.
+    ConnectionRef handle_ref() const;
     // The application's DATA (raw: bytes). Errors: not_open, too_large.
     Result<SendStatus> send_app(std::span<const std::uint8_t> payload);
     // One frame encoded by the caller (broadcast); `payload` bytes of it are
@@ -72,7 +75,7 @@ public:
     void close_by_app(std::uint16_t code, const std::string& text);
     ConnectionStats stats() const;
     void set_context(void* context) { extras().context = context; }
-    void* context() const { return extras_ ? extras_->context : nullptr; }
+    void* context() const { return extras_if_any() != nullptr ? extras_if_any()->context : nullptr; }
 
     std::uint64_t id() const { return session_.number(); }
     std::uint32_t slot() const { return slot_; }
@@ -154,7 +157,8 @@ private:
     ServerSession session_;
     StreamSocket socket_;
     // What few connections need: an IPv6 peer's address and application byte
-    // counts. A connection without them pays 8 bytes here.
+    // counts. Kept as the session's owner data: a connection without them
+    // pays nothing here (it used to pay a pointer of its own).
     struct Extras {
         std::string peer;  // Formatted; set for peers that are not IPv4.
         std::uint64_t data_in = 0;
@@ -164,11 +168,11 @@ private:
         // a TLS connection is never an idle one that costs nothing anyway).
         std::unique_ptr<TlsStream> tls;
     };
-    TlsStream* tls() const { return extras_ ? extras_->tls.get() : nullptr; }
+    Extras* extras_if_any() const { return static_cast<Extras*>(session_.owner_data()); }
+    TlsStream* tls() const { return extras_if_any() != nullptr ? extras_if_any()->tls.get() : nullptr; }
     Extras& extras();
     // Application bytes in and out (Extras: an idle connection pays nothing).
     void count_data(std::size_t in, std::size_t out);
-    std::unique_ptr<Extras> extras_;
     std::uint32_t slot_;
     // When the queue went over the output budget, ms since accept + 1 (0: it is not).
     std::uint32_t over_budget_ms_ = 0;
@@ -181,6 +185,7 @@ private:
     bool shutdown_flush_ : 1 = false;    // Closed for shutdown; waits for its output to leave.
     bool admitted_ : 1 = false;          // on_open ran: on_close is owed, once.
     bool wants_writable_ : 1 = false;    // A send() said `full`: on_writable is owed.
+    bool stored_id_ : 1 = false;         // The session's id is the directory's (pinned until finish()).
 };
 
 template <class F>

@@ -84,7 +84,7 @@ std::optional<ConnectionId> Server::find(std::string_view client_id) const {
     std::lock_guard lock(impl_->sessions_mutex);
     const std::optional<runtime::ConnectionRef> r = impl_->sessions.find(client_id);
     if (!r) return std::nullopt;
-    return ConnectionId{r->conn, r->worker, r->slot};
+    return ConnectionId{r->conn, r->loop, r->slot};
 }
 
 std::size_t Server::broadcast(std::span<const std::uint8_t> payload, std::function<bool(ConnectionId)> filter) {

@@ -1,9 +1,6 @@
 // The gateway API's per-connection half: admission of a HELLO (and takeover
 // by resume token), the application's sends and closes, statistics, and
 // callbacks that throw. Runs on the connection's loop thread only.
-#include <sys/random.h>
-
-#include <cerrno>
 #include <string>
 
 #include "runtime/server_connection.hpp"
@@ -24,26 +21,11 @@ Admission default_admission(const HelloInfo& hello) {
 
 namespace lifeline::runtime {
 
-namespace {
-
-// 128 bits from the kernel's CSPRNG: a token nobody can guess, not even
-// someone who saw other clients' tokens.
-ResumeToken new_resume_token() {
-    ResumeToken token{};
-    std::size_t got = 0;
-    while (got < token.size()) {
-        const ssize_t n = ::getrandom(token.data() + got, token.size() - got, 0);
-        if (n > 0) got += static_cast<std::size_t>(n);
-        LIFELINE_CHECK(n > 0 || errno == EINTR, "getrandom failed: no safe resume token");
-    }
-    return token;
-}
-
-}  // namespace
-
 ConnectionId Connection::handle() const {
     return ConnectionId{id(), static_cast<std::uint32_t>(worker().index()), slot_};
 }
+
+ConnectionRef Connection::handle_ref() const { return {static_cast<std::uint32_t>(worker().index()), slot_, id()}; }
 
 void Connection::on_hello(const SessionEvent& e) {
     Server::Impl& server = worker().server();
@@ -73,13 +55,12 @@ void Connection::on_hello(const SessionEvent& e) {
         [[maybe_unused]] Result<void> r = session_.admit("", now());  // Cannot fail: admitting, no token.
         return;
     }
-    const ResumeToken token = new_resume_token();
+    const ResumeToken token = server.resume_token(e.client_id, id());
     [[maybe_unused]] Result<void> r =
         session_.admit(std::string_view(reinterpret_cast<const char*>(token.data()), token.size()), now());
-    // Online before the holder is closed, wherever it lives: its offline is
-    // then always the superseded one, on every arrangement of loops.
-    server.presence_online(e.client_id, id(), peer_text);
-    server.take_over_session(e.client_id, {static_cast<std::uint32_t>(worker().index()), slot_, id()}, token);
+    // From here the directory holds the id, once; the session refers to it.
+    session_.use_stored_id(server.admit_session(e.client_id, handle_ref(), peer_text));
+    stored_id_ = true;
 }
 
 Result<SendStatus> Connection::send_app(std::span<const std::uint8_t> payload) {

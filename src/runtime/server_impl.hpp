@@ -13,7 +13,7 @@
 
 #include "lifeline/engine/presence.hpp"
 #include "lifeline/engine/server_session.hpp"
-#include "lifeline/engine/session_registry.hpp"
+#include "lifeline/engine/session_directory.hpp"
 #include "lifeline/engine/tls.hpp"
 #include "lifeline/server.hpp"
 #include "lifeline/testing.hpp"
@@ -28,12 +28,7 @@ class RedisPresence;
 
 // Where a connection lives: its loop, its slot there, and its number (a slot
 // is reused; the number is not).
-struct ConnectionRef {
-    std::uint32_t worker;
-    std::uint32_t slot;
-    std::uint64_t conn;
-    bool operator==(const ConnectionRef&) const = default;
-};
+using ConnectionRef = SessionHolder;
 
 // The engine's rules, configured from the server's options.
 ServerSessionConfig session_config(const ServerOptions& options, SessionCounters* counters);
@@ -43,6 +38,8 @@ ServerSessionConfig session_config(const ServerOptions& options, SessionCounters
 namespace lifeline {
 
 struct Server::Impl {
+    // The directory's configuration is the options' (and a fresh token key).
+    explicit Impl(const ServerOptions& o);
     ~Impl();  // In server.cpp, where RedisPresence is complete.
     ServerOptions options;
     testing::ServerFaults faults;
@@ -50,14 +47,13 @@ struct Server::Impl {
     std::shared_ptr<TlsContext> tls;  // options.tls_cert/tls_key loaded; null without TLS.
     ServerCallbacks callbacks;
     net::Endpoint endpoint;
+    // Every client-chosen id: who holds it, its resume token, and its
+    // presence (GET /presence), the id stored once. Declared before the
+    // workers: connections refer to stored ids until they are destroyed.
+    mutable std::mutex sessions_mutex;
+    mutable SessionDirectory sessions;  // Under sessions_mutex (reads expire old records).
     std::vector<std::unique_ptr<runtime::Worker>> workers;
     runtime::ServerMetrics metrics;
-    std::mutex sessions_mutex;
-    // Who holds each client-chosen id, and the resume token its WELCOME issued.
-    SessionRegistry<runtime::ConnectionRef> sessions;  // Under sessions_mutex.
-    // Who is online here, and why those who left went offline (GET /presence).
-    mutable std::mutex presence_mutex;
-    mutable PresenceTable presence;  // Under presence_mutex (reads expire old records).
     std::atomic<std::uint64_t> next_conn_id{1};
     std::atomic<bool> stop_requested{false};
     std::unique_ptr<runtime::HttpEndpoint> http;
@@ -69,20 +65,24 @@ struct Server::Impl {
         if (callbacks.on_event) callbacks.on_event(e);
     }
     // What admission needs to know about `id`: is it held, and is `token` the holder's?
-    IdClaim check_claim(const std::string& id, std::string_view token);
-    // `id` is now `owner`'s, with `token`: the connection that held it (on any
-    // loop) ends with session_replaced.
-    void take_over_session(const std::string& id, runtime::ConnectionRef owner, const ResumeToken& token);
+    IdClaim check_claim(std::string_view id, std::string_view token);
+    // The resume token the WELCOME of connection `conn` for `id` carries.
+    ResumeToken resume_token(std::string_view id, std::uint64_t conn) const;
+    // `id` is now `owner`'s (online at `peer`, with presence): the connection
+    // that held it (on any loop) ends with session_replaced. Returns the
+    // stored id, pinned until unpin_session(id).
+    const std::uint8_t* admit_session(std::string_view id, runtime::ConnectionRef owner, const std::string& peer);
     // Ends `ref` (if it is still that connection) with a CLOSE frame, on its own loop.
     void close_connection(runtime::ConnectionRef ref, DisconnectReason reason, CloseCode code, std::string text);
     // `owner` closed: its id is free again, unless a newer connection took it.
-    void release_session(const std::string& id, runtime::ConnectionRef owner);
+    void release_session(std::string_view id, runtime::ConnectionRef owner);
+    // Nothing reads admit_session()'s stored id any more.
+    void unpin_session(std::string_view id);
     // Presence of client-chosen ids; time is the wall clock (Unix ms).
-    std::uint64_t presence_online(const std::string& id, std::uint64_t conn, const std::string& peer);
-    PresenceTable::Offline presence_offline(const std::string& id, std::uint64_t conn, DisconnectReason reason,
+    PresenceTable::Offline presence_offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
                                             std::int64_t detected_after_ms);
-    std::uint64_t presence_epoch(const std::string& id, std::uint64_t conn) const;  // 0: not its session.
-    std::string presence_json(const std::string& id) const;                         // "" when unknown.
+    std::uint64_t presence_epoch(std::string_view id, std::uint64_t conn) const;  // 0: not its session.
+    std::string presence_json(const std::string& id) const;                       // "" when unknown.
     std::string presence_list_json() const;
     std::string gateway_name() const;  // options.presence_gateway, or HOSTNAME:PORT.
     std::string metrics_text_unlocked() const;

@@ -1,6 +1,7 @@
 // The server's embedded presence: client-chosen ids go online when admitted
-// and offline (fenced by epoch) when their session ends; GET /presence and
-// Server::presence() read it.
+// (admit_session, which also hands the id to its new holder) and offline
+// (fenced by epoch) when their session ends; GET /presence and
+// Server::presence() read it. All of it is the SessionDirectory's.
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -35,39 +36,48 @@ std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 
 }  // namespace
 
-std::uint64_t Server::Impl::presence_online(const std::string& id, std::uint64_t conn, const std::string& peer) {
-    if (!options.presence) return 0;
-    std::lock_guard lock(presence_mutex);
-    // Under the lock: Redis hears of two sessions of one id in the order the table did.
-    if (redis_presence) redis_presence->online(id, conn, peer);
-    return presence.online(id, conn, peer, unix_ms_now());
+const std::uint8_t* Server::Impl::admit_session(std::string_view id, runtime::ConnectionRef owner,
+                                                const std::string& peer) {
+    SessionDirectory::Admitted a;
+    {
+        std::lock_guard lock(sessions_mutex);
+        // Under the lock: Redis hears of two sessions of one id in the order the directory did.
+        if (redis_presence) redis_presence->online(std::string(id), owner.conn, peer);
+        a = sessions.admit(id, owner, peer, unix_ms_now());
+    }
+    // Online before the holder is closed, wherever it lives: its offline is
+    // then always the superseded one, on every arrangement of loops.
+    if (a.replaced)
+        close_connection(*a.replaced, DisconnectReason::session_replaced, CloseCode::session_replaced,
+                         "the same client connected again");
+    return a.stored;
 }
 
-PresenceTable::Offline Server::Impl::presence_offline(const std::string& id, std::uint64_t conn,
-                                                      DisconnectReason reason, std::int64_t detected_after_ms) {
+PresenceTable::Offline Server::Impl::presence_offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
+                                                      std::int64_t detected_after_ms) {
     if (!options.presence) return {};
-    std::lock_guard lock(presence_mutex);
-    if (redis_presence) redis_presence->offline(id, conn, reason, detected_after_ms);
-    return presence.offline(id, conn, reason, unix_ms_now());
+    std::lock_guard lock(sessions_mutex);
+    if (redis_presence) redis_presence->offline(std::string(id), conn, reason, detected_after_ms);
+    return sessions.offline(id, conn, reason, unix_ms_now());
 }
 
-std::uint64_t Server::Impl::presence_epoch(const std::string& id, std::uint64_t conn) const {
-    std::lock_guard lock(presence_mutex);
-    std::optional<PresenceRecord> r = presence.get(id, unix_ms_now());
+std::uint64_t Server::Impl::presence_epoch(std::string_view id, std::uint64_t conn) const {
+    std::lock_guard lock(sessions_mutex);
+    std::optional<PresenceRecord> r = sessions.presence(id, unix_ms_now());
     return r && r->online && r->conn == conn ? r->epoch : 0;
 }
 
 std::string Server::Impl::presence_json(const std::string& id) const {
-    std::lock_guard lock(presence_mutex);
-    std::optional<PresenceRecord> r = presence.get(id, unix_ms_now());
+    std::lock_guard lock(sessions_mutex);
+    std::optional<PresenceRecord> r = sessions.presence(id, unix_ms_now());
     return r ? dump(to_json(*r, gateway_name())) : std::string();
 }
 
 std::string Server::Impl::presence_list_json() const {
-    std::lock_guard lock(presence_mutex);
+    std::lock_guard lock(sessions_mutex);
     nlohmann::json all = nlohmann::json::array();
     const std::string gateway = gateway_name();
-    for (const PresenceRecord& r : presence.list(unix_ms_now())) all.push_back(to_json(r, gateway));
+    for (const PresenceRecord& r : sessions.presence_list(unix_ms_now())) all.push_back(to_json(r, gateway));
     return dump(all);
 }
 
@@ -76,8 +86,8 @@ std::string Server::Impl::gateway_name() const {
 }
 
 std::optional<PresenceRecord> Server::presence(std::string_view client_id) const {
-    std::lock_guard lock(impl_->presence_mutex);
-    return impl_->presence.get(client_id, unix_ms_now());
+    std::lock_guard lock(impl_->sessions_mutex);
+    return impl_->sessions.presence(client_id, unix_ms_now());
 }
 
 }  // namespace lifeline

@@ -46,15 +46,12 @@ Worker::Worker(Server::Impl& server, std::size_t index, std::unique_ptr<EventLoo
 }
 
 Worker::~Worker() {
-    for (auto& conn : slots_) {
-        if (conn) loop_->cancel(*conn);
-    }
+    for_each_connection([&](Connection& c) { loop_->cancel(c); });
+    for (Connection* conn : graveyard_) loop_->cancel(*conn);
     // Every limbo socket is shut down, so what the ring still holds for
-    // it fails (EPIPE, end of stream) without touching these buffers.
-    for (Connection* conn : limbo_) {
-        loop_->cancel(*conn);
-        delete conn;
-    }
+    // it fails (EPIPE, end of stream) without touching these buffers. The
+    // slab destroys them all.
+    for (Connection* conn : limbo_) loop_->cancel(*conn);
     loop_->cancel(listener_);
     loop_->cancel(shutdown_);
     loop_->cancel(push_timer_);
@@ -70,8 +67,8 @@ Worker* Worker::on_this_thread() { return tls_worker; }
 void Worker::for_each_open(const std::function<void(Connection&)>& fn) {
     // By index: fn may close connections (a slot empties) or, through a
     // callback, accept none (adopt() posts), so the slab does not move under us.
-    for (std::size_t i = 0; i < slots_.size(); ++i) {
-        Connection* c = slots_[i].get();
+    for (std::uint32_t slot = 0; slot < slots_.end(); ++slot) {
+        Connection* c = slots_.live(slot);
         if (c != nullptr && c->open() && !c->closed()) fn(*c);
     }
 }
@@ -86,22 +83,16 @@ void WorkerTimer::on_timer() { (worker_.*fire_)(); }
 
 void Worker::adopt(int fd, const sockaddr_storage& peer) {
     const std::uint64_t id = server_.next_conn_id.fetch_add(1, std::memory_order_relaxed);
-    std::uint32_t slot = static_cast<std::uint32_t>(slots_.size());
-    if (!free_slots_.empty()) {
-        slot = free_slots_.back();
-        free_slots_.pop_back();
-    } else {
-        slots_.emplace_back();
-    }
-    slots_[slot] = std::make_unique<Connection>(*this, fd, peer, id, slot, loop_->now());
+    const std::uint32_t slot = slots_.next_slot();
+    Connection& conn = slots_.emplace(slot, *this, fd, peer, id, slot, loop_->now());
     ++live_;
     live_count_.store(live_, std::memory_order_relaxed);
-    slots_[slot]->start();
+    conn.start();
 }
 
 void Worker::retire(std::uint32_t slot) {
-    graveyard_.push_back(std::move(slots_[slot]));
-    free_slots_.push_back(slot);
+    graveyard_.push_back(slots_.live(slot));
+    slots_.retire(slot);
     --live_;
     live_count_.store(live_, std::memory_order_relaxed);
     if (graveyard_.size() == 1) {
@@ -111,11 +102,12 @@ void Worker::retire(std::uint32_t slot) {
 }
 
 void Worker::bury() {
-    for (auto& conn : graveyard_) {
+    for (Connection* conn : graveyard_) {
         if (conn->ring_busy()) {
-            limbo_.insert(conn.release());
+            limbo_.insert(conn);
         } else {
             loop_->cancel(*conn);  // A linger timer, if any.
+            slots_.destroy(*conn);
         }
     }
     graveyard_.clear();
@@ -124,12 +116,12 @@ void Worker::bury() {
 void Worker::release(Connection* conn) {
     if (limbo_.erase(conn) == 0) return;
     loop_->cancel(*conn);
-    delete conn;
+    slots_.destroy(*conn);
 }
 
 Connection* Worker::find(std::uint32_t slot, std::uint64_t id) {
-    if (slot >= slots_.size() || !slots_[slot] || slots_[slot]->id() != id) return nullptr;
-    return slots_[slot].get();
+    Connection* c = slots_.live(slot);
+    return c != nullptr && c->id() == id ? c : nullptr;
 }
 
 void Worker::begin_shutdown() {

@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "runtime/connection_slab.hpp"
 #include "runtime/event_loop.hpp"
 #include "runtime/server_connection.hpp"
 #include "runtime/server_impl.hpp"
@@ -95,8 +96,8 @@ private:
 
     template <class F>
     void for_each_connection(F&& f) {
-        for (auto& conn : slots_) {
-            if (conn) f(*conn);
+        for (std::uint32_t slot = 0; slot < slots_.end(); ++slot) {
+            if (Connection* conn = slots_.live(slot)) f(*conn);
         }
     }
     // Frees the finished connections, except those the ring still has
@@ -111,12 +112,11 @@ private:
     std::unique_ptr<EventLoop> loop_;
     Listener listener_;
     WorkerTimer shutdown_;
-    // A slab, not a map: 8 bytes per connection instead of a hash node.
-    std::vector<std::unique_ptr<Connection>> slots_;
-    std::vector<std::uint32_t> free_slots_;
+    // The connections in place, by slot. Declared after the loop: destroyed before it.
+    ConnectionSlab slots_;
     std::size_t live_ = 0;
     std::atomic<std::size_t> live_count_{0};  // live_, for other threads.
-    std::vector<std::unique_ptr<Connection>> graveyard_;
+    std::vector<Connection*> graveyard_;      // Retired this turn, destroyed after it.
     std::unordered_set<Connection*> limbo_;
     std::vector<std::uint8_t> scratch_;
     // Push (ServerOptions::push_rate); all unused when it is 0.

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 
 #include "lifeline/disconnect_reason.hpp"
@@ -63,6 +64,11 @@ class LivenessMachine {
 public:
     // `detector` decides when silence means death; it must outlive the machine.
     LivenessMachine(const LivenessConfig& config, FailureDetector& detector, Instant now);
+    // With a fixed timeout of its own (FixedTimeoutDetector's rule: dead once
+    // nothing has arrived for `timeout`, > 0, infinite for never), kept
+    // inside: no detector object, no pointer to it, no virtual calls. 16
+    // bytes less for every session that uses it (docs/BENCHMARKS.md).
+    LivenessMachine(const LivenessConfig& config, Duration timeout, Instant now);
 
     void on_bytes_received(Instant now);
     void on_bytes_sent(Instant now);
@@ -77,28 +83,46 @@ public:
     // When on_timer() next has something to do (never() once dead).
     Instant next_deadline() const;
     bool dead() const { return dead_; }
-    Instant last_received() const { return detector_->last_arrival(); }
-    Instant last_sent() const { return last_sent_; }
-    double suspicion(Instant now) const { return detector_->suspicion(now); }
-    const RttEstimator& rtt() const { return rtt_; }
-    std::uint64_t pings_sent() const { return next_ping_seq_ - 1; }
+    Instant last_received() const { return external_ ? detector_->last_arrival() : last_arrival_; }
+    // When we last sent anything (a machine that pings; never() for one that does not).
+    Instant last_sent() const { return pinging_ ? pinging_->last_sent : Instant::never(); }
+    double suspicion(Instant now) const;
+    // The fixed timeout of its own; infinite() with a detector of the caller's.
+    Duration timeout() const { return external_ ? Duration::infinite() : timeout_; }
+    // RTT samples come from PONGs to our PINGs: none for a machine that does not ping.
+    const RttEstimator& rtt() const;
+    std::uint64_t pings_sent() const { return pinging_ ? pinging_->next_ping_seq - 1 : 0; }
     // The heartbeat interval it was made with (the granted contract).
     Duration interval() const { return Duration::milliseconds(interval_ms_); }
 
 private:
     Instant next_ping_time() const;
+    Instant conviction_time() const { return external_ ? detector_->conviction_time() : last_arrival_ + timeout_; }
 
-    // Laid out for size: an idle connection holds one of these (48 bytes).
-    FailureDetector* detector_;
-    Instant last_sent_;
-    Instant last_ping_at_;  // When the latest PING went out.
-    RttEstimator rtt_;
+    // What only a side that pings needs (a client; a server with
+    // server_pings or over WebSocket), on the heap: a server that does not
+    // ping (the default) holds 32 bytes here per connection instead of 56.
+    struct Pinging {
+        Instant last_sent;
+        Instant last_ping_at;  // When the latest PING went out.
+        RttEstimator rtt;
+        // 32 bits: at one PING a second that lasts 136 years; the wire carries 64.
+        std::uint32_t next_ping_seq = 1;
+        bool awaiting_pong = false;  // The latest PING has not been answered yet.
+    };
+
+    // Laid out for size: an idle connection holds one of these (its
+    // detector included). The caller's detector (external_), or the state
+    // of a fixed timeout of its own.
+    union {
+        FailureDetector* detector_;
+        Duration timeout_;
+    };
+    Instant last_arrival_;              // Own timeout only.
+    std::unique_ptr<Pinging> pinging_;  // Set exactly when the config says sends_pings.
     std::uint32_t interval_ms_;
-    // 32 bits: at one PING a second that lasts 136 years; the wire carries 64.
-    std::uint32_t next_ping_seq_ = 1;
-    bool awaiting_pong_ = false;  // The latest PING has not been answered yet.
-    bool sends_pings_;
     bool dead_ = false;
+    bool external_;
 };
 
 }  // namespace lifeline

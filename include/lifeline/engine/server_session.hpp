@@ -150,11 +150,27 @@ public:
     std::uint64_t number() const { return number_; }
     // The id the client chose, else "c<number>" once greeted; empty before HELLO and in raw mode.
     std::string client_id() const;
-    // The id the client chose itself (for takeover); empty if none.
-    const std::string& chosen_id() const;
+    // The id the client chose itself (for takeover); empty if none. Valid
+    // until the session changes (or, once stored, until forget_stored_id()).
+    std::string_view chosen_id() const;
+    // The owner keeps the chosen id from now on, at `stored` (a length byte,
+    // then the bytes: SessionDirectory's stored id), which stays valid until
+    // forget_stored_id(): the session drops its own copy. Once open, a framed
+    // session then needs no heap memory of its own for its id.
+    void use_stored_id(const std::uint8_t* stored);
+    // The stored id is about to go: chosen_id() is empty from now on.
+    void forget_stored_id();
+    // One pointer the owner keeps with the session (ngtcp2's user_data), in
+    // the session's extras: a session whose owner needs nothing more pays
+    // nothing for it. The session never reads or frees it.
+    void set_owner_data(void* data) { extras().owner_data = data; }
+    void* owner_data() const {
+        const Extras* x = extras_.get();
+        return x != nullptr ? x->owner_data : nullptr;
+    }
     Instant accepted_at() const { return accepted_at_; }
     const LivenessMachine& liveness() const { return liveness_; }
-    Duration timeout() const { return detector_.timeout(); }
+    Duration timeout() const { return liveness_.timeout(); }
     std::size_t pending_bytes() const { return outbox_.pending_bytes(); }
 
 private:
@@ -188,8 +204,7 @@ private:
     Result<void> ws_send(std::span<const std::uint8_t> payload, bool text);
 
     const ServerSessionConfig* config_;
-    FixedTimeoutDetector detector_;
-    LivenessMachine liveness_;
+    LivenessMachine liveness_;  // With its own fixed timeout: no detector object (16 bytes).
     FrameDecoder decoder_;
     SessionOutbox outbox_;
     // What few sessions need, 8 bytes for the rest: the id a client chose,
@@ -197,13 +212,36 @@ private:
     struct Extras {
         Extras();
         ~Extras();
-        std::string chosen_id;
+        std::string chosen_id;                    // Until the owner stores it (use_stored_id()).
+        const std::uint8_t* stored_id = nullptr;  // From then on.
         std::vector<std::uint8_t> held;
         std::unique_ptr<WebSocketState> websocket;
+        void* owner_data = nullptr;  // set_owner_data().
     };
-    Extras& extras();
+    // One word: an owned Extras, or (bit 0 set) only the owner's stored id.
+    // An admitted framed session with an id needs nothing else, and so pays
+    // 8 bytes here instead of an 80-byte Extras and its id's 48-byte heap
+    // buffer (docs/BENCHMARKS.md, "Where an idle connection's bytes go").
+    class ExtrasSlot {
+    public:
+        ExtrasSlot() = default;
+        ~ExtrasSlot();
+        ExtrasSlot(const ExtrasSlot&) = delete;
+        ExtrasSlot& operator=(const ExtrasSlot&) = delete;
+        Extras* get() const { return (bits_ & 1) != 0 ? nullptr : reinterpret_cast<Extras*>(bits_); }
+        // get(), allocated if there is none (a stored id moves into it).
+        Extras& make();
+        const std::uint8_t* stored_id() const;
+        // Frees the Extras (and the session's own copy of the id) if nothing else needs it.
+        void store_id(const std::uint8_t* stored);
+        void forget_stored_id();
+
+    private:
+        std::uintptr_t bits_ = 0;
+    };
+    Extras& extras() { return extras_.make(); }
     void hold(std::span<const std::uint8_t> bytes);
-    std::unique_ptr<Extras> extras_;
+    ExtrasSlot extras_;
     Instant accepted_at_;
     std::uint64_t number_;
     std::uint32_t last_ping_ms_ = 0;  // Last token refill, ms since accept (wrapping).
