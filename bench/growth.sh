@@ -86,6 +86,15 @@ for n in "${counts[@]}"; do
     done
     log=$out_dir/scale-$n.log
     started=$(date -u +%FT%TZ)
+    # Each connection pair takes about 11 KiB of kernel memory and 2 KiB of
+    # user space (server and generator): refuse a point this machine cannot
+    # hold now rather than push others' work into the OOM killer.
+    need_kib=$((n * 13 + 2 * 1024 * 1024))
+    if (($(awk '$1 == "MemAvailable:" { print $2 }' /proc/meminfo) < need_kib)); then
+        echo "growth.sh: N=$n skipped: needs about $((need_kib / 1024)) MiB, $(free -m | awk '/^Mem:/ { print $7 }') MiB available" >&2
+        echo "$n,,$hb_s,$hold_s,,,,,,,,,,,,,,,,,$(loadavg),$(loadavg),,$started,75" >>"$csv"
+        continue
+    fi
     load_before=$(loadavg)
     read -r busy0 total0 < <(cpu_jiffies)
     echo "--- N=$n at $started, load $load_before, tcp sockets in use $(tcp_inuse), time-wait $(tcp_tw)"

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 
 WIDTH = 720
 PANEL_HEIGHT = 220
-LEFT, RIGHT, TOP, GAP, BOTTOM = 80, 30, 50, 70, 60
+LEFT, RIGHT, TOP, GAP, BOTTOM = 80, 30, 62, 70, 60
 
 
 def read_points(path):
@@ -58,16 +58,19 @@ def label_n(n):
     return str(n)
 
 
-def panel(out, index, title, unit, points, n_min, n_max, target=None):
-    """One panel: points is a list of (n, value); target an optional dashed line."""
+def panel(out, index, title, unit, points, all_n, target=None):
+    """One panel: points is a list of (n, value); all_n every N run; target an optional dashed line."""
+    n_min, n_max = min(all_n), max(all_n)
     top = TOP + index * (PANEL_HEIGHT + GAP)
     plot_w = WIDTH - LEFT - RIGHT
     values = [v for _, v in points]
     y_max = nice_ceiling(max(values + ([target] if target else [])) * 1.15) if values else 1.0
 
+    # Half a step of margin on either side, so the end points clear the frame.
+    lo, hi = math.log10(n_min) - 0.15, math.log10(n_max) + 0.15
+
     def x_of(n):
-        span = math.log10(n_max) - math.log10(n_min)
-        return LEFT + (math.log10(n) - math.log10(n_min)) / span * plot_w if span > 0 else LEFT + plot_w / 2
+        return LEFT + (math.log10(n) - lo) / (hi - lo) * plot_w
 
     def y_of(v):
         return top + PANEL_HEIGHT - v / y_max * PANEL_HEIGHT
@@ -78,7 +81,7 @@ def panel(out, index, title, unit, points, n_min, n_max, target=None):
         ratio = max(values) / low if low > 0 else float("inf")
         verdict = "flat within 20 %" if ratio <= 1.2 else "not flat within 20 %"
         out.append(
-            f'<text x="{WIDTH - RIGHT}" y="{top - 12}" text-anchor="end">max / min = {ratio:.2f} ({verdict})</text>'
+            f'<text x="{WIDTH - RIGHT - 8}" y="{top + 18}" text-anchor="end">max / min = {ratio:.2f} ({verdict})</text>'
         )
         band_top = min(low * 1.2, y_max)
         out.append(
@@ -99,7 +102,7 @@ def panel(out, index, title, unit, points, n_min, n_max, target=None):
         f'<text transform="translate({LEFT - 58},{top + PANEL_HEIGHT / 2}) rotate(-90)" text-anchor="middle">'
         f"{escape(unit)}</text>"
     )
-    for n in sorted({n for n, _ in points} | {n_min, n_max}):
+    for n in sorted(set(all_n)):
         x = x_of(n)
         out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + PANEL_HEIGHT}" stroke="#eee"/>')
         out.append(f'<text x="{x:.1f}" y="{top + PANEL_HEIGHT + 16}" text-anchor="middle">{label_n(n)}</text>')
@@ -147,18 +150,17 @@ def main(argv):
         f"lifeline serve: growth from {label_n(n_min)} to {label_n(n_max)} connections (heartbeat {hb} s, "
         "19,000 per worker)</text>"
     )
-    panel(out, 0, "Server CPU per heartbeat round trip", "µs", series("cpu_us_per_rt"), n_min, n_max)
+    panel(out, 0, "Server CPU per heartbeat round trip", "µs", series("cpu_us_per_rt"), n_values)
     panel(
         out,
         1,
-        "Server user-space memory per connection (RSS growth, client ids)",
+        "Server user-space memory per connection (RSS growth; client ids)",
         "bytes",
         series("rss_above_idle_b_per_conn"),
-        n_min,
-        n_max,
+        n_values,
         target=256,
     )
-    panel(out, 2, "Kernel memory per connection pair (Slab growth)", "bytes", series("slab_b_per_pair"), n_min, n_max)
+    panel(out, 2, "Kernel memory per connection pair (Slab growth)", "bytes", series("slab_b_per_pair"), n_values)
     caption = "Shaded: from the smallest point to 1.2 times it. x: connections, logarithmic."
     if left_out:
         caption += " Left out (run failed): " + ", ".join(left_out) + "."
