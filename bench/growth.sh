@@ -66,7 +66,7 @@ cpu_jiffies() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, b
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # One figure from a scale.sh log: the first number after PATTERN (a sed -E regex).
 # Each PATTERN occurs once in its line (sed's leading .* would take the last one).
-pick() { sed -nE "s/.*$2 *(-?[0-9.]+).*/\1/p" "$1" | head -1; }
+pick() { sed -nE "s#.*$2 *(-?[0-9.]+).*#\1#p" "$1" | head -1 || true; }
 
 mkdir -p "$out_dir"
 csv=$out_dir/growth.csv
