@@ -115,7 +115,7 @@ for n in "${counts[@]}"; do
     fi
     read -r busy1 total1 < <(cpu_jiffies)
     load_after=$(loadavg)
-    busy_pct=$(awk -v b0="$busy0" -v b1="$busy1" -v t0="$total0" -v t1="$total1" 'BEGIN { printf "%.0f", t1 > t0 ? 100 * (b1 - b0) / (t1 - t0) : 0 }')
+    busy_pct=$(awk -v b0="$busy0" -v b1="$busy1" -v t0="$total0" -v t1="$total1" 'BEGIN { printf "%.0f", (t1 > t0) ? 100 * (b1 - b0) / (t1 - t0) : 0 }')
     sed 's/^/    /' "$log"
     [[ -f build/bench-results/scale-$n.json ]] && cp "build/bench-results/scale-$n.json" "$out_dir/bench-$n.json"
     ((rc == 0)) || echo "growth.sh: N=$n failed (rc $rc); see $log" >&2
