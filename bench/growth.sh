@@ -111,7 +111,9 @@ for n in "${counts[@]}"; do
         stop_point
     else
         wait "$point_pgid" || rc=$?
-        point_pgid=""
+        # scale.sh stops its server on any exit, but not the generator when it
+        # fails midway: stop whatever of the point's session is left.
+        stop_point
     fi
     read -r busy1 total1 < <(cpu_jiffies)
     load_after=$(loadavg)
