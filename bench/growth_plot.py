@@ -136,7 +136,7 @@ def main(argv):
     n_min, n_max = min(n_values), max(n_values)
 
     def series(key):
-        return [(r["n"], v) for r in good if (v := number(r, key)) is not None]
+        return sorted((r["n"], v) for r in good if (v := number(r, key)) is not None)
 
     height = TOP + 3 * PANEL_HEIGHT + 2 * GAP + BOTTOM
     out = [
