@@ -16,9 +16,11 @@ cpu_tree_s() {
 
 # VmRSS of a process tree, in KiB.
 rss_tree_kib() {
-    local total=0 p
+    local total=0 p kib
     for p in $(tree_pids "$1"); do
-        total=$((total + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+        # A process that is exiting, or a zombie, has no VmRSS line: count it as 0.
+        kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+        total=$((total + ${kib:-0}))
     done
     echo "$total"
 }
