@@ -28,6 +28,11 @@
 # Each run also records the heartbeat round trip the generator saw (p50 / p99
 # / p99.9 over the hold).
 #
+# A lifeline server's name may carry extra `lifeline serve` flags after an
+# "@", joined by "+": "lifeline@--coalesce=0" is lifeline with wake-up
+# coalescing off, "lifeline-uring@--coalesce=250us+--tick=10ms" two flags.
+# The name, flags included, is the server's row in every table.
+#
 # Usage: bash bench/compare.sh [N ...]        (default: 1000 5000 10000 18000)
 #        SERVERS="lifeline floor" REPEAT=5 ARRIVALS="uniform burst" bash bench/compare.sh 10000
 # Needs the release build (make build-release) and mosquitto (scripts/install-deps.sh).
@@ -66,8 +71,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 
 
 port=0
-start_server() { # name -> sets server_pid, port, protocol
-    local name=$1
+start_server() { # name[@flag+flag...] -> sets server_pid, port, protocol
+    local name=${1%%@*} extra=()
+    [[ $1 == *@* ]] && IFS=+ read -r -a extra <<<"${1#*@}"
     port=$((20000 + RANDOM % 20000))
     budget_flag=()
     client_flags=()
@@ -80,20 +86,20 @@ start_server() { # name -> sets server_pid, port, protocol
         # The server pings only a connection quiet for 1.5 s: the clients' own
         # pings (1 s) keep every one busy, so the round trips are theirs, as in framed mode.
         taskset -c 0 "$lifeline" serve --mode websocket --listen "127.0.0.1:$port" --heartbeat 1500ms \
-            --timeout 3s "${tls[@]}" --log text >"$tmp/server.out" 2>"$tmp/server.err" &
+            --timeout 3s "${tls[@]}" "${extra[@]}" --log text >"$tmp/server.out" 2>"$tmp/server.err" &
         ;;
     lifeline-tls)
         protocol=framed
         client_flags=(--tls --tls-ca "$tmp/cert.pem")
         taskset -c 0 "$lifeline" serve --listen "127.0.0.1:$port" --heartbeat 1s --timeout 3s \
-            --max-timeout 3s "${tls[@]}" --log text >"$tmp/server.out" 2>"$tmp/server.err" &
+            --max-timeout 3s "${tls[@]}" "${extra[@]}" --log text >"$tmp/server.out" 2>"$tmp/server.err" &
         ;;
     lifeline | lifeline-uring)
         protocol=framed
         local io=epoll
         [[ $name == lifeline-uring ]] && io=uring
         taskset -c 0 "$lifeline" serve --io "$io" --listen "127.0.0.1:$port" --heartbeat 1s --timeout 3s \
-            --max-timeout 3s --log text >"$tmp/server.out" 2>"$tmp/server.err" &
+            --max-timeout 3s "${extra[@]}" --log text >"$tmp/server.out" 2>"$tmp/server.err" &
         ;;
     floor)
         protocol=echo

@@ -19,6 +19,7 @@ constexpr std::array kServe = {
     FlagName{"output_budget", "--output-budget"},
     FlagName{"slow_consumer_after", "--slow-consumer-after"},
     FlagName{"tick", "--tick"},
+    FlagName{"coalesce", "--coalesce"},
     FlagName{"push_rate", "--push"},
     FlagName{"keepalive", "--keepalive"},
     FlagName{"user_timeout", "--user-timeout"},

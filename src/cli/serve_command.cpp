@@ -201,6 +201,11 @@ void add_serve_command(CLI::App& app, Action& run) {
                         "Timer wheel resolution: a silent peer is declared dead at most this long after its\n"
                         "timeout (plus scheduling). Finer costs wake-ups only while timers are expiring (healthy\n"
                         "peers push their deadlines ahead and never fire); at most 1s");
+    add_duration_option(*sub, "--coalesce", s.coalesce,
+                        "Wake-up coalescing: while every wake-up of a loop finds more than one event ready, wait\n"
+                        "at least this long between wake-ups, so one serves many heartbeats (less CPU per\n"
+                        "heartbeat when busy; adds at most this much latency, only then; timers stay on time).\n"
+                        "0 = off (wake at once, for latency-bound request/response traffic); at most 100ms");
     sub->add_option("--threads", s.threads, "Event loops, each with its own SO_REUSEPORT listener")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));

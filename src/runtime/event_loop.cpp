@@ -1,6 +1,7 @@
 #include "runtime/event_loop.hpp"
 
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -124,6 +125,7 @@ void EventLoop::woke(Instant deadline) {
 }
 
 void EventLoop::dispatch_epoll(int n) {
+    last_ready_ += n;
     for (int i = 0; i < n; ++i) {
         auto* handler = static_cast<LoopObject*>(events_[static_cast<std::size_t>(i)].data.ptr);
         if (handler == nullptr) {
@@ -157,6 +159,7 @@ void EventLoop::wait_and_dispatch(Instant deadline) {
     if (!ring_) {
         const int n = epoll_wait_until(deadline);
         woke(deadline);
+        last_ready_ = 0;
         dispatch_epoll(n);
         return;
     }
@@ -169,7 +172,7 @@ void EventLoop::wait_and_dispatch(Instant deadline) {
     }
     woke(deadline);
     bool epoll_ready = false;
-    ring_->dispatch(config_.max_events_per_turn * 4, epoll_ready);
+    last_ready_ = ring_->dispatch(config_.max_events_per_turn * 4, epoll_ready);
     if (epoll_ready || epoll_maybe_ready_) {
         const int n = epoll_wait(0);
         epoll_maybe_ready_ = n > 0;
@@ -184,9 +187,24 @@ Result<void> EventLoop::wait_in_ring(Instant deadline) {
     return ring_->wait(until_deadline);
 }
 
+void EventLoop::coalesce_wake_ups(Instant deadline) {
+    // One event per wake-up: nothing to share a wake-up with, so no pause.
+    if (config_.coalesce <= Duration::zero() || last_ready_ < 2) return;
+    const Instant window_end = now_ + config_.coalesce;  // now_: when the last wake-up began.
+    const Instant until = deadline < window_end ? deadline : window_end;
+    if (until <= clock_.now()) return;
+    // What the last turn queued on the ring leaves now, not after the pause.
+    if (ring_) ring_->submit();
+    const std::int64_t ns = until.ns_since_epoch();
+    const timespec at{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    // EINTR: a signal cut the pause short, which only means an earlier wait.
+    ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr);
+}
+
 void EventLoop::run_turn() {
     ++turns_;
     const Instant deadline = wheel_.next_expiry();
+    coalesce_wake_ups(deadline);
     wait_and_dispatch(deadline);
     if (ring_) send_replies_now();
     run_posted();

@@ -134,6 +134,7 @@ Result<std::unique_ptr<Server::Impl>> make_server(const ServerOptions& options, 
         runtime::EventLoopConfig loop_config;
         loop_config.tick = options.tick;
         loop_config.stall_threshold = options.stall_threshold;
+        loop_config.coalesce = options.coalesce;
         loop_config.use_io_uring = options.io == IoBackend::uring;
         Result<std::unique_ptr<EventLoop>> loop = EventLoop::create(loop_config);
         if (!loop) {

@@ -36,6 +36,8 @@ Result<void> ServerOptions::validate() const {
     if (output_budget < 1024) return Error{"output_budget must be at least 1 KiB"};
     if (slow_consumer_after < Duration::zero()) return Error{"slow_consumer_after must be >= 0"};
     if (tick <= Duration::zero() || tick > Duration::seconds(1)) return Error{"tick must be in (0, 1s]"};
+    if (coalesce < Duration::zero() || coalesce > Duration::milliseconds(100))
+        return Error{"coalesce must be in [0, 100ms]"};
     if (auto k = keepalive.validate(); !k) return k.error().with_context("keepalive");
     return validate_redis_presence(*this);
 }

@@ -57,5 +57,18 @@ TEST(FlagNames, LibraryValidationNamesFieldsAndTheCliShowsFlags) {
     EXPECT_EQ(with_flag_names(cv.error().message, kConnectFlags).rfind("--count must be", 0), 0u);
 }
 
+TEST(FlagNames, CoalesceIsBoundedAndNamedByItsFlag) {
+    ServerOptions s;
+    EXPECT_EQ(s.coalesce, Duration::milliseconds(1));  // On by default in a server.
+    s.coalesce = Duration::zero();
+    EXPECT_TRUE(s.validate().ok());
+    for (const Duration bad : {Duration::milliseconds(-1), Duration::milliseconds(101)}) {
+        s.coalesce = bad;
+        const Result<void> v = s.validate();
+        ASSERT_FALSE(v.ok());
+        EXPECT_EQ(with_flag_names(v.error().message, kServeFlags), "--coalesce must be in [0, 100ms]");
+    }
+}
+
 }  // namespace
 }  // namespace lifeline::cli
