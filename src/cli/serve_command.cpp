@@ -127,10 +127,12 @@ int run_serve(ServeOptions& o, const CLI::App& app) {
     fmt::print(
         stderr,
         "lifeline serve: {} mode on {} ({}), heartbeat {} / timeout {} (min interval {}), keepalive {}, {} "
-        "thread{}{}{}\n",
+        "thread{}, {}{}{}\n",
         o.mode, (*server)->local_address(), o.io, to_string(s.heartbeat), to_string(s.timeout),
         to_string(s.min_interval), s.keepalive_from_outside ? "system (no option set)" : s.keepalive.to_string(),
-        s.threads, s.threads == 1 ? "" : "s", s.http.empty() ? "" : ", http on " + s.http,
+        s.threads, s.threads == 1 ? "" : "s",
+        s.coalesce == Duration::zero() ? "wake-ups not coalesced" : "wake-ups coalesced over " + to_string(s.coalesce),
+        s.http.empty() ? "" : ", http on " + s.http,
         o.faults.push_rate == 0 ? "" : ", pushing " + std::to_string(o.faults.push_rate) + " B/s to every client");
     Server* raw = server->get();
     signals.on_signal([raw] { raw->stop(); });
