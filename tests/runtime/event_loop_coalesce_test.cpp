@@ -1,11 +1,16 @@
-// Wake-up coalescing (EventLoopConfig::coalesce): a wake-up that found more
-// than one event ready makes the next wait start a window later; one that
-// found a single event does not; and a pause never delays a timer.
+// Wake-up coalescing (EventLoopConfig::coalesce): a wake-up that came soon
+// after the one before and found a few events ready makes the next wait
+// start a window later; one that found a single event, or many, or that
+// ended a long wait, does not; and a pause never delays a timer.
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
+#include <chrono>
 #include <cstdint>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "runtime/event_loop.hpp"
@@ -86,6 +91,39 @@ TEST(EventLoopCoalesce, AfterAWakeUpForOneEventTheLoopWaitsAtOnce) {
     ASSERT_EQ(late.seen_at.size(), 1u);
     // A pause would take 30 s: only starvation crosses this bound otherwise.
     EXPECT_LT(late.seen_at[0] - a.seen_at[0], Duration::seconds(10));
+}
+
+TEST(EventLoopCoalesce, AfterAWakeUpForManyEventsTheLoopWaitsAtOnce) {
+    auto loop = make_loop(Duration::seconds(30));
+    std::vector<std::unique_ptr<Signal>> many;
+    for (int i = 0; i < 16; ++i) many.push_back(std::make_unique<Signal>(*loop));
+    Signal late(*loop);
+    many[0]->next = &late;
+    late.stops = true;
+    for (auto& s : many) signal(s->fd);
+    loop->run();
+    ASSERT_EQ(late.seen_at.size(), 1u);
+    EXPECT_LT(late.seen_at[0] - many[0]->seen_at[0], Duration::seconds(10));  // Not the 30 s window.
+}
+
+TEST(EventLoopCoalesce, TheFirstWakeUpAfterALongWaitDoesNotPause) {
+    // The first wake-up of a burst: holding the rest of the burst back would
+    // send all its replies in one run after the peers went back to sleep.
+    const Duration window = Duration::seconds(2);
+    auto loop = make_loop(window);
+    Signal a(*loop), b(*loop), late(*loop);
+    a.next = &late;
+    late.stops = true;
+    // Not synchronisation: the gap must only be at least a window long.
+    std::thread burst([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+        signal(a.fd);
+        signal(b.fd);
+    });
+    loop->run();
+    burst.join();
+    ASSERT_EQ(late.seen_at.size(), 1u);
+    EXPECT_LT(late.seen_at[0] - a.seen_at[0], Duration::milliseconds(1500));  // A pause would be ~2 s.
 }
 
 TEST(EventLoopCoalesce, APauseEndsAtTheNextTimer) {
