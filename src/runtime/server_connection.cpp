@@ -26,8 +26,8 @@ constexpr Duration kCloseLinger = Duration::milliseconds(250);
 
 // Every idle connection pays for each byte (in place in its worker's
 // ConnectionSlab, no malloc header): the loop object 40 (vtable, timer node),
-// the engine's ServerSession 88, the StreamSocket 32, and 16 of its own.
-static_assert(sizeof(Connection) <= 176, "an idle connection's every byte counts (docs/BENCHMARKS.md)");
+// the engine's ServerSession 88, the StreamSocket 24, and 16 of its own.
+static_assert(sizeof(Connection) <= 168, "an idle connection's every byte counts (docs/BENCHMARKS.md)");
 
 Worker& Connection::worker() { return Worker::current(); }
 
