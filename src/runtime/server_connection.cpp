@@ -1,6 +1,7 @@
 #include "runtime/server_connection.hpp"
 
 #include <netinet/in.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include "lifeline/sys/socket_options.hpp"
 #include "lifeline/sys/tcp_info.hpp"
 #include "net/endpoint.hpp"
+#include "runtime/connection_slab.hpp"
 #include "runtime/server_impl.hpp"
 #include "runtime/server_worker.hpp"
 
@@ -26,21 +28,39 @@ constexpr Duration kCloseLinger = Duration::milliseconds(250);
 
 // Every idle connection pays for each byte (in place in its worker's
 // ConnectionSlab, no malloc header): the loop object 40 (vtable, timer node),
-// the engine's ServerSession 88, the StreamSocket 24, and 16 of its own.
-static_assert(sizeof(Connection) <= 168, "an idle connection's every byte counts (docs/BENCHMARKS.md)");
+// the engine's ServerSession 88, the StreamSocket 24, and 8 of its own (an
+// IPv4 peer, its port, the flags).
+static_assert(sizeof(Connection) <= 160, "an idle connection's every byte counts (docs/BENCHMARKS.md)");
 
 Worker& Connection::worker() { return Worker::current(); }
 
+std::uint32_t Connection::slot() const { return ConnectionSlab::slot_of(*this); }
+
+void* ConnectionSlab::map_aligned(std::size_t bytes) {
+    // Twice the size, then the parts before and after the aligned block go back.
+    void* mapped = ::mmap(nullptr, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped == MAP_FAILED) throw std::bad_alloc();
+    const auto start = reinterpret_cast<std::uintptr_t>(mapped);
+    const std::uintptr_t aligned = (start + bytes - 1) & ~std::uintptr_t{bytes - 1};
+    if (aligned > start) unmap(mapped, aligned - start);
+    if (const std::uintptr_t end = start + 2 * bytes; end > aligned + bytes)
+        unmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
+    return reinterpret_cast<void*>(aligned);
+}
+
+void ConnectionSlab::unmap(void* block, std::size_t bytes) {
+    const int r = ::munmap(block, bytes);
+    LIFELINE_CHECK(r == 0, "munmap fails only for a range that is not a mapping of ours");
+}
+
 Instant Connection::now() const { return worker().loop().now(); }
 
-Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, std::uint32_t slot,
-                       Instant now)
+Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, Instant now)
     // The queue finds lifeline frames' boundaries from their length headers.
     // WebSocket frames are queued as opaque pushes (each transmit of the
     // session is whole frames), so its control bytes go between pushes.
     : session_(worker.server().session, id, now),
-      socket_(fd, worker.options().mode == ServerMode::framed && !worker.server().tls),
-      slot_(slot) {
+      socket_(fd, worker.options().mode == ServerMode::framed && !worker.server().tls) {
     if (worker.server().tls) extras().tls = std::make_unique<TlsStream>(*worker.server().tls);
     if (peer.ss_family == AF_INET) {
         const auto& v4 = reinterpret_cast<const sockaddr_in&>(peer);
@@ -319,7 +339,7 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     // A send still in flight delays the FIN (and what follows it) a little;
     // the timer bounds it for a peer that does not read.
     if (socket_.close(loop)) loop.schedule(*this, loop.now() + kCloseLinger);
-    worker().retire(slot_);
+    worker().retire(slot());
 }
 
 // From the peer's last byte to the verdict, for the reasons that are a
@@ -364,7 +384,7 @@ Instant Connection::tls_handshake_deadline() const {
 
 void Connection::rearm() {
     Instant next = std::min(session_.next_timeout(), tls_handshake_deadline());
-    if (over_budget_ms_ != 0) next = std::min(next, over_budget_deadline());
+    if (over_budget_ms() != 0) next = std::min(next, over_budget_deadline());
     if (next.is_never()) {
         worker().loop().cancel(*this);
     } else {
@@ -388,7 +408,7 @@ void Connection::on_timer() {
         drain();
         return;
     }
-    if (over_budget_ms_ != 0 && t >= over_budget_deadline()) {
+    if (over_budget_ms() != 0 && t >= over_budget_deadline()) {
         judge_stalled_output(t);
         if (finished_) return;
     }
