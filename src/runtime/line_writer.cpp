@@ -100,9 +100,11 @@ void AsyncLineWriter::run() {
         const auto deadline =
             stopping ? std::chrono::steady_clock::now() + kFlushLimit : std::chrono::steady_clock::time_point::max();
         if (!reader_gone && !batch.empty() && !write_all(fd_, batch, deadline)) reader_gone = true;
-        // Give back what a burst (say, 19,000 hello events) grew the buffer to.
+        // Give back what a burst (say, 19,000 hello events) grew the buffer
+        // to. By swapping: assigning an empty string keeps the old buffer
+        // (libstdc++ copies a short string into the room it already has).
         if (batch.capacity() > kKeptCapacity) {
-            batch = Buffer();
+            Buffer().swap(batch);
         } else {
             batch.clear();
         }
