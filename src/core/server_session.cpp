@@ -53,9 +53,11 @@ ServerSession::ServerSession(const ServerSessionConfig& config, std::uint64_t nu
     }
 }
 
+ServerSession::~ServerSession() { delete extras_if_any(); }
+
 std::string_view ServerSession::chosen_id() const {
-    if (const std::uint8_t* stored = extras_.stored_id()) return stored_id_text(stored);
-    const Extras* x = extras_.get();
+    if (const std::uint8_t* stored = stored_id()) return stored_id_text(stored);
+    const Extras* x = extras_if_any();
     return x != nullptr ? std::string_view(x->chosen_id) : std::string_view();
 }
 
@@ -67,47 +69,44 @@ std::string ServerSession::client_id() const {
 
 void ServerSession::use_stored_id(const std::uint8_t* stored) {
     LIFELINE_CHECK(stored != nullptr && stored_id_text(stored) == chosen_id(), "the owner stores the id chosen");
-    extras_.store_id(stored);
+    store_id(stored);
 }
 
-void ServerSession::forget_stored_id() { extras_.forget_stored_id(); }
+void ServerSession::forget_stored_id() {
+    if ((outbox_.parked() & kStoredIdTag) != 0) {
+        outbox_.park(0);
+    } else if (Extras* x = extras_if_any()) {
+        x->stored_id = nullptr;
+    }
+}
 
-ServerSession::ExtrasSlot::~ExtrasSlot() { delete get(); }
-
-ServerSession::Extras& ServerSession::ExtrasSlot::make() {
-    if (Extras* x = get()) return *x;
+ServerSession::Extras& ServerSession::extras() {
+    if (Extras* x = extras_if_any()) return *x;
     const std::uint8_t* stored = stored_id();
     auto* x = new Extras();
     x->stored_id = stored;
-    bits_ = reinterpret_cast<std::uintptr_t>(x);
+    outbox_.park(reinterpret_cast<std::uintptr_t>(x));
     return *x;
 }
 
-const std::uint8_t* ServerSession::ExtrasSlot::stored_id() const {
-    if ((bits_ & 1) != 0) return reinterpret_cast<const std::uint8_t*>(bits_ & ~std::uintptr_t{1});
-    const Extras* x = get();
+const std::uint8_t* ServerSession::stored_id() const {
+    const std::uintptr_t word = outbox_.parked();
+    if ((word & kStoredIdTag) != 0) return reinterpret_cast<const std::uint8_t*>(word & ~kStoredIdTag);
+    const Extras* x = extras_if_any();
     return x != nullptr ? x->stored_id : nullptr;
 }
 
-void ServerSession::ExtrasSlot::store_id(const std::uint8_t* stored) {
-    const auto bits = reinterpret_cast<std::uintptr_t>(stored);
-    LIFELINE_CHECK((bits & 1) == 0, "a stored id is aligned (bit 0 tells it from an Extras)");
-    Extras* x = get();
+void ServerSession::store_id(const std::uint8_t* stored) {
+    const auto word = reinterpret_cast<std::uintptr_t>(stored);
+    LIFELINE_CHECK((word & 3) == 0, "a stored id is aligned (bits 0 and 1 tag the outbox's parked word)");
+    Extras* x = extras_if_any();
     if (x != nullptr && (x->websocket || !x->held.empty() || x->owner_data != nullptr)) {
         x->stored_id = stored;
         std::string().swap(x->chosen_id);
         return;
     }
     delete x;
-    bits_ = bits | 1;
-}
-
-void ServerSession::ExtrasSlot::forget_stored_id() {
-    if ((bits_ & 1) != 0) {
-        bits_ = 0;
-    } else if (Extras* x = get()) {
-        x->stored_id = nullptr;
-    }
+    outbox_.park(word | kStoredIdTag);
 }
 
 Instant ServerSession::next_timeout() const {
@@ -251,7 +250,7 @@ Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
     } else {
         open_session(resume_token);
     }
-    if (Extras* x = extras_.get(); x != nullptr && !x->held.empty()) {
+    if (Extras* x = extras_if_any(); x != nullptr && !x->held.empty()) {
         const std::vector<std::uint8_t> held = std::move(x->held);
         x->held = {};
         receive(held, now);
@@ -261,7 +260,7 @@ Result<void> ServerSession::admit(std::string_view resume_token, Instant now) {
 
 void ServerSession::reject(std::uint16_t code, std::string_view text) {
     if (state_ != State::admitting) return;
-    if (Extras* x = extras_.get()) x->held = {};  // A refused client's pipelined frames are never read.
+    if (Extras* x = extras_if_any()) x->held = {};  // A refused client's pipelined frames are never read.
     std::string why = "rejected: ";
     why += text;
     if (config_->websocket) {

@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <new>
@@ -17,7 +18,8 @@ namespace {
 // 4096 entries (320 KiB) a block: few blocks, and the memory of one not yet
 // handed out is never touched (so never resident).
 constexpr std::uint32_t kBlockEntries = 4096;
-constexpr std::size_t kInlineId = 31;  // Ids up to this long live in the entry itself.
+constexpr std::size_t kInlineId = 31;          // Ids up to this long live in the entry itself.
+constexpr std::size_t kMinIndexSlots = 32768;  // The index's first size (grow_index()).
 
 enum Flag : std::uint8_t {
     kUsed = 1,        // Handed out, not freed.
@@ -319,7 +321,7 @@ std::uint32_t SessionDirectory::insert(std::string_view id) {
         e.flags |= kLongId;
     }
     ++size_;
-    if (size_ * 4 > index_.size() * 3) grow_index();  // Load at most 3/4: short probe runs.
+    if (size_ * 4 > index_size_ * 3) grow_index();  // Load at most 3/4: short probe runs.
     place(n);
     return n;
 }
@@ -339,12 +341,12 @@ void SessionDirectory::free_if_unused(std::uint32_t n) {
 // Not stored in the entry (it would cost 8 bytes there, with the padding):
 // computed again where needed.
 std::size_t SessionDirectory::home(std::string_view id) const {
-    return std::hash<std::string_view>{}(id) & (index_.size() - 1);
+    return std::hash<std::string_view>{}(id) & (index_size_ - 1);
 }
 
 std::uint32_t SessionDirectory::lookup(std::string_view id) const {
-    if (index_.empty()) return kNone;
-    const std::size_t mask = index_.size() - 1;
+    if (index_size_ == 0) return kNone;
+    const std::size_t mask = index_size_ - 1;
     for (std::size_t i = home(id);; i = (i + 1) & mask) {
         const std::uint32_t slot = index_[i];
         if (slot == 0) return kNone;
@@ -353,24 +355,38 @@ std::uint32_t SessionDirectory::lookup(std::string_view id) const {
 }
 
 void SessionDirectory::place(std::uint32_t n) {
-    const std::size_t mask = index_.size() - 1;
+    const std::size_t mask = index_size_ - 1;
     std::size_t i = home(at(n).text());
     while (index_[i] != 0) i = (i + 1) & mask;
     index_[i] = n + 1;
 }
 
+void SessionDirectory::FreeIndex::operator()(std::uint32_t* index) const { std::free(index); }
+
 void SessionDirectory::grow_index() {
-    std::vector<std::uint32_t> old = std::move(index_);
-    index_.assign(std::max<std::size_t>(1024, old.size() * 2), 0);
-    for (std::uint32_t slot : old) {
-        if (slot != 0) place(slot - 1);
+    // Straight to 32,768 slots (128 KiB) the first time, then doubling. malloc
+    // hands a block that large over as fresh pages of its own, so calloc need
+    // not write them: only the pages ids land on become resident, and an
+    // outgrown index goes back to the system when freed. Doubling from 1,024
+    // slots instead left each outgrown copy (4 to 64 KiB, 124 KiB in all) as
+    // free space in malloc's heap, resident: 6.5 bytes an id at 19,000
+    // (docs/BENCHMARKS.md, "Where an idle connection's bytes go").
+    const std::size_t slots = index_size_ == 0 ? kMinIndexSlots : index_size_ * 2;
+    auto* fresh = static_cast<std::uint32_t*>(std::calloc(slots, sizeof(std::uint32_t)));
+    if (fresh == nullptr) throw std::bad_alloc();
+    const std::unique_ptr<std::uint32_t[], FreeIndex> old(index_.release());
+    const std::size_t old_size = index_size_;
+    index_.reset(fresh);
+    index_size_ = slots;
+    for (std::size_t i = 0; i < old_size; ++i) {
+        if (old[i] != 0) place(old[i] - 1);
     }
 }
 
 // Backward-shift deletion (Knuth, TAOCP vol. 3, 6.4, algorithm R): no
 // tombstones, so lookups stay as short as if the id had never been there.
 void SessionDirectory::unindex(std::uint32_t n) {
-    const std::size_t mask = index_.size() - 1;
+    const std::size_t mask = index_size_ - 1;
     std::size_t hole = home(at(n).text());
     while (index_[hole] != n + 1) hole = (hole + 1) & mask;
     for (std::size_t j = (hole + 1) & mask; index_[j] != 0; j = (j + 1) & mask) {

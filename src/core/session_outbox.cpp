@@ -1,10 +1,34 @@
+#include "lifeline/check.hpp"
 #include "lifeline/engine/session_event.hpp"
 
 namespace lifeline {
 
+SessionOutbox::~SessionOutbox() { delete pending_if_any(); }
+
+SessionOutbox& SessionOutbox::operator=(SessionOutbox&& other) noexcept {
+    if (this != &other) {
+        delete pending_if_any();
+        word_ = std::exchange(other.word_, kNothing);
+    }
+    return *this;
+}
+
+void SessionOutbox::park(std::uintptr_t word) {
+    LIFELINE_CHECK((word & kParkedTag) == 0, "a parked word leaves bit 0 to the outbox");
+    if (Pending* p = pending_if_any()) {
+        p->parked = word;
+    } else {
+        word_ = word | kParkedTag;
+    }
+}
+
 SessionOutbox::Pending& SessionOutbox::pending() {
-    if (!pending_) pending_ = std::make_unique<Pending>();
-    return *pending_;
+    if (Pending* p = pending_if_any()) return *p;
+    // As many allocations as before the owner's word moved in here: one.
+    auto* p = new Pending();
+    p->parked = word_ & ~kParkedTag;
+    word_ = reinterpret_cast<std::uintptr_t>(p);
+    return *p;
 }
 
 Result<void> SessionOutbox::frame(const Frame& f, bool control, std::size_t max_body_size) {
@@ -26,8 +50,9 @@ void SessionOutbox::event(SessionEvent e) { pending().events.push_back(std::move
 
 std::optional<Transmit> SessionOutbox::poll_transmit() {
     release_if_idle();
-    if (!pending_) return std::nullopt;
-    Pending& p = *pending_;
+    Pending* pending = pending_if_any();
+    if (pending == nullptr) return std::nullopt;
+    Pending& p = *pending;
     p.polled.clear();
     const bool control = !p.control.empty();
     if (control) {
@@ -41,11 +66,12 @@ std::optional<Transmit> SessionOutbox::poll_transmit() {
 }
 
 std::optional<SessionEvent> SessionOutbox::poll_event() {
-    if (!pending_ || pending_->next_event == pending_->events.size()) {
+    Pending* pending = pending_if_any();
+    if (pending == nullptr || pending->next_event == pending->events.size()) {
         release_if_idle();
         return std::nullopt;
     }
-    Pending& p = *pending_;
+    Pending& p = *pending;
     SessionEvent e = std::move(p.events[p.next_event++]);
     if (p.next_event == p.events.size()) {
         p.events.clear();
@@ -55,13 +81,17 @@ std::optional<SessionEvent> SessionOutbox::poll_event() {
 }
 
 std::size_t SessionOutbox::pending_bytes() const {
-    return pending_ ? pending_->control.size() + pending_->data.size() : 0;
+    const Pending* p = pending_if_any();
+    return p != nullptr ? p->control.size() + p->data.size() : 0;
 }
 
 // Nothing left to hand over: give the memory back, so that idle sessions own
 // none. (The bytes of the last Transmit go too; the caller has had them.)
 void SessionOutbox::release_if_idle() {
-    if (pending_ && pending_->control.empty() && pending_->data.empty() && pending_->events.empty()) pending_.reset();
+    Pending* p = pending_if_any();
+    if (p == nullptr || !p->control.empty() || !p->data.empty() || !p->events.empty()) return;
+    word_ = p->parked | kParkedTag;
+    delete p;
 }
 
 }  // namespace lifeline

@@ -1,6 +1,7 @@
 #include "runtime/line_writer.hpp"
 
 #include <poll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,17 +10,21 @@
 #include <climits>
 #include <cstdio>
 
+#include "lifeline/check.hpp"
+
 namespace lifeline::runtime {
 
 namespace {
 constexpr auto kFlushLimit = std::chrono::seconds(2);
-constexpr std::size_t kKeptCapacity = 64 * 1024;
+// What a buffer keeps between batches: below kPageBackedBytes, so steady
+// traffic (a few lines at a time) never maps or unmaps anything.
+constexpr std::size_t kKeptCapacity = kPageBackedBytes / 2;
 
 // Writes all of `bytes` unless the reader is gone or `deadline` passes. It
 // waits for POLLOUT and writes at most PIPE_BUF at a time, so a write to a
 // full pipe cannot block past the deadline even though stdout is a blocking fd
 // (a pipe that polls writable has room for PIPE_BUF bytes).
-bool write_all(int fd, const std::string& bytes, std::chrono::steady_clock::time_point deadline) {
+bool write_all(int fd, std::string_view bytes, std::chrono::steady_clock::time_point deadline) {
     std::size_t done = 0;
     while (done < bytes.size()) {
         int wait_ms = -1;
@@ -43,6 +48,17 @@ bool write_all(int fd, const std::string& bytes, std::chrono::steady_clock::time
     return true;
 }
 }  // namespace
+
+void* allocate_pages(std::size_t bytes) {
+    void* block = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (block == MAP_FAILED) throw std::bad_alloc();
+    return block;
+}
+
+void free_pages(void* block, std::size_t bytes) {
+    const int r = ::munmap(block, bytes);
+    LIFELINE_CHECK(r == 0, "munmap fails only for a block that is not a mapping of ours");
+}
 
 AsyncLineWriter::AsyncLineWriter(int fd, std::size_t max_buffered_bytes)
     : fd_(fd), max_buffered_bytes_(max_buffered_bytes), thread_([this] { run(); }) {}
@@ -70,7 +86,7 @@ void AsyncLineWriter::write(std::string_view line) {
 }
 
 void AsyncLineWriter::run() {
-    std::string batch;
+    Buffer batch;
     bool reader_gone = false;
     while (true) {
         bool stopping = false;
@@ -84,9 +100,11 @@ void AsyncLineWriter::run() {
         const auto deadline =
             stopping ? std::chrono::steady_clock::now() + kFlushLimit : std::chrono::steady_clock::time_point::max();
         if (!reader_gone && !batch.empty() && !write_all(fd_, batch, deadline)) reader_gone = true;
-        // Give back what a burst (say, 19,000 hello events) grew the buffer to.
+        // Give back what a burst (say, 19,000 hello events) grew the buffer
+        // to. By swapping: assigning an empty string keeps the old buffer
+        // (libstdc++ copies a short string into the room it already has).
         if (batch.capacity() > kKeptCapacity) {
-            batch = std::string();
+            Buffer().swap(batch);
         } else {
             batch.clear();
         }
@@ -97,7 +115,7 @@ void AsyncLineWriter::run() {
             dropped_reported_ = dropped;
         }
         if (stopping) {
-            std::string rest;
+            Buffer rest;
             {
                 std::lock_guard lock(mutex_);
                 rest.swap(pending_);

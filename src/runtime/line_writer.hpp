@@ -9,11 +9,45 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
 #include <thread>
 
 namespace lifeline::runtime {
+
+// Blocks of at least kPageBackedBytes are page mappings of their own, so
+// freeing one gives its memory back to the system at once; smaller ones come
+// from operator new. A burst of events (19,000 hellos) grows the writer's
+// buffers to hundreds of KiB: from malloc's heap, that memory stayed resident
+// after the burst, as free space between live allocations (about 15 bytes
+// per connection: docs/BENCHMARKS.md, "Where an idle connection's bytes go").
+inline constexpr std::size_t kPageBackedBytes = 16 * 1024;
+void* allocate_pages(std::size_t bytes);  // Throws std::bad_alloc.
+void free_pages(void* block, std::size_t bytes);
+
+template <class T>
+struct PageBackedAllocator {
+    using value_type = T;
+    PageBackedAllocator() = default;
+    template <class U>
+    PageBackedAllocator(const PageBackedAllocator<U>&) noexcept {}
+    T* allocate(std::size_t n) {
+        if (n * sizeof(T) >= kPageBackedBytes) return static_cast<T*>(allocate_pages(n * sizeof(T)));
+        return static_cast<T*>(::operator new(n * sizeof(T)));
+    }
+    void deallocate(T* p, std::size_t n) noexcept {
+        if (n * sizeof(T) >= kPageBackedBytes) {
+            free_pages(p, n * sizeof(T));
+        } else {
+            ::operator delete(p);
+        }
+    }
+    template <class U>
+    bool operator==(const PageBackedAllocator<U>&) const noexcept {
+        return true;
+    }
+};
 
 class AsyncLineWriter {
 public:
@@ -28,13 +62,14 @@ public:
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
 private:
+    using Buffer = std::basic_string<char, std::char_traits<char>, PageBackedAllocator<char>>;
     void run();
 
     int fd_;
     std::size_t max_buffered_bytes_;
     std::mutex mutex_;
     std::condition_variable wake_;
-    std::string pending_;
+    Buffer pending_;
     bool stopping_ = false;
     std::atomic<std::uint64_t> dropped_{0};
     std::uint64_t dropped_reported_ = 0;

@@ -33,9 +33,9 @@ void Connection::check_backlog() {
     // grows (autotuning, up to net.ipv4.tcp_wmem's maximum) it takes a stuck
     // peer's queue again and again, and every resume would restart the clock.
     const bool over =
-        socket_.reading_paused() || socket_.backlog_bytes(loop) > budget || (over_budget_ms_ != 0 && queued > 0);
-    if (over == (over_budget_ms_ != 0)) return;
-    over_budget_ms_ = over ? static_cast<std::uint32_t>((loop.now() - session_.accepted_at()).ms()) + 1 : 0;
+        socket_.reading_paused() || socket_.backlog_bytes(loop) > budget || (over_budget_ms() != 0 && queued > 0);
+    if (over == (over_budget_ms() != 0)) return;
+    set_over_budget_ms(over ? static_cast<std::uint32_t>((loop.now() - session_.accepted_at()).ms()) + 1 : 0);
     rearm();
 }
 
@@ -44,9 +44,14 @@ void Connection::refused_over_budget() {
     // than queue past it), so for a peer fed only by them the queue never
     // exceeds it. Being refused is being over it: start the clock here, and
     // check_backlog() keeps it running while anything is queued.
-    if (over_budget_ms_ != 0 || socket_.queued_bytes() == 0) return;
-    over_budget_ms_ = static_cast<std::uint32_t>((worker().loop().now() - session_.accepted_at()).ms()) + 1;
+    if (over_budget_ms() != 0 || socket_.queued_bytes() == 0) return;
+    set_over_budget_ms(static_cast<std::uint32_t>((worker().loop().now() - session_.accepted_at()).ms()) + 1);
     rearm();
+}
+
+void Connection::set_over_budget_ms(std::uint32_t ms) {
+    if (ms == 0 && extras_if_any() == nullptr) return;
+    extras().over_budget_ms = ms;
 }
 
 Duration Connection::slow_consumer_grace() const {
@@ -68,7 +73,7 @@ Duration Connection::slow_consumer_grace() const {
 }
 
 Instant Connection::over_budget_deadline() const {
-    return session_.accepted_at() + Duration::milliseconds(over_budget_ms_ - 1) + slow_consumer_grace();
+    return session_.accepted_at() + Duration::milliseconds(over_budget_ms() - 1) + slow_consumer_grace();
 }
 
 void Connection::judge_stalled_output(Instant now) {
@@ -80,7 +85,7 @@ void Connection::judge_stalled_output(Instant now) {
         // or heartbeats end it with the reason that is true; reading stays
         // paused, so the queue does not grow meanwhile. Look again later, in
         // case the path comes back and the peer then does not read.
-        over_budget_ms_ = static_cast<std::uint32_t>((now - session_.accepted_at()).ms()) + 1;
+        set_over_budget_ms(static_cast<std::uint32_t>((now - session_.accepted_at()).ms()) + 1);
         return;
     }
     Event e = event(EventKind::error);

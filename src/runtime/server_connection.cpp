@@ -25,21 +25,21 @@ constexpr Duration kCloseLinger = Duration::milliseconds(250);
 }  // namespace
 
 // Every idle connection pays for each byte (in place in its worker's
-// ConnectionSlab, no malloc header): the engine's ServerSession is 136 of it.
-static_assert(sizeof(Connection) <= 232, "an idle connection's every byte counts (docs/BENCHMARKS.md)");
+// ConnectionSlab, no malloc header): the loop object 40 (vtable, timer node),
+// the engine's ServerSession 88, the StreamSocket 24, and 8 of its own (an
+// IPv4 peer, its port, the flags).
+static_assert(sizeof(Connection) <= 160, "an idle connection's every byte counts (docs/BENCHMARKS.md)");
 
 Worker& Connection::worker() { return Worker::current(); }
 
 Instant Connection::now() const { return worker().loop().now(); }
 
-Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, std::uint32_t slot,
-                       Instant now)
+Connection::Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, Instant now)
     // The queue finds lifeline frames' boundaries from their length headers.
     // WebSocket frames are queued as opaque pushes (each transmit of the
     // session is whole frames), so its control bytes go between pushes.
     : session_(worker.server().session, id, now),
-      socket_(fd, worker.options().mode == ServerMode::framed && !worker.server().tls),
-      slot_(slot) {
+      socket_(fd, worker.options().mode == ServerMode::framed && !worker.server().tls) {
     if (worker.server().tls) extras().tls = std::make_unique<TlsStream>(*worker.server().tls);
     if (peer.ss_family == AF_INET) {
         const auto& v4 = reinterpret_cast<const sockaddr_in&>(peer);
@@ -318,7 +318,7 @@ void Connection::finish(DisconnectReason reason, const std::string& message) {
     // A send still in flight delays the FIN (and what follows it) a little;
     // the timer bounds it for a peer that does not read.
     if (socket_.close(loop)) loop.schedule(*this, loop.now() + kCloseLinger);
-    worker().retire(slot_);
+    worker().retire(slot());
 }
 
 // From the peer's last byte to the verdict, for the reasons that are a
@@ -363,7 +363,7 @@ Instant Connection::tls_handshake_deadline() const {
 
 void Connection::rearm() {
     Instant next = std::min(session_.next_timeout(), tls_handshake_deadline());
-    if (over_budget_ms_ != 0) next = std::min(next, over_budget_deadline());
+    if (over_budget_ms() != 0) next = std::min(next, over_budget_deadline());
     if (next.is_never()) {
         worker().loop().cancel(*this);
     } else {
@@ -387,7 +387,7 @@ void Connection::on_timer() {
         drain();
         return;
     }
-    if (over_budget_ms_ != 0 && t >= over_budget_deadline()) {
+    if (over_budget_ms() != 0 && t >= over_budget_deadline()) {
         judge_stalled_output(t);
         if (finished_) return;
     }

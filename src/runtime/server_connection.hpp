@@ -31,7 +31,7 @@ class Worker;
 
 class Connection final : public LoopObject {
 public:
-    Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, std::uint32_t slot, Instant now);
+    Connection(Worker& worker, int fd, const sockaddr_storage& peer, std::uint64_t id, Instant now);
     ~Connection() override;
 
     void on_io(std::uint32_t events) override;
@@ -58,7 +58,7 @@ public:
     }
     // Backpressured (reading paused, or more than the budget refused by the
     // kernel): pushing more would only grow the queue.
-    bool over_budget() const { return over_budget_ms_ != 0; }
+    bool over_budget() const { return over_budget_ms() != 0; }
     void forgive_stall(Instant now, Duration lag);
     nlohmann::json describe(Instant now) const;
 
@@ -78,7 +78,8 @@ public:
     void* context() const { return extras_if_any() != nullptr ? extras_if_any()->context : nullptr; }
 
     std::uint64_t id() const { return session_.number(); }
-    std::uint32_t slot() const { return slot_; }
+    // Its place in the worker's ConnectionSlab, which knows it from the address.
+    std::uint32_t slot() const;
     bool open() const { return session_.state() == ServerSession::State::open; }
     bool closed() const { return finished_; }
     bool output_pending() const { return socket_.queued_bytes() > 0; }
@@ -164,6 +165,10 @@ private:
         std::uint64_t data_in = 0;
         std::uint64_t data_out = 0;
         void* context = nullptr;  // Server::set_context().
+        // When the queue went over the output budget, ms since accept + 1 (0:
+        // it is not). Here, not in the connection: a connection that was never
+        // backpressured (almost all) pays nothing for it.
+        std::uint32_t over_budget_ms = 0;
         // With TLS: ciphertext on the socket, plaintext in the session (here:
         // a TLS connection is never an idle one that costs nothing anyway).
         std::unique_ptr<TlsStream> tls;
@@ -173,9 +178,9 @@ private:
     Extras& extras();
     // Application bytes in and out (Extras: an idle connection pays nothing).
     void count_data(std::size_t in, std::size_t out);
-    std::uint32_t slot_;
-    // When the queue went over the output budget, ms since accept + 1 (0: it is not).
-    std::uint32_t over_budget_ms_ = 0;
+    std::uint32_t over_budget_ms() const { return extras_if_any() != nullptr ? extras_if_any()->over_budget_ms : 0; }
+    // Allocates the Extras only to set a clock, never to clear one.
+    void set_over_budget_ms(std::uint32_t ms);
     std::uint32_t peer_v4_ = 0;  // An IPv4 peer's address, network byte order.
     std::uint16_t peer_port_ = 0;
     bool finished_ : 1 = false;          // finish() ran: the socket is closed (or closing).

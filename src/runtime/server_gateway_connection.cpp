@@ -22,10 +22,10 @@ Admission default_admission(const HelloInfo& hello) {
 namespace lifeline::runtime {
 
 ConnectionId Connection::handle() const {
-    return ConnectionId{id(), static_cast<std::uint32_t>(worker().index()), slot_};
+    return ConnectionId{id(), static_cast<std::uint32_t>(worker().index()), slot()};
 }
 
-ConnectionRef Connection::handle_ref() const { return {static_cast<std::uint32_t>(worker().index()), slot_, id()}; }
+ConnectionRef Connection::handle_ref() const { return {static_cast<std::uint32_t>(worker().index()), slot(), id()}; }
 
 void Connection::on_hello(const SessionEvent& e) {
     Server::Impl& server = worker().server();

@@ -84,7 +84,7 @@ void WorkerTimer::on_timer() { (worker_.*fire_)(); }
 void Worker::adopt(int fd, const sockaddr_storage& peer) {
     const std::uint64_t id = server_.next_conn_id.fetch_add(1, std::memory_order_relaxed);
     const std::uint32_t slot = slots_.next_slot();
-    Connection& conn = slots_.emplace(slot, *this, fd, peer, id, slot, loop_->now());
+    Connection& conn = slots_.emplace(slot, *this, fd, peer, id, loop_->now());
     ++live_;
     live_count_.store(live_, std::memory_order_relaxed);
     conn.start();

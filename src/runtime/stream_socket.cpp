@@ -68,8 +68,7 @@ StreamSocket::SendResult StreamSocket::send(EventLoop& loop, LoopObject& owner, 
     SendResult r;
     if (fd_ < 0 || bytes.empty()) return r;
     if (ring_) {
-        if (!out_) out_ = std::make_unique<OutputQueue>(bool{framed_});
-        out_->push(bytes, control);
+        make_out().push(bytes, control);
         // Goes at the end of the turn, or when the send in flight completes.
         if (!ring_sending_ && !ring_flush_due_) {
             ring_flush_due_ = true;
@@ -78,8 +77,8 @@ StreamSocket::SendResult StreamSocket::send(EventLoop& loop, LoopObject& owner, 
         }
         return r;  // Nothing taken yet: sent() counts what the kernel takes.
     }
-    if (out_ && !out_->empty()) {
-        out_->push(bytes, control);
+    if (OutputQueue* q = out(); q != nullptr && !q->empty()) {
+        q->push(bytes, control);
         return r;
     }
     // The common case: the kernel takes it all and nothing is buffered.
@@ -89,20 +88,20 @@ StreamSocket::SendResult StreamSocket::send(EventLoop& loop, LoopObject& owner, 
         return r;
     }
     r.written_now = n > 0 ? static_cast<std::size_t>(n) : 0;
-    bytes_out_ += r.written_now;
+    count_out(r.written_now);
     if (r.written_now == bytes.size()) return r;
-    if (!out_) out_ = std::make_unique<OutputQueue>(bool{framed_});
-    out_->push(bytes.subspan(r.written_now), control, /*already_started=*/r.written_now > 0);
+    make_out().push(bytes.subspan(r.written_now), control, /*already_started=*/r.written_now > 0);
     watch_writable(loop, owner, true);
     return r;
 }
 
 OutputQueue::FlushResult StreamSocket::flush(EventLoop& loop, LoopObject& owner) {
-    if (!out_ || fd_ < 0) return {};
-    const OutputQueue::FlushResult r = out_->flush(fd_);
-    bytes_out_ += r.written;
+    OutputQueue* q = out();
+    if (q == nullptr || fd_ < 0) return {};
+    const OutputQueue::FlushResult r = q->flush(fd_);
+    count_out(r.written);
     if (r.error == 0 && !r.would_block) {
-        out_.reset();  // Idle again: no buffer.
+        drop_out();  // Idle again: no buffer.
         watch_writable(loop, owner, false);
     }
     return r;
@@ -112,7 +111,7 @@ StreamSocket::ReadResult StreamSocket::read(std::span<std::uint8_t> into) {
     while (true) {
         const ssize_t n = ::recv(fd_, into.data(), into.size(), MSG_DONTWAIT);
         if (n > 0) {
-            bytes_in_ += static_cast<std::uint64_t>(n);
+            count_in(static_cast<std::size_t>(n));
             return {ReadStatus::data, static_cast<std::size_t>(n), 0};
         }
         if (n == 0) return {ReadStatus::eof, 0, 0};
@@ -120,6 +119,39 @@ StreamSocket::ReadResult StreamSocket::read(std::span<std::uint8_t> into) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return {ReadStatus::would_block, 0, 0};
         return {ReadStatus::error, 0, errno};
     }
+}
+
+OutputQueue& StreamSocket::make_out() {
+    if (!cold_) cold_ = std::make_unique<Cold>();
+    if (!cold_->queue) cold_->queue.emplace(bool{framed_});
+    return *cold_->queue;
+}
+
+void StreamSocket::drop_out() {
+    if (!cold_) return;
+    if (cold_->bytes_in_high == 0 && cold_->bytes_out_high == 0) {
+        cold_.reset();
+    } else {
+        cold_->queue.reset();
+    }
+}
+
+// The low halves wrap into cold_, which a socket then keeps: once per 4 GiB,
+// never on an idle connection's heartbeats.
+void StreamSocket::count_in(std::size_t bytes) {
+    const std::uint64_t sum = std::uint64_t{bytes_in_low_} + bytes;
+    bytes_in_low_ = static_cast<std::uint32_t>(sum);
+    if ((sum >> 32) == 0) return;
+    if (!cold_) cold_ = std::make_unique<Cold>();
+    cold_->bytes_in_high += static_cast<std::uint32_t>(sum >> 32);
+}
+
+void StreamSocket::count_out(std::size_t bytes) {
+    const std::uint64_t sum = std::uint64_t{bytes_out_low_} + bytes;
+    bytes_out_low_ = static_cast<std::uint32_t>(sum);
+    if ((sum >> 32) == 0) return;
+    if (!cold_) cold_ = std::make_unique<Cold>();
+    cold_->bytes_out_high += static_cast<std::uint32_t>(sum >> 32);
 }
 
 void StreamSocket::arm_ring_receive(EventLoop& loop, LoopObject& owner) {
@@ -134,9 +166,9 @@ void StreamSocket::arm_ring_receive(EventLoop& loop, LoopObject& owner) {
 constexpr std::size_t kRingSendBatch = 1024 * 1024;
 
 void StreamSocket::start_ring_send(EventLoop& loop, LoopObject& owner) {
-    const std::span<const std::uint8_t> next = out_->front(kRingSendBatch);
+    const std::span<const std::uint8_t> next = out()->front(kRingSendBatch);
     if (next.empty()) {
-        out_.reset();  // Idle again: no buffer.
+        drop_out();  // Idle again: no buffer.
         return;
     }
     loop.ring()->send(fd_, next, owner);
@@ -158,7 +190,7 @@ StreamSocket::ReadResult StreamSocket::received(EventLoop& loop, LoopObject& own
     // reading is paused (resume_reading() arms it then).
     const bool rearm = !c.more && !reading_paused_;
     if (c.result > 0) {
-        bytes_in_ += static_cast<std::uint64_t>(c.result);
+        count_in(static_cast<std::size_t>(c.result));
         if (rearm) arm_ring_receive(loop, owner);
         return {ReadStatus::data, static_cast<std::size_t>(c.result), 0};
     }
@@ -176,15 +208,15 @@ StreamSocket::SentResult StreamSocket::sent(EventLoop& loop, LoopObject& owner, 
     --ring_ops_;
     ring_sending_ = false;
     const std::size_t written = c.result > 0 ? static_cast<std::size_t>(c.result) : 0;
-    bytes_out_ += written;
+    count_out(written);
     if (ring_closing_) {
         if (ring_lingering_) {
             // The send in flight at close() is done: what was queued behind it
             // (a CLOSE frame) follows now, then the FIN.
             ring_lingering_ = false;
-            if (c.result >= 0 && out_) {
-                out_->consume(written);
-                bytes_out_ += out_->flush(fd_).written;
+            if (OutputQueue* q = out(); c.result >= 0 && q != nullptr) {
+                q->consume(written);
+                count_out(q->flush(fd_).written);
             }
             ::shutdown(fd_, SHUT_WR);
         }
@@ -192,8 +224,8 @@ StreamSocket::SentResult StreamSocket::sent(EventLoop& loop, LoopObject& owner, 
         return {};
     }
     if (c.result < 0) return {0, -c.result};
-    out_->consume(written);
-    ring_refused_ = !out_->front_done();  // Short: the socket's buffer is full; the rest goes next.
+    out()->consume(written);
+    ring_refused_ = !out()->front_done();  // Short: the socket's buffer is full; the rest goes next.
     start_ring_send(loop, owner);
     return {written, 0};
 }
@@ -205,7 +237,7 @@ void StreamSocket::flush_turn(EventLoop& loop, LoopObject& owner) {
         finish_ring_close_if_idle();
         return;
     }
-    if (!ring_sending_ && out_) start_ring_send(loop, owner);
+    if (!ring_sending_ && out() != nullptr) start_ring_send(loop, owner);
 }
 
 void StreamSocket::finish_ring_close_if_idle() {
@@ -221,11 +253,12 @@ void StreamSocket::close() {
     // data is the kernel's from here on.
     ::close(fd_);
     fd_ = -1;
-    out_.reset();
+    drop_out();
 }
 
 void StreamSocket::send_before_close() {
-    if (ring_ && fd_ >= 0 && !ring_closing_ && !ring_sending_ && out_) bytes_out_ += out_->flush(fd_).written;
+    if (OutputQueue* q = out(); ring_ && fd_ >= 0 && !ring_closing_ && !ring_sending_ && q != nullptr)
+        count_out(q->flush(fd_).written);
 }
 
 bool StreamSocket::close(EventLoop& loop) {
@@ -238,7 +271,7 @@ bool StreamSocket::close(EventLoop& loop) {
     // until the ring's operations end, which the shutdown makes them do: the
     // receive completes with end of stream, a pending send with EPIPE.
     ring_closing_ = true;
-    if (ring_sending_ && out_ && out_->behind_front() > 0) {
+    if (const OutputQueue* q = out(); ring_sending_ && q != nullptr && q->behind_front() > 0) {
         ::shutdown(fd_, SHUT_RD);  // Writing ends when the send in flight completes (sent()).
         ring_lingering_ = true;
         return true;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "lifeline/result.hpp"
@@ -96,7 +97,10 @@ public:
     bool served_by_ring() const { return ring_; }
     bool open() const { return fd_ >= 0 && !ring_closing_; }
     // Everything not yet handed to the kernel, or handed and not yet taken.
-    std::size_t queued_bytes() const { return out_ ? out_->queued_bytes() : 0; }
+    std::size_t queued_bytes() const {
+        const OutputQueue* q = out();
+        return q != nullptr ? q->queued_bytes() : 0;
+    }
     // What the output budget holds against the peer: bytes queued while the
     // kernel would not take what it was offered. On an io_uring loop a
     // turn's output is offered only at its end, so it cannot count as refused
@@ -108,8 +112,10 @@ public:
         const auto waited = static_cast<std::uint8_t>(static_cast<std::uint8_t>(loop.turns()) - ring_send_turn_);
         return ring_sending_ && waited >= 2 ? queued_bytes() : 0;
     }
-    std::uint64_t bytes_in() const { return bytes_in_; }
-    std::uint64_t bytes_out() const { return bytes_out_; }
+    std::uint64_t bytes_in() const { return (std::uint64_t{cold_ ? cold_->bytes_in_high : 0u} << 32) | bytes_in_low_; }
+    std::uint64_t bytes_out() const {
+        return (std::uint64_t{cold_ ? cold_->bytes_out_high : 0u} << 32) | bytes_out_low_;
+    }
 
 private:
     void watch_writable(EventLoop& loop, LoopObject& owner, bool on);
@@ -117,10 +123,26 @@ private:
     void start_ring_send(EventLoop& loop, LoopObject& owner);
     void arm_ring_receive(EventLoop& loop, LoopObject& owner);
     void finish_ring_close_if_idle();
+    // The output queue, while there is one (nullptr: nothing is queued).
+    OutputQueue* out() const { return cold_ && cold_->queue ? &*cold_->queue : nullptr; }
+    OutputQueue& make_out();
+    // Idle again: the queue's memory goes (and the rest of cold_ unless the counts need it).
+    void drop_out();
+    void count_in(std::size_t bytes);
+    void count_out(std::size_t bytes);
 
-    std::unique_ptr<OutputQueue> out_;
-    std::uint64_t bytes_in_ = 0;
-    std::uint64_t bytes_out_ = 0;
+    // What an idle socket does not need, on the heap only while something
+    // does: the output queue, and the high halves of the byte counts once one
+    // has passed 4 GiB. An idle connection pays 8 bytes for all of it, and
+    // 8 for its two counts (32-bit halves here) instead of 16.
+    struct Cold {
+        std::optional<OutputQueue> queue;
+        std::uint32_t bytes_in_high = 0;
+        std::uint32_t bytes_out_high = 0;
+    };
+    std::unique_ptr<Cold> cold_;
+    std::uint32_t bytes_in_low_ = 0;  // With cold_->bytes_in_high: bytes_in().
+    std::uint32_t bytes_out_low_ = 0;
     int fd_;
     // Bit-fields: an idle connection pays for every byte of this class.
     bool framed_ : 1;

@@ -306,8 +306,36 @@ TEST(Sessions, AnIdleSessionOwnsNoOutputMemory) {
     EXPECT_EQ(p.server->pending_bytes(), 0u);
     EXPECT_FALSE(p.server->poll_transmit());
     EXPECT_FALSE(p.server->poll_event());
-    // What an idle connection pays for the engine (the runtime embeds one per connection).
-    EXPECT_LE(sizeof(ServerSession), 160u);
+    // What an idle connection pays for the engine (the runtime embeds one
+    // per connection): config, liveness 32, decoder 16, outbox and extras in
+    // one word, accept time, number, ping bucket.
+    EXPECT_LE(sizeof(ServerSession), 88u);
+}
+
+TEST(Sessions, TheOutboxKeepsItsOwnersWordThroughOutput) {
+    // ServerSession parks its extras in the outbox's word: it must come back
+    // intact whether or not output is pending, and cost no allocation of its own.
+    SessionOutbox outbox;
+    EXPECT_EQ(outbox.parked(), 0u);
+    alignas(8) static const std::uint8_t owner[8] = {};
+    const auto word = reinterpret_cast<std::uintptr_t>(&owner[0]) | 2;
+    outbox.park(word);
+    EXPECT_EQ(outbox.parked(), word);
+    outbox.event(SessionEvent(Kind::opened));
+    ASSERT_TRUE(outbox.frame(Pong{7, 9}, true, kDefaultMaxBodySize).ok());
+    EXPECT_EQ(outbox.parked(), word) << "moved into the pending state";
+    outbox.park(0);
+    EXPECT_EQ(outbox.parked(), 0u);
+    outbox.park(word);
+    ASSERT_TRUE(outbox.poll_transmit());
+    EXPECT_FALSE(outbox.poll_transmit());
+    ASSERT_TRUE(outbox.poll_event());
+    EXPECT_FALSE(outbox.poll_event());
+    EXPECT_EQ(outbox.pending_bytes(), 0u);
+    EXPECT_EQ(outbox.parked(), word) << "back in the outbox's own word once idle";
+    SessionOutbox moved(std::move(outbox));
+    EXPECT_EQ(moved.parked(), word);
+    EXPECT_EQ(outbox.parked(), 0u);  // NOLINT(bugprone-use-after-move): moved-from is empty, by design.
 }
 
 TEST(Sessions, ConfigErrorsNameTheField) {

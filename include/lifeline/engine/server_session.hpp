@@ -99,6 +99,7 @@ public:
     // `config` must outlive the session and be valid (validate()). `number`
     // names the connection: a client without an id of its own is "c<number>".
     ServerSession(const ServerSessionConfig& config, std::uint64_t number, Instant now);
+    ~ServerSession();
     ServerSession(const ServerSession&) = delete;
     ServerSession& operator=(const ServerSession&) = delete;
 
@@ -165,7 +166,7 @@ public:
     // nothing for it. The session never reads or frees it.
     void set_owner_data(void* data) { extras().owner_data = data; }
     void* owner_data() const {
-        const Extras* x = extras_.get();
+        const Extras* x = extras_if_any();
         return x != nullptr ? x->owner_data : nullptr;
     }
     Instant accepted_at() const { return accepted_at_; }
@@ -206,7 +207,7 @@ private:
     const ServerSessionConfig* config_;
     LivenessMachine liveness_;  // With its own fixed timeout: no detector object (16 bytes).
     FrameDecoder decoder_;
-    SessionOutbox outbox_;
+    SessionOutbox outbox_;  // Also the word of the extras (below).
     // What few sessions need, 8 bytes for the rest: the id a client chose,
     // and input held while its HELLO waits for admission.
     struct Extras {
@@ -218,30 +219,23 @@ private:
         std::unique_ptr<WebSocketState> websocket;
         void* owner_data = nullptr;  // set_owner_data().
     };
-    // One word: an owned Extras, or (bit 0 set) only the owner's stored id.
-    // An admitted framed session with an id needs nothing else, and so pays
-    // 8 bytes here instead of an 80-byte Extras and its id's 48-byte heap
-    // buffer (docs/BENCHMARKS.md, "Where an idle connection's bytes go").
-    class ExtrasSlot {
-    public:
-        ExtrasSlot() = default;
-        ~ExtrasSlot();
-        ExtrasSlot(const ExtrasSlot&) = delete;
-        ExtrasSlot& operator=(const ExtrasSlot&) = delete;
-        Extras* get() const { return (bits_ & 1) != 0 ? nullptr : reinterpret_cast<Extras*>(bits_); }
-        // get(), allocated if there is none (a stored id moves into it).
-        Extras& make();
-        const std::uint8_t* stored_id() const;
-        // Frees the Extras (and the session's own copy of the id) if nothing else needs it.
-        void store_id(const std::uint8_t* stored);
-        void forget_stored_id();
-
-    private:
-        std::uintptr_t bits_ = 0;
-    };
-    Extras& extras() { return extras_.make(); }
+    // One word, parked in the outbox (SessionOutbox::park(), so it costs
+    // nothing of its own): an owned Extras, or (bit 1 set) only the owner's
+    // stored id. An admitted framed session with an id needs nothing else,
+    // and so pays 8 bytes for its outbox and its id together, instead of
+    // 8 + 8 (and an 80-byte Extras with its id's 48-byte heap buffer before
+    // that: docs/BENCHMARKS.md, "Where an idle connection's bytes go").
+    static constexpr std::uintptr_t kStoredIdTag = 2;
+    Extras* extras_if_any() const {
+        const std::uintptr_t word = outbox_.parked();
+        return (word & kStoredIdTag) != 0 ? nullptr : reinterpret_cast<Extras*>(word);
+    }
+    // extras_if_any(), allocated if there is none (a stored id moves into it).
+    Extras& extras();
+    const std::uint8_t* stored_id() const;
+    // Frees the Extras (and the session's own copy of the id) if nothing else needs it.
+    void store_id(const std::uint8_t* stored);
     void hold(std::span<const std::uint8_t> bytes);
-    ExtrasSlot extras_;
     Instant accepted_at_;
     std::uint64_t number_;
     std::uint32_t last_ping_ms_ = 0;  // Last token refill, ms since accept (wrapping).

@@ -132,7 +132,12 @@ private:
     void forget_expired(std::int64_t now_ms);
 
     SessionDirectoryConfig config_;
-    std::vector<std::uint32_t> index_;  // Entry number + 1; 0 is an empty slot. A power of two long.
+    struct FreeIndex {
+        void operator()(std::uint32_t* index) const;
+    };
+    // Entry number + 1; 0 is an empty slot. A power of two long (index_size_), from calloc.
+    std::unique_ptr<std::uint32_t[], FreeIndex> index_;
+    std::size_t index_size_ = 0;
     std::vector<std::unique_ptr<Entry, FreeBlock>> blocks_;
     std::uint32_t allocated_ = 0;      // Entries handed out from the blocks so far.
     std::vector<std::uint32_t> free_;  // Entries handed out and freed since.

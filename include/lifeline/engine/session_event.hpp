@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lifeline/disconnect_reason.hpp"
@@ -61,8 +62,22 @@ struct Transmit {
 
 // Internal to the sessions: what a session has produced and not yet handed
 // over. Empty, it owns no heap memory (an idle session costs 8 bytes here).
+//
+// It also keeps one word for its owner (park()), so that a word the owner
+// needs only now and then costs it nothing of its own: while nothing is
+// pending the outbox's word is that word (tagged in bit 0), and while
+// something is, the word waits in the pending state. ServerSession keeps its
+// extras there: an idle connection with an id pays one word for both
+// (docs/BENCHMARKS.md, "Where an idle connection's bytes go").
 class SessionOutbox {
 public:
+    SessionOutbox() = default;
+    ~SessionOutbox();
+    SessionOutbox(SessionOutbox&& other) noexcept : word_(std::exchange(other.word_, kNothing)) {}
+    SessionOutbox& operator=(SessionOutbox&& other) noexcept;
+    SessionOutbox(const SessionOutbox&) = delete;
+    SessionOutbox& operator=(const SessionOutbox&) = delete;
+
     // Appends an encoded frame; the error is the encoder's (a field too long).
     Result<void> frame(const Frame& frame, bool control, std::size_t max_body_size);
     void bytes(std::span<const std::uint8_t> data);
@@ -75,6 +90,14 @@ public:
     // Control and data bytes not yet polled.
     std::size_t pending_bytes() const;
 
+    // The owner's word (0 until park()ed). Its bit 0 must be clear. The
+    // outbox never reads it otherwise, and never frees what it names.
+    std::uintptr_t parked() const {
+        const Pending* p = pending_if_any();
+        return p != nullptr ? p->parked : word_ & ~kParkedTag;
+    }
+    void park(std::uintptr_t word);
+
 private:
     struct Pending {
         std::vector<std::uint8_t> control;
@@ -82,11 +105,16 @@ private:
         std::vector<std::uint8_t> polled;  // What the last poll_transmit() returned.
         std::vector<SessionEvent> events;
         std::size_t next_event = 0;
+        std::uintptr_t parked = 0;  // The owner's word, while this exists.
     };
+    // Bit 0 set: nothing pending, and the rest is the owner's word. Else a Pending.
+    static constexpr std::uintptr_t kParkedTag = 1;
+    static constexpr std::uintptr_t kNothing = kParkedTag;  // Nothing pending, nothing parked.
+    Pending* pending_if_any() const { return (word_ & kParkedTag) != 0 ? nullptr : reinterpret_cast<Pending*>(word_); }
     Pending& pending();
     void release_if_idle();
 
-    std::unique_ptr<Pending> pending_;
+    std::uintptr_t word_ = kNothing;
 };
 
 }  // namespace lifeline
