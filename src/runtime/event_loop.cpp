@@ -42,9 +42,7 @@ EventLoop::EventLoop(const EventLoopConfig& config, int epoll_fd, int wake_fd)
       wake_fd_(wake_fd),
       now_(clock_.now()),
       wheel_(now_, {config.tick}),
-      events_(static_cast<std::size_t>(config.max_events_per_turn)) {
-    previous_wake_ = now_;
-}
+      events_(static_cast<std::size_t>(config.max_events_per_turn)) {}
 
 EventLoop::~EventLoop() {
     ::close(wake_fd_);
@@ -115,8 +113,10 @@ void EventLoop::run() {
 }
 
 void EventLoop::woke(Instant deadline) {
-    previous_wake_ = now_;
+    const Instant previous_wake = now_;
     now_ = clock_.now();
+    // A moving average over about the last 8 wake-ups.
+    mean_wake_interval_ns_ += ((now_ - previous_wake).ns() - mean_wake_interval_ns_) / 8;
     // Lag only counts when we slept past a deadline we meant to keep.
     const Duration lag = deadline.is_never() || now_ <= deadline ? Duration::zero() : now_ - deadline;
     last_lag_ns_.store(lag.ns(), std::memory_order_relaxed);
@@ -193,16 +193,15 @@ Result<void> EventLoop::wait_in_ring(Instant deadline) {
 void EventLoop::coalesce_wake_ups(Instant deadline) {
     // Pause only while wake-ups come often and serve few events each: the
     // case the pause is for. A wake-up that found one event has nothing to
-    // share; one that found many already shares its cost; and one after a
-    // long wait (the first of a burst) must not hold the rest of the burst
-    // back, or its replies leave in one tight run after the peers went back
-    // to sleep, and each reply wakes one (measured: +35 % CPU per heartbeat
-    // under burst arrivals on loopback, where the peers' wake-ups are the
-    // server's to pay).
+    // share; one that found many already shares its cost. And wake-ups must
+    // come less than a window apart on average (not just this once): in a
+    // burst, a pause would hold the rest of the burst back, and its replies
+    // would then leave in one run after the peers went back to sleep, each
+    // waking one (measured: +35 % CPU per heartbeat under burst arrivals on
+    // loopback, where the peers' wake-ups are the server's to pay).
     constexpr int kSharedEnough = 16;
-    const Duration since_last_wake = now_ - previous_wake_;
     if (config_.coalesce <= Duration::zero() || last_ready_ < 2 || last_ready_ >= kSharedEnough ||
-        since_last_wake >= config_.coalesce)
+        mean_wake_interval_ns_ >= config_.coalesce.ns())
         return;
     const Instant window_end = now_ + config_.coalesce;  // now_: when the last wake-up began.
     const Instant until = deadline < window_end ? deadline : window_end;

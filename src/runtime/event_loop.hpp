@@ -83,10 +83,10 @@ struct EventLoopConfig {
     // the kernel's reason where io_uring is missing or disabled.
     bool use_io_uring = false;
     // Wake-up coalescing (0: off). While wake-ups come less than this apart
-    // and each finds a few events ready (2 to 15: I/O arriving faster than
-    // the loop sleeps and wakes), the loop lets this long pass from the start
-    // of one wake-up to the next wait, so one wake-up serves what arrived
-    // meanwhile instead of one or two events.
+    // on average and each finds a few events ready (2 to 15: I/O arriving
+    // faster than the loop sleeps and wakes), the loop lets this long pass
+    // from the start of one wake-up to the next wait, so one wake-up serves
+    // what arrived meanwhile instead of one or two events.
     // A wake-up (the context switch, the wait, the scheduler's and the
     // sockets' wake paths) costs more than a heartbeat's receive and reply;
     // with independently phased peers each wake-up otherwise serves about
@@ -173,9 +173,9 @@ private:
     bool epoll_maybe_ready_ = false;
     std::uint64_t turns_ = 0;
     // Events the last wake-up found ready (epoll events and ring completions),
-    // and when the wake-up before it began (now_ is when the last one did).
+    // and the average time between the starts of wake-ups (coalescing).
     int last_ready_ = 0;
-    Instant previous_wake_;
+    std::int64_t mean_wake_interval_ns_ = 0;
     std::atomic<bool> stopping_{false};
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;

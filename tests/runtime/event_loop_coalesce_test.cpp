@@ -1,7 +1,8 @@
-// Wake-up coalescing (EventLoopConfig::coalesce): a wake-up that came soon
-// after the one before and found a few events ready makes the next wait
-// start a window later; one that found a single event, or many, or that
-// ended a long wait, does not; and a pause never delays a timer.
+// Wake-up coalescing (EventLoopConfig::coalesce): while wake-ups come less
+// than a window apart on average, one that found a few events ready makes
+// the next wait start a window later; one that found a single event, or
+// many, does not, nor does any once wake-ups come further apart; and a pause
+// never delays a timer.
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -106,24 +107,25 @@ TEST(EventLoopCoalesce, AfterAWakeUpForManyEventsTheLoopWaitsAtOnce) {
     EXPECT_LT(late.seen_at[0] - many[0]->seen_at[0], Duration::seconds(10));  // Not the 30 s window.
 }
 
-TEST(EventLoopCoalesce, TheFirstWakeUpAfterALongWaitDoesNotPause) {
-    // The first wake-up of a burst: holding the rest of the burst back would
-    // send all its replies in one run after the peers went back to sleep.
-    const Duration window = Duration::seconds(2);
+TEST(EventLoopCoalesce, WakeUpsFurtherApartThanTheWindowOnAverageDoNotPause) {
+    // Bursts: holding the rest of a burst back would send all its replies in
+    // one run after the peers went back to sleep. One wait of 8.1 s moves the
+    // average (over about 8 wake-ups) past the 1 s window.
+    const Duration window = Duration::seconds(1);
     auto loop = make_loop(window);
     Signal a(*loop), b(*loop), late(*loop);
     a.next = &late;
     late.stops = true;
     // Not synchronisation: the gap must only be at least a window long.
     std::thread burst([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+        std::this_thread::sleep_for(std::chrono::milliseconds(8100));
         signal(a.fd);
         signal(b.fd);
     });
     loop->run();
     burst.join();
     ASSERT_EQ(late.seen_at.size(), 1u);
-    EXPECT_LT(late.seen_at[0] - a.seen_at[0], Duration::milliseconds(1500));  // A pause would be ~2 s.
+    EXPECT_LT(late.seen_at[0] - a.seen_at[0], Duration::milliseconds(900));  // A pause would be 1 s.
 }
 
 TEST(EventLoopCoalesce, APauseEndsAtTheNextTimer) {
