@@ -104,9 +104,10 @@ private:
         s.admission = true;  // Every HELLO goes through admit(): the takeover rule.
         return s;
     }
-    // The server's SessionDirectory, as lifeline serve configures it. The key
-    // comes from the seed (a run replays) but not from rng_, which makes the
-    // impostors' guesses: to them the tokens are as unguessable as the server's.
+    // The server's SessionDirectory with the server's defaults (presence kept
+    // for 24 h). The key comes from the seed (a run replays) but not from
+    // rng_, which makes the impostors' guesses: to them the tokens are as
+    // unguessable as the server's.
     static SessionDirectoryConfig directory_config(const SimulationConfig& c) {
         SessionDirectoryConfig d;
         std::mt19937_64 key_rng(c.seed ^ 0x6b6579u);
