@@ -14,6 +14,7 @@ namespace lifeline {
 
 namespace {
 
+using presence_wire::NodeBatches;
 using presence_wire::num;
 using presence_wire::rec_key;
 
@@ -349,46 +350,37 @@ void PresencePublisher::send_offline(const Offline& o) {
 // Batches go to the node that holds all of their ids: one per node per call.
 void PresencePublisher::refresh_some(std::size_t count) {
     count = std::min(count, order_.size());
-    std::unordered_map<std::uint16_t, std::pair<std::vector<std::string>, Pending>> by_node;
-    auto flush = [&](std::vector<std::string>& argv, Pending& p) {
-        if (p.batch.empty()) return;
-        const std::string route = rec_key(p.batch.front());
-        send(std::exchange(argv, {}), std::exchange(p, Pending{Op::refresh}), route);
-    };
+    NodeBatches batches({"FCALL", "lifeline_refresh", "0", config_.gateway, num(config_.ttl.ms())},
+                        Pending{Op::refresh});
+    auto send_batch = [this](auto&& b) { send(std::move(b.argv), std::move(b.pending), std::move(b.route)); };
     for (std::size_t i = 0; i < count; ++i) {
         if (cursor_ >= order_.size()) cursor_ = 0;
         const std::string& id = order_[cursor_++];
         const Live& live = live_[id];
         if (live.epoch == 0) continue;  // Its online is in flight.
-        auto& [argv, p] =
-            by_node.try_emplace(node_of(id), std::vector<std::string>{}, Pending{Op::refresh}).first->second;
-        if (argv.empty()) argv = {"FCALL", "lifeline_refresh", "0", config_.gateway, num(config_.ttl.ms())};
-        argv.insert(argv.end(), {id, num(live.epoch)});
-        p.batch.push_back(id);
-        p.batch_epochs.push_back(live.epoch);
-        if (p.batch.size() >= config_.batch) flush(argv, p);
+        auto& b = batches.add(node_of(id), id);
+        b.argv.insert(b.argv.end(), {id, num(live.epoch)});
+        b.pending.batch.push_back(id);
+        b.pending.batch_epochs.push_back(live.epoch);
+        if (b.pending.batch.size() >= config_.batch) send_batch(std::exchange(b, {}));  // Full: the next begins anew.
     }
-    for (auto& [node, batch] : by_node) flush(batch.first, batch.second);
+    batches.send_all(send_batch);
 }
 
 // The entries whose records are gone, sent whole (still live here at the same epoch).
 void PresencePublisher::restore(const std::vector<std::string>& ids, const std::vector<std::uint64_t>& epochs) {
-    std::unordered_map<std::uint16_t, std::pair<std::vector<std::string>, Pending>> by_node;
+    NodeBatches batches({"FCALL", "lifeline_restore", "0", config_.gateway, num(config_.ttl.ms()), run_},
+                        Pending{Op::restore});
     for (std::size_t i = 0; i < ids.size(); ++i) {
         auto it = live_.find(ids[i]);
         if (it == live_.end() || it->second.epoch != epochs[i]) continue;
         const Live& live = it->second;
-        auto& [argv, p] =
-            by_node.try_emplace(node_of(ids[i]), std::vector<std::string>{}, Pending{Op::restore}).first->second;
-        if (argv.empty()) argv = {"FCALL", "lifeline_restore", "0", config_.gateway, num(config_.ttl.ms()), run_};
-        argv.insert(argv.end(), {ids[i], num(live.epoch), num(live.conn), live.peer, num(live.since_ms)});
-        p.batch.push_back(ids[i]);
-        p.batch_epochs.push_back(epochs[i]);
+        auto& b = batches.add(node_of(ids[i]), ids[i]);
+        b.argv.insert(b.argv.end(), {ids[i], num(live.epoch), num(live.conn), live.peer, num(live.since_ms)});
+        b.pending.batch.push_back(ids[i]);
+        b.pending.batch_epochs.push_back(epochs[i]);
     }
-    for (auto& [node, batch] : by_node) {
-        const std::string route = rec_key(batch.second.batch.front());
-        send(std::move(batch.first), std::move(batch.second), route);
-    }
+    batches.send_all([this](auto&& b) { send(std::move(b.argv), std::move(b.pending), std::move(b.route)); });
 }
 
 std::vector<RedisCommand> PresencePublisher::take_commands() {

@@ -11,8 +11,8 @@ namespace lifeline {
 namespace {
 
 using presence_wire::integer_at;
+using presence_wire::NodeBatches;
 using presence_wire::num;
-using presence_wire::rec_key;
 using presence_wire::text_at;
 
 const RedisValue& element(const RedisValue& v, std::size_t i) {
@@ -231,17 +231,13 @@ void PresencePublisher::on_refresh_reply(const Pending& p, const RedisValue& rep
 
 void PresencePublisher::on_emit_reply(const Pending& p, const RedisValue& reply) {
     // (id seq)* of what the stream has: those outbox entries can go.
-    std::unordered_map<std::uint16_t, std::vector<std::string>> acks;
+    NodeBatches acks({"FCALL", "lifeline_ack", "0"}, Pending{Op::ack});
     for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
         const std::string id = text_at(reply, i);
-        std::vector<std::string>& argv = acks[node_of(id)];
-        if (argv.empty()) argv = {"FCALL", "lifeline_ack", "0"};
-        argv.insert(argv.end(), {id, text_at(reply, i + 1)});
+        auto& b = acks.add(node_of(id), id);
+        b.argv.insert(b.argv.end(), {id, text_at(reply, i + 1)});
     }
-    for (auto& [node, argv] : acks) {
-        const std::string route = rec_key(argv[3]);
-        send(std::move(argv), {Op::ack}, route);
-    }
+    acks.send_all([this](auto&& b) { send(std::move(b.argv), std::move(b.pending), std::move(b.route)); });
     for (const auto& [list, entries] : p.then_unindex)
         unindex(list, entries, list == session_key() ? p.offs : std::vector<Offline>{});
 }
@@ -292,21 +288,20 @@ void PresencePublisher::on_reap_list_reply(const Pending& p, const RedisValue& r
     }
     const std::int64_t last = r.force ? previous_heartbeat_ms_ : r.last_heartbeat_ms;
     const std::string after = num(last > 0 ? std::max<std::int64_t>(0, last_unix_ms_ - last) : 0);
-    std::unordered_map<std::uint16_t, Pending> by_node;
+    std::vector<std::string> header = {"FCALL", "lifeline_reap_ids", "0", r.gateway, num(last_unix_ms_), after};
+    for (std::string& a : stream_args()) header.push_back(std::move(a));
+    Pending reap_ids{Op::reap_ids};
+    reap_ids.list = p.list;
+    NodeBatches batches(std::move(header), std::move(reap_ids));
     for (std::size_t i = 1; i + 1 < reply.elements.size(); i += 2) {
         const std::string id = text_at(reply, i);
-        Pending& batch = by_node.try_emplace(node_of(id), Pending{Op::reap_ids}).first->second;
-        batch.list = p.list;
-        batch.entries.push_back({id, text_at(reply, i + 1), 0});
+        const std::string token = text_at(reply, i + 1);
+        auto& b = batches.add(node_of(id), id);
+        b.argv.insert(b.argv.end(), {id, token});
+        b.pending.entries.push_back({id, token, 0});
         ++r.outstanding;
     }
-    for (auto& [node, batch] : by_node) {
-        std::vector<std::string> argv = {"FCALL", "lifeline_reap_ids", "0", r.gateway, num(last_unix_ms_), after};
-        for (std::string& a : stream_args()) argv.push_back(std::move(a));
-        for (const Entry& e : batch.entries) argv.insert(argv.end(), {e.id, e.token});
-        const std::string route = rec_key(batch.entries.front().id);
-        send(std::move(argv), std::move(batch), route);
-    }
+    batches.send_all([this](auto&& b) { send(std::move(b.argv), std::move(b.pending), std::move(b.route)); });
 }
 
 void PresencePublisher::on_reap_ids_reply(const Pending& p, const RedisValue& reply) {

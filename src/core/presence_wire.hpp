@@ -1,5 +1,6 @@
 // Small helpers shared by the two halves of PresencePublisher: numbers as
-// Redis arguments, and fields of Redis replies. Internal to src/core.
+// Redis arguments, fields of Redis replies, and commands batched by node.
+// Internal to src/core.
 #pragma once
 
 #include <charconv>
@@ -7,6 +8,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "lifeline/engine/presence_publisher.hpp"
 
@@ -38,5 +42,40 @@ inline std::string text_at(const RedisValue& v, std::size_t i) {
 
 // An id's record; its hash tag is the id, so all of the id's keys share its slot.
 inline std::string rec_key(const std::string& id) { return "lifeline:{" + id + "}"; }
+
+// Commands that carry many ids, one a node: in a cluster a command's keys
+// must all be on one node, and an id's keys are all in its slot. A batch is
+// routed by its first id's record. Pending is PresencePublisher's.
+template <class Pending>
+class NodeBatches {
+public:
+    struct Batch {
+        std::vector<std::string> argv;  // The header, then each id's arguments.
+        Pending pending;                // What its reply needs.
+        std::string route;              // Empty: not begun.
+    };
+    // Every batch begins with HEADER and a copy of PENDING.
+    NodeBatches(std::vector<std::string> header, Pending pending)
+        : header_(std::move(header)), pending_(std::move(pending)) {}
+
+    // NODE's batch, which ID joins (the caller adds its arguments); begun if need be.
+    Batch& add(std::uint16_t node, const std::string& id) {
+        Batch& b = by_node_[node];
+        if (b.route.empty()) b = Batch{header_, pending_, rec_key(id)};
+        return b;
+    }
+    // Every batch begun, to SEND(Batch&&), one each node; then there are none.
+    template <class Send>
+    void send_all(Send send) {
+        for (auto& [node, b] : by_node_) {
+            if (!b.route.empty()) send(std::exchange(b, Batch{}));
+        }
+    }
+
+private:
+    std::vector<std::string> header_;
+    Pending pending_;
+    std::unordered_map<std::uint16_t, Batch> by_node_;
+};
 
 }  // namespace lifeline::presence_wire

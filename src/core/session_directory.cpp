@@ -182,8 +182,8 @@ void SessionDirectory::unpin(std::string_view id) {
     free_if_unused(n);
 }
 
-PresenceTable::Offline SessionDirectory::offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
-                                                 std::int64_t now_ms) {
+PresenceOffline SessionDirectory::offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
+                                          std::int64_t now_ms) {
     if (auto stale = replaced_.find(conn); stale != replaced_.end()) {
         const std::uint64_t epoch = stale->second;
         replaced_.erase(stale);

@@ -341,8 +341,7 @@ Duration Connection::detected_after(DisconnectReason reason) const {
 
 void Connection::report_offline(DisconnectReason reason) {
     Server::Impl& server = worker().server();
-    const PresenceTable::Offline o =
-        server.presence_offline(session_.chosen_id(), id(), reason, detected_after(reason).ms());
+    const PresenceOffline o = server.presence_offline(session_.chosen_id(), id(), reason, detected_after(reason).ms());
     if (!o.applied && o.epoch == 0) return;  // Never online here (refused, or it never got that far).
     Event e = event(EventKind::offline);
     e.reason = reason;

@@ -79,8 +79,8 @@ struct Server::Impl {
     // Nothing reads admit_session()'s stored id any more.
     void unpin_session(std::string_view id);
     // Presence of client-chosen ids; time is the wall clock (Unix ms).
-    PresenceTable::Offline presence_offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
-                                            std::int64_t detected_after_ms);
+    PresenceOffline presence_offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
+                                     std::int64_t detected_after_ms);
     std::uint64_t presence_epoch(std::string_view id, std::uint64_t conn) const;  // 0: not its session.
     std::string presence_json(const std::string& id) const;                       // "" when unknown.
     std::string presence_list_json() const;

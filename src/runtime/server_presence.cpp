@@ -53,8 +53,8 @@ const std::uint8_t* Server::Impl::admit_session(std::string_view id, runtime::Co
     return a.stored;
 }
 
-PresenceTable::Offline Server::Impl::presence_offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
-                                                      std::int64_t detected_after_ms) {
+PresenceOffline Server::Impl::presence_offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
+                                               std::int64_t detected_after_ms) {
     if (!options.presence) return {};
     std::lock_guard lock(sessions_mutex);
     if (redis_presence) redis_presence->offline(std::string(id), conn, reason, detected_after_ms);

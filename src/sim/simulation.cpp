@@ -215,7 +215,7 @@ void Simulation::after_server(Connection& c, Instant now) {
             if (e->kind == SessionEventKind::closed && !c.outcome.server_reason) {
                 c.outcome.server_reason = e->reason;
                 c.server.open = false;
-                registry_.release(s.chosen_id(), c.outcome.id);
+                end_session(c, e->reason, now);
             }
         }
     }
@@ -278,6 +278,7 @@ void Simulation::trace(Instant now, const Connection& c, const std::string& what
 }
 
 void Simulation::final_checks(Instant end) {
+    presence_checks();
     for (auto& c : conns_) {
         takeover_checks(*c);
         if (c->client.session) c->outcome.rtt_smoothed = c->client.session->liveness().rtt().smoothed();

@@ -13,7 +13,7 @@
 #include "lifeline/engine/client_session.hpp"
 #include "lifeline/engine/codec.hpp"
 #include "lifeline/engine/server_session.hpp"
-#include "lifeline/engine/session_registry.hpp"
+#include "lifeline/engine/session_directory.hpp"
 #include "lifeline/engine/timing_wheel.hpp"
 #include "sim/simulation.hpp"
 
@@ -57,6 +57,7 @@ struct Connection {
     Instant frozen_until;               // Client process stopped until then.
     bool crashed = false;
     std::vector<std::vector<std::uint8_t>> held_while_frozen;
+    bool id_pinned = false;  // The server session refers to the directory's stored id (admitted with one).
 };
 
 class Simulation {
@@ -67,7 +68,8 @@ public:
           client_config_(client_config(config)),
           rng_(config.seed),
           server_wheel_(kEpoch, {config.tick}),
-          client_wheel_(kEpoch, {config.tick}) {}
+          client_wheel_(kEpoch, {config.tick}),
+          directory_(directory_config(config)) {}
 
     ~Simulation() {
         for (auto& c : conns_) {
@@ -102,6 +104,16 @@ private:
         s.admission = true;  // Every HELLO goes through admit(): the takeover rule.
         return s;
     }
+    // The server's SessionDirectory with the server's defaults (presence kept
+    // for 24 h). The key comes from the seed (a run replays) but not from
+    // rng_, which makes the impostors' guesses: to them the tokens are as
+    // unguessable as the server's.
+    static SessionDirectoryConfig directory_config(const SimulationConfig& c) {
+        SessionDirectoryConfig d;
+        std::mt19937_64 key_rng(c.seed ^ 0x6b6579u);
+        for (std::uint8_t& b : d.token_key) b = static_cast<std::uint8_t>(key_rng());
+        return d;
+    }
     static ClientSessionConfig client_config(const SimulationConfig& c) {
         ClientSessionConfig s;
         s.heartbeat = c.interval;
@@ -128,7 +140,10 @@ private:
     void add_comeback(const Connection& replaced);
     void prepare_client(Connection& c);
     void admit(Connection& c, const SessionEvent& hello, Instant now);
+    void end_session(Connection& c, DisconnectReason reason, Instant now);
+    void offline_check(const Connection& c, DisconnectReason reason, const PresenceOffline& o);
     void takeover_checks(const Connection& c);
+    void presence_checks();
     ResumeToken random_token();
     void violation(const Connection& c, const std::string& what);
     void trace(Instant now, const Connection& c, const std::string& what);
@@ -140,11 +155,13 @@ private:
     std::mt19937_64 rng_;
     TimingWheel server_wheel_;
     TimingWheel client_wheel_;
+    // Client id -> the connection holding it (its index as the holder's slot
+    // and conn), and presence. Before conns_: sessions refer to its stored ids.
+    SessionDirectory directory_;
     std::vector<std::unique_ptr<Connection>> conns_;
     std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
     std::uint64_t next_seq_ = 0;
     SimulationReport report_;
-    SessionRegistry<std::uint32_t> registry_;  // Client id -> the connection (index) holding it.
 };
 
 }  // namespace lifeline::sim::detail

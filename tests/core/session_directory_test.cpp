@@ -1,5 +1,6 @@
-// SessionDirectory: the takeover rule, derived resume tokens, presence with
-// PresenceTable's rules, and ids stored once (pinned while referred to).
+// SessionDirectory: the takeover rule, derived resume tokens, presence fenced
+// by epoch and kept for the retention, and ids stored once (pinned while
+// referred to).
 #include "lifeline/engine/session_directory.hpp"
 
 #include <gtest/gtest.h>
@@ -34,6 +35,7 @@ TEST(SessionDirectory, AFreeIdMayBeTakenAHeldOneOnlyWithItsHoldersToken) {
     EXPECT_TRUE(d.check("dev", "").may_take_over());
     const ResumeToken first = d.token_for("dev", 1);
     EXPECT_FALSE(d.admit("dev", holder(1), "10.0.0.1:1", 0).replaced);
+    EXPECT_TRUE(d.check("dev", "").in_use);
     EXPECT_FALSE(d.check("dev", "").may_take_over());
     ResumeToken wrong = first;
     wrong.back() ^= 1;  // Differs in the last bit only.
@@ -107,7 +109,7 @@ TEST(SessionDirectory, ManyIdsComeAndGoAndAreAllFound) {
     EXPECT_EQ(d.online_count(), kIds / 2);
 }
 
-// ---- Presence, as PresenceTable (tests/core/presence_test.cpp) -------------------
+// ---- Presence ----------------------------------------------------------------------
 
 TEST(SessionDirectory, OnlineThenOfflineWithItsReason) {
     SessionDirectory d(config());
@@ -119,7 +121,7 @@ TEST(SessionDirectory, OnlineThenOfflineWithItsReason) {
     EXPECT_EQ(r->peer, "10.0.0.2:4000");
     EXPECT_EQ(r->since_ms, 1'000);
     EXPECT_EQ(d.online_count(), 1u);
-    const PresenceTable::Offline o = d.offline("dev-1", 7, DisconnectReason::heartbeat_timeout, 2'000);
+    const PresenceOffline o = d.offline("dev-1", 7, DisconnectReason::heartbeat_timeout, 2'000);
     EXPECT_TRUE(o.applied);
     EXPECT_EQ(o.epoch, 1u);
     d.release("dev-1", holder(7));
@@ -139,7 +141,7 @@ TEST(SessionDirectory, ALateOfflineFromAReplacedSessionChangesNothing) {
     SessionDirectory d(config());
     d.admit("dev-2", holder(1), "a", 0);
     EXPECT_EQ(d.admit("dev-2", holder(2), "b", 10).epoch, 2u);  // Took over before the old one ended.
-    const PresenceTable::Offline late = d.offline("dev-2", 1, DisconnectReason::session_replaced, 20);
+    const PresenceOffline late = d.offline("dev-2", 1, DisconnectReason::session_replaced, 20);
     EXPECT_FALSE(late.applied);
     EXPECT_EQ(late.epoch, 1u);  // It still names the epoch that ended.
     std::optional<PresenceRecord> r = d.presence("dev-2", 30);
@@ -148,8 +150,32 @@ TEST(SessionDirectory, ALateOfflineFromAReplacedSessionChangesNothing) {
     EXPECT_EQ(r->epoch, 2u);
     EXPECT_EQ(r->peer, "b");
     EXPECT_FALSE(r->last_reason);
+    // Twice is once: the second offline for the same session is stale too.
     EXPECT_TRUE(d.offline("dev-2", 2, DisconnectReason::peer_closed, 40).applied);
     EXPECT_FALSE(d.offline("dev-2", 2, DisconnectReason::peer_closed, 50).applied);
+}
+
+// The other order: the old session's offline arrives before the comeback.
+TEST(SessionDirectory, AnOfflineBeforeTheComebackAppliesAndTheComebackIsANewEpoch) {
+    SessionDirectory d(config());
+    d.admit("dev-3", holder(1), "a", 0);
+    const PresenceOffline first = d.offline("dev-3", 1, DisconnectReason::peer_reset, 10);
+    EXPECT_TRUE(first.applied);
+    EXPECT_EQ(first.epoch, 1u);
+    d.release("dev-3", holder(1));
+    EXPECT_EQ(d.admit("dev-3", holder(2), "b", 20).epoch, 2u);
+    EXPECT_FALSE(d.offline("dev-3", 1, DisconnectReason::peer_reset, 30).applied);  // Its own, again: stale.
+    std::optional<PresenceRecord> r = d.presence("dev-3", 40);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->online);
+    EXPECT_EQ(r->epoch, 2u);
+    EXPECT_EQ(r->conn, 2u);
+    EXPECT_EQ(r->last_reason, DisconnectReason::peer_reset);  // Why it last went offline.
+    // A connection that never held the id (one refused) was never online: epoch 0.
+    const PresenceOffline refused = d.offline("dev-3", 9, DisconnectReason::rejected, 50);
+    EXPECT_FALSE(refused.applied);
+    EXPECT_EQ(refused.epoch, 0u);
+    EXPECT_EQ(d.online_count(), 1u);
 }
 
 TEST(SessionDirectory, OfflineRecordsAreForgottenAfterTheRetention) {

@@ -1,13 +1,16 @@
 // Every client-chosen id a server knows, stored once: who holds it (the
 // takeover rule of docs/PROTOCOL.md, "Takeover and admission"), the resume
 // token its WELCOME issued, and its presence (online since when, epoch,
-// connection, peer, and offline records kept for the retention). The server
-// used to keep the id three times (its session, a SessionRegistry, a
-// PresenceTable), each copy with its own heap buffer and hash node: 466 bytes
-// an idle connection with a 27-byte id (docs/BENCHMARKS.md). Here an id costs
-// one 72-byte entry and a 4-byte index slot.
+// connection, peer, and offline records kept for the retention). It is the
+// one implementation of those rules: lifeline's Server and the simulator
+// (src/sim) drive this object. The server used to keep the id three times
+// (its session, a SessionRegistry, a PresenceTable), each copy with its own
+// heap buffer and hash node: 466 bytes an idle connection with a 27-byte id
+// (docs/BENCHMARKS.md). Here an id costs one 72-byte entry and a 4-byte
+// index slot.
 //
 //   on HELLO with an id:   IdClaim c = dir.check(id, hello_token);
+//                          refuse (CLOSE id_in_use) unless c.may_take_over()
 //   on admit:              token = dir.token_for(id, conn); WELCOME with it;
 //                          Admitted a = dir.admit(id, holder, peer, now_ms);
 //                          close *a.replaced with session_replaced;
@@ -19,11 +22,14 @@
 // 16 bytes, with a key from the caller's CSPRNG (this header reads no
 // randomness), so only the holder's connection number is kept. It is as
 // unguessable as a random token (the key never leaves the process) and, as
-// before, valid only while that connection holds the id.
+// before, valid only while that connection holds the id; it is compared in
+// constant time (resume_token_matches).
 //
-// Presence follows PresenceTable's rules exactly (lifeline/engine/presence.hpp):
-// fenced by epoch, offline records kept for `retention` and at most
-// `max_offline` of them. Time is an argument (Unix ms).
+// Presence is fenced by epoch: every admission of an id starts a new epoch,
+// and an offline from an older one (a replaced session ending late) changes
+// nothing, whatever order the two arrive in. Offline records are kept for
+// `retention` and at most `max_offline` of them. Time is an argument (Unix
+// ms: presence is read by people and other machines).
 //
 // Threads: none; one thread at a time (lock it if shared), except that the
 // bytes of a stored id may be read by any thread while it is pinned: they
@@ -41,7 +47,7 @@
 #include <vector>
 
 #include "lifeline/engine/presence.hpp"
-#include "lifeline/engine/session_registry.hpp"
+#include "lifeline/engine/resume_token.hpp"
 #include "lifeline/time.hpp"
 
 namespace lifeline {
@@ -96,9 +102,9 @@ public:
     bool release(std::string_view id, const SessionHolder& holder);
     // One admit()'s pin is over: nothing reads its stored bytes any more.
     void unpin(std::string_view id);
-    // The session on `conn` ended with `reason`; fenced as PresenceTable::offline().
-    PresenceTable::Offline offline(std::string_view id, std::uint64_t conn, DisconnectReason reason,
-                                   std::int64_t now_ms);
+    // The session on `conn` ended with `reason`. Fenced: applies only while
+    // `conn` is the id's current session; a replaced one's (once) still names its epoch.
+    PresenceOffline offline(std::string_view id, std::uint64_t conn, DisconnectReason reason, std::int64_t now_ms);
 
     std::optional<SessionHolder> find(std::string_view id) const;
     std::optional<PresenceRecord> presence(std::string_view id, std::int64_t now_ms);

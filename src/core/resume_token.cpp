@@ -1,4 +1,4 @@
-#include "lifeline/engine/session_registry.hpp"
+#include "lifeline/engine/resume_token.hpp"
 
 namespace lifeline {
 
