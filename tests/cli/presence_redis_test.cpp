@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lifeline/engine/presence_publisher.hpp"
@@ -81,6 +82,26 @@ protected:
         EXPECT_TRUE(r) << r.error().message;
         EXPECT_TRUE(r && *r) << id << " has no record";
         return r && *r ? **r : FleetPresence{};
+    }
+
+    // Until the gateway's FUNCTION LOAD has run on every master, an FCALL the
+    // test sends itself can fail with "Function not found" (`listening` comes
+    // before the presence connection). Redis has no event for it: polled,
+    // with a deadline.
+    void await_library_on_every_node() {
+        std::vector<RedisServer*> nodes;
+        if (cluster_) {
+            for (int i = 0; i < testing::RedisCluster::kMasters; ++i) nodes.push_back(&cluster_->node(i));
+        } else {
+            nodes.push_back(redis_.get());
+        }
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        for (RedisServer* node : nodes) {
+            while (node->cli({"FUNCTION", "LIST", "LIBRARYNAME", "lifeline"}).find("lifeline") == std::string::npos) {
+                ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the gateway never loaded its functions";
+                std::this_thread::sleep_for(20ms);
+            }
+        }
     }
 
     std::string url() const { return cluster_ ? cluster_->url() : redis_->url(); }
@@ -245,6 +266,7 @@ TEST_P(PresenceFleet, AClientThatMovesClosesItsGhostAndALateOfflineChangesNothin
 // gateway's state is written straight into Redis by the test.
 TEST_P(PresenceFleet, ASurvivorEndsADeadRunsSessionWhateverConnItListedLast) {
     gateway("gw-a");
+    ASSERT_NO_FATAL_FAILURE(await_library_on_every_node());
     const std::string now = std::to_string(unix_ms());
     const std::string online =
         cli({"FCALL", "lifeline_online", "4", "lifeline:{mover}", "lifeline:{mover}:epoch",
