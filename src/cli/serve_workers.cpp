@@ -27,10 +27,12 @@
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/self_process.hpp"
 #include "lifeline/server.hpp"
 #include "net/endpoint.hpp"
+#include "net/pidfd.hpp"
 #include "runtime/http_endpoint.hpp"
 #include "runtime/metrics.hpp"
 
@@ -48,7 +50,8 @@ constexpr auto kStopGrace = std::chrono::seconds(3);     // Then SIGKILL.
 struct Worker {
     int index = 0;
     pid_t pid = -1;
-    int out = -1;  // Its stdout.
+    int out = -1;                       // Its stdout.
+    std::optional<net::PidFd> exit_fd;  // Readable once it exits; none on kernels before 5.3.
     std::string partial;
     std::string metrics_url;  // Its own /metrics, from its second "listening" event.
     Clock::time_point started;
@@ -103,6 +106,7 @@ public:
         while (true) {
             std::vector<pollfd> fds{{signal_fd, POLLIN, 0}};
             for (const Worker& w : workers_) fds.push_back({w.out, POLLIN, 0});
+            for (const Worker& w : workers_) fds.push_back({w.exit_fd ? w.exit_fd->fd() : -1, POLLIN, 0});
             const int wait_ms = next_wait_ms(stopping, kill_at);
             ::poll(fds.data(), fds.size(), wait_ms);
             if (fds[0].revents & POLLIN) {
@@ -181,13 +185,18 @@ private:
     }
 
     int next_wait_ms(bool stopping, Clock::time_point kill_at) const {
-        auto next = Clock::now() + std::chrono::seconds(1);
+        const Clock::time_point far = Clock::time_point::max();
+        Clock::time_point next = far;
         if (stopping) next = std::min(next, kill_at);
         for (const Worker& w : workers_) {
             if (w.pid < 0 && !stopping) next = std::min(next, w.restart_at);
         }
-        // Children exit without telling the poll: wake often enough to reap them promptly.
-        next = std::min(next, Clock::now() + std::chrono::milliseconds(100));
+        // Without a pidfd a child exits without telling the poll: wake often
+        // enough to reap it promptly. With them an idle supervisor sleeps.
+        const bool blind =
+            std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.pid > 0 && !w.exit_fd; });
+        if (blind) next = std::min(next, Clock::now() + std::chrono::milliseconds(100));
+        if (!blind && !stopping && next == far) return -1;
         return static_cast<int>(std::max<std::int64_t>(
             0, std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count()));
     }
@@ -221,6 +230,8 @@ private:
         }
         w.pid = child->pid;
         w.out = child->stdout_fd;
+        Result<net::PidFd> exit_fd = net::PidFd::open(child->pid);  // Still our unreaped child: cannot be another.
+        w.exit_fd = exit_fd ? std::optional<net::PidFd>(std::move(*exit_fd)) : std::nullopt;
         w.started = Clock::now();
         w.partial.clear();
         w.listening = false;
@@ -290,6 +301,7 @@ private:
             ::close(w.out);
             w.out = -1;
             w.pid = -1;
+            w.exit_fd.reset();
             w.metrics_url.clear();
             rebuild_urls();
             if (stopping) continue;
