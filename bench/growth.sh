@@ -23,7 +23,8 @@
 # connections are 33,333 round trips a second), HOLD (180s), RAMP (8000
 # connections a second), SETTLE_S (at most this long, 240, waiting after a
 # point for the kernel to free its sockets), POINT_LIMIT_S (a point that
-# runs longer than ramp + heartbeat + hold + this, 300, is stopped).
+# runs longer than ramp + heartbeat + hold + this, 300, is stopped);
+# PER_WORKER (19000) goes to scale.sh: connections per server worker.
 # Needs the release build and ~10 GiB of free memory for the 1M point.
 # Benchmarks are not tests: nothing here passes or fails on a figure.
 set -euo pipefail

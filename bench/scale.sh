@@ -9,7 +9,9 @@
 # Usage: [IO=uring] bash bench/scale.sh N HEARTBEAT HOLD [RAMP]
 #   bash bench/scale.sh 100000 5s 120s
 #   IO=uring bash bench/scale.sh 1000000 30s 300s 8000
-# IO picks the server's connection I/O (serve --io; default epoll).
+# IO picks the server's connection I/O (serve --io; default epoll);
+# PER_WORKER (default 19000, under the 20,000 descriptors a process) the
+# connections per server worker, so workers = ceil(N / PER_WORKER).
 # Timeout = 3 x heartbeat. Needs the release build. Benchmarks are not tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,7 +26,8 @@ lifeline=build/release/src/cli/lifeline
 hb_s=${heartbeat%s}
 [[ $hb_s =~ ^[0-9]+$ ]] || { echo "scale.sh: HEARTBEAT must be whole seconds, like 5s (got $heartbeat)" >&2; exit 2; }
 timeout="$((hb_s * 3))s"
-per_worker=19000
+per_worker=${PER_WORKER:-19000}
+[[ $per_worker =~ ^[1-9][0-9]*$ && $per_worker -le 19000 ]] || { echo "scale.sh: PER_WORKER must be 1..19000 (got $per_worker)" >&2; exit 2; }
 workers=$(((n + per_worker - 1) / per_worker))
 source bench/common.sh  # $tmp, $server_pid and their cleanup; CPU/RSS helpers
 port=$((20000 + RANDOM % 20000))
