@@ -25,6 +25,18 @@ rss_tree_kib() {
     echo "$total"
 }
 
+# PSS of a process tree, in KiB (/proc/PID/smaps_rollup): shared pages (the
+# binary, its libraries, in every worker) split among the processes mapping
+# them, so the sum is the memory the tree really holds, once.
+pss_tree_kib() {
+    local total=0 p kib
+    for p in $(tree_pids "$1"); do
+        kib=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || true)
+        total=$((total + ${kib:-0}))
+    done
+    echo "$total"
+}
+
 # A top-level number or string from a one-line JSON object: json_field FILE NAME.
 json_field() { grep -o "\"$2\":[^,}]*" "$1" | head -1 | cut -d: -f2 || true; }
 

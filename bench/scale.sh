@@ -4,7 +4,7 @@
 # `lifeline serve --workers W` (likewise), all on loopback. Reports false
 # deaths (server `dead` events, client-side closes), connect failures, and
 # memory: the kernel's (Slab, TCP buffers) and user space's (RSS of every
-# server and generator process), per connection.
+# server and generator process; the servers' PSS too), per connection.
 #
 # Usage: [IO=uring] bash bench/scale.sh N HEARTBEAT HOLD [RAMP]
 #   bash bench/scale.sh 100000 5s 120s
@@ -46,6 +46,7 @@ server_pid=$!
 for _ in $(seq 100); do grep -q '"listening"' "$tmp/server.jsonl" 2>/dev/null && break; sleep 0.1; done
 grep -q '"listening"' "$tmp/server.jsonl" || { echo "scale.sh: the server did not start" >&2; cat "$tmp/server.err" >&2; exit 1; }
 server_rss0=$(rss_tree_kib "$server_pid")
+server_pss0=$(pss_tree_kib "$server_pid")
 
 "$lifeline" bench "127.0.0.1:$port" -n "$n" --ramp "$ramp" --heartbeat "$heartbeat" --timeout "$timeout" \
     --hold "$hold" --json >"$tmp/bench.json" 2>"$tmp/bench.err" &
@@ -66,6 +67,7 @@ slab1=$(meminfo Slab)
 avail1=$(meminfo MemAvailable)
 tcp1=$(tcp_mem_pages)
 server_rss=$(rss_tree_kib "$server_pid")
+server_pss=$(pss_tree_kib "$server_pid")
 bench_rss=$(rss_tree_kib "$bench_pid")
 open_now=$(ss -Htn state established "( sport = :$port )" | wc -l)
 wait "$bench_pid" || { echo "scale.sh: bench failed" >&2; tail -5 "$tmp/bench.err" >&2; exit 1; }
@@ -79,13 +81,15 @@ field() { json_field "$tmp/bench.json" "$1"; }
 dead=$(grep -c '"event":"dead"' "$tmp/server.jsonl" || true)
 restarts=$(grep -c 'restarting' "$tmp/server.jsonl" || true)
 awk -v n="$n" -v open="$open_now" -v s0="$slab0" -v s1="$slab1" -v a0="$avail0" -v a1="$avail1" \
-    -v t0="$tcp0" -v t1="$tcp1" -v sr="$server_rss" -v sr0="$server_rss0" -v br="$bench_rss" \
+    -v t0="$tcp0" -v t1="$tcp1" -v sr="$server_rss" -v sr0="$server_rss0" -v sp="$server_pss" -v sp0="$server_pss0" -v br="$bench_rss" \
     -v ca="$cpu_a" -v cb="$cpu_b" -v ta="$t_a" -v tb="$t_b" -v rate="$(json_field "$tmp/bench.json" round_trips_per_second)" 'BEGIN {
     printf "established (server side, sampled after the ramp): %d\n", open
     printf "kernel: Slab +%.0f MiB (%.0f B per connection pair), TCP buffers +%.0f MiB, MemAvailable -%.0f MiB (%.0f B per pair)\n",
         (s1 - s0) / 1024, (s1 - s0) * 1024 / n, (t1 - t0) * 4 / 1024, (a0 - a1) / 1024, (a0 - a1) * 1024 / n
     printf "user space: server processes %.0f MiB, %.0f MiB above their idle start (%.0f B per connection); generator processes %.0f MiB (%.0f B per connection)\n",
         sr / 1024, (sr - sr0) / 1024, (sr - sr0) * 1024 / n, br / 1024, br * 1024 / n
+    printf "user space, shared pages counted once (PSS): server processes %.0f MiB (%.0f B per connection, fixed memory included), %.0f MiB above their idle start (%.0f B per connection)\n",
+        sp / 1024, sp * 1024 / n, (sp - sp0) / 1024, (sp - sp0) * 1024 / n
     printf "server CPU: %.2f s over %.1f s = %.2f us per heartbeat round trip (at the %.0f round trips/s the generator measured)\n",
         cb - ca, tb - ta, (cb - ca) * 1e6 / (rate * (tb - ta)), rate
 }'
