@@ -14,28 +14,25 @@ cpu_tree_s() {
         awk '{ ns += $1 } END { printf "%.6f", ns / 1e9 }'
 }
 
-# VmRSS of a process tree, in KiB.
-rss_tree_kib() {
+# The sum of one /proc/PID/FILE field ("Name:  N kB") over a process tree, in
+# KiB: tree_field_kib PID FILE NAME. A process that is exiting, or a zombie,
+# has no such line: it counts as 0.
+tree_field_kib() {
     local total=0 p kib
     for p in $(tree_pids "$1"); do
-        # A process that is exiting, or a zombie, has no VmRSS line: count it as 0.
-        kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+        kib=$(awk -v k="$3:" '$1 == k { print $2 }' "/proc/$p/$2" 2>/dev/null || true)
         total=$((total + ${kib:-0}))
     done
     echo "$total"
 }
 
-# PSS of a process tree, in KiB (/proc/PID/smaps_rollup): shared pages (the
-# binary, its libraries, in every worker) split among the processes mapping
-# them, so the sum is the memory the tree really holds, once.
-pss_tree_kib() {
-    local total=0 p kib
-    for p in $(tree_pids "$1"); do
-        kib=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || true)
-        total=$((total + ${kib:-0}))
-    done
-    echo "$total"
-}
+# VmRSS of a process tree, in KiB.
+rss_tree_kib() { tree_field_kib "$1" status VmRSS; }
+
+# PSS of a process tree, in KiB: shared pages (the binary, its libraries, in
+# every worker) split among the processes mapping them, so the sum is the
+# memory the tree really holds, each page once.
+pss_tree_kib() { tree_field_kib "$1" smaps_rollup Pss; }
 
 # A top-level number or string from a one-line JSON object: json_field FILE NAME.
 json_field() { grep -o "\"$2\":[^,}]*" "$1" | head -1 | cut -d: -f2 || true; }
