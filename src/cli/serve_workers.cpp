@@ -196,7 +196,7 @@ private:
         const bool blind =
             std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.pid > 0 && !w.exit_fd; });
         if (blind) next = std::min(next, Clock::now() + std::chrono::milliseconds(100));
-        if (!blind && !stopping && next == far) return -1;
+        if (next == far) return -1;  // Nothing due: sleep until a worker or a signal says something.
         return static_cast<int>(std::max<std::int64_t>(
             0, std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count()));
     }
